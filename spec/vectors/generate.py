@@ -1,0 +1,313 @@
+"""Writes values.json and streams.json in this folder from the hand-written cases below.
+
+Every expectation here is written by hand from spec/PROTOCOL.md, never computed by either
+implementation: this file only spares us typing long strings and escaping JSON inside JSON.
+Run `python spec/vectors/generate.py` after editing; both test suites read the JSON files.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+NAN = {"$float": "nan"}
+INF = {"$float": "inf"}
+NINF = {"$float": "-inf"}
+
+
+def big(n: int) -> dict[str, str]:
+    return {"$bigint": str(n)}
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def nested_value(depth: int) -> dict[str, int]:
+    """A tag for ``depth`` arrays nested in each other (too deep to write out in the file)."""
+    return {"$nested": depth}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def values() -> list[dict[str, Any]]:
+    c: list[dict[str, Any]] = []
+
+    def both(name: str, value: Any, text: str, **extra: Any) -> None:
+        c.append({"name": name, "value": value, "text": text, **extra})
+
+    def enc_error(name: str, value: Any, path: str, **extra: Any) -> None:
+        c.append({"name": name, "value": value, "encode_error": "ENCODE_ERROR", "path": path, **extra})
+
+    def dec(name: str, text: str, decodes_to: Any, **extra: Any) -> None:
+        c.append({"name": name, "text": text, "decodes_to": decodes_to, **extra})
+
+    def dec_error(name: str, text: str | None = None, raw: bytes | None = None) -> None:
+        case: dict[str, Any] = {"name": name, "decode_error": "DECODE_ERROR"}
+        if raw is not None:
+            case["base64"] = b64(raw)
+        else:
+            case["text"] = text
+        c.append(case)
+
+    # literals and integers
+    both("null", None, "null")
+    both("true", True, "true")
+    both("false", False, "false")
+    both("zero", 0, "0")
+    both("negative int", -1, "-1")
+    both("int 42", 42, "42")
+    both("max safe integer", 9007199254740991, "9007199254740991")
+    both("min safe integer", -9007199254740991, "-9007199254740991")
+    enc_error("2**53 is not safe", big(2**53), "$")
+    enc_error("-(2**53) is not safe", big(-(2**53)), "$")
+    enc_error("unsafe integer nested", {"ids": [1, big(2**60)]}, "$.ids[1]")
+    both("big int sent as is when asked", big(2**53 + 1), "9007199254740993", options={"big_ints": True})
+    both(
+        "beyond 64 bits sent as is when asked (reads back as a float)",
+        big(2**70),
+        "1180591620717411303424",
+        options={"big_ints": True},
+        decodes_to=1.1805916207174113e21,
+    )
+    enc_error("BigInt nested in object", {"a": {"b c": big(10**30)}}, '$.a["b c"]')
+    # floats
+    both("float 1.5", 1.5, "1.5")
+    both("float -273.15", -273.15, "-273.15")
+    both("0.1 + 0.2", 0.30000000000000004, "0.30000000000000004")
+    both("smallest subnormal", 5e-324, "5e-324")
+    both("largest double", 1.7976931348623157e308, "1.7976931348623157e+308")
+    both("1e300", 1e300, "1e+300")
+    both("1e-7", 1e-7, "1e-7")
+    both("2.5e-5", 2.5e-5, "0.000025")
+    both("1e21", 1e21, "1e+21")
+    both("integral float", 1.0, "1", text_py="1.0")
+    both("integral float 1e16", 1e16, "10000000000000000", text_py="1e+16")
+    both("negative zero (Python)", {"$float": "-0"}, "-0.0", py_only=True)
+    both("negative zero (JavaScript)", {"$float": "-0"}, "0", decodes_to=0, js_only=True)
+    both("NaN sends null", NAN, "null", decodes_to=None)
+    both("Infinity sends null", INF, "null", decodes_to=None)
+    both("-Infinity sends null", NINF, "null", decodes_to=None)
+    both("NaN in a reading sends null", {"celsius": NAN}, '{"celsius":null}', decodes_to={"celsius": None})
+    enc_error("strict NaN", NAN, "$", options={"strict": True})
+    enc_error("strict Infinity", INF, "$", options={"strict": True})
+    enc_error(
+        "strict NaN deep in readings",
+        {"readings": [{"celsius": 1.5}, {"celsius": 2}, {"celsius": 3}, {"celsius": NAN}]},
+        "$.readings[3].celsius",
+        options={"strict": True},
+    )
+    both("strict passes finite values", {"celsius": 12.25}, '{"celsius":12.25}', options={"strict": True})
+    # strings and escapes
+    both("empty string", "", '""')
+    both("ascii string", "hello", '"hello"')
+    both("quote and backslash", 'a"b\\c', '"a\\"b\\\\c"')
+    both("slash is not escaped", "a/b", '"a/b"')
+    both("short escapes", "\b\f\n\r\t", '"\\b\\f\\n\\r\\t"')
+    both("control characters", "\u0000\u0001\u001f", '"\\u0000\\u0001\\u001f"')
+    both("DEL is raw", "\u007f", '"\u007f"')
+    both("two-byte UTF-8", "é ñ ü", '"é ñ ü"')
+    both("three-byte UTF-8", "€ 中文", '"€ 中文"')
+    both("four-byte UTF-8 (G clef)", "\U0001d11e", '"\U0001d11e"')
+    both("emoji plane 1", "\U0001f600\U0001f321", '"\U0001f600\U0001f321"')
+    both("plane 2 CJK extension B", "\U00020000", '"\U00020000"')
+    both("plane 14 tag", "\U000e0001", '"\U000e0001"')
+    both("plane 15 and 16 private use", "\U000f0000\U0010ffff", '"\U000f0000\U0010ffff"')
+    both("noncharacters U+FFFE U+FFFF", "\ufffe\uffff", '"\ufffe\uffff"')
+    both("U+2028 and U+2029 stay raw", "a\u2028b\u2029c", '"a\u2028b\u2029c"')
+    both("U+FEFF inside a string", "\ufeffx", '"\ufeffx"')
+    both("long ascii string", "x" * 100_000, '"' + "x" * 100_000 + '"')
+    both("long non-ASCII string over 64 KiB", "é€" * 30_000, '"' + "é€" * 30_000 + '"')
+    enc_error("lone high surrogate", "\ud800", "$")
+    enc_error("lone low surrogate in array", ["ok", "\udc00"], "$[1]")
+    enc_error("reversed surrogates", "\udc00\ud800", "$")
+    enc_error("lone surrogate in a key", {"k\ud800": 1}, '$["k\\ud800"]')
+    dec("escaped surrogate pair", '"\\ud834\\udd1e"', "\U0001d11e")
+    dec("escaped letter", '"\\u0041\\u00e9"', "Aé")
+    dec("escaped line separator", '"\\u2028"', "\u2028")
+    dec_error("escaped lone high surrogate", '"\\ud800"')
+    dec_error("escaped lone low surrogate", '"\\udc00"')
+    dec_error("escaped reversed surrogates", '"\\udc00\\ud800"')
+    dec_error("escaped high surrogate then letter", '"\\ud800x"')
+    # containers
+    both("empty array", [], "[]")
+    both("empty object", {}, "{}")
+    both("nested empties", [[], {}, [[]]], "[[],{},[[]]]")
+    both("empty key", {"": {}}, '{"":{}}')
+    both("key order kept", {"b": 1, "a": 2, "c": 3}, '{"b":1,"a":2,"c":3}')
+    both(
+        "a reading",
+        {"sensor": "s1", "seq": 7, "t": 1732470000.5, "celsius": -3.25},
+        '{"sensor":"s1","seq":7,"t":1732470000.5,"celsius":-3.25}',
+    )
+    both("mixed array", [1, "a", None, True, 2.5, {"x": []}], '[1,"a",null,true,2.5,{"x":[]}]')
+    both("1000 numbers", list(range(1000)), "[" + ",".join(map(str, range(1000))) + "]")
+    both("500 nested arrays", nested_value(500), nested(500))
+    both("1024 nested arrays (the limit)", nested_value(1024), nested(1024))
+    dec_error("1025 nested arrays", nested(1025))
+    # decoding: accepted forms
+    dec("duplicate key: last wins", '{"a":1,"a":2}', {"a": 2})
+    dec("whitespace around", " \t\n\r1 \n", 1)
+    dec("exponent form", "1E2", 100.0)
+    dec("underflow reads as zero", "1e-400", 0.0)
+    dec("big int 2**53+1 (Python keeps it)", "9007199254740993", big(2**53 + 1), py_only=True)
+    dec("big int 2**53+1 (JavaScript rounds)", "9007199254740993", 9007199254740992, js_only=True)
+    dec("all short escapes", '"\\"\\\\\\/\\b\\f\\n\\r\\t"', '"\\/\b\f\n\r\t')
+    c.append({"name": "leading BOM skipped", "base64": b64(b"\xef\xbb\xbf{}"), "decodes_to": {}})
+    # decoding: rejected forms
+    for name, text in [
+        ("NaN token", "NaN"),
+        ("Infinity token", "Infinity"),
+        ("-Infinity token", "-Infinity"),
+        ("trailing comma in array", "[1,]"),
+        ("trailing comma in object", '{"a":1,}'),
+        ("single quotes", "{'a':1}"),
+        ("leading zero", "01"),
+        ("leading plus", "+1"),
+        ("comment", "// c\n1"),
+        ("trailing garbage", "[1] x"),
+        ("two values", "1 2"),
+        ("empty text", ""),
+        ("only spaces", "   "),
+        ("bad escape", '"\\x41"'),
+        ("unescaped newline in string", '"a\nb"'),
+        ("unescaped tab in string", '"a\tb"'),
+        ("unquoted key", "{a:1}"),
+        ("overflow 1e400", "1e400"),
+        ("overflow -1e400 in array", "[-1e400]"),
+        ("hex number", "0x10"),
+        ("lone minus", "-"),
+        ("unclosed array", "[1,2"),
+        ("True capitalised", "True"),
+    ]:
+        dec_error(name, text)
+    for name, raw in [
+        ("invalid UTF-8 byte", b'"\xff"'),
+        ("overlong UTF-8", b'"\xc0\xaf"'),
+        ("UTF-8 encoded surrogate", b'"\xed\xa0\x80"'),
+        ("truncated UTF-8", b'"\xe2\x82"'),
+        ("latin-1 text", b'"caf\xe9"'),
+        ("BOM only", b"\xef\xbb\xbf"),
+        ("two BOMs", b"\xef\xbb\xbf\xef\xbb\xbf1"),
+    ]:
+        dec_error(name, raw=raw)
+    return c
+
+
+def msg(value: Any, line: int) -> dict[str, Any]:
+    return {"message": value, "line": line}
+
+
+def err(line: int, code: str = "DECODE_ERROR") -> dict[str, Any]:
+    return {"error": code, "line": line}
+
+
+def trunc(line: int, delivered: bool) -> dict[str, Any]:
+    return {"error": "TRUNCATED_LINE", "line": line, "delivered": delivered}
+
+
+def streams() -> list[dict[str, Any]]:
+    c: list[dict[str, Any]] = []
+
+    def case(name: str, data: str | bytes, events: list[dict[str, Any]], **extra: Any) -> None:
+        entry: dict[str, Any] = {"name": name}
+        if isinstance(data, bytes):
+            entry["base64"] = b64(data)
+        else:
+            entry["input"] = data
+        entry.update(extra)
+        entry["events"] = events
+        c.append(entry)
+
+    ftl = "FRAME_TOO_LARGE"
+    case("empty stream", "", [])
+    case("one message", "1\n", [msg(1, 1)])
+    case("three messages", "1\n2\n3\n", [msg(1, 1), msg(2, 2), msg(3, 3)])
+    case("CRLF endings", "1\r\n2\r\n", [msg(1, 1), msg(2, 2)])
+    case("mixed CRLF and LF", '{"a":1}\r\n[2]\n"x"\r\n', [msg({"a": 1}, 1), msg([2], 2), msg("x", 3)])
+    case("blank lines skipped, still counted", "\n\n1\n\n2\n", [msg(1, 3), msg(2, 5)])
+    case("whitespace-only line skipped", "1\n \t \r\n2\n", [msg(1, 1), msg(2, 3)])
+    case("only newlines", "\n\n\n", [])
+    case("only CRLFs", "\r\n\r\n", [])
+    case("BOM at start skipped", "\ufeff1\n2\n", [msg(1, 1), msg(2, 2)])
+    case("BOM only", "\ufeff", [])
+    case("BOM then blank then value", "\ufeff\n7\n", [msg(7, 2)])
+    case("BOM in the middle is an error", "1\n\ufeff2\n3\n", [msg(1, 1), err(2), msg(3, 3)])
+    case("malformed line between good ones", "1\n{bad\n3\n", [msg(1, 1), err(2), msg(3, 3)])
+    case("NaN token line", "1\nNaN\n2\n", [msg(1, 1), err(2), msg(2, 3)])
+    case("trailing comma line", "[1,]\n[1]\n", [err(1), msg([1], 2)])
+    case("two values on one line", "1 2\n3\n", [err(1), msg(3, 2)])
+    case("every line bad", "a\nb\nc\n", [err(1), err(2), err(3)])
+    case("lone surrogate escape line", '"ok"\n"\\ud800"\n"ok"\n', [msg("ok", 1), err(2), msg("ok", 3)])
+    case("overflowing number line", "1\n1e400\n2\n", [msg(1, 1), err(2), msg(2, 3)])
+    case("1025 nested arrays line", "1\n" + nested(1025) + "\n2\n", [msg(1, 1), err(2), msg(2, 3)])
+    case("1024 nested arrays line", nested(1024) + "\n", [msg(nested_value(1024), 1)])
+    case("missing final newline", "1\n2", [msg(1, 1), msg(2, 2), trunc(2, True)])
+    case("missing final newline after CRLF", "1\r\n2\r", [msg(1, 1), msg(2, 2), trunc(2, True)])
+    case("incomplete final line", '1\n{"a":', [msg(1, 1), trunc(2, False)])
+    case("blank unterminated final line", "1\n  ", [msg(1, 1)])
+    case("tutorial sensor: bare numbers", "3.8\n-1.5\n12\n", [msg(3.8, 1), msg(-1.5, 2), msg(12, 3)])
+    case("tutorial bug: readings run together", "3.8-1.5\n4.25\n", [err(1), msg(4.25, 2)])
+    case("null, strings, containers", 'null\n"a b"\n[]\n{}\n', [msg(None, 1), msg("a b", 2), msg([], 3), msg({}, 4)])
+    case("spaces around values", " 1 \n\t[2] \n", [msg(1, 1), msg([2], 2)])
+    case("multi-byte UTF-8 values", '"é€\U0001d11e"\n"中"\n', [msg("é€\U0001d11e", 1), msg("中", 2)])
+    case("U+2028 is not a line break", '"a\u2028b"\n', [msg("a\u2028b", 1)])
+    case("100 messages in order", "".join(f"{i}\n" for i in range(100)), [msg(i, i + 1) for i in range(100)])
+    case(
+        "readings",
+        '{"sensor":"a","seq":1,"t":1.5,"celsius":3.25}\n{"sensor":"b","seq":1,"t":2.5,"celsius":-4.0}\n',
+        [msg({"sensor": "a", "seq": 1, "t": 1.5, "celsius": 3.25}, 1), msg({"sensor": "b", "seq": 1, "t": 2.5, "celsius": -4.0}, 2)],
+    )
+    case("line over 64 KiB", '"' + "é" * 40_000 + '"\n1\n', [msg("é" * 40_000, 1), msg(1, 2)])
+    case("invalid UTF-8 line between good ones", b'1\n"\xff"\n3\n', [msg(1, 1), err(2), msg(3, 3)])
+    case("UTF-8 encoded surrogate line", b'"\xed\xa0\x80"\n2\n', [err(1), msg(2, 2)])
+    case("invalid UTF-8 in unterminated final line", b'1\n"\xfe', [msg(1, 1), trunc(2, False)])
+    # the line limit (max_line = 10 bytes before the newline)
+    case("over-long line between good ones", '1\n"' + "x" * 20 + '"\n3\n', [msg(1, 1), err(2, ftl), msg(3, 3)], max_line=10)
+    case("line of exactly the limit", '"12345678"\n', [msg("12345678", 1)], max_line=10)
+    case("line one byte over the limit", '"123456789"\n2\n', [err(1, ftl), msg(2, 2)], max_line=10)
+    case("CR counts toward the limit (fits)", '"1234567"\r\n', [msg("1234567", 1)], max_line=10)
+    case("CR counts toward the limit (over)", '"12345678"\r\n5\n', [err(1, ftl), msg(5, 2)], max_line=10)
+    case("over-long blank line", " " * 30 + "\n1\n", [err(1, ftl), msg(1, 2)], max_line=10)
+    case("over-long unterminated final line", "1\n" + "x" * 30, [msg(1, 1), err(2, ftl)], max_line=10)
+    case("two over-long lines in a row", "y" * 15 + "\n" + "z" * 15 + "\n4\n", [err(1, ftl), err(2, ftl), msg(4, 3)], max_line=10)
+    case(
+        "over-long line then truncated value",
+        "x" * 20 + "\n5",
+        [err(1, ftl), msg(5, 2), trunc(2, True)],
+        max_line=10,
+    )
+    case("over-long line of multi-byte text", '"' + "é" * 10 + '"\n1\n', [err(1, ftl), msg(1, 2)], max_line=10)
+    return c
+
+
+def write(name: str, description: str, cases: list[dict[str, Any]]) -> None:
+    doc = {"description": description, "cases": cases}
+    # ASCII with \u escapes: lone surrogates survive, and every JSON reader loads the file
+    text = json.dumps(doc, ensure_ascii=True, indent=1)
+    (HERE / name).write_text(text + "\n", encoding="ascii")
+
+
+def main() -> None:
+    write(
+        "values.json",
+        "encode/decode of single values (format: tests/unit/test_vectors.py). Tagged values: "
+        '{"$float": "nan"|"inf"|"-inf"|"-0"} is that float, {"$bigint": "digits"} an int beyond '
+        '2**53 (JS: BigInt), {"$nested": n} n arrays nested in each other ([[...]]).',
+        values(),
+    )
+    write(
+        "streams.json",
+        "Decoder events for NDJSON streams, whatever the chunking (flat event form: spec/PROTOCOL.md "
+        "section 2). Messages may hold the same tagged values as values.json.",
+        streams(),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The shared vectors (spec/vectors/*.json), the contract that js/test/vectors.test.js runs too.
+
+values.json cases: ``value`` + ``text``: encode(value) is text + newline and decode(text) is
+``decodes_to`` (default: value); ``value`` + ``encode_error``: encode raises that code at ``path``;
+``text``/``base64`` alone: decode gives ``decodes_to`` or raises ``decode_error``.
+streams.json cases: the Decoder's flat events, fed whole, a byte at a time, split at every offset
+and in random chunks.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from bothways import BothwaysError, Decoder, decode, encode
+
+from ..vectors import flat, input_bytes, load, same, same_events, untag
+
+VALUES = [c for c in load("values.json") if not c.get("js_only")]
+STREAMS = load("streams.json")
+
+
+def test_vector_files_are_big_enough() -> None:
+    assert len(load("values.json")) >= 60
+    assert len(STREAMS) >= 40
+
+
+def _options(case: dict[str, Any]) -> dict[str, Any]:
+    return dict(case.get("options", {}))
+
+
+@pytest.mark.parametrize("case", VALUES, ids=[c["name"] for c in VALUES])
+def test_value(case: dict[str, Any]) -> None:
+    if "value" in case:
+        value = untag(case["value"])
+        if "encode_error" in case:
+            with pytest.raises(BothwaysError) as info:
+                encode(value, **_options(case))
+            assert info.value.code == case["encode_error"]
+            assert info.value.path == case["path"]  # type: ignore[attr-defined]
+            return
+        text = case.get("text_py", case["text"])
+        assert encode(value, **_options(case)) == text.encode() + b"\n"
+        expected = untag(case["decodes_to"]) if "decodes_to" in case else value
+        assert same(decode(text.encode()), expected)
+        assert same(decode(text), expected)  # str input too
+        return
+    data = input_bytes(case)
+    if "decode_error" in case:
+        with pytest.raises(BothwaysError) as info:
+            decode(data)
+        assert info.value.code == case["decode_error"]
+        assert str(info.value).startswith("line ")
+    else:
+        assert same(decode(data), untag(case["decodes_to"]))
+
+
+def _feed(data: bytes, cuts: list[int], max_line: int | None) -> list[dict[str, Any]]:
+    decoder = Decoder(max_line=max_line) if max_line else Decoder()
+    events = []
+    start = 0
+    for cut in [*cuts, len(data)]:
+        events.extend(decoder.feed(data[start:cut]))
+        start = cut
+    events.extend(decoder.feed_eof())
+    return flat(events)
+
+
+@pytest.mark.parametrize("case", STREAMS, ids=[c["name"] for c in STREAMS])
+def test_stream(case: dict[str, Any]) -> None:
+    data = input_bytes(case)
+    max_line = case.get("max_line")
+    expected = case["events"]
+    whole = _feed(data, [], max_line)
+    assert same_events(whole, expected), whole
+    assert same_events(_feed(data, list(range(1, len(data))), max_line), expected), "byte at a time"
+    if len(data) <= 300:
+        for cut in range(1, len(data)):
+            assert same_events(_feed(data, [cut], max_line), expected), f"split at {cut}"
+    rng = random.Random(case["name"])
+    for _ in range(20):
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 8)))) if len(data) > 1 else []
+        assert same_events(_feed(data, cuts, max_line), expected), f"cuts {cuts}"

@@ -1,0 +1,86 @@
+"""Reading spec/vectors: tagged values, the flat event form, and a type-strict comparison."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+from bothways.wire import Event, Malformed, Messages, Truncated
+
+from .conftest import SPEC
+
+
+def load(name: str) -> list[dict[str, Any]]:
+    with open(SPEC / name, encoding="utf-8") as f:
+        cases: list[dict[str, Any]] = json.load(f)["cases"]
+    return cases
+
+
+def untag(value: Any) -> Any:
+    """Replaces the vector tags ($float, $bigint, $nested) with the values they stand for."""
+    if isinstance(value, dict):
+        if set(value) == {"$float"}:
+            return float(value["$float"])
+        if set(value) == {"$bigint"}:
+            return int(value["$bigint"])
+        if set(value) == {"$nested"}:
+            nested: list[Any] = []
+            for _ in range(value["$nested"] - 1):
+                nested = [nested]
+            return nested
+        return {k: untag(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [untag(v) for v in value]
+    return value
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality that also compares types: 1 != 1.0 != True, -0.0 != 0.0, NaN == NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        if math.isnan(a):
+            return math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+def input_bytes(case: dict[str, Any]) -> bytes:
+    if "base64" in case:
+        return base64.b64decode(case["base64"])
+    text = case["input"] if "input" in case else case["text"]
+    return str(text).encode("utf-8", "surrogatepass")
+
+
+def flat(events: list[Event]) -> list[dict[str, Any]]:
+    """The flat event form of spec/PROTOCOL.md section 2."""
+    out: list[dict[str, Any]] = []
+    for event in events:
+        if isinstance(event, Messages):
+            out.extend({"message": v, "line": event.line + i} for i, v in enumerate(event.values))
+        elif isinstance(event, Malformed):
+            out.append({"error": event.error.code, "line": event.error.line})
+        elif isinstance(event, Truncated):
+            out.append({"error": event.error.code, "line": event.error.line, "delivered": event.error.delivered})
+        else:  # pragma: no cover - a new event type must be added here
+            raise AssertionError(f"unknown event {event!r}")
+    return out
+
+
+def same_events(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> bool:
+    if len(got) != len(expected):
+        return False
+    for g, e in zip(got, expected):
+        if set(g) != set(e):
+            return False
+        if "message" in e and not same(g["message"], untag(e["message"])):
+            return False
+        if any(g[k] != e[k] for k in e if k != "message"):
+            return False
+    return True
