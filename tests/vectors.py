@@ -47,7 +47,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=False))
     return bool(a == b)
 
 
@@ -67,7 +67,9 @@ def flat(events: list[Event]) -> list[dict[str, Any]]:
         elif isinstance(event, Malformed):
             out.append({"error": event.error.code, "line": event.error.line})
         elif isinstance(event, Truncated):
-            out.append({"error": event.error.code, "line": event.error.line, "delivered": event.error.delivered})
+            out.append(
+                {"error": event.error.code, "line": event.error.line, "delivered": event.error.delivered}
+            )
         else:  # pragma: no cover - a new event type must be added here
             raise AssertionError(f"unknown event {event!r}")
     return out
@@ -76,7 +78,7 @@ def flat(events: list[Event]) -> list[dict[str, Any]]:
 def same_events(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> bool:
     if len(got) != len(expected):
         return False
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=False):
         if set(g) != set(e):
             return False
         if "message" in e and not same(g["message"], untag(e["message"])):

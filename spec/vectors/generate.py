@@ -253,7 +253,11 @@ def streams() -> list[dict[str, Any]]:
     case("blank unterminated final line", "1\n  ", [msg(1, 1)])
     case("tutorial sensor: bare numbers", "3.8\n-1.5\n12\n", [msg(3.8, 1), msg(-1.5, 2), msg(12, 3)])
     case("tutorial bug: readings run together", "3.8-1.5\n4.25\n", [err(1), msg(4.25, 2)])
-    case("null, strings, containers", 'null\n"a b"\n[]\n{}\n', [msg(None, 1), msg("a b", 2), msg([], 3), msg({}, 4)])
+    case(
+        "null, strings, containers",
+        'null\n"a b"\n[]\n{}\n',
+        [msg(None, 1), msg("a b", 2), msg([], 3), msg({}, 4)],
+    )
     case("spaces around values", " 1 \n\t[2] \n", [msg(1, 1), msg([2], 2)])
     case("multi-byte UTF-8 values", '"é€\U0001d11e"\n"中"\n', [msg("é€\U0001d11e", 1), msg("中", 2)])
     case("U+2028 is not a line break", '"a\u2028b"\n', [msg("a\u2028b", 1)])
@@ -261,28 +265,43 @@ def streams() -> list[dict[str, Any]]:
     case(
         "readings",
         '{"sensor":"a","seq":1,"t":1.5,"celsius":3.25}\n{"sensor":"b","seq":1,"t":2.5,"celsius":-4.0}\n',
-        [msg({"sensor": "a", "seq": 1, "t": 1.5, "celsius": 3.25}, 1), msg({"sensor": "b", "seq": 1, "t": 2.5, "celsius": -4.0}, 2)],
+        [
+            msg({"sensor": "a", "seq": 1, "t": 1.5, "celsius": 3.25}, 1),
+            msg({"sensor": "b", "seq": 1, "t": 2.5, "celsius": -4.0}, 2),
+        ],
     )
     case("line over 64 KiB", '"' + "é" * 40_000 + '"\n1\n', [msg("é" * 40_000, 1), msg(1, 2)])
     case("invalid UTF-8 line between good ones", b'1\n"\xff"\n3\n', [msg(1, 1), err(2), msg(3, 3)])
     case("UTF-8 encoded surrogate line", b'"\xed\xa0\x80"\n2\n', [err(1), msg(2, 2)])
     case("invalid UTF-8 in unterminated final line", b'1\n"\xfe', [msg(1, 1), trunc(2, False)])
     # the line limit (max_line = 10 bytes before the newline)
-    case("over-long line between good ones", '1\n"' + "x" * 20 + '"\n3\n', [msg(1, 1), err(2, ftl), msg(3, 3)], max_line=10)
+    case(
+        "over-long line between good ones",
+        '1\n"' + "x" * 20 + '"\n3\n',
+        [msg(1, 1), err(2, ftl), msg(3, 3)],
+        max_line=10,
+    )
     case("line of exactly the limit", '"12345678"\n', [msg("12345678", 1)], max_line=10)
     case("line one byte over the limit", '"123456789"\n2\n', [err(1, ftl), msg(2, 2)], max_line=10)
     case("CR counts toward the limit (fits)", '"1234567"\r\n', [msg("1234567", 1)], max_line=10)
     case("CR counts toward the limit (over)", '"12345678"\r\n5\n', [err(1, ftl), msg(5, 2)], max_line=10)
     case("over-long blank line", " " * 30 + "\n1\n", [err(1, ftl), msg(1, 2)], max_line=10)
     case("over-long unterminated final line", "1\n" + "x" * 30, [msg(1, 1), err(2, ftl)], max_line=10)
-    case("two over-long lines in a row", "y" * 15 + "\n" + "z" * 15 + "\n4\n", [err(1, ftl), err(2, ftl), msg(4, 3)], max_line=10)
+    case(
+        "two over-long lines in a row",
+        "y" * 15 + "\n" + "z" * 15 + "\n4\n",
+        [err(1, ftl), err(2, ftl), msg(4, 3)],
+        max_line=10,
+    )
     case(
         "over-long line then truncated value",
         "x" * 20 + "\n5",
         [err(1, ftl), msg(5, 2), trunc(2, True)],
         max_line=10,
     )
-    case("over-long line of multi-byte text", '"' + "é" * 10 + '"\n1\n', [err(1, ftl), msg(1, 2)], max_line=10)
+    case(
+        "over-long line of multi-byte text", '"' + "é" * 10 + '"\n1\n', [err(1, ftl), msg(1, 2)], max_line=10
+    )
     return c
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from io import BufferedReader
+from typing import cast
 
 from . import __version__
 from .wire import Decoder, Malformed, Messages, Truncated, encode
@@ -17,7 +19,7 @@ def _check(args: argparse.Namespace) -> int:
     decoder = Decoder(max_line=args.max_line)
     bad = 0
     out = sys.stdout.buffer
-    stream = sys.stdin.buffer
+    stream = cast(BufferedReader, sys.stdin.buffer)
     while True:
         chunk = stream.read1(65536)
         events = decoder.feed(chunk) if chunk else decoder.feed_eof()

@@ -51,9 +51,13 @@ MAX_SAFE_INTEGER = 2**53 - 1
 BOM = b"\xef\xbb\xbf"
 EXCERPT = 40  # characters of context shown in an error
 
-_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+# numpy goes through _default (tolist), not OPT_SERIALIZE_NUMPY: orjson's native numpy path
+# would send int64 values beyond 2**53 without the strict-integer check.
+_OPTIONS = orjson.OPT_APPEND_NEWLINE
 _SAFE_INT_OPTIONS = _OPTIONS | orjson.OPT_STRICT_INTEGER
 _loads = orjson.loads
+_dumps = orjson.dumps
+_JSONEncodeError = orjson.JSONEncodeError
 _JSONDecodeError = orjson.JSONDecodeError
 _IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*\Z")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -78,22 +82,46 @@ def encode(value: Any, *, strict: bool = False, big_ints: bool = False) -> bytes
     Raises:
         EncodeError: the value cannot cross; its ``path`` names where, e.g. ``$.readings[3].t``.
     """
+    if strict or big_ints:
+        return _encode_with_options(value, strict, big_ints)
+    try:
+        return _dumps(value, _default, _SAFE_INT_OPTIONS)  # the hot path: one orjson call
+    except _JSONEncodeError as exc:
+        return _encode_failed(value, exc, strict=False, big_ints=False)
+
+
+def _encode_with_options(value: Any, strict: bool, big_ints: bool) -> bytes:
     if strict:
         _raise_problem(value, strict=True, big_ints=big_ints)
-    option = _OPTIONS if big_ints else _SAFE_INT_OPTIONS
     try:
-        return orjson.dumps(value, option=option)
-    except orjson.JSONEncodeError as exc:
-        # orjson stops at 255 levels of nesting and at 64-bit integers: both are rare, so they
-        # take a slower path that still lets orjson write every scalar.
-        reason = str(exc)
-        if "Recursion limit" in reason or (big_ints and "64-bit" in reason):
-            try:
-                return _encode_iteratively(value, option & ~orjson.OPT_APPEND_NEWLINE, big_ints) + b"\n"
-            except orjson.JSONEncodeError:
-                pass
-        _raise_problem(value, strict=strict, big_ints=big_ints)
-        raise EncodeError(reason) from exc
+        return _dumps(value, _default, _OPTIONS if big_ints else _SAFE_INT_OPTIONS)
+    except _JSONEncodeError as exc:
+        return _encode_failed(value, exc, strict=strict, big_ints=big_ints)
+
+
+def _encode_failed(value: Any, exc: Exception, *, strict: bool, big_ints: bool) -> bytes:
+    """orjson refused: retry what only orjson's limits refused, else raise the precise error.
+
+    orjson stops at 255 levels of nesting and at 64-bit integers; both are rare, so they take
+    a slower path that still lets orjson write every scalar.
+    """
+    reason = str(exc)
+    if "Recursion limit" in reason or (big_ints and "64-bit" in reason):
+        option = _OPTIONS if big_ints else _SAFE_INT_OPTIONS
+        try:
+            return _encode_iteratively(value, option & ~orjson.OPT_APPEND_NEWLINE, big_ints) + b"\n"
+        except _JSONEncodeError:
+            pass
+    _raise_problem(value, strict=strict, big_ints=big_ints)
+    raise EncodeError(reason) from exc
+
+
+def _default(value: Any) -> Any:
+    """orjson's hook for types it does not know: numpy arrays and scalars become lists/numbers."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and hasattr(value, "dtype"):
+        return tolist()
+    raise TypeError
 
 
 _END = object()
@@ -115,11 +143,11 @@ def _encode_iteratively(value: Any, option: int, big_ints: bool) -> bytes:
             elif big_ints and type(pending) is int and abs(pending) >= 2**63:
                 parts.append(str(pending).encode())
             else:
-                parts.append(orjson.dumps(pending, option=option))
+                parts.append(orjson.dumps(pending, default=_default, option=option))
         if not stack:
             return b"".join(parts)
         frame = stack[-1]
-        item = next(frame[0], _END)
+        item: Any = next(frame[0], _END)
         if item is _END:
             parts.append(frame[1])
             stack.pop()
@@ -175,7 +203,7 @@ def _leaf_problem(value: Any, *, strict: bool, big_ints: bool) -> str | None:
         return "string contains a lone surrogate" if _has_surrogate(value) else None
     if _children(value) is None:
         try:
-            orjson.dumps(value)
+            orjson.dumps(value, default=_default)
         except orjson.JSONEncodeError:
             return f"{type(value).__name__} is not JSON serializable"
     return None
@@ -192,7 +220,7 @@ def _child_path(path: str, key: object) -> str:
 
 
 def _escape_char(match: re.Match[str]) -> str:
-    return "\\u%04x" % ord(match.group())
+    return f"\\u{ord(match.group()):04x}"
 
 
 def _has_surrogate(text: str) -> bool:
@@ -249,7 +277,9 @@ def _decode_error(raw: Any, exc: ValueError, first_line: int = 1) -> DecodeError
             col = len(before) - (before.rfind("\n") + 1) + 1
             line_text = raw.decode("utf-8", "replace").split("\n")[lineno - 1]
             reason = f"invalid UTF-8 (byte 0x{raw[bad.start]:02x})"
-            return DecodeError(reason, line=first_line + lineno - 1, column=col, excerpt=_excerpt(line_text, col - 1))
+            return DecodeError(
+                reason, line=first_line + lineno - 1, column=col, excerpt=_excerpt(line_text, col - 1)
+            )
     lines = text.split("\n")
     lineno = min(max(getattr(exc, "lineno", 1), 1), len(lines))
     col = getattr(exc, "colno", 0)
@@ -294,7 +324,7 @@ class Truncated:
     error: TruncatedLine
 
 
-Event = Union[Messages, Malformed, Truncated]
+Event = Union[Messages, Malformed, Truncated]  # noqa: UP007 - a runtime alias, Python 3.10 too
 
 
 class Decoder:
@@ -407,7 +437,9 @@ class Decoder:
         """Keeps an unfinished line, unless it is already over the limit."""
         if len(buf) > self._max_line:
             excerpt = _excerpt(buf[: EXCERPT * 4].decode("utf-8", "replace"), 0)
-            events.append(Malformed(FrameTooLarge(line=self._line + 1, limit=self._max_line, excerpt=excerpt)))
+            events.append(
+                Malformed(FrameTooLarge(line=self._line + 1, limit=self._max_line, excerpt=excerpt))
+            )
             self._skipping = True
             self._buf = b""
         else:

@@ -81,5 +81,9 @@ def test_stream(case: dict[str, Any]) -> None:
             assert same_events(_feed(data, [cut], max_line), expected), f"split at {cut}"
     rng = random.Random(case["name"])
     for _ in range(20):
-        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 8)))) if len(data) > 1 else []
+        cuts = (
+            sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 8))))
+            if len(data) > 1
+            else []
+        )
         assert same_events(_feed(data, cuts, max_line), expected), f"cuts {cuts}"

@@ -1,0 +1,45 @@
+# bothways: the README's two commands are `make demo` and `make test`; both set up first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+export PYTHONWARNINGS ?= default
+export PYTHONASYNCIODEBUG ?= 1
+
+.PHONY: setup system-deps demo test test-py test-js lint types bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml js/package.json js/package-lock.json scripts/system-deps
+	bash scripts/system-deps
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	cd js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m bothways.cli demo
+
+test: setup lint test-js test-py
+
+test-py: setup
+	$(PY) -m pytest
+
+test-js: setup
+	cd js && npm test
+
+lint: setup
+	$(PY) -m ruff check src tests bench spec examples
+	$(PY) -m ruff format --check src tests bench spec examples
+	$(PY) -m mypy
+	cd js && npm run lint
+
+types: setup
+	$(PY) -m mypy
+
+bench: setup
+	$(PY) bench/codec.py --record bench/RESULTS.md
+
+clean:
+	rm -rf $(VENV) js/node_modules .pytest_cache .mypy_cache .ruff_cache

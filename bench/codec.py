@@ -1,0 +1,192 @@
+"""Codec benchmark (not a test): our encoder/decoder beside bare orjson and, via bench/codec.js,
+ours beside bare JSON.stringify/JSON.parse. Ratios come from one run, side by side.
+
+    python bench/codec.py                       print the table
+    python bench/codec.py --record bench/RESULTS.md   also rewrite the codec section there
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bothways import Decoder, encode
+
+ROOT = Path(__file__).resolve().parent.parent
+CHUNK = 64 * 1024
+loads, dumps = orjson.loads, orjson.dumps
+TARGETS = {  # name -> minimum ratio ours/reference, from the foundation issue
+    "encode small": 0.8,
+    "decode small (64 KiB chunks)": 0.6,
+}
+
+
+def reading(i: int) -> dict[str, Any]:
+    return {
+        "sensor": f"s{i % 8}",
+        "seq": i,
+        "t": 1732470000.0 + i * 0.25,
+        "celsius": round(-5 + (i * 7.3) % 20, 2),
+    }
+
+
+def large(i: int) -> dict[str, Any]:
+    return {"batch": i, "readings": [reading(i * 1000 + j) for j in range(1000)]}  # ~75-100 KB
+
+
+def rate(fn: Callable[[], int], seconds: float) -> float:
+    """Messages per second of ``fn`` (which returns how many it handled), run for ~``seconds``."""
+    count = 0
+    start = time.perf_counter()
+    while True:
+        count += fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return count / elapsed
+
+
+def python_rows(seconds: float, rounds: int) -> list[dict[str, Any]]:
+    small = [reading(i) for i in range(20_000)]
+    big = [large(i) for i in range(20)]
+    rows = []
+    for label, values in (("small", small), ("large", big)):
+        stream = b"".join(encode(v) for v in values)
+        lines = stream.split(b"\n")[:-1]
+        chunks = [stream[i : i + CHUNK] for i in range(0, len(stream), CHUNK)]
+
+        def ours_encode(values: list[Any] = values) -> int:
+            for v in values:
+                encode(v)
+            return len(values)
+
+        def bare_encode(values: list[Any] = values) -> int:
+            for v in values:
+                dumps(v)
+            return len(values)
+
+        def ours_decode(chunks: list[bytes] = chunks) -> int:
+            decoder = Decoder()
+            n = 0
+            for chunk in chunks:
+                for event in decoder.feed(chunk):
+                    n += len(event.values)  # type: ignore[union-attr]
+            return n
+
+        def bare_decode(lines: list[bytes] = lines) -> int:
+            return len([loads(line) for line in lines])
+
+        assert ours_decode() == len(values)
+        pairs = [
+            (f"encode {label}", ours_encode, bare_encode, "orjson.dumps"),
+            (f"decode {label} (64 KiB chunks)", ours_decode, bare_decode, "orjson.loads, pre-split lines"),
+        ]
+        for name, ours, ref, ref_name in pairs:
+            best_ours = best_ref = 0.0
+            for _ in range(rounds):  # interleaved, best of each: the machine is shared and noisy
+                best_ours = max(best_ours, rate(ours, seconds))
+                best_ref = max(best_ref, rate(ref, seconds))
+            size = len(stream) // len(values)
+            rows.append(
+                {
+                    "name": name,
+                    "bytes": size,
+                    "ours": best_ours,
+                    "reference": best_ref,
+                    "reference_name": ref_name,
+                    "ratio": best_ours / best_ref,
+                }
+            )
+    return rows
+
+
+def js_rows() -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "js.json"
+        subprocess.run(
+            ["node", str(ROOT / "bench" / "codec.js"), "--json", str(out)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        rows: list[dict[str, Any]] = json.loads(out.read_text())["rows"]
+        return rows
+
+
+def table(py: list[dict[str, Any]], js: list[dict[str, Any]]) -> str:
+    lines = [
+        "| language | benchmark | ours (msg/s) | reference (msg/s) | reference | ours / reference | target |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: |",
+    ]
+    js_targets = {"encode small": 0.8, "decode small (64 KiB chunks)": 0.7}
+    for lang, rows, targets in (("Python", py, TARGETS), ("JavaScript", js, js_targets)):
+        for r in rows:
+            target = targets.get(r["name"])
+            lines.append(
+                f"| {lang} | {r['name']} | {r['ours']:,.0f} | {r['reference']:,.0f} | "
+                f"{r.get('reference_name', '')} | {r['ratio']:.2f} | {f'>= {target:.2f}' if target else ''} |"
+            )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return (
+        f"{os.cpu_count()} cores, {cpu}; Python {platform.python_version()}, orjson {orjson.__version__}, "
+        f"Node {node}"
+    )
+
+
+def record(path: Path, text: str) -> None:
+    """Replaces the codec section of RESULTS.md (between its markers) with ``text``."""
+    begin, end = "<!-- codec:begin -->", "<!-- codec:end -->"
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{begin}\n{text}\n{end}"
+    if begin in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) :]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--record", type=Path, help="rewrite the codec section of this Markdown file")
+    args = parser.parse_args()
+    py = python_rows(args.seconds, args.rounds)
+    js = js_rows()
+    result = table(py, js)
+    print(result)
+    if args.record:
+        when = datetime.date.today().isoformat()
+        record(
+            args.record,
+            f"## Codec ({when})\n\nMachine: {machine()}. `make bench` "
+            f"(bench/codec.py + bench/codec.js); best of {args.rounds} interleaved rounds of "
+            f"{args.seconds:g} s each.\n\n{result}",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

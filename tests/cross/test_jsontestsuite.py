@@ -1,0 +1,65 @@
+"""JSONTestSuite: every y_ accepted, every n_ rejected, i_ never crashes, same verdict in both languages."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bothways import DecodeError, decode
+
+from ..conftest import IN_CI, ROOT
+from .node import run_node
+
+SUITE = Path(os.environ.get("BOTHWAYS_JSONTESTSUITE", ROOT.parent / "shared" / "vectors" / "jsontestsuite"))
+PARSING = SUITE / "test_parsing"
+
+
+def python_verdict(path: Path) -> str:
+    try:
+        decode(path.read_bytes())
+    except DecodeError:
+        return "reject"
+    except Exception as exc:  # noqa: BLE001 - any other exception is the crash we look for
+        return f"crash: {type(exc).__name__}: {exc}"
+    return "accept"
+
+
+@pytest.fixture(scope="module")
+def verdicts() -> dict[str, tuple[str, str]]:
+    if not PARSING.is_dir():
+        if IN_CI:
+            pytest.fail(f"JSONTestSuite not found at {PARSING} (set BOTHWAYS_JSONTESTSUITE)")
+        pytest.skip(f"JSONTestSuite not found at {PARSING} (set BOTHWAYS_JSONTESTSUITE)")
+    js = json.loads(run_node("js_verdicts.mjs", str(PARSING), timeout=120))
+    files = sorted(p for p in PARSING.iterdir() if p.suffix == ".json")
+    return {p.name: (python_verdict(p), js[p.name]) for p in files}
+
+
+def test_counts(verdicts: dict[str, tuple[str, str]]) -> None:
+    kinds = [name[0] for name in verdicts]
+    assert (kinds.count("y"), kinds.count("n"), kinds.count("i")) == (95, 188, 35)
+
+
+def test_y_accepted_n_rejected_by_both(verdicts: dict[str, tuple[str, str]]) -> None:
+    wrong = {
+        name: pair
+        for name, pair in verdicts.items()
+        if (name.startswith("y_") and pair != ("accept", "accept"))
+        or (name.startswith("n_") and pair != ("reject", "reject"))
+    }
+    assert not wrong
+
+
+def test_i_no_crash_and_same_verdict(
+    verdicts: dict[str, tuple[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = {name: pair for name, pair in verdicts.items() if name.startswith("i_")}
+    with capsys.disabled():
+        print("\nJSONTestSuite i_ verdicts (python / javascript):")
+        for name, (py, js) in rows.items():
+            print(f"  {py:7} {js:7} {name}")
+    assert not [n for n, pair in rows.items() if any(v.startswith("crash") for v in pair)]
+    assert not [n for n, (py, js) in verdicts.items() if py != js]

@@ -1,0 +1,31 @@
+"""The sans-I/O rule: the core modules import nothing that does I/O or reads the clock."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from ..conftest import ROOT
+
+CORE = ["wire.py", "errors.py"]
+ALLOWED = {"__future__", "dataclasses", "json", "math", "re", "typing", "orjson", "errors", ".errors"}
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_core_imports_no_io(name: str) -> None:
+    tree = ast.parse((ROOT / "src" / "bothways" / name).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add("." * node.level + (node.module or ""))
+    assert imported <= ALLOWED, imported - ALLOWED
+
+
+def test_js_core_imports_no_node_modules() -> None:
+    for name in ("wire.js", "errors.js", "index.js"):
+        text = (ROOT / "js" / "src" / name).read_text(encoding="utf-8")
+        assert "node:" not in text and "require(" not in text, name
+        assert "Date.now" not in text and "performance.now" not in text, name
