@@ -64,10 +64,26 @@ def values() -> list[dict[str, Any]]:
     both("int 42", 42, "42")
     both("max safe integer", 9007199254740991, "9007199254740991")
     both("min safe integer", -9007199254740991, "-9007199254740991")
-    enc_error("2**53 is not safe", big(2**53), "$")
-    enc_error("-(2**53) is not safe", big(-(2**53)), "$")
+    enc_error("2**53+1 would change in JavaScript", big(2**53 + 1), "$")
+    enc_error("-(2**53+1) would change in JavaScript", big(-(2**53 + 1)), "$")
+    both("2**53 reads back unchanged in JavaScript", big(2**53), "9007199254740992", py_only=True)
+    both(
+        "10**20 reads back unchanged in JavaScript",
+        big(10**20),
+        "100000000000000000000",
+        decodes_to=1e20,  # beyond 64 bits, orjson reads a float
+        py_only=True,
+    )
+    both(
+        "a double's shortest digits read back unchanged",
+        big(32533379248343410),
+        "32533379248343410",
+        py_only=True,
+    )
+    both("float 1e20", 1e20, "100000000000000000000", text_py="1e+20")
     enc_error("unsafe integer nested", {"ids": [1, big(2**60)]}, "$.ids[1]")
     both("big int sent as is when asked", big(2**53 + 1), "9007199254740993", options={"big_ints": True})
+    enc_error("2**60 would change in JavaScript", big(2**60), "$")
     both(
         "beyond 64 bits sent as is when asked (reads back as a float)",
         big(2**70),
@@ -75,7 +91,7 @@ def values() -> list[dict[str, Any]]:
         options={"big_ints": True},
         decodes_to=1.1805916207174113e21,
     )
-    enc_error("BigInt nested in object", {"a": {"b c": big(10**30)}}, '$.a["b c"]')
+    enc_error("BigInt nested in object", {"a": {"b c": big(10**30 + 1)}}, '$.a["b c"]')
     # floats
     both("float 1.5", 1.5, "1.5")
     both("float -273.15", -273.15, "-273.15")

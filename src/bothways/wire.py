@@ -24,6 +24,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, fields, is_dataclass
+from decimal import Decimal
 from typing import Any, Union
 
 import orjson
@@ -46,7 +47,8 @@ MAX_LINE = 16 * 1024 * 1024
 """Default limit on one line, in bytes, not counting the newline."""
 
 MAX_SAFE_INTEGER = 2**53 - 1
-"""The largest integer a JavaScript number holds exactly; larger ones raise EncodeError."""
+"""The largest integer a JavaScript number holds exactly. A larger one is sent only when it is
+what JavaScript itself would write for that double (10**20: yes; 2**53 + 1: no, EncodeError)."""
 
 BOM = b"\xef\xbb\xbf"
 EXCERPT = 40  # characters of context shown in an error
@@ -100,20 +102,17 @@ def _encode_with_options(value: Any, strict: bool, big_ints: bool) -> bytes:
 
 
 def _encode_failed(value: Any, exc: Exception, *, strict: bool, big_ints: bool) -> bytes:
-    """orjson refused: retry what only orjson's limits refused, else raise the precise error.
+    """orjson refused ``value``: raise the precise EncodeError, or encode it the slow way.
 
-    orjson stops at 255 levels of nesting and at 64-bit integers; both are rare, so they take
-    a slower path that still lets orjson write every scalar.
+    When our own rules find nothing wrong, orjson refused only for its limits: 255 levels of
+    nesting, integers beyond 64 bits, or a big integer that JavaScript reads back unchanged.
+    All are rare, so they take a slower path that still lets orjson write every scalar.
     """
-    reason = str(exc)
-    if "Recursion limit" in reason or (big_ints and "64-bit" in reason):
-        option = _OPTIONS if big_ints else _SAFE_INT_OPTIONS
-        try:
-            return _encode_iteratively(value, option & ~orjson.OPT_APPEND_NEWLINE, big_ints) + b"\n"
-        except _JSONEncodeError:
-            pass
     _raise_problem(value, strict=strict, big_ints=big_ints)
-    raise EncodeError(reason) from exc
+    try:
+        return _encode_iteratively(value, _OPTIONS & ~orjson.OPT_APPEND_NEWLINE) + b"\n"
+    except _JSONEncodeError as inner:  # pragma: no cover - a type orjson and our walk judge apart
+        raise EncodeError(str(inner)) from exc
 
 
 def _default(value: Any) -> Any:
@@ -127,8 +126,8 @@ def _default(value: Any) -> Any:
 _END = object()
 
 
-def _encode_iteratively(value: Any, option: int, big_ints: bool) -> bytes:
-    """Writes containers ourselves, without recursion, and every other value with orjson."""
+def _encode_iteratively(value: Any, option: int) -> bytes:
+    """Writes containers and integers ourselves, without recursion; every other value with orjson."""
     parts: list[bytes] = []
     stack: list[list[Any]] = []  # [iterator over items, closing bracket, is_dict, first item]
     pending: Any = value
@@ -140,7 +139,7 @@ def _encode_iteratively(value: Any, option: int, big_ints: bool) -> bytes:
             elif isinstance(pending, (list, tuple)):
                 parts.append(b"[")
                 stack.append([iter(pending), b"]", False, True])
-            elif big_ints and type(pending) is int and abs(pending) >= 2**63:
+            elif type(pending) is int:
                 parts.append(str(pending).encode())
             else:
                 parts.append(orjson.dumps(pending, default=_default, option=option))
@@ -189,7 +188,7 @@ def _leaf_problem(value: Any, *, strict: bool, big_ints: bool) -> str | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
-        if not big_ints and abs(value) > MAX_SAFE_INTEGER:
+        if not big_ints and abs(value) > MAX_SAFE_INTEGER and not _reads_back(value):
             return (
                 f"integer {value} is beyond ±(2**53-1) and would change in JavaScript "
                 "(send it as a string, or pass big_ints=True)"
@@ -207,6 +206,19 @@ def _leaf_problem(value: Any, *, strict: bool, big_ints: bool) -> str | None:
         except orjson.JSONEncodeError:
             return f"{type(value).__name__} is not JSON serializable"
     return None
+
+
+def _reads_back(n: int) -> bool:
+    """Whether JavaScript reads ``n`` as a double and writes the same digits back.
+
+    True for 10**20 or 32533379248343410 (the shortest form of a double: what JavaScript itself
+    sends for such a number), False for 2**53 + 1 (it would arrive as 9007199254740992).
+    """
+    try:
+        shortest = repr(float(n))
+    except OverflowError:
+        return False
+    return int(Decimal(shortest)) == n
 
 
 def _child_path(path: str, key: object) -> str:

@@ -9,7 +9,18 @@ import pytest
 from ..conftest import ROOT
 
 CORE = ["wire.py", "errors.py"]
-ALLOWED = {"__future__", "dataclasses", "json", "math", "re", "typing", "orjson", "errors", ".errors"}
+ALLOWED = {
+    "__future__",
+    "dataclasses",
+    "decimal",
+    "json",
+    "math",
+    "re",
+    "typing",
+    "orjson",
+    "errors",
+    ".errors",
+}
 
 
 @pytest.mark.parametrize("name", CORE)
