@@ -362,7 +362,7 @@ class Decoder:
         if max_line < 1:
             raise ValueError("max_line must be at least 1")
         self._max_line = max_line
-        self._buf = b""
+        self._buf = bytearray()  # the unfinished line; grows in place, never re-copied whole
         self._line = 0  # lines completed so far
         self._skipping = False  # inside a too-long line, dropping bytes up to the next newline
         self._started = False  # past the place where a BOM may stand
@@ -392,10 +392,16 @@ class Decoder:
             self._line += 1
             buf = buf[nl + 1 :]
         if self._buf:
-            buf = self._buf + buf
+            self._buf += buf
+            if b"\n" not in buf and self._started:  # a long line still coming: no copy
+                if len(self._buf) > self._max_line:
+                    self._hold(bytes(self._buf[: EXCERPT * 4]), events, too_long=True)
+                return events
+            buf = bytes(self._buf)
+            self._buf.clear()
         if not self._started:
             if len(buf) < 3 and BOM.startswith(buf):
-                self._buf = buf
+                self._buf[:] = buf
                 return events
             self._started = True
             if buf[:3] == BOM:
@@ -404,7 +410,7 @@ class Decoder:
         if nl < 0:
             self._hold(buf, events)
             return events
-        self._buf = buf[nl + 1 :]
+        tail = buf[nl + 1 :]
         lines = buf[:nl].split(b"\n")
         first = self._line + 1
         self._line += len(lines)
@@ -415,9 +421,8 @@ class Decoder:
                 self._slow(lines, first, events)
         else:
             self._slow(lines, first, events)
-        if self._buf:
-            held, self._buf = self._buf, b""
-            self._hold(held, events)
+        if tail:
+            self._hold(tail, events)
         return events
 
     def feed_eof(self) -> list[Event]:
@@ -425,7 +430,8 @@ class Decoder:
         if self._ended:
             return []
         self._ended = True
-        buf, self._buf = self._buf, b""
+        buf = bytes(self._buf)
+        self._buf.clear()
         if self._skipping or not buf.strip(b" \t\r"):
             return []
         if not self._started and buf[:3] == BOM:
@@ -445,17 +451,17 @@ class Decoder:
             Truncated(TruncatedLine(reason, line=line, excerpt=excerpt, delivered=True)),
         ]
 
-    def _hold(self, buf: bytes, events: list[Event]) -> None:
-        """Keeps an unfinished line, unless it is already over the limit."""
-        if len(buf) > self._max_line:
+    def _hold(self, buf: bytes, events: list[Event], too_long: bool = False) -> None:
+        """Keeps an unfinished line, unless it is already over the limit (then drops it)."""
+        if too_long or len(buf) > self._max_line:
             excerpt = _excerpt(buf[: EXCERPT * 4].decode("utf-8", "replace"), 0)
             events.append(
                 Malformed(FrameTooLarge(line=self._line + 1, limit=self._max_line, excerpt=excerpt))
             )
             self._skipping = True
-            self._buf = b""
+            self._buf.clear()
         else:
-            self._buf = buf
+            self._buf[:] = buf
 
     def _slow(self, lines: list[bytes], first: int, events: list[Event]) -> None:
         """Line by line: blank lines skipped, bad and over-long lines reported, runs batched."""

@@ -1,0 +1,20 @@
+"""Transports: thin adapters that move NDJSON bytes and hand them to the wire core.
+
+Every channel offers ``send``, ``receive``, iteration, ``close`` and the context manager, in a
+blocking flavour (``Channel``) and an asyncio flavour (``AsyncChannel``) with the same names.
+"""
+
+from .base import AsyncChannel, Channel, Inbox
+from .stdio import AsyncChild, Child, StdioChannel, async_spawn, spawn, stdio
+
+__all__ = [
+    "AsyncChannel",
+    "AsyncChild",
+    "Channel",
+    "Child",
+    "Inbox",
+    "StdioChannel",
+    "async_spawn",
+    "spawn",
+    "stdio",
+]

@@ -1,0 +1,135 @@
+"""What every transport shares: the channel interfaces and the Inbox that turns bytes into values.
+
+An adapter is a short loop: read bytes, ``inbox.feed(data)``, hand out ``inbox.pop()``; at end
+of stream ``inbox.feed_eof()``. What to do with a malformed line is the inbox's ``on_error``
+policy: by default it is logged (with its line number and excerpt) and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import TracebackType
+from typing import Any
+
+from ..errors import DecodeError, TransportClosed
+from ..wire import MAX_LINE, Decoder, Messages, Truncated
+
+log = logging.getLogger("bothways")
+
+ErrorHandler = Callable[[DecodeError], None]
+
+
+def log_error(error: DecodeError) -> None:
+    """The default policy for bad input: log it and go on with the next line."""
+    log.warning("%s: %s", error.code, error)
+
+
+def raise_error(error: DecodeError) -> None:
+    """The strict policy: the bad line ends the stream with its DecodeError."""
+    raise error
+
+
+class Inbox:
+    """A Decoder plus the queue of values it has produced and the policy for bad lines.
+
+    Args:
+        max_line: the decoder's line limit.
+        on_error: called with each DecodeError (malformed, too long, truncated); it may raise.
+            A truncated final line that still parsed is delivered and also reported.
+    """
+
+    __slots__ = ("_decoder", "_values", "_on_error")
+
+    def __init__(self, *, max_line: int = MAX_LINE, on_error: ErrorHandler | None = None) -> None:
+        self._decoder = Decoder(max_line=max_line)
+        self._values: deque[Any] = deque()
+        self._on_error = on_error or log_error
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def feed(self, data: bytes) -> None:
+        """Feeds received bytes; the values they complete become available to ``pop``."""
+        self._take(self._decoder.feed(data))
+
+    def feed_eof(self) -> None:
+        """Ends the stream (an unterminated last line is delivered or reported)."""
+        self._take(self._decoder.feed_eof())
+
+    def pop(self) -> Any:
+        """The oldest undelivered value (check ``len(inbox)`` first)."""
+        return self._values.popleft()
+
+    def _take(self, events: list[Any]) -> None:
+        for event in events:
+            if type(event) is Messages:
+                self._values.extend(event.values)
+            elif type(event) is Truncated and event.error.delivered:
+                log.warning("%s: %s", event.error.code, event.error)
+            else:
+                self._on_error(event.error)
+
+
+class Channel(ABC):
+    """A blocking message channel."""
+
+    @abstractmethod
+    def send(self, value: Any) -> None:
+        """Sends one message; blocks while the peer is not reading (backpressure)."""
+
+    @abstractmethod
+    def receive(self) -> Any:
+        """The next message; raises TransportClosed when the peer has finished cleanly."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Releases the channel; safe to call twice."""
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            try:
+                yield self.receive()
+            except TransportClosed:
+                return
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncChannel(ABC):
+    """An asyncio message channel: the same names as Channel, awaited."""
+
+    @abstractmethod
+    async def send(self, value: Any) -> None:
+        """Sends one message; waits while the peer is not reading (backpressure)."""
+
+    @abstractmethod
+    async def receive(self) -> Any:
+        """The next message; raises TransportClosed when the peer has finished cleanly."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Releases the channel; safe to call twice."""
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        while True:
+            try:
+                yield await self.receive()
+            except TransportClosed:
+                return
+
+    async def __aenter__(self) -> AsyncChannel:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

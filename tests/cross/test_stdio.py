@@ -1,0 +1,239 @@
+"""Child processes across the real boundary: Python spawning node and python children."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bothways import ChildExited, DecodeError, TransportClosed, decode
+from bothways.transports import Child, async_spawn, spawn
+
+from ..conftest import FIXTURES, UNIT, require_tool
+
+PY = sys.executable
+
+
+def node_argv(script: str) -> list[str]:
+    return [require_tool("node"), str(FIXTURES / script)]
+
+
+def py_argv(script: str, *args: str) -> list[str]:
+    return [PY, str(FIXTURES / script), *args]
+
+
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Peak (VmHWM) or current (VmRSS) resident set size of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def our_children() -> list[int]:
+    me = str(os.getpid())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if f"\nPPid:\t{me}\n" in status:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers() -> Any:
+    before = set(our_children())
+    yield
+    deadline = time.monotonic() + 5 * UNIT
+    while (left := set(our_children()) - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes left behind (zombies or running): {left}"
+
+
+@pytest.mark.parametrize("argv", [node_argv("js_echo.mjs"), py_argv("py_echo.py")], ids=["node", "python"])
+def test_echo_in_order(argv: list[str]) -> None:
+    values = [{"i": i, "text": "é€𝄞\u2028" * (i % 5)} for i in range(5000)]
+    with spawn(argv) as child:
+        # Write from a thread while we read: with both pipes full, a single thread would deadlock.
+        writer = threading.Thread(target=send_all, args=(child, values))
+        writer.start()
+        assert list(child) == values
+        writer.join()
+    assert child.returncode == 0
+
+
+def send_all(child: Child, values: list[Any]) -> None:
+    for value in values:
+        child.send(value)
+    child.close_stdin()
+
+
+@pytest.mark.parametrize("script", ["js_echo.mjs", "py_echo.py"], ids=["node", "python"])
+def test_one_50_mb_line(script: str) -> None:
+    big = {"blob": "x€" * (25 * 1024 * 1024 // 2)}  # 50 MB of UTF-8 in one line
+    limit = str(64 * 1024 * 1024)
+    argv = node_argv(script) + [limit] if script.endswith(".mjs") else py_argv(script, limit)
+    with spawn(argv, max_line=64 * 1024 * 1024) as child:
+        writer = threading.Thread(target=send_all, args=(child, [big]))
+        writer.start()  # the child echoes while we still write: read at the same time
+        assert child.receive() == big
+        writer.join()
+        with pytest.raises(StopIteration):
+            next(iter(child))
+
+
+def test_a_million_small_messages_in_order() -> None:
+    count = 1_000_000
+    with spawn(py_argv("py_producer.py", str(count))) as child:
+        expected = 0
+        for value in child:
+            assert value == expected
+            expected += 1
+    assert expected == count
+
+
+def test_many_large_non_ascii_lines() -> None:
+    count, size = 100_000, 40 * 1024  # 100,000 lines of 80 KB of two-byte UTF-8 (8 GB)
+    with spawn(py_argv("py_producer.py", str(count), str(size))) as child:
+        seen = 0
+        for value in child:
+            assert value["i"] == seen and len(value["pad"]) == size
+            seen += 1
+    assert seen == count
+
+
+def test_stray_output_is_reported_not_fatal() -> None:
+    errors: list[DecodeError] = []
+    with spawn(py_argv("py_stray.py"), on_error=errors.append) as child:
+        assert list(child) == [1, 2, 3]
+    assert [(e.line, e.code) for e in errors] == [(2, "DECODE_ERROR"), (4, "DECODE_ERROR")]
+    assert "debug: this is not JSON" in errors[0].excerpt
+
+
+def test_crash_raises_child_exited_with_traceback() -> None:
+    lines: list[str] = []
+    with spawn(py_argv("py_crash.py"), stderr=lines.append) as child:
+        got = [child.receive(), child.receive()]
+        with pytest.raises(ChildExited) as info:
+            child.receive()
+    assert got == [{"step": 1}, {"step": 2}]
+    err = info.value
+    assert err.returncode == 1 and err.signal is None
+    assert "ZeroDivisionError: division by zero" in err.stderr_tail
+    assert "in compute" in str(err)
+    assert any("Traceback" in line for line in lines)
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_exit_codes(code: int) -> None:
+    with spawn(py_argv("py_exit.py", str(code))) as child:
+        assert child.receive() == {"exiting": code}
+        if code == 0:
+            with pytest.raises(TransportClosed):
+                child.receive()
+        else:
+            with pytest.raises(ChildExited, match=f"exited with code {code}") as info:
+                child.receive()
+            assert info.value.returncode == code
+
+
+def test_killed_by_signal() -> None:
+    with spawn(node_argv("js_sleeper.mjs")) as child:
+        child.receive()
+        os.kill(child.pid, signal.SIGKILL)
+        with pytest.raises(ChildExited, match="killed by SIGKILL") as info:
+            child.receive()
+        assert info.value.signal == "SIGKILL"
+
+
+def test_close_escalates_for_a_child_that_ignores_sigterm() -> None:
+    child = spawn(py_argv("py_stubborn.py"), grace=0.3 * UNIT)
+    assert child.receive() == "ready"
+    start = time.monotonic()
+    child.close()
+    assert time.monotonic() - start < 3 * UNIT
+    assert child.returncode == -signal.SIGKILL
+    child.close()  # twice is fine
+
+
+def test_child_dies_with_its_parent() -> None:
+    parent = subprocess.Popen(
+        [PY, str(FIXTURES / "py_parent.py"), str(FIXTURES / "js_sleeper.mjs")],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PATH": os.path.dirname(require_tool("node")) + os.pathsep + os.environ["PATH"]},
+    )
+    try:
+        assert parent.stdout is not None
+        pids = decode(parent.stdout.readline())
+        assert alive(pids["child"])
+        parent.kill()  # SIGKILL: no chance to clean up
+        parent.wait()
+        deadline = time.monotonic() + 2 * UNIT
+        while alive(pids["child"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not alive(pids["child"]), "the child outlived its SIGKILLed parent"
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout:
+            parent.stdout.close()
+
+
+def test_fast_producer_slow_consumer_is_held_back() -> None:
+    our_rss_before = rss_mb(os.getpid(), "VmRSS")
+    with spawn(py_argv("py_forever.py"), stderr="keep") as child:
+        received = []
+        slow_until = time.monotonic() + 3 * UNIT
+        while time.monotonic() < slow_until:
+            received.append(child.receive()["i"])
+            time.sleep(0.001)
+        written = int(
+            dict(line.split(": ") for line in Path(f"/proc/{child.pid}/io").read_text().splitlines())["wchar"]
+        )
+        # What it wrote beyond what we read fits in the pipe plus one batch plus our read buffer.
+        consumed = len(received) * 70
+        assert written - consumed < 2 * 1024 * 1024, (written, consumed)
+        for _ in range(200_000):  # speed up: everything arrives, in order
+            received.append(child.receive()["i"])
+        assert received == list(range(len(received)))
+        assert rss_mb(child.pid) < 200  # the producer's peak
+        assert rss_mb(os.getpid(), "VmRSS") - our_rss_before < 50  # the consumer did not hoard
+        child.close()
+
+
+def test_asyncio_echo_and_crash() -> None:
+    async def main() -> None:
+        async with await async_spawn(node_argv("js_echo.mjs")) as child:
+            for i in range(1000):
+                await child.send({"i": i})
+            child.close_stdin()
+            got = [v async for v in child]
+        assert got == [{"i": i} for i in range(1000)]
+        async with await async_spawn(py_argv("py_crash.py"), stderr="keep") as crash:
+            assert await crash.receive() == {"step": 1}
+            assert await crash.receive() == {"step": 2}
+            with pytest.raises(ChildExited) as info:
+                await crash.receive()
+            assert "ZeroDivisionError" in info.value.stderr_tail
+
+    asyncio.run(main())
