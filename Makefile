@@ -27,7 +27,7 @@ test-py: setup
 	$(PY) -m pytest
 
 test-js: setup
-	cd js && npm test
+	cd js && BOTHWAYS_PYTHON=$(abspath $(PY)) npm test
 
 lint: setup
 	$(PY) -m ruff check src tests bench spec examples
@@ -40,6 +40,7 @@ types: setup
 
 bench: setup
 	$(PY) bench/codec.py --record bench/RESULTS.md
+	$(PY) bench/stdio.py --record bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) js/node_modules .pytest_cache .mypy_cache .ruff_cache

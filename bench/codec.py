@@ -155,9 +155,9 @@ def machine() -> str:
     )
 
 
-def record(path: Path, text: str) -> None:
-    """Replaces the codec section of RESULTS.md (between its markers) with ``text``."""
-    begin, end = "<!-- codec:begin -->", "<!-- codec:end -->"
+def record(path: Path, text: str, section: str = "codec") -> None:
+    """Replaces one section of RESULTS.md (between its markers) with ``text``."""
+    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
     old = path.read_text() if path.exists() else "# Benchmark results\n"
     block = f"{begin}\n{text}\n{end}"
     if begin in old:

@@ -1,0 +1,95 @@
+// Helpers shared by the test files (node --test lists this file too; it holds no tests).
+import { Malformed, Messages, Truncated } from "../src/index.js";
+
+/**
+ * The flat event form of spec/PROTOCOL.md section 2: one entry per message or error.
+ * @param {import("../src/wire.js").Event[]} events
+ * @returns {object[]}
+ */
+export function flat(events) {
+  const out = [];
+  for (const event of events) {
+    if (event instanceof Messages) {
+      event.values.forEach((value, i) => out.push({ message: value, line: event.line + i }));
+    } else if (event instanceof Malformed) {
+      out.push({ error: event.error.code, line: event.error.line });
+    } else if (event instanceof Truncated) {
+      out.push({ error: event.error.code, line: event.error.line, delivered: event.error.delivered });
+    } else {
+      throw new Error(`unknown event ${event}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Feeds `data` to `decoder` cut at the given offsets, then ends the stream; returns all events.
+ * @param {import("../src/wire.js").Decoder} decoder
+ * @param {Uint8Array} data
+ * @param {number[]} cuts increasing offsets inside `data`.
+ */
+export function feedAll(decoder, data, cuts = []) {
+  const events = [];
+  let start = 0;
+  for (const cut of [...cuts, data.length]) {
+    events.push(...decoder.feed(data.subarray(start, cut)));
+    start = cut;
+  }
+  events.push(...decoder.feedEof());
+  return events;
+}
+
+/**
+ * Equality as the Python suite's `same()`: SameValue for numbers (-0 is not 0, NaN is NaN),
+ * key order compared, arrays element by element.
+ * @param {unknown} a
+ * @param {unknown} b
+ * @returns {boolean}
+ */
+export function same(a, b) {
+  if (typeof a !== typeof b) return false;
+  if (typeof a !== "object" || a === null || b === null) return Object.is(a, b);
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    return a.length === /** @type {unknown[]} */ (b).length && a.every((x, i) => same(x, b[i]));
+  }
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && same(a[k], b[k]));
+}
+
+/**
+ * A small seeded PRNG (mulberry32), so that "random" chunkings are the same on every run.
+ * @param {number} seed
+ * @returns {() => number} floats in [0, 1)
+ */
+export function prng(seed) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * UTF-8 bytes of `text`; a lone surrogate is written as its 3-byte form (Python's
+ * "surrogatepass"), which every decoder must reject.
+ * @param {string} text
+ * @returns {Uint8Array}
+ */
+export function utf8Bytes(text) {
+  if (text.isWellFormed()) return new TextEncoder().encode(text);
+  const bytes = [];
+  for (const ch of text) {
+    const cp = /** @type {number} */ (ch.codePointAt(0));
+    if (cp >= 0xd800 && cp <= 0xdfff) {
+      bytes.push(0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+    } else {
+      bytes.push(...new TextEncoder().encode(ch));
+    }
+  }
+  return Uint8Array.from(bytes);
+}

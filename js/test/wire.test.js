@@ -1,0 +1,609 @@
+// Unit tests of the wire core and the error tree (src/wire.js, src/errors.js).
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, test } from "node:test";
+
+import * as bothways from "../src/index.js";
+import {
+  BothwaysError,
+  CallTimeout,
+  ChildExited,
+  ConnectError,
+  DecodeError,
+  Decoder,
+  EncodeError,
+  Event,
+  FrameTooLarge,
+  MAX_LINE,
+  MAX_SAFE_INTEGER,
+  Malformed,
+  Messages,
+  RemoteError,
+  TransportClosed,
+  TransportError,
+  Truncated,
+  TruncatedLine,
+  decode,
+  encode,
+} from "../src/index.js";
+import { feedAll, flat } from "./support.js";
+
+const bytes = (text) => new TextEncoder().encode(text);
+
+describe("errors", () => {
+  // [error, name, message, toJson()] exactly as Python's errors.py builds them
+  // (computed with src/bothways/errors.py, then written here by hand).
+  const cases = [
+    [
+      new EncodeError("string contains a lone surrogate", { path: '$.readings[3]["a b"]' }),
+      "EncodeError",
+      '$.readings[3]["a b"]: string contains a lone surrogate',
+      { code: "ENCODE_ERROR", path: '$.readings[3]["a b"]' },
+    ],
+    [
+      new DecodeError("expected value", { line: 3, column: 9, excerpt: '{"a": 1 "b"…' }),
+      "DecodeError",
+      `line 3, col 9: expected value in '{"a": 1 "b"…'`,
+      { code: "DECODE_ERROR", line: 3, column: 9, excerpt: '{"a": 1 "b"…' },
+    ],
+    [
+      new DecodeError("bad", { line: 2 }),
+      "DecodeError",
+      "line 2: bad",
+      { code: "DECODE_ERROR", line: 2, column: 0, excerpt: "" },
+    ],
+    [
+      new DecodeError("bad", { line: 2, excerpt: "it's" }),
+      "DecodeError",
+      `line 2: bad in "it's"`,
+      { code: "DECODE_ERROR", line: 2, column: 0, excerpt: "it's" },
+    ],
+    [
+      new DecodeError("bad", {
+        line: 1,
+        column: 4,
+        excerpt: "it's \"q\" \\ \t\n\r\x01\x7f\x85\u200b\u2028é😀\ufeff\u{e0001}\ue000",
+      }),
+      "DecodeError",
+      String.raw`line 1, col 4: bad in 'it\'s "q" \\ \t\n\r\x01\x7f\x85\u200b\u2028é😀\ufeff\U000e0001\ue000'`,
+      {
+        code: "DECODE_ERROR",
+        line: 1,
+        column: 4,
+        excerpt: "it's \"q\" \\ \t\n\r\x01\x7f\x85\u200b\u2028é😀\ufeff\u{e0001}\ue000",
+      },
+    ],
+    [
+      new FrameTooLarge({ line: 4, limit: 10, excerpt: "xxxx" }),
+      "FrameTooLarge",
+      "line 4: line is longer than the limit of 10 bytes (skipped up to the next newline) in 'xxxx'",
+      { code: "FRAME_TOO_LARGE", line: 4, column: 0, excerpt: "xxxx", limit: 10 },
+    ],
+    [
+      new TruncatedLine("stream ended", { line: 2, excerpt: "4", delivered: true }),
+      "TruncatedLine",
+      "line 2: stream ended in '4'",
+      { code: "TRUNCATED_LINE", line: 2, column: 0, excerpt: "4", delivered: true },
+    ],
+    [new TransportError("pipe broke"), "TransportError", "pipe broke", { code: "TRANSPORT_ERROR" }],
+    [
+      new ConnectError("connection refused", { url: "tcp://127.0.0.1:9" }),
+      "ConnectError",
+      "tcp://127.0.0.1:9: connection refused",
+      { code: "CONNECT_ERROR", url: "tcp://127.0.0.1:9" },
+    ],
+    [new TransportClosed("closed"), "TransportClosed", "closed", { code: "TRANSPORT_CLOSED" }],
+    [
+      new ChildExited("python exited with code 1", { returncode: 1, stderrTail: "Traceback...\nValueError: x" }),
+      "ChildExited",
+      "python exited with code 1\n--- stderr tail ---\nTraceback...\nValueError: x",
+      { code: "CHILD_EXITED", returncode: 1, signal: null, stderr_tail: "Traceback...\nValueError: x" },
+    ],
+    [
+      new ChildExited("killed", { returncode: null, signal: "SIGKILL" }),
+      "ChildExited",
+      "killed",
+      { code: "CHILD_EXITED", returncode: null, signal: "SIGKILL", stderr_tail: "" },
+    ],
+    [
+      new RemoteError("division by zero", {
+        rpcCode: -32000,
+        remoteType: "ZeroDivisionError",
+        remoteTraceback: "Traceback ...",
+        data: { x: 1 },
+      }),
+      "RemoteError",
+      "ZeroDivisionError: division by zero\n--- remote traceback ---\nTraceback ...",
+      {
+        code: "REMOTE_ERROR",
+        rpc_code: -32000,
+        remote_type: "ZeroDivisionError",
+        remote_traceback: "Traceback ...",
+        data: { x: 1 },
+      },
+    ],
+    [
+      new RemoteError("plain"),
+      "RemoteError",
+      "plain",
+      { code: "REMOTE_ERROR", rpc_code: -32000, remote_type: "", remote_traceback: "", data: null },
+    ],
+    [new CallTimeout("no answer in 5 s"), "CallTimeout", "no answer in 5 s", { code: "CALL_TIMEOUT" }],
+    [new BothwaysError("base"), "BothwaysError", "base", { code: "BOTHWAYS_ERROR" }],
+  ];
+
+  for (const [error, name, message, fields] of cases) {
+    test(`${name}: ${JSON.stringify(message).slice(0, 50)}`, () => {
+      assert.equal(error.name, name);
+      assert.equal(error.message, message);
+      assert.equal(error.code, error.constructor.code);
+      const { code, ...details } = fields;
+      assert.deepEqual(error.toJson(), { code, message, ...details });
+      assert.deepEqual(error.details(), details);
+      assert.deepEqual(JSON.parse(JSON.stringify(error)), JSON.parse(JSON.stringify(error.toJson())));
+      assert.ok(error instanceof Error && error instanceof BothwaysError);
+      assert.equal(String(error), `${name}: ${message}`);
+    });
+  }
+
+  test("the tree and the codes match errors.py", () => {
+    const tree = [
+      [BothwaysError, Error, "BOTHWAYS_ERROR"],
+      [EncodeError, BothwaysError, "ENCODE_ERROR"],
+      [DecodeError, BothwaysError, "DECODE_ERROR"],
+      [FrameTooLarge, DecodeError, "FRAME_TOO_LARGE"],
+      [TruncatedLine, DecodeError, "TRUNCATED_LINE"],
+      [TransportError, BothwaysError, "TRANSPORT_ERROR"],
+      [ConnectError, TransportError, "CONNECT_ERROR"],
+      [TransportClosed, TransportError, "TRANSPORT_CLOSED"],
+      [ChildExited, TransportError, "CHILD_EXITED"],
+      [RemoteError, BothwaysError, "REMOTE_ERROR"],
+      [CallTimeout, BothwaysError, "CALL_TIMEOUT"],
+    ];
+    for (const [cls, parent, code] of tree) {
+      assert.equal(Object.getPrototypeOf(cls), parent, cls.name);
+      assert.equal(cls.code, code);
+    }
+  });
+
+  test("cause, as Error's options", () => {
+    const cause = new TypeError("low level");
+    assert.equal(new TransportClosed("closed", { cause }).cause, cause);
+    assert.equal(new EncodeError("bad", { path: "$.a", cause }).cause, cause);
+    assert.equal(new ConnectError("refused", { url: "tcp://h:1", cause }).cause, cause);
+    assert.ok(!("cause" in new EncodeError("bad")));
+  });
+
+  test("code and fields are own properties, name is not", () => {
+    const error = new FrameTooLarge({ line: 1, limit: 5 });
+    assert.deepEqual(Object.keys(error).sort(), ["code", "column", "excerpt", "limit", "line", "reason"]);
+  });
+});
+
+describe("encode", () => {
+  test("one line: JSON.stringify plus a newline", () => {
+    const reading = { sensor: "s1", seq: 7, t: 1732470000.5, celsius: -3.25 };
+    assert.equal(encode(reading), '{"sensor":"s1","seq":7,"t":1732470000.5,"celsius":-3.25}\n');
+    assert.equal(typeof encode(1), "string");
+    assert.equal(encode("a\nb"), '"a\\nb"\n');
+  });
+
+  test("JSON.stringify semantics: toJSON, dropped members, holes, -0", () => {
+    assert.equal(encode({ d: new Date(0) }), '{"d":"1970-01-01T00:00:00.000Z"}\n');
+    assert.equal(encode({ a: undefined, f() {}, s: Symbol("x"), b: 1 }), '{"b":1}\n');
+    assert.equal(encode([undefined, () => 1, Symbol("y")]), "[null,null,null]\n");
+    assert.equal(encode(-0), "0\n");
+    assert.equal(encode([new Number(1), new String("s"), new Boolean(false)]), '[1,"s",false]\n');
+  });
+
+  test("NaN and Infinity send null, or throw in strict mode with the path", () => {
+    assert.equal(encode([NaN, Infinity, -Infinity]), "[null,null,null]\n");
+    assert.throws(() => encode({ readings: [{ celsius: 1 }, { celsius: NaN }] }, { strict: true }), {
+      code: "ENCODE_ERROR",
+      path: "$.readings[1].celsius",
+      message: "$.readings[1].celsius: NaN is not a JSON number (strict mode; default sends null)",
+    });
+    assert.throws(() => encode(-Infinity, { strict: true }), { path: "$" });
+    // "null" in the text is only a hint: real nulls and "null" strings pass in strict mode
+    assert.equal(encode({ a: null, b: "null" }, { strict: true }), '{"a":null,"b":"null"}\n');
+    assert.throws(() => encode({ toJSON: () => NaN }, { strict: true }), { path: "$" });
+  });
+
+  test("BigInt, anywhere, names its path", () => {
+    assert.throws(() => encode(1n), { code: "ENCODE_ERROR", path: "$" });
+    assert.throws(() => encode({ a: [1, { "b c": 2n ** 64n }] }), { path: '$.a[1]["b c"]' });
+    assert.throws(() => encode([Object(5n)]), { path: "$[0]" });
+    assert.throws(
+      () => encode({ id: 1n }),
+      (error) => error instanceof EncodeError && error.cause instanceof TypeError,
+    );
+  });
+
+  test("paths: identifiers, other keys, indices", () => {
+    const at = (value) => {
+      try {
+        encode(value);
+      } catch (error) {
+        return error.path;
+      }
+      return null;
+    };
+    assert.equal(at({ _ok$1: [0n] }), "$._ok$1[0]");
+    assert.equal(at({ "1a": 0n }), '$["1a"]');
+    assert.equal(at({ "": 0n }), '$[""]');
+    assert.equal(at({ 'q"uote': 0n }), '$["q\\"uote"]');
+    assert.equal(at({ é: 0n }), '$["é"]');
+  });
+
+  test("lone surrogates in strings and keys throw; pairs pass", () => {
+    assert.throws(() => encode("\ud800"), {
+      path: "$",
+      message: "$: string contains a lone surrogate",
+    });
+    assert.throws(() => encode(["ok", { "a b": "x\udc00" }]), { path: '$[1]["a b"]' });
+    assert.throws(() => encode({ "k\ud800": 1 }), {
+      path: '$["k\\ud800"]',
+      message: '$["k\\ud800"]: object key contains a lone surrogate',
+    });
+    assert.equal(encode("\ud83d\ude00"), '"\ud83d\ude00"\n');
+    // a literal backslash-u text is no surrogate (the hint fires, the walk clears it)
+    assert.equal(encode({ a: "\\ud800" }), '{"a":"\\\\ud800"}\n');
+    // a dropped member's key does not count
+    assert.equal(encode({ "\ud800": undefined }), "{}\n");
+  });
+
+  test("cycles, and top-level values JSON cannot hold", () => {
+    const loop = { a: [] };
+    loop.a.push(loop);
+    assert.throws(() => encode(loop), { code: "ENCODE_ERROR", path: "$.a[0]" });
+    assert.throws(() => encode(undefined), { path: "$", message: "$: undefined is not JSON serializable" });
+    assert.throws(() => encode(() => 1), { message: "$: function is not JSON serializable" });
+    assert.throws(() => encode(Symbol("s")), { message: "$: symbol is not JSON serializable" });
+    assert.throws(() => encode({ toJSON: () => undefined }), { code: "ENCODE_ERROR" });
+  });
+
+  test("nesting: 1024 levels pass, 1025 throw (the decoders' limit)", () => {
+    let ok = [];
+    for (let i = 1; i < 1024; i++) ok = [ok];
+    assert.equal(encode(ok), "[".repeat(1024) + "]".repeat(1024) + "\n");
+    assert.throws(() => encode([ok]), (error) => error.code === "ENCODE_ERROR" && error.path === "$" + "[0]".repeat(1024));
+    // many containers side by side are fine
+    const wide = Array.from({ length: 3000 }, () => ({ a: [] }));
+    assert.equal(encode(wide).length, 3000 * 9 + 2);
+  });
+
+  test("errors thrown by the value's own code pass through", () => {
+    const bad = {
+      toJSON() {
+        throw new RangeError("mine");
+      },
+    };
+    assert.throws(() => encode(bad), { name: "RangeError", message: "mine" });
+  });
+
+  test("the constants", () => {
+    assert.equal(MAX_LINE, 16 * 1024 * 1024);
+    assert.equal(MAX_SAFE_INTEGER, 2 ** 53 - 1);
+  });
+});
+
+describe("decode", () => {
+  test("strings, bytes, ArrayBuffer and views", () => {
+    const text = '{"a":[1,2.5,"é"],"b":null}';
+    const value = { a: [1, 2.5, "é"], b: null };
+    assert.deepEqual(decode(text), value);
+    assert.deepEqual(decode(bytes(text)), value);
+    assert.deepEqual(decode(Buffer.from(text)), value);
+    assert.deepEqual(decode(bytes(text).buffer), value);
+    assert.deepEqual(decode(new DataView(bytes(text).buffer)), value);
+    assert.throws(() => decode(42), TypeError);
+  });
+
+  test("one leading BOM is skipped, a second one is an error", () => {
+    assert.equal(decode("\ufeff1"), 1);
+    assert.equal(decode(Uint8Array.of(0xef, 0xbb, 0xbf, 0x31)), 1);
+    assert.throws(() => decode("\ufeff\ufeff1"), { code: "DECODE_ERROR", line: 1, column: 1 });
+  });
+
+  test("errors name the line, the column (in characters) and an excerpt", () => {
+    assert.throws(() => decode('{"a":1 "b":2}'), {
+      code: "DECODE_ERROR",
+      line: 1,
+      column: 8,
+      excerpt: '{"a":1 "b":2}',
+      message: `line 1, col 8: expected ',' or '}' after property value in '{"a":1 "b":2}'`,
+    });
+    assert.throws(() => decode("[1,\n2,\r\n3 4]"), { line: 3, column: 3, excerpt: "3 4]" });
+    assert.throws(() => decode('["😀😀", x]'), { line: 1, column: 8 }); // an emoji is one character
+    assert.throws(() => decode("[1,]"), { line: 1, column: 4, reason: "unexpected character ']'" });
+    assert.throws(() => decode(""), { line: 1, column: 1 });
+    assert.throws(() => decode("nul"), { line: 1, column: 4 });
+  });
+
+  test("excerpts are at most 40 characters, with … where cut", () => {
+    const long = '["' + "a".repeat(50) + '" x' + "b".repeat(50) + "]";
+    assert.throws(
+      () => decode(long),
+      (error) => {
+        assert.equal(error.column, 55);
+        assert.equal(error.excerpt, "…" + "a".repeat(18) + '" x' + "b".repeat(19) + "…");
+        return true;
+      },
+    );
+    assert.throws(() => decode("x" + "y".repeat(60)), { excerpt: "x" + "y".repeat(39) + "…" });
+  });
+
+  test("invalid UTF-8 is rejected where it stands", () => {
+    const data = Uint8Array.of(0x5b, 0x31, 0x2c, 0x0a, 0x22, 0xc3, 0xa9, 0xff, 0x22, 0x5d); // [1,\n"é\xff"]
+    assert.throws(() => decode(data), {
+      code: "DECODE_ERROR",
+      reason: "invalid UTF-8 (byte 0xff)",
+      line: 2,
+      column: 3,
+      excerpt: '"é\ufffd"]',
+    });
+    assert.throws(() => decode(Uint8Array.of(0x22, 0xed, 0xa0, 0x80, 0x22)), { reason: "invalid UTF-8 (byte 0xed)" });
+    assert.throws(() => decode(Uint8Array.of(0x31, 0xe2, 0x82)), { column: 2 });
+  });
+
+  test("lone surrogate escapes are rejected (JSON.parse takes them, orjson does not)", () => {
+    for (const text of ['"\\ud800"', '"\\udc00\\ud800"', '{"\\ud800":1}', '["ok", ["\\udfff"]]', '"\\ud800\\u0041"']) {
+      assert.throws(() => decode(text), { code: "DECODE_ERROR" }, text);
+    }
+    assert.throws(() => decode('["ok", "\\udc00"]'), { column: 9, reason: "lone surrogate \\udc00 in string" });
+    assert.equal(decode('"\\ud83d\\ude00 \\u00e9"'), "😀 é");
+    assert.equal(decode('"\\\\ud800"'), "\\ud800"); // an escaped backslash, then text
+    assert.throws(() => decode('"a\ud800"'), { code: "DECODE_ERROR" }); // raw, in a string input
+  });
+
+  test("numbers: overflow rejected, underflow and big integers accepted", () => {
+    assert.throws(() => decode("1e400"), { reason: "number is infinity when parsed as double", column: 1 });
+    assert.throws(() => decode('{"a": [0, -1E+400]}'), { column: 11 });
+    assert.throws(() => decode("1" + "0".repeat(250) + "e99"), { code: "DECODE_ERROR" });
+    assert.throws(() => decode("1.7976931348623159e308"), { code: "DECODE_ERROR" });
+    assert.equal(decode("1.7976931348623157e308"), 1.7976931348623157e308);
+    assert.equal(decode("1e-400"), 0);
+    assert.equal(decode("123456789012345678901234567890"), 1.2345678901234568e29);
+    assert.equal(decode('"1e400"'), "1e400");
+  });
+
+  test("nesting: 1024 accepted, 1025 rejected, objects and arrays together", () => {
+    assert.equal(decode("[".repeat(1024) + "]".repeat(1024)).length, 1);
+    assert.throws(() => decode("[".repeat(1025) + "]".repeat(1025)), { column: 1025 });
+    assert.throws(() => decode("[".repeat(1023) + '{"a":[]}' + "]".repeat(1023)), { code: "DECODE_ERROR" });
+    assert.ok(decode("[".repeat(1023) + '{"a":1}' + "]".repeat(1023)));
+    assert.throws(() => decode("[".repeat(100000) + "]".repeat(100000)), { code: "DECODE_ERROR" });
+    assert.throws(() => decode("[".repeat(100000)), { code: "DECODE_ERROR" });
+  });
+
+  test("the grammar is strict RFC 8259", () => {
+    for (const text of ["NaN", "[1,]", "{'a':1}", "01", "+1", "// c\n1", "1 2", " ", '"\\x41"', '"a\tb"', "{a:1}"]) {
+      assert.throws(() => decode(text), DecodeError, JSON.stringify(text));
+    }
+  });
+});
+
+describe("Decoder", () => {
+  test("one Messages event per run of good lines", () => {
+    const decoder = new Decoder();
+    const events = decoder.feed('1\n{"a":2}\n"x"\n');
+    assert.equal(events.length, 1);
+    assert.ok(events[0] instanceof Messages && events[0] instanceof Event);
+    assert.deepEqual(events[0].values, [1, { a: 2 }, "x"]);
+    assert.equal(events[0].line, 1);
+    assert.ok(Object.isFrozen(events[0]));
+    assert.equal(decoder.line, 3);
+    assert.equal(decoder.buffered, 0);
+    assert.deepEqual(decoder.feedEof(), []);
+  });
+
+  test("blank lines end a run and are counted; bad lines are Malformed", () => {
+    const events = new Decoder().feed("1\n2\n\n3\n{bad\n \t\r\n4\n");
+    assert.deepEqual(
+      events.map((e) => (e instanceof Messages ? [e.line, e.values] : [e.constructor.name, e.error.line])),
+      [
+        [1, [1, 2]],
+        [4, [3]],
+        ["Malformed", 5],
+        [7, [4]],
+      ],
+    );
+    assert.ok(events[2].error instanceof DecodeError);
+    assert.match(events[2].error.message, /^line 5, col 2: /);
+  });
+
+  test("partial lines are held, as bytes, and counted in buffered", () => {
+    const decoder = new Decoder();
+    assert.deepEqual(decoder.feed('{"a"'), []);
+    assert.equal(decoder.buffered, 4);
+    assert.equal(decoder.line, 0);
+    assert.deepEqual(flat(decoder.feed(":1}\n")), [{ message: { a: 1 }, line: 1 }]);
+    assert.equal(decoder.buffered, 0);
+  });
+
+  test("a multi-byte character split across chunks", () => {
+    const data = bytes('"é€😀"\n');
+    for (let cut = 1; cut < data.length; cut++) {
+      assert.deepEqual(flat(feedAll(new Decoder(), data, [cut])), [{ message: "é€😀", line: 1 }], `cut ${cut}`);
+    }
+  });
+
+  test("CRLF, also with the CR and LF in different chunks", () => {
+    assert.deepEqual(flat(feedAll(new Decoder(), bytes("1\r\n2\r\n"), [2, 5])), [
+      { message: 1, line: 1 },
+      { message: 2, line: 2 },
+    ]);
+  });
+
+  test("a BOM is skipped at the start, even split, and only there", () => {
+    const data = Uint8Array.of(0xef, 0xbb, 0xbf, 0x37, 0x0a);
+    for (const cuts of [[], [1], [2], [1, 2], [3], [1, 2, 3, 4]]) {
+      assert.deepEqual(flat(feedAll(new Decoder(), data, cuts)), [{ message: 7, line: 1 }], `cuts ${cuts}`);
+    }
+    const decoder = new Decoder();
+    decoder.feed("1\n");
+    assert.deepEqual(flat(decoder.feed("\ufeff2\n")), [{ error: "DECODE_ERROR", line: 2 }]);
+    assert.deepEqual(flat(feedAll(new Decoder(), Uint8Array.of(0xef, 0xbb))), [
+      { error: "TRUNCATED_LINE", line: 1, delivered: false },
+    ]);
+  });
+
+  test("an over-long line is reported at once and skipped without buffering it", () => {
+    const decoder = new Decoder({ maxLine: 100 });
+    const chunk = bytes("x".repeat(64));
+    const first = decoder.feed(chunk);
+    assert.deepEqual(first, []);
+    const second = decoder.feed(chunk);
+    assert.equal(second.length, 1);
+    assert.ok(second[0] instanceof Malformed && second[0].error instanceof FrameTooLarge);
+    assert.equal(second[0].error.line, 1);
+    assert.equal(second[0].error.limit, 100);
+    assert.equal(second[0].error.excerpt, "x".repeat(40) + "…");
+    for (let i = 0; i < 1000; i++) {
+      assert.deepEqual(decoder.feed(chunk), []);
+      assert.equal(decoder.buffered, 0);
+    }
+    assert.deepEqual(flat(decoder.feed("xx\n5\n")), [{ message: 5, line: 2 }]);
+    assert.equal(decoder.line, 2);
+  });
+
+  test("the limit counts bytes before the newline, CR included", () => {
+    assert.deepEqual(flat(feedAll(new Decoder({ maxLine: 3 }), bytes("123\n"))), [{ message: 123, line: 1 }]);
+    assert.deepEqual(flat(feedAll(new Decoder({ maxLine: 3 }), bytes("123\r\n"))), [
+      { error: "FRAME_TOO_LARGE", line: 1 },
+    ]);
+    assert.deepEqual(flat(feedAll(new Decoder({ maxLine: 3 }), bytes('"é"\n'))), [{ error: "FRAME_TOO_LARGE", line: 1 }]);
+    assert.throws(() => new Decoder({ maxLine: 0 }), RangeError);
+  });
+
+  test("a final line without newline: delivered when it parses", () => {
+    const decoder = new Decoder();
+    assert.deepEqual(flat(decoder.feed("1\n42")), [{ message: 1, line: 1 }]);
+    assert.equal(decoder.buffered, 2);
+    const events = decoder.feedEof();
+    assert.equal(events.length, 2);
+    assert.ok(events[0] instanceof Messages);
+    assert.deepEqual([events[0].values, events[0].line], [[42], 2]);
+    assert.ok(events[1] instanceof Truncated && events[1].error instanceof TruncatedLine);
+    assert.equal(events[1].error.delivered, true);
+    assert.equal(
+      events[1].error.message,
+      "line 2: stream ended without a final newline (the line parsed and was delivered) in '42'",
+    );
+  });
+
+  test("a final line without newline: reported when it does not parse", () => {
+    const decoder = new Decoder();
+    decoder.feed('{"a":');
+    const events = decoder.feedEof();
+    assert.equal(events.length, 1);
+    assert.ok(events[0] instanceof Truncated);
+    assert.equal(events[0].error.delivered, false);
+    assert.equal(events[0].error.line, 1);
+    assert.match(events[0].error.reason, /^stream ended in the middle of a line \(.+\)$/);
+    assert.equal(events[0].error.excerpt, '{"a":');
+    const bad = new Decoder();
+    bad.feed(Uint8Array.of(0x31, 0x0a, 0x22, 0xfe));
+    assert.equal(
+      bad.feedEof()[0].error.reason,
+      "stream ended in the middle of a line (invalid UTF-8 (byte 0xfe))",
+    );
+  });
+
+  test("feedEof ends the stream: feed throws, a second feedEof gives nothing", () => {
+    const decoder = new Decoder();
+    decoder.feed("1");
+    assert.equal(decoder.feedEof().length, 2);
+    assert.deepEqual(decoder.feedEof(), []);
+    assert.throws(() => decoder.feed("2\n"), /feed\(\) after feedEof\(\)/);
+  });
+
+  test("chunks: Buffer, Uint8Array, ArrayBuffer, DataView, string", () => {
+    const decoder = new Decoder();
+    const events = [
+      ...decoder.feed(Buffer.from("1\n")),
+      ...decoder.feed(bytes("2\n")),
+      ...decoder.feed(bytes("3\n").buffer),
+      ...decoder.feed(new DataView(bytes("4\n").buffer)),
+      ...decoder.feed("5\n"),
+    ];
+    assert.deepEqual(flat(events).map((e) => e.message), [1, 2, 3, 4, 5]);
+    assert.throws(() => decoder.feed(5), TypeError);
+  });
+
+  test("held bytes are copied: the caller may reuse its buffer", () => {
+    const decoder = new Decoder();
+    const buffer = Buffer.from('"abc');
+    decoder.feed(buffer);
+    buffer.write('"xyz');
+    assert.deepEqual(flat(decoder.feed('"\n')), [{ message: "abc", line: 1 }]);
+  });
+
+  test("what the fast path cannot see goes through the slow path", () => {
+    const text = '1\n"\\ud800"\n[1e400]\n' + "[".repeat(1025) + "]".repeat(1025) + "\n2\n";
+    assert.deepEqual(flat(new Decoder().feed(text)), [
+      { message: 1, line: 1 },
+      { error: "DECODE_ERROR", line: 2 },
+      { error: "DECODE_ERROR", line: 3 },
+      { error: "DECODE_ERROR", line: 4 },
+      { message: 2, line: 5 },
+    ]);
+    const utf8 = Uint8Array.of(0x31, 0x0a, 0xff, 0x0a, 0x32, 0x0a);
+    const events = new Decoder().feed(utf8);
+    assert.deepEqual(flat(events), [
+      { message: 1, line: 1 },
+      { error: "DECODE_ERROR", line: 2 },
+      { message: 2, line: 3 },
+    ]);
+    assert.equal(events[1].error.reason, "invalid UTF-8 (byte 0xff)");
+  });
+
+  test("many chunks of one huge line cost linear time", () => {
+    const decoder = new Decoder();
+    const chunk = bytes("[" + "1,".repeat(32767));
+    const started = performance.now();
+    for (let i = 0; i < 256; i++) decoder.feed(chunk); // 16 MiB held
+    assert.equal(decoder.buffered, 256 * chunk.length);
+    assert.ok(performance.now() - started < 5000);
+    decoder.feed("1]\n");
+    assert.equal(decoder.buffered, 0);
+  });
+});
+
+describe("module", () => {
+  test("the core imports nothing but itself (browser-safe, sans-I/O)", () => {
+    for (const file of ["index.js", "wire.js", "errors.js"]) {
+      const source = readFileSync(new URL(`../src/${file}`, import.meta.url), "utf8");
+      const specifiers = [...source.matchAll(/^\s*(?:import|export)\b[^;]*?from\s+"([^"]+)"/gm)].map((m) => m[1]);
+      for (const specifier of specifiers) {
+        assert.match(specifier, /^\.\/[a-z]+\.js$/, `${file} imports ${specifier}`);
+      }
+      assert.doesNotMatch(source, /\brequire\(|\bimport\(|\bprocess\.|\bDate\.now\(|\bperformance\./, file);
+    }
+  });
+
+  test("exports mirror wire.py and errors.py name for name", () => {
+    assert.deepEqual(Object.keys(bothways).sort(), [
+      "BothwaysError",
+      "CallTimeout",
+      "ChildExited",
+      "ConnectError",
+      "DecodeError",
+      "Decoder",
+      "EncodeError",
+      "Event",
+      "FrameTooLarge",
+      "MAX_LINE",
+      "MAX_SAFE_INTEGER",
+      "Malformed",
+      "Messages",
+      "RemoteError",
+      "TransportClosed",
+      "TransportError",
+      "Truncated",
+      "TruncatedLine",
+      "decode",
+      "encode",
+    ]);
+  });
+});
