@@ -166,6 +166,7 @@ def values() -> list[dict[str, Any]]:
     both("500 nested arrays", nested_value(500), nested(500))
     both("1024 nested arrays (the limit)", nested_value(1024), nested(1024))
     dec_error("1025 nested arrays", nested(1025))
+    enc_error("1025 nested arrays cannot be sent", nested_value(1025), "$" + "[0]" * 1024)
     # decoding: accepted forms
     dec("duplicate key: last wins", '{"a":1,"a":2}', {"a": 2})
     dec("whitespace around", " \t\n\r1 \n", 1)

@@ -50,6 +50,7 @@ MAX_SAFE_INTEGER = 2**53 - 1
 """The largest integer a JavaScript number holds exactly. A larger one is sent only when it is
 what JavaScript itself would write for that double (10**20: yes; 2**53 + 1: no, EncodeError)."""
 
+MAX_DEPTH = 1024  # nested arrays/objects: orjson's decoding limit, and so both languages' limit
 BOM = b"\xef\xbb\xbf"
 EXCERPT = 40  # characters of context shown in an error
 
@@ -166,22 +167,26 @@ def _encode_iteratively(value: Any, option: int) -> bytes:
 
 def _raise_problem(value: Any, *, strict: bool, big_ints: bool) -> None:
     """Raises EncodeError for the first thing in ``value`` (document order) that cannot be sent."""
-    stack: list[tuple[str, Any]] = [("$", value)]
+    stack: list[tuple[str, Any, int]] = [("$", value, 0)]
     while stack:
-        path, item = stack.pop()
+        path, item, depth = stack.pop()
         reason = _leaf_problem(item, strict=strict, big_ints=big_ints)
         if reason:
             raise EncodeError(reason, path=path)
         children = _children(item)
         if children is None:
             continue
+        if depth >= MAX_DEPTH:
+            raise EncodeError(
+                f"nesting deeper than {MAX_DEPTH} arrays/objects (the decoders' limit)", path=path
+            )
         for key, child in reversed(children):
             if isinstance(item, dict):
                 if not isinstance(key, str):
                     raise EncodeError(f"object key {key!r} is a {type(key).__name__}, not a str", path=path)
                 if _has_surrogate(key):
                     raise EncodeError("object key contains a lone surrogate", path=_child_path(path, key))
-            stack.append((path if key is None else _child_path(path, key), child))
+            stack.append((path if key is None else _child_path(path, key), child, depth + 1))
 
 
 def _leaf_problem(value: Any, *, strict: bool, big_ints: bool) -> str | None:
