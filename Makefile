@@ -3,10 +3,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
-export PYTHONWARNINGS ?= default
-export PYTHONASYNCIODEBUG ?= 1
+TEST_ENV := PYTHONWARNINGS=default PYTHONASYNCIODEBUG=1
 
-.PHONY: setup system-deps demo test test-py test-js lint types bench clean
+.PHONY: setup demo test test-py test-js lint types bench clean
 
 setup: $(STAMP)
 
@@ -24,16 +23,17 @@ demo: setup
 test: setup lint test-js test-py
 
 test-py: setup
-	$(PY) -m pytest
+	$(TEST_ENV) $(PY) -m pytest
 
 test-js: setup
-	cd js && BOTHWAYS_PYTHON=$(abspath $(PY)) npm test
+	cd js && $(TEST_ENV) BOTHWAYS_PYTHON=$(abspath $(PY)) npm test
 
 lint: setup
 	$(PY) -m ruff check src tests bench spec examples
 	$(PY) -m ruff format --check src tests bench spec examples
 	$(PY) -m mypy
 	cd js && npm run lint
+	for f in examples/tutorial/*.js; do node --check "$$f" || exit 1; done
 
 types: setup
 	$(PY) -m mypy

@@ -1,14 +1,31 @@
-"""The ``bothways`` command: ``main(argv=None) -> int``; an error's class sets the exit code."""
+"""The ``bothways`` command: ``main(argv=None) -> int``; an error's class sets the exit code.
+
+- ``bothways check``: validate an NDJSON stream from stdin.
+- ``bothways demo``: the tutorial's system (examples/tutorial), every part running at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from io import BufferedReader
-from typing import cast
+from pathlib import Path
+from types import FrameType
+from typing import IO, cast
 
 from . import __version__
+from .transports.stdio import _child_setup
 from .wire import Decoder, Malformed, Messages, Truncated, encode
 
 EXIT_BAD_INPUT = 65  # EX_DATAERR
@@ -37,15 +54,209 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if bad else 0
 
 
+# --------------------------------------------------------------------------------------------
+# bothways demo
+
+# src/bothways/cli.py -> the repository root. The examples are not installed with the package.
+TUTORIAL = Path(__file__).resolve().parents[2] / "examples" / "tutorial"
+DEFAULT_PORT = 5000
+STARTUP = 15.0  # seconds for the Flask app to print its URL
+GRACE = 3.0  # seconds between SIGTERM and SIGKILL when stopping
+_URL = re.compile(r"open (http://\S+)")
+
+
+class _Part:
+    """One program of the demo, in its own process group, its output shown line by line."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], show: threading.Lock) -> None:
+        self.name = name
+        self.url: str | None = None
+        self.url_seen = threading.Event()
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            # its own process group (our Ctrl-C is for us; we stop its group ourselves), and
+            # killed by Linux if the demo itself is killed
+            preexec_fn=_child_setup,
+        )
+        self._show = show
+        self._reader = threading.Thread(target=self._read, name=f"demo-{name}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        stdout = cast(IO[bytes], self.process.stdout)
+        for raw in iter(stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            match = _URL.search(line)
+            if match and self.url is None:
+                self.url = match.group(1)
+                self.url_seen.set()
+            _say(self._show, f"[{self.name}] {line}")
+        stdout.close()
+        self.url_seen.set()  # no URL will come: the process ended
+
+    def stop(self) -> None:
+        """SIGTERM to the process group (the program and what it spawned), then SIGKILL."""
+        if self.process.poll() is None:
+            _kill_group(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(GRACE)
+            except subprocess.TimeoutExpired:
+                _kill_group(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        _kill_group(self.process.pid, signal.SIGKILL)  # a straggler the program left behind
+        self._reader.join(GRACE)
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _say(lock: threading.Lock, text: str) -> None:
+    with lock, contextlib.suppress(BrokenPipeError, ValueError):
+        print(text, flush=True)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the Flask server does
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and ``kill`` (SIGTERM) set ``stop``; the previous handlers come back after.
+
+    Setting an event rather than raising KeyboardInterrupt means a second Ctrl-C cannot cut the
+    clean-up short. SIGINT is set even when it was ignored (a shell starts background jobs so).
+    """
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    try:
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Demo:
+    """The running demo: the parts it started (each stopped by ``close``) and a stop event."""
+
+    def __init__(self, tutorial: Path, node: str, sensor_flags: list[str]) -> None:
+        self.tutorial = tutorial
+        self.node = node
+        self.python = sys.executable
+        self.sensor_flags = sensor_flags
+        # The listeners spawn their sensors with the same interpreters as ours.
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "BOTHWAYS_PYTHON": self.python}
+        self.env["BOTHWAYS_NODE"] = node
+        self.stop = threading.Event()
+        self.parts: list[_Part] = []
+        self._show = threading.Lock()
+
+    def say(self, text: str) -> None:
+        _say(self._show, text)
+
+    def start(self, name: str, program: str, *args: str) -> _Part:
+        interpreter = self.node if program.endswith(".js") else self.python
+        part = _Part(name, [interpreter, str(self.tutorial / program), *args], self.env, self._show)
+        self.parts.append(part)
+        return part
+
+    def run(self, port: int, duration: float | None) -> int:
+        """Starts the Flask app, then both pairs once it listens; returns at ``stop`` or ``duration``."""
+        flask = self.start("flask", "app.py", "--port", str(port))
+        give_up = time.monotonic() + STARTUP
+        while not flask.url_seen.wait(0.1):
+            if self.stop.is_set():
+                return 0
+            if time.monotonic() > give_up:
+                break
+        if flask.url is None:
+            self.say("bothways demo: the Flask app did not start (see its output above)")
+            return 1
+        self.say(f"bothways demo: open {flask.url} in a browser. Ctrl-C stops everything.")
+        self.say("  [py->js]: sensor.py -> temperature-listener.js")
+        self.say("  [js->py]: sensor.js -> temperature-listener.py")
+        self.start("py->js", "temperature-listener.js", *self.sensor_flags)
+        self.start("js->py", "temperature-listener.py", *self.sensor_flags)
+        deadline = None if duration is None else time.monotonic() + duration
+        while not self.stop.wait(0.1):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if all(part.process.poll() is not None for part in self.parts):
+                self.say("bothways demo: every program has ended")
+                return 1
+        return 0
+
+    def close(self) -> None:
+        """Stops every part, last started first, and reports how each ended."""
+        self.say("bothways demo: stopping")
+        for part in reversed(self.parts):
+            part.stop()
+        codes = ", ".join(f"{part.name} {part.process.returncode}" for part in self.parts)
+        self.say(f"bothways demo: stopped (exit codes: {codes})")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Runs the Flask app and both sensor -> listener pairs until Ctrl-C or --duration."""
+    tutorial: Path = args.examples
+    if not (tutorial / "app.py").is_file():
+        print(
+            f"bothways demo: the tutorial's programs are not in {tutorial}. They are not installed "
+            "with the package: run the demo from a clone of the repository (make demo), "
+            "or pass --examples DIR.",
+            file=sys.stderr,
+        )
+        return 2
+    node = shutil.which("node")
+    if node is None:
+        print("bothways demo: node (Node.js >= 20) is not on PATH (make setup installs it)", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("flask") is None:
+        print("bothways demo: Flask is not installed: pip install 'bothways[web]'", file=sys.stderr)
+        return 2
+    port = args.port if args.port is not None else DEFAULT_PORT if _port_free(DEFAULT_PORT) else 0
+    demo = _Demo(tutorial, node, [] if args.interval is None else ["--interval", str(args.interval)])
+    with _stop_on_signals(demo.stop):
+        try:
+            return demo.run(port, args.duration)
+        finally:
+            demo.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="bothways", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="bothways", description="JSON between Python and JavaScript, both ways."
+    )
     parser.add_argument("--version", action="version", version=f"bothways {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="validate an NDJSON stream from stdin")
     check.add_argument("--max-line", type=int, default=16 * 1024 * 1024, help="longest line, bytes")
     check.add_argument("-q", "--quiet", action="store_true", help="only report bad lines")
     check.set_defaults(run=_check)
+    demo = commands.add_parser("demo", help="run the tutorial's system: Flask app, sensors, listeners")
+    demo.add_argument("--port", type=int, help=f"Flask's port (default: {DEFAULT_PORT}, or any if taken)")
+    demo.add_argument("--interval", type=float, help="seconds between readings (default: random 0-5)")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: at Ctrl-C)")
+    demo.add_argument("--examples", type=Path, default=TUTORIAL, help="the tutorial's directory")
+    demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result
