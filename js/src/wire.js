@@ -180,7 +180,7 @@ function findProblem(root, strict) {
         return value.isWellFormed() ? null : { path, reason: "string contains a lone surrogate" };
       case "number":
         return strict && !Number.isFinite(value)
-          ? { path, reason: `${value} is not a JSON number (strict mode; default sends null)` }
+          ? { path, reason: `${value} is not a JSON number (strict mode; the default sends null)` }
           : null;
       case "boolean":
         return null;
@@ -1097,8 +1097,16 @@ export class Decoder {
     }
     const size = this.#heldSize + data.length;
     if (size > this.#maxLine) {
-      const head = this.#takeHeld(data.subarray(0, Math.max(0, EXCERPT * 4 - this.#heldSize)));
-      const excerpt = _excerpt(lenientUtf8.decode(head.subarray(0, EXCERPT * 4)), 0);
+      // As Python: the excerpt shows the first 160 bytes held when the line passed the limit.
+      const head = new Uint8Array(Math.min(EXCERPT * 4, size));
+      let at = 0;
+      for (const part of [...this.#held, data]) {
+        if (at === head.length) break;
+        const piece = part.subarray(0, head.length - at);
+        head.set(piece, at);
+        at += piece.length;
+      }
+      const excerpt = _excerpt(lenientUtf8.decode(head), 0);
       events.push(new Malformed(new FrameTooLarge({ line: this.#line + 1, limit: this.#maxLine, excerpt })));
       this.#held = [];
       this.#heldSize = 0;

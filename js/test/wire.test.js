@@ -201,7 +201,7 @@ describe("encode", () => {
     assert.throws(() => encode({ readings: [{ celsius: 1 }, { celsius: NaN }] }, { strict: true }), {
       code: "ENCODE_ERROR",
       path: "$.readings[1].celsius",
-      message: "$.readings[1].celsius: NaN is not a JSON number (strict mode; default sends null)",
+      message: "$.readings[1].celsius: NaN is not a JSON number (strict mode; the default sends null)",
     });
     assert.throws(() => encode(-Infinity, { strict: true }), { path: "$" });
     // "null" in the text is only a hint: real nulls and "null" strings pass in strict mode

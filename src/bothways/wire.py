@@ -165,28 +165,46 @@ def _encode_iteratively(value: Any, option: int) -> bytes:
             pending = item
 
 
+_LEAVE = object()  # marks, on the walk's stack, the end of a container's children
+
+
 def _raise_problem(value: Any, *, strict: bool, big_ints: bool) -> None:
-    """Raises EncodeError for the first thing in ``value`` (document order) that cannot be sent."""
-    stack: list[tuple[str, Any, int]] = [("$", value, 0)]
+    """Raises EncodeError for the first thing in ``value`` (document order) that cannot be sent.
+
+    An iterative depth-first walk (no recursion limit to hit): each stack entry is a container's
+    member (parent path, key, child, depth, whether the key is an object key to check), and
+    ``_LEAVE`` entries close a container, so ``open_ids`` holds exactly the current ancestors.
+    """
+    stack: list[tuple[str, object, Any, int, bool]] = [("$", None, value, 0, False)]
+    open_ids: set[int] = set()
     while stack:
-        path, item, depth = stack.pop()
+        parent, key, item, depth, is_member = stack.pop()
+        if key is _LEAVE:
+            open_ids.discard(id(item))
+            continue
+        if is_member:  # an object member: its key first, then its value
+            if not isinstance(key, str):
+                raise EncodeError(f"object key {key!r} is a {type(key).__name__}, not a str", path=parent)
+            if _has_surrogate(key):
+                raise EncodeError("object key contains a lone surrogate", path=_child_path(parent, key))
+        path = parent if key is None else _child_path(parent, key)
         reason = _leaf_problem(item, strict=strict, big_ints=big_ints)
         if reason:
             raise EncodeError(reason, path=path)
         children = _children(item)
         if children is None:
             continue
+        if id(item) in open_ids:
+            raise EncodeError("circular reference", path=path)
         if depth >= MAX_DEPTH:
             raise EncodeError(
                 f"nesting deeper than {MAX_DEPTH} arrays/objects (the decoders' limit)", path=path
             )
-        for key, child in reversed(children):
-            if isinstance(item, dict):
-                if not isinstance(key, str):
-                    raise EncodeError(f"object key {key!r} is a {type(key).__name__}, not a str", path=path)
-                if _has_surrogate(key):
-                    raise EncodeError("object key contains a lone surrogate", path=_child_path(path, key))
-            stack.append((path if key is None else _child_path(path, key), child, depth + 1))
+        open_ids.add(id(item))
+        stack.append((path, _LEAVE, item, depth, False))
+        is_dict = isinstance(item, dict)
+        for child_key, child in reversed(children):
+            stack.append((path, child_key, child, depth + 1, is_dict))
 
 
 def _leaf_problem(value: Any, *, strict: bool, big_ints: bool) -> str | None:
@@ -439,10 +457,6 @@ class Decoder:
         self._buf.clear()
         if self._skipping or not buf.strip(b" \t\r"):
             return []
-        if not self._started and buf[:3] == BOM:
-            buf = buf[3:]
-            if not buf.strip(b" \t\r"):
-                return []
         line = self._line + 1
         excerpt = _excerpt(buf.decode("utf-8", "replace"), len(buf))
         try:

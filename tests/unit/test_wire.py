@@ -227,3 +227,21 @@ def test_any_chunking_gives_the_events_of_feeding_whole(
 
     pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=False)]
     assert repr(run(pieces)) == repr(run([data]))
+
+
+def test_encode_errors_come_in_document_order() -> None:
+    with pytest.raises(EncodeError) as info:
+        encode({"a\ud800": 1, "b\ud800": 2})
+    assert info.value.path == '$["a\\ud800"]'
+    with pytest.raises(EncodeError) as info:
+        encode({"x": 2**60, "k\ud800": 1})
+    assert info.value.path == "$.x"
+
+
+def test_a_cycle_is_named_as_such() -> None:
+    loop: dict[str, Any] = {"a": [1]}
+    loop["self"] = loop
+    with pytest.raises(EncodeError, match=r"^\$\.self: circular reference"):
+        encode(loop)
+    shared = [1, 2]
+    assert encode({"x": shared, "y": shared}) == b'{"x":[1,2],"y":[1,2]}\n'  # shared is not a cycle
