@@ -46,6 +46,11 @@ def large(i: int) -> dict[str, Any]:
     return {"batch": i, "readings": [reading(i * 1000 + j) for j in range(1000)]}  # ~75-100 KB
 
 
+def _wrapper(value: Any) -> bytes:
+    """The floor for any Python-level encoder: one function call around orjson.dumps."""
+    return dumps(value)
+
+
 def rate(fn: Callable[[], int], seconds: float) -> float:
     """Messages per second of ``fn`` (which returns how many it handled), run for ~``seconds``."""
     count = 0
@@ -87,9 +92,15 @@ def python_rows(seconds: float, rounds: int) -> list[dict[str, Any]]:
         def bare_decode(lines: list[bytes] = lines) -> int:
             return len([loads(line) for line in lines])
 
+        def wrapped_encode(values: list[Any] = values) -> int:
+            for v in values:
+                _wrapper(v)
+            return len(values)
+
         assert ours_decode() == len(values)
         pairs = [
             (f"encode {label}", ours_encode, bare_encode, "orjson.dumps"),
+            (f"encode {label}", ours_encode, wrapped_encode, "a bare Python function around orjson.dumps"),
             (f"decode {label} (64 KiB chunks)", ours_decode, bare_decode, "orjson.loads, pre-split lines"),
         ]
         for name, ours, ref, ref_name in pairs:
@@ -128,10 +139,13 @@ def table(py: list[dict[str, Any]], js: list[dict[str, Any]]) -> str:
         "| language | benchmark | ours (msg/s) | reference (msg/s) | reference | ours / reference | target |",
         "| --- | --- | ---: | ---: | --- | ---: | ---: |",
     ]
-    js_targets = {"encode small": 0.8, "decode small (64 KiB chunks)": 0.7}
+    js_targets = {"encode small": 0.8, "decode stream small": 0.7}
+    js_references = {"encode": "JSON.stringify", "decode": "JSON.parse, pre-split lines"}
     for lang, rows, targets in (("Python", py, TARGETS), ("JavaScript", js, js_targets)):
         for r in rows:
-            target = targets.get(r["name"])
+            r.setdefault("reference_name", js_references[r["name"].split()[0]])
+            floor = "function" in r["reference_name"]
+            target = None if floor else targets.get(r["name"])
             lines.append(
                 f"| {lang} | {r['name']} | {r['ours']:,.0f} | {r['reference']:,.0f} | "
                 f"{r.get('reference_name', '')} | {r['ratio']:.2f} | {f'>= {target:.2f}' if target else ''} |"
