@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bothways import ChildExited, DecodeError, TransportClosed, decode
-from bothways.transports import Child, async_spawn, spawn
+from bothways.transports import Child, async_spawn, spawn, supervise
 
 from ..conftest import FIXTURES, UNIT, require_tool
 
@@ -237,3 +237,26 @@ def test_asyncio_echo_and_crash() -> None:
             assert "ZeroDivisionError" in info.value.stderr_tail
 
     asyncio.run(main())
+
+
+def test_supervise_restarts_with_backoff_then_gives_up() -> None:
+    restarts: list[tuple[int, float, int | None]] = []
+    with supervise(
+        py_argv("py_crash.py"),
+        stderr="keep",
+        max_restarts=2,
+        backoff=0.05,
+        on_restart=lambda err, attempt, delay: restarts.append((attempt, delay, err.returncode)),
+    ) as child:
+        got = []
+        with pytest.raises(ChildExited, match="exited with code 1"):
+            for message in child:
+                got.append(message)
+    assert got == [{"step": 1}, {"step": 2}] * 3
+    assert restarts == [(1, 0.05, 1), (2, 0.1, 1)]
+
+
+def test_supervise_ends_cleanly_after_a_recovered_crash(tmp_path: Path) -> None:
+    with supervise(py_argv("py_flaky.py", str(tmp_path / "marker")), stderr="keep", backoff=0.01) as child:
+        assert list(child) == [{"run": 1}, {"run": 2}]
+        assert child.restarts == 1

@@ -5,7 +5,7 @@ blocking flavour (``Channel``) and an asyncio flavour (``AsyncChannel``) with th
 """
 
 from .base import AsyncChannel, Channel, Inbox
-from .stdio import AsyncChild, Child, StdioChannel, async_spawn, spawn, stdio
+from .stdio import AsyncChild, Child, StdioChannel, Supervisor, async_spawn, spawn, stdio, supervise
 
 __all__ = [
     "AsyncChannel",
@@ -14,7 +14,9 @@ __all__ = [
     "Child",
     "Inbox",
     "StdioChannel",
+    "Supervisor",
     "async_spawn",
     "spawn",
     "stdio",
+    "supervise",
 ]

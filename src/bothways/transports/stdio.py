@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -36,7 +37,7 @@ from ..errors import ChildExited, TransportClosed
 from ..wire import MAX_LINE, encode
 from .base import AsyncChannel, Channel, ErrorHandler, Inbox
 
-__all__ = ["AsyncChild", "Child", "StdioChannel", "async_spawn", "spawn", "stdio"]
+__all__ = ["AsyncChild", "Child", "StdioChannel", "Supervisor", "async_spawn", "spawn", "stdio", "supervise"]
 
 CHUNK = 64 * 1024
 GRACE = 2.0  # seconds between closing stdin, SIGTERM and SIGKILL
@@ -289,6 +290,67 @@ def spawn(argv: Sequence[str | os.PathLike[str]], **options: Any) -> Child:
         The Child; use it in a ``with`` block so it is always closed.
     """
     return Child([os.fspath(a) for a in argv], **options)
+
+
+RestartHandler = Callable[[ChildExited, int, float], None]
+
+
+class Supervisor(Channel):
+    """A child that is started again when it crashes, with exponential back-off and a cap.
+
+    Messages flow across restarts as from one child. A clean exit (code 0) ends iteration; a
+    crash starts a new child after ``backoff * 2**n`` seconds (at most ``max_backoff``), and
+    ``on_restart(error, attempt, delay)`` is told. After ``max_restarts`` restarts the next crash
+    is raised as ChildExited. Whatever was sent to a child that crashed is not sent again.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        max_restarts: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        on_restart: RestartHandler | None = None,
+        **options: Any,
+    ) -> None:
+        self._argv = list(argv)
+        self._options = options
+        self.max_restarts = max_restarts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.on_restart = on_restart
+        self.restarts = 0
+        self.child = Child(self._argv, **options)
+
+    def send(self, value: Any) -> None:
+        """Sends to the child running now."""
+        self.child.send(value)
+
+    def receive(self) -> Any:
+        """The next message from the current child, restarting it after a crash."""
+        while True:
+            try:
+                return self.child.receive()
+            except ChildExited as exc:
+                if self.restarts >= self.max_restarts:
+                    raise
+                delay = min(self.backoff * 2**self.restarts, self.max_backoff)
+                self.restarts += 1
+                if self.on_restart is not None:
+                    self.on_restart(exc, self.restarts, delay)
+                self.child.close()
+                time.sleep(delay)
+                self.child = Child(self._argv, **self._options)
+
+    def close(self) -> None:
+        self.child.close()
+
+
+def supervise(argv: Sequence[str | os.PathLike[str]], **options: Any) -> Supervisor:
+    """``spawn`` with restarts: the same options, plus ``max_restarts``, ``backoff`` (seconds,
+    doubled each time), ``max_backoff`` and ``on_restart(error, attempt, delay)``."""
+    return Supervisor([os.fspath(a) for a in argv], **options)
 
 
 class AsyncChild(AsyncChannel):
