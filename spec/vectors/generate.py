@@ -322,6 +322,256 @@ def streams() -> list[dict[str, Any]]:
     return c
 
 
+def rpc() -> list[dict[str, Any]]:
+    """Steps driving an RpcEndpoint. The first cases follow the examples of the JSON-RPC 2.0
+    specification (jsonrpc.org/specification, section 7); answers that need a method table
+    (\"Method not found\") are given by a respond_error step, as the Peer adapter does."""
+    c: list[dict[str, Any]] = []
+
+    def case(name: str, *steps: dict[str, Any]) -> None:
+        c.append({"name": name, "steps": list(steps)})
+
+    def req(method: str, params: Any, id_: Any) -> dict[str, Any]:
+        m: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            m["params"] = params
+        m["id"] = id_
+        return m
+
+    def note(method: str, params: Any = None) -> dict[str, Any]:
+        m: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            m["params"] = params
+        return m
+
+    def ok(id_: Any, result: Any) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "result": result, "id": id_}
+
+    def fail(id_: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": code, "message": message}
+        if data is not None:
+            error["data"] = data
+        return {"jsonrpc": "2.0", "error": error, "id": id_}
+
+    def invalid(reason: str, id_: Any = None) -> dict[str, Any]:
+        return fail(id_, -32600, "Invalid Request", {"reason": reason})
+
+    # --- the specification's examples, as the callee
+    case(
+        "spec: positional parameters",
+        {
+            "receive": req("subtract", [42, 23], 1),
+            "events": [{"request": {"id": 1, "method": "subtract", "params": [42, 23]}}],
+        },
+        {"respond": [1, 19]},
+        {"send": [ok(1, 19)]},
+    )
+    case(
+        "spec: named parameters",
+        {
+            "receive": req("subtract", {"subtrahend": 23, "minuend": 42}, 3),
+            "events": [
+                {"request": {"id": 3, "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}}}
+            ],
+        },
+        {"respond": [3, 19]},
+        {"send": [ok(3, 19)]},
+    )
+    case(
+        "spec: a notification gets no answer",
+        {
+            "receive": note("update", [1, 2, 3, 4, 5]),
+            "events": [{"notification": {"method": "update", "params": [1, 2, 3, 4, 5]}}],
+        },
+        {"receive": note("foobar"), "events": [{"notification": {"method": "foobar", "params": None}}]},
+        {"send": []},
+    )
+    case(
+        "spec: a method that does not exist",
+        {
+            "receive": req("foobar", None, "1"),
+            "events": [{"request": {"id": "1", "method": "foobar", "params": None}}],
+        },
+        {"respond_error": ["1", -32601, "Method not found"]},
+        {"send": [fail("1", -32601, "Method not found")]},
+    )
+    case("spec: invalid JSON", {"parse_error": True}, {"send": [fail(None, -32700, "Parse error")]})
+    case(
+        "spec: invalid Request object",
+        {"receive": {"jsonrpc": "2.0", "method": 1, "params": "bar"}, "events": []},
+        {"send": [invalid("method must be a string")]},
+    )
+    case("spec: empty batch", {"receive": [], "events": []}, {"send": [invalid("empty batch")]})
+    case(
+        "spec: batch of one invalid item",
+        {"receive": [1], "events": []},
+        {"send": [[invalid("expected an object, got number")]]},
+    )
+    case(
+        "spec: batch of three invalid items",
+        {"receive": [1, 2, 3], "events": []},
+        {"send": [[invalid("expected an object, got number")] * 3]},
+    )
+    case(
+        "spec: mixed batch answered as one array",
+        {
+            "receive": [
+                req("sum", [1, 2, 4], "1"),
+                note("notify_hello", [7]),
+                req("subtract", [42, 23], "2"),
+                {"foo": "boo"},
+                req("foo.get", {"name": "myself"}, "5"),
+                req("get_data", None, "9"),
+            ],
+            "events": [
+                {"request": {"id": "1", "method": "sum", "params": [1, 2, 4]}},
+                {"notification": {"method": "notify_hello", "params": [7]}},
+                {"request": {"id": "2", "method": "subtract", "params": [42, 23]}},
+                {"request": {"id": "5", "method": "foo.get", "params": {"name": "myself"}}},
+                {"request": {"id": "9", "method": "get_data", "params": None}},
+            ],
+        },
+        {"respond": ["1", 7]},
+        {"respond": ["2", 19]},
+        {"respond_error": ["5", -32601, "Method not found"]},
+        {"send": []},
+        {"respond": ["9", ["hello", 5]]},
+        {
+            "send": [
+                [
+                    invalid('"jsonrpc" must be exactly "2.0"'),
+                    ok("1", 7),
+                    ok("2", 19),
+                    fail("5", -32601, "Method not found"),
+                    ok("9", ["hello", 5]),
+                ]
+            ]
+        },
+    )
+    case(
+        "spec: batch of notifications gets no answer",
+        {
+            "receive": [note("notify_sum", [1, 2, 4]), note("notify_hello", [7])],
+            "events": [
+                {"notification": {"method": "notify_sum", "params": [1, 2, 4]}},
+                {"notification": {"method": "notify_hello", "params": [7]}},
+            ],
+        },
+        {"send": []},
+    )
+    # --- as the caller
+    case(
+        "calls get increasing ids and match their answers",
+        {"request": ["add", [1, 2]], "id": 1},
+        {"request": ["add", [3, 4]], "id": 2},
+        {"notify": ["log", {"text": "hi"}]},
+        {"send": [req("add", [1, 2], 1), req("add", [3, 4], 2), note("log", {"text": "hi"})]},
+        {"receive": ok(2, 7), "events": [{"response": {"id": 2, "result": 7}}]},
+        {"receive": ok(1, 3), "events": [{"response": {"id": 1, "result": 3}}]},
+        {"receive": ok(1, 3), "events": []},
+        {"pending": []},
+    )
+    case(
+        "a call without params sends none",
+        {"request": ["ping", None], "id": 1},
+        {"send": [{"jsonrpc": "2.0", "method": "ping", "id": 1}]},
+        {"receive": ok(1, None), "events": [{"response": {"id": 1, "result": None}}]},
+    )
+    case(
+        "an error answer carries the remote type and traceback",
+        {"request": ["divide", [1, 0]], "id": 1},
+        {
+            "receive": fail(
+                1, -32000, "division by zero", {"type": "ZeroDivisionError", "traceback": "Traceback ..."}
+            ),
+            "events": [
+                {
+                    "error_response": {
+                        "id": 1,
+                        "rpc_code": -32000,
+                        "message": "division by zero",
+                        "remote_type": "ZeroDivisionError",
+                        "remote_traceback": "Traceback ...",
+                    }
+                }
+            ],
+        },
+    )
+    case(
+        "cancel forgets the call and tells the peer",
+        {"request": ["slow", None], "id": 1},
+        {"cancel": 1, "returns": True},
+        {"cancel": 1, "returns": False},
+        {"send": [req("slow", None, 1) | {}, note("$/cancelRequest", {"id": 1})]},
+        {"receive": ok(1, "late"), "events": []},
+        {"pending": []},
+    )
+    case(
+        "the peer cancels a request it sent",
+        {"receive": req("slow", [], 7), "events": [{"request": {"id": 7, "method": "slow", "params": []}}]},
+        {"receive": note("$/cancelRequest", {"id": 7}), "events": [{"cancelled": 7}]},
+        {"respond_error": [7, -32800, "Request cancelled"]},
+        {"send": [fail(7, -32800, "Request cancelled")]},
+    )
+    case(
+        "both sides call at once on one connection",
+        {"request": ["ask", None], "id": 1},
+        {"receive": req("ask", None, 1), "events": [{"request": {"id": 1, "method": "ask", "params": None}}]},
+        {"respond": [1, "their answer"]},
+        {"receive": ok(1, "our answer"), "events": [{"response": {"id": 1, "result": "our answer"}}]},
+        {"send": [req("ask", None, 1), ok(1, "their answer")]},
+    )
+    case(
+        "an error answer with a null id",
+        {
+            "receive": fail(None, -32700, "Parse error"),
+            "events": [
+                {
+                    "error_response": {
+                        "id": None,
+                        "rpc_code": -32700,
+                        "message": "Parse error",
+                        "remote_type": "",
+                        "remote_traceback": "",
+                    }
+                }
+            ],
+        },
+    )
+    for name, message, reason, id_ in [
+        ("wrong version", {"jsonrpc": "1.0", "method": "m", "id": 1}, '"jsonrpc" must be exactly "2.0"', 1),
+        ("no version", {"method": "m", "id": 2}, '"jsonrpc" must be exactly "2.0"', 2),
+        (
+            "params not structured",
+            {"jsonrpc": "2.0", "method": "m", "params": 5, "id": 3},
+            "params must be an array or an object",
+            3,
+        ),
+        (
+            "null id on a request",
+            {"jsonrpc": "2.0", "method": "m", "id": None},
+            "a request's id must not be null",
+            None,
+        ),
+        (
+            "object id",
+            {"jsonrpc": "2.0", "method": "m", "id": {"a": 1}},
+            "id must be a string, an integer or null",
+            None,
+        ),
+        (
+            "boolean id",
+            {"jsonrpc": "2.0", "method": "m", "id": True},
+            "id must be a string, an integer or null",
+            None,
+        ),
+        ("neither request nor response", {"jsonrpc": "2.0", "id": 4}, "neither a request nor a response", 4),
+        ("a string, not an object", "hello", "expected an object, got string", None),
+    ]:
+        case(f"invalid: {name}", {"receive": message, "events": []}, {"send": [invalid(reason, id_)]})
+    return c
+
+
 def write(name: str, description: str, cases: list[dict[str, Any]]) -> None:
     doc = {"description": description, "cases": cases}
     # ASCII with \u escapes: lone surrogates survive, and every JSON reader loads the file
@@ -342,6 +592,13 @@ def main() -> None:
         "Decoder events for NDJSON streams, whatever the chunking (flat event form: spec/PROTOCOL.md "
         "section 2). Messages may hold the same tagged values as values.json.",
         streams(),
+    )
+    write(
+        "rpc.json",
+        "Steps driving RpcEndpoint (format: tests/unit/test_rpc.py): receive a message and expect "
+        "events; request/notify/cancel/respond/respond_error/parse_error; send: what "
+        "messages_to_send() drains; pending: the ids still in flight.",
+        rpc(),
     )
 
 

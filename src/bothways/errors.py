@@ -202,6 +202,7 @@ class RemoteError(BothwaysError):
         if remote_traceback:
             text += f"\n--- remote traceback ---\n{remote_traceback}"
         super().__init__(text)
+        self.reason = message
         self.rpc_code = rpc_code
         self.remote_type = remote_type
         self.remote_traceback = remote_traceback

@@ -9,7 +9,7 @@ import pytest
 
 from ..conftest import ROOT
 
-CORE = ["wire.py", "errors.py"]
+CORE = ["wire.py", "errors.py", "rpc.py"]
 ALLOWED = {
     "__future__",
     "dataclasses",

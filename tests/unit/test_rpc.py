@@ -1,0 +1,107 @@
+"""The sans-I/O JSON-RPC endpoint, driven by spec/vectors/rpc.json (js/test/rpc.test.js too).
+
+Steps: ``receive`` + ``events`` (flat form below); ``request: [method, params]`` + ``id``;
+``notify``; ``cancel`` + ``returns``; ``respond: [id, result]``; ``respond_error: [id, code,
+message, data?]``; ``parse_error``; ``send``: what messages_to_send() drains; ``pending``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bothways.errors import ChildExited, RemoteError
+from bothways.rpc import (
+    Cancelled,
+    ErrorResponse,
+    Notification,
+    Request,
+    Response,
+    RpcEndpoint,
+    RpcEvent,
+)
+
+from ..vectors import load
+
+CASES = load("rpc.json")
+
+
+def flat(event: RpcEvent) -> dict[str, Any]:
+    if isinstance(event, Request):
+        return {"request": {"id": event.id, "method": event.method, "params": event.params}}
+    if isinstance(event, Notification):
+        return {"notification": {"method": event.method, "params": event.params}}
+    if isinstance(event, Cancelled):
+        return {"cancelled": event.id}
+    if isinstance(event, Response):
+        return {"response": {"id": event.id, "result": event.result}}
+    assert isinstance(event, ErrorResponse) and isinstance(event.error, RemoteError)
+    error = event.error
+    return {
+        "error_response": {
+            "id": event.id,
+            "rpc_code": error.rpc_code,
+            "message": error.reason,
+            "remote_type": error.remote_type,
+            "remote_traceback": error.remote_traceback,
+        }
+    }
+
+
+def test_enough_cases() -> None:
+    assert len(CASES) >= 25
+    assert sum(c["name"].startswith("spec:") for c in CASES) >= 10
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_rpc_vector(case: dict[str, Any]) -> None:
+    endpoint = RpcEndpoint()
+    for step in case["steps"]:
+        if "receive" in step:
+            assert [flat(e) for e in endpoint.receive(step["receive"])] == step["events"]
+        elif "request" in step:
+            assert endpoint.request(*step["request"]) == step["id"]
+        elif "notify" in step:
+            endpoint.notify(*step["notify"])
+        elif "cancel" in step:
+            assert endpoint.cancel(step["cancel"]) is step["returns"]
+        elif "respond" in step:
+            endpoint.respond(*step["respond"])
+        elif "respond_error" in step:
+            endpoint.respond_error(*step["respond_error"])
+        elif "parse_error" in step:
+            endpoint.parse_error()
+        elif "send" in step:
+            assert endpoint.messages_to_send() == step["send"]
+        elif "pending" in step:
+            assert endpoint.pending == step["pending"]
+        else:  # pragma: no cover - a new step kind must be taught here
+            raise AssertionError(f"unknown step {step}")
+
+
+def test_fail_all_gives_the_cause_to_every_pending_call() -> None:
+    endpoint = RpcEndpoint()
+    ids = [endpoint.request("work", [i]) for i in range(3)]
+    cause = ChildExited("node worker.js exited with code 1", returncode=1, stderr_tail="Error: boom")
+    failed = endpoint.fail_all(cause)
+    assert [f.id for f in failed] == ids and all(f.error is cause for f in failed)
+    assert endpoint.pending == [] and endpoint.fail_all(cause) == []
+
+
+def test_remote_error_reads_well_in_a_traceback() -> None:
+    endpoint = RpcEndpoint()
+    endpoint.request("divide", [1, 0])
+    [event] = endpoint.receive(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "error": {
+                "code": -32000,
+                "message": "division by zero",
+                "data": {"type": "ZeroDivisionError", "traceback": "tb"},
+            },
+        }
+    )
+    assert isinstance(event, ErrorResponse)
+    assert str(event.error) == "ZeroDivisionError: division by zero\n--- remote traceback ---\ntb"
