@@ -4,7 +4,7 @@ Every channel offers ``send``, ``receive``, iteration, ``close`` and the context
 blocking flavour (``Channel``) and an asyncio flavour (``AsyncChannel``) with the same names.
 """
 
-from .base import AsyncChannel, Channel, Inbox
+from .base import AsyncChannel, Channel, Inbox, MemoryChannel, memory_pair
 from .stdio import AsyncChild, Child, StdioChannel, Supervisor, async_spawn, spawn, stdio, supervise
 
 __all__ = [
@@ -13,9 +13,11 @@ __all__ = [
     "Channel",
     "Child",
     "Inbox",
+    "MemoryChannel",
     "StdioChannel",
     "Supervisor",
     "async_spawn",
+    "memory_pair",
     "spawn",
     "stdio",
     "supervise",

@@ -7,6 +7,7 @@ policy: by default it is logged (with its line number and excerpt) and the strea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
@@ -15,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import DecodeError, TransportClosed
-from ..wire import MAX_LINE, Decoder, Messages, Truncated
+from ..wire import MAX_LINE, Decoder, Messages, Truncated, decode, encode
 
 log = logging.getLogger("bothways")
 
@@ -133,3 +134,38 @@ class AsyncChannel(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+class MemoryChannel(AsyncChannel):
+    """One end of ``memory_pair()``: messages go through encode/decode, as on a real wire."""
+
+    def __init__(self, inbox: asyncio.Queue[bytes | None], outbox: asyncio.Queue[bytes | None]) -> None:
+        self._inbox = inbox
+        self._outbox = outbox
+        self._closed = False
+
+    async def send(self, value: Any) -> None:
+        if self._closed:
+            raise TransportClosed("this end of the memory pair is closed")
+        await self._outbox.put(encode(value))
+
+    async def receive(self) -> Any:
+        if self._closed:
+            raise TransportClosed("this end of the memory pair is closed")
+        line = await self._inbox.get()
+        if line is None:
+            self._inbox.put_nowait(None)  # stay closed for the next receive
+            raise TransportClosed("the other end closed")
+        return decode(line)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._outbox.put_nowait(None)
+
+
+def memory_pair() -> tuple[MemoryChannel, MemoryChannel]:
+    """Two connected in-memory async channels, for testing RPC and app code without sockets."""
+    a: asyncio.Queue[bytes | None] = asyncio.Queue()
+    b: asyncio.Queue[bytes | None] = asyncio.Queue()
+    return MemoryChannel(a, b), MemoryChannel(b, a)
