@@ -86,6 +86,23 @@ export function encode(value, options = undefined) {
 }
 
 /**
+ * Encodes several messages into one chunk of NDJSON lines, for one write (mirror of Python's
+ * `encode_many`).
+ *
+ * @param {Iterable<unknown>} values the messages, in order.
+ * @param {{strict?: boolean}} [options] as for {@link encode}.
+ * @returns {string} the lines, each ending in `"\n"`.
+ * @throws {EncodeError} the first value that cannot cross, as {@link encode} names it.
+ */
+export function encodeMany(values, options = undefined) {
+  let out = "";
+  for (const value of values) {
+    out += encode(value, options);
+  }
+  return out;
+}
+
+/**
  * The rest of encode(), off the hot path: confirms a suspicion raised by the text, and names
  * the path of the problem.
  * @param {unknown} value

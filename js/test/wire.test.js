@@ -604,6 +604,15 @@ describe("module", () => {
       "TruncatedLine",
       "decode",
       "encode",
+      "encodeMany",
     ]);
   });
+});
+
+test("encodeMany is the lines of encode", async () => {
+  const { encodeMany, encode: enc, EncodeError: EE } = await import("../src/index.js");
+  const values = [{ a: 1 }, [2.5, null], "x\u2028", NaN];
+  assert.equal(encodeMany(values), values.map((v) => enc(v)).join(""));
+  assert.equal(encodeMany([]), "");
+  assert.throws(() => encodeMany(values, { strict: true }), EE);
 });

@@ -27,6 +27,7 @@ from .wire import (
     Truncated,
     decode,
     encode,
+    encode_many,
 )
 
 __version__ = "0.1.0"
@@ -52,4 +53,5 @@ __all__ = [
     "TruncatedLine",
     "decode",
     "encode",
+    "encode_many",
 ]

@@ -26,7 +26,7 @@ from typing import IO, cast
 
 from . import __version__
 from .transports.stdio import _child_setup
-from .wire import Decoder, Malformed, Messages, Truncated, encode
+from .wire import Decoder, Malformed, Messages, Truncated, encode_many
 
 EXIT_BAD_INPUT = 65  # EX_DATAERR
 
@@ -43,7 +43,7 @@ def _check(args: argparse.Namespace) -> int:
         for event in events:
             if isinstance(event, Messages):
                 if not args.quiet:
-                    out.write(b"".join(encode(v, big_ints=True) for v in event.values))
+                    out.write(encode_many(event.values, big_ints=True))
             elif isinstance(event, (Malformed, Truncated)):
                 if not (isinstance(event, Truncated) and event.error.delivered):
                     bad += 1

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, is_dataclass
 from decimal import Decimal
 from typing import Any, Union
@@ -41,6 +42,7 @@ __all__ = [
     "Truncated",
     "decode",
     "encode",
+    "encode_many",
 ]
 
 MAX_LINE = 16 * 1024 * 1024
@@ -91,6 +93,22 @@ def encode(value: Any, *, strict: bool = False, big_ints: bool = False) -> bytes
         return _dumps(value, _default, _SAFE_INT_OPTIONS)  # the hot path: one orjson call
     except _JSONEncodeError as exc:
         return _encode_failed(value, exc, strict=False, big_ints=False)
+
+
+def encode_many(values: Iterable[Any], *, strict: bool = False, big_ints: bool = False) -> bytes:
+    """Encodes several messages into one chunk of NDJSON lines, for one write.
+
+    Faster than joining ``encode`` results: orjson's output buffers are large, so each line is
+    copied into one growing buffer and freed at once instead of being kept until a join.
+    """
+    out = bytearray()
+    if strict or big_ints:
+        for value in values:
+            out += encode(value, strict=strict, big_ints=big_ints)
+    else:
+        for value in values:
+            out += encode(value)
+    return bytes(out)
 
 
 def _encode_with_options(value: Any, strict: bool, big_ints: bool) -> bytes:

@@ -24,6 +24,7 @@ from bothways import (
     Truncated,
     decode,
     encode,
+    encode_many,
 )
 
 from ..vectors import flat, same
@@ -245,3 +246,11 @@ def test_a_cycle_is_named_as_such() -> None:
         encode(loop)
     shared = [1, 2]
     assert encode({"x": shared, "y": shared}) == b'{"x":[1,2],"y":[1,2]}\n'  # shared is not a cycle
+
+
+def test_encode_many_is_the_lines_of_encode() -> None:
+    values = [{"a": 1}, [2.5, None], "x\u2028", float("nan")]
+    assert encode_many(values) == b"".join(encode(v) for v in values)
+    assert encode_many([]) == b""
+    with pytest.raises(EncodeError, match=r"^\$: nan"):
+        encode_many(values, strict=True)

@@ -11,12 +11,12 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
 from ..errors import DecodeError, TransportClosed
-from ..wire import MAX_LINE, Decoder, Messages, Truncated, decode, encode
+from ..wire import MAX_LINE, Decoder, Messages, decode, encode
 
 log = logging.getLogger("bothways")
 
@@ -39,7 +39,7 @@ class Inbox:
     Args:
         max_line: the decoder's line limit.
         on_error: called with each DecodeError (malformed, too long, truncated); it may raise.
-            A truncated final line that still parsed is delivered and also reported.
+            A truncated final line that still parsed is delivered and also reported there.
     """
 
     __slots__ = ("_decoder", "_values", "_on_error")
@@ -64,13 +64,17 @@ class Inbox:
         """The oldest undelivered value (check ``len(inbox)`` first)."""
         return self._values.popleft()
 
+    def pop_all(self) -> list[Any]:
+        """Every undelivered value, oldest first."""
+        values = list(self._values)
+        self._values.clear()
+        return values
+
     def _take(self, events: list[Any]) -> None:
         for event in events:
             if type(event) is Messages:
                 self._values.extend(event.values)
-            elif type(event) is Truncated and event.error.delivered:
-                log.warning("%s: %s", event.error.code, event.error)
-            else:
+            else:  # Malformed, Truncated (delivered or not): reported through the policy
                 self._on_error(event.error)
 
 
@@ -89,12 +93,23 @@ class Channel(ABC):
     def close(self) -> None:
         """Releases the channel; safe to call twice."""
 
+    def send_many(self, values: Iterable[Any]) -> None:
+        """Sends several messages; stream channels write them together, in one system call."""
+        for value in values:
+            self.send(value)
+
+    def receive_many(self) -> list[Any]:
+        """Every message already received, at least one (waits for it); TransportClosed at end."""
+        return [self.receive()]
+
     def __iter__(self) -> Iterator[Any]:
+        """Yields the messages until the peer finishes cleanly (in batches: fast)."""
         while True:
             try:
-                yield self.receive()
+                batch = self.receive_many()
             except TransportClosed:
                 return
+            yield from batch
 
     def __enter__(self) -> Channel:
         return self

@@ -29,13 +29,13 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ChildExited, TransportClosed
-from ..wire import MAX_LINE, encode
-from .base import AsyncChannel, Channel, ErrorHandler, Inbox
+from ..wire import MAX_LINE, encode, encode_many
+from .base import AsyncChannel, Channel, ErrorHandler, Inbox, log
 
 __all__ = ["AsyncChild", "Child", "StdioChannel", "Supervisor", "async_spawn", "spawn", "stdio", "supervise"]
 
@@ -91,7 +91,10 @@ class _Stderr:
         text = raw.decode("utf-8", "replace").rstrip("\r\n")
         self.tail.append(text)
         if callable(self.mode):
-            self.mode(text)
+            try:
+                self.mode(text)
+            except Exception:  # a failing callback must not stop the draining (the child would block)
+                log.exception("stderr callback of %s failed", self.name)
         elif self.mode == "forward":
             sys.stderr.write(f"[{self.name}] {text}\n")
             sys.stderr.flush()
@@ -178,6 +181,10 @@ class Child(Channel):
         """Writes one message to the child's stdin; blocks while the pipe is full."""
         self.send_bytes(encode(value))
 
+    def send_many(self, values: Iterable[Any]) -> None:
+        """Writes several messages in one system call."""
+        self.send_bytes(encode_many(values))
+
     def send_bytes(self, data: bytes) -> None:
         """Writes encoded NDJSON lines as they are."""
         stdin = self._proc.stdin
@@ -187,8 +194,12 @@ class Child(Channel):
             stdin.write(data)
             stdin.flush()
         except (BrokenPipeError, ValueError) as exc:
+            try:
+                returncode: int | None = self._proc.wait(self.grace)
+            except subprocess.TimeoutExpired:  # it closed stdin but runs on
+                returncode = None
             self._wait_stderr(self.grace)
-            error = _exit_error(self.name, self._proc.wait(), self._stderr)
+            error = _exit_error(self.name, returncode, self._stderr) if returncode is not None else None
             raise (error or TransportClosed(f"{self.name} closed its stdin")) from exc
 
     def close_stdin(self) -> None:
@@ -207,9 +218,20 @@ class Child(Channel):
             TransportClosed: the child closed stdout and exited with code 0.
             ChildExited: it exited non-zero or by a signal (with the stderr tail).
         """
+        self._fill()
+        return self._inbox.pop()
+
+    def receive_many(self) -> list[Any]:
+        """Every message already read (at least one); raises as ``receive`` does at the end."""
+        self._fill()
+        return self._inbox.pop_all()
+
+    def _fill(self) -> None:
+        """Reads stdout until at least one message is waiting."""
         inbox = self._inbox
         stdout: IO[bytes] | None = self._proc.stdout
-        assert stdout is not None
+        if stdout is None or stdout.closed:
+            raise TransportClosed(f"{self.name}: closed")
         while not len(inbox):
             if self._eof:
                 self._finish()
@@ -219,7 +241,6 @@ class Child(Channel):
             else:
                 self._eof = True
                 inbox.feed_eof()
-        return inbox.pop()
 
     def _wait_stderr(self, timeout: float) -> None:
         self._stderr_thread.join(timeout)
@@ -329,9 +350,15 @@ class Supervisor(Channel):
 
     def receive(self) -> Any:
         """The next message from the current child, restarting it after a crash."""
+        return self._with_restarts(self.child.receive)
+
+    def receive_many(self) -> list[Any]:
+        return self._with_restarts(self.child.receive_many)  # type: ignore[no-any-return]
+
+    def _with_restarts(self, receive: Callable[[], Any]) -> Any:
         while True:
             try:
-                return self.child.receive()
+                return receive()
             except ChildExited as exc:
                 if self.restarts >= self.max_restarts:
                     raise
@@ -342,6 +369,7 @@ class Supervisor(Channel):
                 self.child.close()
                 time.sleep(delay)
                 self.child = Child(self._argv, **self._options)
+                receive = getattr(self.child, receive.__name__)
 
     def close(self) -> None:
         self.child.close()
@@ -497,7 +525,12 @@ class StdioChannel(Channel):
             _die_with_parent()  # spawned by bothways: go when the parent goes, even mid-write
 
     def send(self, value: Any) -> None:
+        """Writes one message now (one system call: the parent sees it at once)."""
         self.send_bytes(encode(value))
+
+    def send_many(self, values: Iterable[Any]) -> None:
+        """Writes several messages in one system call (much faster than one ``send`` each)."""
+        self.send_bytes(encode_many(values))
 
     def send_bytes(self, data: bytes) -> None:
         """Writes encoded NDJSON lines as they are, completely (looping over partial writes)."""
@@ -510,6 +543,14 @@ class StdioChannel(Channel):
             raise TransportClosed("stdout closed: the parent is gone") from exc
 
     def receive(self) -> Any:
+        self._fill()
+        return self._inbox.pop()
+
+    def receive_many(self) -> list[Any]:
+        self._fill()
+        return self._inbox.pop_all()
+
+    def _fill(self) -> None:
         inbox = self._inbox
         while not len(inbox):
             if self._eof:
@@ -520,7 +561,6 @@ class StdioChannel(Channel):
             else:
                 self._eof = True
                 inbox.feed_eof()
-        return inbox.pop()
 
     def close(self) -> None:
         self._eof = True

@@ -1,0 +1,1274 @@
+/**
+ * Child processes: spawn the other language and stream NDJSON over its stdin and stdout.
+ * Mirrors `src/bothways/transports/stdio.py` name for name (camelCase here).
+ *
+ * Parent side: `spawn(argv)` starts any program that speaks NDJSON and returns a `Child` at
+ * once: iterate its stdout's messages with `for await`, `send` to its stdin; `supervise(argv)`
+ * restarts it after a crash. Child side: `stdio()` reads our stdin and writes our stdout.
+ *
+ * Strategy
+ * --------
+ * - stdout is read in flowing mode and fed to the wire Decoder chunk by chunk: never
+ *   `parseFloat(chunk)`, any line length. Reading starts at the first `receive()`, and the
+ *   stream is paused as soon as the queue holds `READ_AHEAD` bytes' worth of values; it resumes
+ *   when `receive()` finds the queue empty. The pipe then fills and the producer blocks: a slow
+ *   consumer holds a fast producer back instead of buffering without bound.
+ * - `send` resolves once `write()` has accepted the line, or after 'drain' when it reports a
+ *   full buffer: awaiting each send is all the backpressure a caller needs. Writes are corked
+ *   until the next tick, so a burst of sends leaves in one writev(), not a system call each.
+ * - Lifetime, in three layers: `close()` ends stdin, waits `grace` ms, SIGTERMs the child's
+ *   process group, waits, then SIGKILLs it; a process 'exit' hook SIGKILLs every live child's
+ *   group; and on Linux, when util-linux `setpriv` is installed, the child runs under
+ *   `setpriv --pdeathsig KILL`, so it dies even when we are SIGKILLed (Node cannot call prctl).
+ *
+ * Rules, each answering a bug that python-shell and friends keep getting:
+ * - stderr is drained all the time (a full stderr pipe would stall the child), kept as a bounded
+ *   tail and forwarded line by line with the child's name as prefix; it never mixes with data.
+ * - A Python child gets `PYTHONUNBUFFERED=1` and UTF-8 I/O, so output arrives as it is written.
+ * - A clean exit ends iteration; a non-zero exit or a signal throws `ChildExited` with the code
+ *   or signal and the stderr tail (a Python traceback reads as one here).
+ * - The child leads its own process group (`detached: true`), so the group is killed with it.
+ *   Node reaps every child it spawns: no zombies.
+ * - argv arrays only, never a shell. A program that cannot be started gives a `ChildExited`
+ *   (returncode null) from `receive()`/`send()`/`wait()`, not an exception from `spawn()`.
+ * - OS errors are mapped once, here, to the bothways error tree, with the original as `cause`.
+ *
+ * @module bothways/stdio
+ */
+
+import { spawn as nodeSpawn, spawnSync } from "node:child_process";
+import { accessSync, constants as fsConstants, statSync } from "node:fs";
+import { constants as osConstants } from "node:os";
+import { basename, delimiter, isAbsolute, join, resolve } from "node:path";
+
+import { ChildExited, TransportClosed, TransportError } from "../errors.js";
+import { MAX_LINE, encode } from "../wire.js";
+import { Channel, Inbox } from "./base.js";
+
+/** Milliseconds `close()` waits between closing stdin, SIGTERM and SIGKILL. */
+export const GRACE = 2000;
+/** Lines of the child's stderr kept for `stderrTail` and `ChildExited`. */
+export const TAIL_LINES = 50;
+/** The variable that tells a child who spawned it (a bothways child then watches that parent). */
+export const PARENT_ENV = "BOTHWAYS_PARENT_PID";
+
+const READ_AHEAD = 256 * 1024; // bytes decoded ahead of the consumer before reading pauses
+const STDERR_LINE = 64 * 1024; // a longer stderr "line" (no newline) is cut into pieces
+const END = Symbol("end");
+
+/**
+ * @typedef {"forward" | "keep" | ((line: string) => void)} StderrMode
+ * `"forward"` (default): to our stderr as `[name] line`; `"keep"`: the tail only; a function:
+ * called with each line (without its newline).
+ */
+
+/**
+ * @typedef {object} SpawnOptions
+ * @property {Record<string, string | undefined>} [env] the child's environment (default: ours).
+ * @property {string} [cwd] its working directory.
+ * @property {string} [name] the prefix of its forwarded stderr and the subject of error messages
+ *   (default: the program's and the script's base names, e.g. `"python worker.py"`).
+ * @property {StderrMode} [stderr] what to do with its stderr lines.
+ * @property {number} [maxLine] the longest stdout line accepted, in bytes (default 16 MiB).
+ * @property {import("./base.js").ErrorHandler} [onError] what to do with a malformed stdout line
+ *   (default: `logError`, which warns and goes on; `raiseError` makes `receive()` throw it).
+ * @property {number} [grace] milliseconds `close()` waits between its steps (default 2000).
+ * @property {number} [tailLines] stderr lines kept (default 50).
+ * @property {AbortSignal} [signal] aborting it closes the child, as `close()` does.
+ */
+
+// ----------------------------------------------------------------------------------------------
+// Lifetime: the children still running, killed when this process exits.
+
+/** @type {Set<number>} pids (= process group ids) of the children still running */
+const live = new Set();
+let exitHooked = false;
+
+function killLive() {
+  for (const pid of live) {
+    killGroup(pid, "SIGKILL");
+  }
+}
+
+/**
+ * @param {number} pid the leader of the group.
+ * @param {NodeJS.Signals} signal
+ */
+function killGroup(pid, signal) {
+  try {
+    process.kill(-pid, signal); // the child leads its own group (detached: true)
+  } catch {
+    // ESRCH: the group is gone already; EPERM: not ours any more
+  }
+}
+
+/** @type {string | null | undefined} the setpriv that supports --pdeathsig; null: none */
+let setpriv;
+
+/**
+ * The `setpriv` program when it can give the child a parent-death signal (checked once).
+ * @returns {string | null}
+ */
+function deathWrapper() {
+  if (setpriv === undefined) {
+    setpriv = null;
+    const path = process.platform === "linux" ? findOnPath("setpriv", process.env.PATH) : null;
+    if (path !== null) {
+      const help = spawnSync(path, ["--help"], { encoding: "utf8", timeout: 5000, stdio: "pipe" });
+      if (help.status === 0 && help.stdout.includes("--pdeathsig")) {
+        setpriv = path;
+      }
+    }
+  }
+  return setpriv;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Starting a child
+
+/**
+ * @param {string} path
+ * @returns {boolean} whether `path` is a file we may execute.
+ */
+function isExecutable(path) {
+  try {
+    accessSync(path, fsConstants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * @param {string} program a name without "/".
+ * @param {string | undefined} path a PATH value.
+ * @param {string} [cwd] where empty PATH entries point.
+ * @returns {string | null}
+ */
+function findOnPath(program, path, cwd = process.cwd()) {
+  for (const dir of (path ?? "/usr/bin:/bin").split(delimiter)) {
+    const candidate = resolve(cwd, dir, program);
+    if (isExecutable(candidate)) {
+      return candidate;
+    }
+  }
+  return null;
+}
+
+/**
+ * Looks the program up as exec would (relative to `cwd`, or on the child's PATH), so that a
+ * missing program is reported as such even when `setpriv` stands in front of it.
+ * @param {string} program
+ * @param {string | undefined} path the child's PATH.
+ * @param {string | undefined} cwd
+ * @returns {NodeJS.ErrnoException | null} the error, or null when it can be started.
+ */
+function checkProgram(program, path, cwd) {
+  const base = cwd === undefined ? process.cwd() : resolve(cwd);
+  let code = null;
+  if (cwd !== undefined && !isDirectory(base)) {
+    /** @type {NodeJS.ErrnoException} */
+    const error = new Error(`spawn ${program}: working directory ${cwd} ENOENT`);
+    return Object.assign(error, { code: "ENOENT", syscall: "chdir", path: String(cwd) });
+  }
+  if (program.includes("/")) {
+    const full = isAbsolute(program) ? program : join(base, program);
+    if (!isExecutable(full)) {
+      code = exists(full) ? "EACCES" : "ENOENT";
+    }
+  } else if (findOnPath(program, path, base) === null) {
+    code = "ENOENT";
+  }
+  if (code === null) {
+    return null;
+  }
+  /** @type {NodeJS.ErrnoException} */
+  const error = new Error(`spawn ${program} ${code}`);
+  return Object.assign(error, { code, syscall: `spawn ${program}`, path: program });
+}
+
+/** @param {string} path */
+function isDirectory(path) {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** @param {string} path */
+function exists(path) {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * @param {string[]} argv
+ * @param {Record<string, string | undefined> | undefined} env
+ * @returns {Record<string, string>}
+ */
+function childEnv(argv, env) {
+  /** @type {Record<string, string>} */
+  const merged = {};
+  for (const [key, value] of Object.entries(env ?? process.env)) {
+    if (value !== undefined) {
+      merged[key] = String(value);
+    }
+  }
+  merged[PARENT_ENV] = String(process.pid);
+  if (basename(argv[0]).includes("python")) {
+    merged.PYTHONUNBUFFERED ??= "1";
+    merged.PYTHONIOENCODING ??= "utf-8";
+    merged.PYTHONUTF8 ??= "1";
+  }
+  return merged;
+}
+
+/**
+ * The program's base name, plus the script's when argv[1] is not an option.
+ * @param {string[]} argv
+ * @returns {string}
+ */
+function defaultName(argv) {
+  const parts = [basename(argv[0])];
+  if (argv.length > 1 && !argv[1].startsWith("-")) {
+    parts.push(basename(argv[1]));
+  }
+  return parts.join(" ");
+}
+
+const REASONS = /** @type {Record<string, string>} */ ({
+  ENOENT: "no such file or directory",
+  EACCES: "permission denied",
+  EAGAIN: "resource temporarily unavailable",
+  EMFILE: "too many open files",
+  ENFILE: "too many open files in system",
+});
+
+/**
+ * @param {string} name
+ * @param {string} program
+ * @param {NodeJS.ErrnoException} cause
+ * @returns {ChildExited}
+ */
+function startError(name, program, cause) {
+  const reason = (cause.code && REASONS[cause.code]) ?? cause.message;
+  const code = cause.code ? ` (${cause.code})` : "";
+  const where = cause.syscall === "chdir" ? ` in ${cause.path}` : "";
+  return new ChildExited(`${name}: could not start ${program}${where}: ${reason}${code}`, {
+    returncode: null,
+    cause,
+  });
+}
+
+/**
+ * @param {string} name
+ * @param {number} returncode negative: killed by that signal.
+ * @param {string | null} signal
+ * @param {string} tail
+ * @param {unknown} [cause]
+ * @returns {ChildExited | null} null for a clean exit.
+ */
+function exitError(name, returncode, signal, tail, cause = undefined) {
+  if (returncode === 0) {
+    return null;
+  }
+  const message = signal !== null ? `${name} was killed by ${signal}` : `${name} exited with code ${returncode}`;
+  return new ChildExited(message, { returncode, signal, stderrTail: tail, cause });
+}
+
+// ----------------------------------------------------------------------------------------------
+// Shared helpers: the stderr tail, the reading loop, waiting on streams and timers
+
+/** The child's stderr: a bounded tail, plus forwarding or a callback per line. */
+class StderrLines {
+  #name;
+  #mode;
+  #max;
+  /** @type {string[]} */
+  #tail = [];
+  #partial = "";
+
+  /**
+   * @param {string} name
+   * @param {StderrMode} mode
+   * @param {number} max
+   */
+  constructor(name, mode, max) {
+    if (typeof mode !== "function" && mode !== "forward" && mode !== "keep") {
+      throw new TypeError(`stderr must be "forward", "keep" or a function, not ${String(mode)}`);
+    }
+    this.#name = name;
+    this.#mode = mode;
+    this.#max = max;
+  }
+
+  /** @param {string} text decoded text, any part of a line */
+  write(text) {
+    let start = 0;
+    for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
+      this.#line(this.#partial + text.slice(start, nl));
+      this.#partial = "";
+      start = nl + 1;
+    }
+    this.#partial += text.slice(start);
+    while (this.#partial.length > STDERR_LINE) {
+      this.#line(this.#partial.slice(0, STDERR_LINE));
+      this.#partial = this.#partial.slice(STDERR_LINE);
+    }
+  }
+
+  end() {
+    if (this.#partial) {
+      this.#line(this.#partial);
+      this.#partial = "";
+    }
+  }
+
+  /** @returns {string} the kept lines, joined by "\n" */
+  text() {
+    return this.#tail.join("\n");
+  }
+
+  /** @param {string} line */
+  #line(line) {
+    const text = line.endsWith("\r") ? line.slice(0, -1) : line;
+    if (this.#max > 0) {
+      this.#tail.push(text);
+      if (this.#tail.length > this.#max) {
+        this.#tail.shift();
+      }
+    }
+    if (typeof this.#mode === "function") {
+      try {
+        this.#mode(text);
+      } catch (error) {
+        // Throwing here would crash the process from an event handler; stderr must keep draining.
+        process.emitWarning(`the stderr callback of ${this.#name} threw: ${error}`);
+      }
+    } else if (this.#mode === "forward") {
+      process.stderr.write(`[${this.#name}] ${text}\n`);
+    }
+  }
+}
+
+/**
+ * Reads a byte stream into an Inbox, only as fast as values are taken out (see Strategy).
+ */
+class Reader {
+  #stream;
+  #inbox;
+  /** @type {(() => void)[]} */
+  #waiters = [];
+  #started = false;
+  #ended = false;
+  #paused = false;
+  #queued = 0; // bytes fed since the inbox was last empty
+  /** @type {unknown} a failure of the stream itself, after which it ended */
+  error = null;
+
+  /**
+   * @param {import("node:stream").Readable} stream
+   * @param {Inbox} inbox
+   */
+  constructor(stream, inbox) {
+    this.#stream = stream;
+    this.#inbox = inbox;
+    stream.on("error", this.#onError); // stays: an 'error' without listener would crash us
+  }
+
+  /**
+   * The next value, or END once the stream has ended and every value was taken.
+   * @returns {Promise<any>}
+   * @throws {Error} what the inbox's onError policy threw, in its turn.
+   */
+  async next() {
+    const inbox = this.#inbox;
+    while (inbox.length === 0) {
+      if (this.#ended) {
+        return END;
+      }
+      if (!this.#started) {
+        this.#start();
+      } else if (this.#paused) {
+        this.#paused = false;
+        this.#queued = 0;
+        this.#stream.resume();
+      }
+      await new Promise((wake) => this.#waiters.push(wake));
+    }
+    return inbox.pop();
+  }
+
+  /**
+   * Stops reading for good: no end-of-stream report, pending `next()` calls get END.
+   * @param {boolean} destroy whether to destroy the stream too (not our own stdin).
+   */
+  stop(destroy) {
+    const stream = this.#stream;
+    this.#ended = true;
+    stream.removeListener("data", this.#onData);
+    stream.removeListener("end", this.#onEnd);
+    stream.removeListener("close", this.#onEnd);
+    if (destroy) {
+      stream.destroy();
+    } else {
+      stream.pause();
+    }
+    this.#wake();
+  }
+
+  #start() {
+    this.#started = true;
+    const stream = this.#stream;
+    stream.on("end", this.#onEnd);
+    stream.on("close", this.#onEnd); // destroyed, or failed, without 'end'
+    stream.on("data", this.#onData);
+  }
+
+  /** @param {Buffer} chunk */
+  #onData = (chunk) => {
+    const inbox = this.#inbox;
+    inbox.feed(chunk);
+    if (inbox.length === 0) {
+      this.#queued = 0;
+    } else if ((this.#queued += chunk.length) >= READ_AHEAD && !this.#paused) {
+      this.#paused = true;
+      this.#stream.pause();
+    }
+    this.#wake();
+  };
+
+  #onEnd = () => {
+    if (!this.#ended) {
+      this.#ended = true;
+      this.#inbox.feedEof();
+      this.#wake();
+    }
+  };
+
+  /** @param {Error} error */
+  #onError = (error) => {
+    this.error ??= error;
+    this.#onEnd();
+  };
+
+  #wake() {
+    for (const wake of this.#waiters.splice(0)) {
+      wake();
+    }
+  }
+}
+
+/** @type {WeakMap<import("node:stream").Writable, Error>} the first error of each output */
+const writeErrors = new WeakMap();
+
+/**
+ * Records the errors of `stream` (EPIPE...) instead of letting them crash the process.
+ * @param {import("node:stream").Writable} stream
+ */
+function watchErrors(stream) {
+  if (!writeErrors.has(stream) && !stream.listeners("error").includes(recordError)) {
+    stream.on("error", recordError);
+  }
+}
+
+/** @this {import("node:stream").Writable} @param {Error} error */
+function recordError(error) {
+  if (!writeErrors.has(this)) {
+    writeErrors.set(this, error);
+  }
+}
+
+/**
+ * @param {import("node:stream").Writable} stream
+ * @returns {Error | null} why it can take no more writes, if it cannot.
+ */
+function unwritable(stream) {
+  const error = writeErrors.get(stream);
+  if (error) {
+    return error;
+  }
+  if (stream.destroyed || !stream.writable) {
+    return new Error("the stream is closed");
+  }
+  return null;
+}
+
+/** @type {Set<import("node:stream").Writable>} streams corked until the next tick */
+const corked = new Set();
+let uncorkHooked = false;
+
+function uncorkAll() {
+  for (const stream of corked) {
+    stream.uncork();
+  }
+  corked.clear();
+}
+
+/**
+ * `stream.write(data)`, corked until the next tick: the lines sent in a burst of `await send()`
+ * leave in one writev() instead of one system call each. Order is kept (a `console.log` between
+ * two sends goes through the same corked stream), and a process 'exit' hook uncorks, so that
+ * `await send(v); process.exit()` loses nothing.
+ * @param {import("node:stream").Writable} stream
+ * @param {string | Uint8Array} data
+ * @returns {boolean} false: wait for 'drain'.
+ */
+function write(stream, data) {
+  if (!corked.has(stream)) {
+    if (!uncorkHooked) {
+      uncorkHooked = true;
+      process.on("exit", uncorkAll);
+    }
+    corked.add(stream);
+    stream.cork();
+    process.nextTick(() => {
+      if (corked.delete(stream)) {
+        stream.uncork();
+      }
+    });
+  }
+  return stream.write(data);
+}
+
+/**
+ * Waits until `stream` wants more data ('drain').
+ * @param {import("node:stream").Writable} stream
+ * @returns {Promise<void>}
+ * @throws {Error} the stream failed or closed first.
+ */
+function drained(stream) {
+  return new Promise((resolve, reject) => {
+    const done = (/** @type {Error | undefined} */ error) => {
+      stream.removeListener("drain", onDrain);
+      stream.removeListener("error", onError);
+      stream.removeListener("close", onClose);
+      if (error) {
+        reject(error);
+      } else {
+        resolve();
+      }
+    };
+    const onDrain = () => done(undefined);
+    const onError = (/** @type {Error} */ error) => done(error);
+    const onClose = () => done(writeErrors.get(stream) ?? new Error("the stream closed"));
+    stream.on("drain", onDrain);
+    stream.on("error", onError);
+    stream.on("close", onClose);
+  });
+}
+
+/**
+ * @param {Promise<unknown>} promise one that never rejects.
+ * @param {number} ms
+ * @returns {Promise<boolean>} whether it settled within `ms` milliseconds.
+ */
+async function within(promise, ms) {
+  /** @type {NodeJS.Timeout | undefined} */
+  let timer;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(resolve, ms, false);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// The parent's side
+
+/**
+ * A running child process speaking NDJSON; made by `spawn`.
+ *
+ * Iterate it (`for await`) or call `receive()` for the messages on its stdout; `send` writes to
+ * its stdin. `close()` ends it for good; `await using child = spawn(...)` calls it.
+ */
+export class Child extends Channel {
+  #name;
+  #grace;
+  #inbox;
+  #stderr;
+  /** @type {import("node:child_process").ChildProcessWithoutNullStreams | null} */
+  #proc = null;
+  /** @type {Reader | null} */
+  #reader = null;
+  /** @type {Error | null} it could not be started */
+  #failure = null;
+  /** @type {number | null} */
+  #returncode = null;
+  /** @type {string | null} */
+  #signal = null;
+  /** @type {Promise<void>} resolves when it has exited (or could not start); never rejects */
+  #exited;
+  /** @type {Promise<void>} resolves when its stderr has ended */
+  #stderrDone;
+  #stdinClosed = false;
+  /** @type {Promise<void> | null} */
+  #closing = null;
+  /** @type {AbortSignal | undefined} */
+  #abortSignal;
+  #onAbort = () => {
+    this.close().catch(() => {}); // close() does not reject; this is belt and braces
+  };
+
+  /**
+   * Starts `argv` at once; prefer `spawn(argv, options)`.
+   * @param {Iterable<string>} argv the program and its arguments, e.g. `["python3", "w.py"]`.
+   * @param {SpawnOptions} [options]
+   * @throws {TypeError} argv is empty, or an option is invalid.
+   */
+  constructor(argv, options = {}) {
+    super();
+    const {
+      env,
+      cwd,
+      name,
+      stderr = "forward",
+      maxLine = MAX_LINE,
+      onError,
+      grace = GRACE,
+      tailLines = TAIL_LINES,
+      signal,
+    } = options;
+    const args = Array.from(argv, String);
+    if (args.length === 0) {
+      throw new TypeError("argv must name a program");
+    }
+    this.#name = name ?? defaultName(args);
+    this.#grace = grace;
+    this.#inbox = new Inbox({ maxLine, onError });
+    this.#stderr = new StderrLines(this.#name, stderr, tailLines);
+    /** @type {() => void} */
+    let exited = () => {};
+    this.#exited = new Promise((resolve) => (exited = resolve));
+    /** @type {() => void} */
+    let stderrDone = () => {};
+    this.#stderrDone = new Promise((resolve) => (stderrDone = resolve));
+
+    if (signal?.aborted) {
+      this.#failure = new TransportClosed(`${this.#name} was not started: aborted`, { cause: signal.reason });
+      exited();
+      stderrDone();
+      return;
+    }
+    const environment = childEnv(args, env);
+    const missing = checkProgram(args[0], environment.PATH, cwd);
+    if (missing !== null) {
+      this.#failure = startError(this.#name, args[0], missing);
+      exited();
+      stderrDone();
+      return;
+    }
+    const wrapper = deathWrapper();
+    /** @type {import("node:child_process").ChildProcessWithoutNullStreams} */
+    let proc;
+    try {
+      proc = nodeSpawn(wrapper ?? args[0], wrapper ? ["--pdeathsig", "KILL", "--", ...args] : args.slice(1), {
+        env: environment,
+        cwd,
+        stdio: "pipe",
+        detached: true, // its own process group, killed as one
+      });
+    } catch (error) {
+      const cause = /** @type {NodeJS.ErrnoException} */ (error);
+      if (typeof cause.code === "string" && cause.code.startsWith("ERR_")) {
+        throw error; // ERR_INVALID_ARG_*: a programming error, not a failed start
+      }
+      this.#failure = startError(this.#name, args[0], cause);
+      exited();
+      stderrDone();
+      return;
+    }
+    this.#proc = proc;
+    proc.on("error", (error) => {
+      if (proc.pid === undefined && this.#failure === null) {
+        this.#failure = startError(this.#name, args[0], error);
+        exited();
+      }
+    });
+    proc.on("exit", (code, sig) => {
+      this.#returncode = code ?? -(osConstants.signals[/** @type {NodeJS.Signals} */ (sig)] ?? 0);
+      this.#signal = sig;
+      live.delete(/** @type {number} */ (proc.pid));
+      exited();
+    });
+    watchErrors(proc.stdin); // EPIPE and friends: recorded, then thrown by the next send
+    proc.stderr.setEncoding("utf8");
+    proc.stderr.on("data", (text) => this.#stderr.write(text));
+    proc.stderr.on("error", () => {});
+    proc.stderr.on("close", () => {
+      this.#stderr.end();
+      stderrDone();
+    });
+    this.#reader = new Reader(proc.stdout, this.#inbox);
+    if (proc.pid !== undefined) {
+      live.add(proc.pid);
+      if (!exitHooked) {
+        exitHooked = true;
+        process.on("exit", killLive);
+      }
+    }
+    if (signal) {
+      this.#abortSignal = signal;
+      signal.addEventListener("abort", this.#onAbort, { once: true });
+    }
+  }
+
+  /**
+   * The child's process id (null when it could not be started).
+   * @returns {number | null}
+   */
+  get pid() {
+    return this.#proc?.pid ?? null;
+  }
+
+  /**
+   * The prefix of its forwarded stderr lines, and the subject of error messages.
+   * @returns {string}
+   */
+  get name() {
+    return this.#name;
+  }
+
+  /**
+   * The exit code, or -N when killed by signal N (as in Python); null while it runs.
+   * @returns {number | null}
+   */
+  get returncode() {
+    return this.#returncode;
+  }
+
+  /**
+   * The name of the signal that killed it (`"SIGKILL"`), or null.
+   * @returns {string | null}
+   */
+  get signal() {
+    return this.#signal;
+  }
+
+  /**
+   * The last lines the child wrote to stderr, joined by "\n".
+   * @returns {string}
+   */
+  get stderrTail() {
+    return this.#stderr.text();
+  }
+
+  /**
+   * Writes one message to the child's stdin; resolves when written or buffered, waiting for
+   * 'drain' when the pipe is full (backpressure).
+   * @param {unknown} value
+   * @returns {Promise<void>}
+   * @throws {import("../errors.js").EncodeError} the value cannot be sent.
+   * @throws {ChildExited} it could not be started, or it died (code, signal, stderr tail).
+   * @throws {TransportClosed} stdin is closed (by us or by the child).
+   */
+  send(value) {
+    let data;
+    try {
+      data = encode(value);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.sendBytes(data); // not `async`: one promise per message, not two
+  }
+
+  /**
+   * Writes encoded NDJSON lines as they are.
+   * @param {string | Uint8Array} data one or more complete lines.
+   * @returns {Promise<void>}
+   * @throws {ChildExited} it could not be started, or it died.
+   * @throws {TransportClosed} stdin is closed.
+   */
+  async sendBytes(data) {
+    if (this.#failure !== null) {
+      throw this.#failure;
+    }
+    if (this.#closing !== null) {
+      throw this.#closedError();
+    }
+    if (this.#stdinClosed) {
+      throw new TransportClosed(`${this.#name}: stdin is closed`);
+    }
+    const stdin = /** @type {import("node:stream").Writable} */ (this.#proc?.stdin);
+    const broken = unwritable(stdin);
+    if (broken !== null) {
+      throw await this.#writeFailed(broken);
+    }
+    if (!write(stdin, data)) {
+      try {
+        await drained(stdin);
+      } catch (error) {
+        throw await this.#writeFailed(error);
+      }
+    }
+  }
+
+  /**
+   * Signals end of input: a well-behaved child finishes its work and exits. Queued writes are
+   * still delivered.
+   * @returns {void}
+   */
+  closeStdin() {
+    if (!this.#stdinClosed && this.#proc !== null) {
+      this.#stdinClosed = true;
+      this.#proc.stdin.end();
+    }
+  }
+
+  /**
+   * The next message from the child's stdout.
+   * @returns {Promise<any>}
+   * @throws {TransportClosed} the child closed stdout and exited with code 0, or we closed it.
+   * @throws {ChildExited} it exited non-zero or by a signal (with the stderr tail), or could not
+   *   be started (returncode null).
+   * @throws {import("../errors.js").DecodeError} a bad line, when `onError` is `raiseError`.
+   * @throws {TransportError} reading its stdout failed.
+   */
+  receive() {
+    if (this.#closing === null && this.#inbox.length > 0) {
+      // The fast path, one promise per message: most calls find a value waiting.
+      try {
+        return Promise.resolve(this.#inbox.pop());
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return this.#receive();
+  }
+
+  async #receive() {
+    if (this.#reader === null) {
+      throw /** @type {Error} */ (this.#failure);
+    }
+    if (this.#closing !== null) {
+      throw this.#closedError();
+    }
+    const value = await this.#reader.next();
+    if (this.#closing !== null) {
+      throw this.#closedError();
+    }
+    if (value !== END) {
+      return value;
+    }
+    return this.#finish();
+  }
+
+  /**
+   * Waits for the child to exit.
+   * @returns {Promise<number>} its returncode (-N: killed by signal N).
+   * @throws {ChildExited} it could not be started.
+   * @throws {TransportClosed} the signal was aborted before it started.
+   */
+  async wait() {
+    await this.#exited;
+    if (this.#returncode === null) {
+      throw /** @type {Error} */ (this.#failure);
+    }
+    return this.#returncode;
+  }
+
+  /**
+   * Ends the child: close stdin, wait `grace` ms, SIGTERM its process group, wait, SIGKILL;
+   * resolves when it is reaped. Safe to call twice (the same promise).
+   * @returns {Promise<void>} never rejects.
+   */
+  close() {
+    this.#closing ??= this.#shutDown();
+    return this.#closing;
+  }
+
+  async #shutDown() {
+    this.#abortSignal?.removeEventListener("abort", this.#onAbort);
+    const proc = this.#proc;
+    if (proc === null || proc.pid === undefined) {
+      return;
+    }
+    this.#reader?.stop(false); // receive() now throws TransportClosed: we take no more output
+    this.closeStdin();
+    let done = await within(this.#exited, this.#grace);
+    for (const sig of /** @type {const} */ (["SIGTERM", "SIGKILL"])) {
+      if (done) {
+        break;
+      }
+      killGroup(proc.pid, sig);
+      done = await within(this.#exited, this.#grace);
+    }
+    killGroup(proc.pid, "SIGKILL"); // leftovers in the child's group
+    live.delete(proc.pid);
+    await within(this.#stderrDone, this.#grace);
+    this.#reader?.stop(true);
+    proc.stdin.destroy();
+    proc.stderr.destroy();
+  }
+
+  /**
+   * Why the stream ended, thrown: a clean exit, a bad one, or a failed start.
+   * @returns {Promise<never>}
+   */
+  async #finish() {
+    await this.#exited;
+    if (this.#failure !== null) {
+      throw this.#failure;
+    }
+    await within(this.#stderrDone, this.#grace);
+    const readError = this.#reader?.error;
+    if (readError) {
+      throw new TransportError(`${this.#name}: reading its stdout failed: ${readError}`, { cause: readError });
+    }
+    const error = exitError(this.#name, /** @type {number} */ (this.#returncode), this.#signal, this.stderrTail);
+    if (error) {
+      throw error;
+    }
+    throw new TransportClosed(`${this.#name} exited`);
+  }
+
+  /**
+   * What receive() and send() throw once close() was called.
+   * @returns {TransportClosed}
+   */
+  #closedError() {
+    const signal = this.#abortSignal;
+    if (signal?.aborted) {
+      return new TransportClosed(`${this.#name} was closed (aborted)`, { cause: signal.reason });
+    }
+    return new TransportClosed(`${this.#name} was closed`);
+  }
+
+  /**
+   * The error to throw when writing to stdin failed: how the child ended, if it did.
+   * @param {unknown} cause
+   * @returns {Promise<Error>}
+   */
+  async #writeFailed(cause) {
+    if (this.#closing !== null) {
+      return this.#closedError();
+    }
+    if (await within(this.#exited, this.#grace)) {
+      await within(this.#stderrDone, this.#grace);
+      const error = exitError(
+        this.#name,
+        /** @type {number} */ (this.#returncode),
+        this.#signal,
+        this.stderrTail,
+        cause,
+      );
+      if (error) {
+        return error;
+      }
+    }
+    return new TransportClosed(`${this.#name} closed its stdin`, { cause });
+  }
+}
+
+/**
+ * Starts `argv` (an array: no shell) and returns its channel at once.
+ *
+ * ```js
+ * await using child = spawn(["python3", "worker.py"]);
+ * await child.send({ n: 1 });
+ * for await (const message of child) { ... }
+ * ```
+ *
+ * @param {Iterable<string>} argv the program and its arguments, e.g. `["python3", "w.py"]`.
+ * @param {SpawnOptions} [options]
+ * @returns {Child} always `close()` it (or `await using`): a forgotten child keeps running.
+ * @throws {TypeError} argv is empty, or an option is invalid. A program that cannot be started
+ *   is reported by `receive()`, `send()` and `wait()` as a `ChildExited` with returncode null.
+ */
+export function spawn(argv, options = {}) {
+  return new Child(argv, options);
+}
+
+/**
+ * @callback RestartHandler
+ * @param {ChildExited} error how the child crashed.
+ * @param {number} attempt the restart about to happen, from 1.
+ * @param {number} delay milliseconds before it.
+ * @returns {void}
+ */
+
+/**
+ * @typedef {SpawnOptions & {maxRestarts?: number, backoff?: number, maxBackoff?: number,
+ *   onRestart?: RestartHandler}} SuperviseOptions
+ */
+
+/**
+ * A child that is started again when it crashes, with exponential back-off and a cap.
+ *
+ * Messages flow across restarts as from one child. A clean exit (code 0) ends iteration; a crash
+ * (non-zero exit or signal) starts a new child after `backoff * 2**n` ms (at most `maxBackoff`),
+ * and `onRestart(error, attempt, delay)` is told. After `maxRestarts` restarts the next crash is
+ * thrown as ChildExited. Whatever was sent to a child that crashed is not sent again. A program
+ * that cannot be started at all is not retried: its ChildExited (returncode null) is thrown.
+ */
+export class Supervisor extends Channel {
+  #argv;
+  #options;
+  #child;
+  #closed = false;
+  /** @type {(() => void) | null} ends the back-off sleep early (close) */
+  #interrupt = null;
+
+  /**
+   * Starts the first child at once; prefer `supervise(argv, options)`.
+   * @param {Iterable<string>} argv
+   * @param {SuperviseOptions} [options] the options of `spawn`, plus `maxRestarts` (default 5),
+   *   `backoff` (ms, default 500, doubled each time), `maxBackoff` (ms, default 30000) and
+   *   `onRestart(error, attempt, delay)`.
+   * @throws {TypeError} argv is empty, or an option is invalid.
+   */
+  constructor(argv, options = {}) {
+    super();
+    const { maxRestarts = 5, backoff = 500, maxBackoff = 30_000, onRestart, ...spawnOptions } = options;
+    this.#argv = Array.from(argv, String);
+    this.#options = spawnOptions;
+    /** The restarts allowed before a crash is thrown. @type {number} */
+    this.maxRestarts = maxRestarts;
+    /** Milliseconds before the first restart. @type {number} */
+    this.backoff = backoff;
+    /** The longest wait between restarts, in ms. @type {number} */
+    this.maxBackoff = maxBackoff;
+    /** @type {RestartHandler | undefined} */
+    this.onRestart = onRestart;
+    /** How many times the child was started again. @type {number} */
+    this.restarts = 0;
+    this.#child = new Child(this.#argv, spawnOptions);
+  }
+
+  /**
+   * The child running now.
+   * @returns {Child}
+   */
+  get child() {
+    return this.#child;
+  }
+
+  /**
+   * Sends to the child running now.
+   * @param {unknown} value
+   * @returns {Promise<void>}
+   * @throws {ChildExited | TransportClosed} as `Child.send`.
+   */
+  send(value) {
+    return this.#child.send(value);
+  }
+
+  /**
+   * Writes encoded NDJSON lines to the child running now.
+   * @param {string | Uint8Array} data
+   * @returns {Promise<void>}
+   * @throws {ChildExited | TransportClosed} as `Child.sendBytes`.
+   */
+  sendBytes(data) {
+    return this.#child.sendBytes(data);
+  }
+
+  /**
+   * The next message from the current child, restarting it after a crash.
+   * @returns {Promise<any>}
+   * @throws {TransportClosed} the child exited cleanly, or we were closed.
+   * @throws {ChildExited} a crash after `maxRestarts` restarts, or a failed start.
+   */
+  async receive() {
+    for (;;) {
+      try {
+        return await this.#child.receive();
+      } catch (error) {
+        if (!(error instanceof ChildExited) || error.returncode === null || this.restarts >= this.maxRestarts) {
+          throw error;
+        }
+        const delay = Math.min(this.backoff * 2 ** this.restarts, this.maxBackoff);
+        this.restarts++;
+        this.onRestart?.(error, this.restarts, delay);
+        await this.#child.close();
+        if (this.#closed) {
+          throw new TransportClosed(`${this.#child.name} was closed`);
+        }
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          this.#interrupt = () => {
+            clearTimeout(timer);
+            resolve(undefined);
+          };
+        });
+        this.#interrupt = null;
+        if (this.#closed || this.#options.signal?.aborted) {
+          throw new TransportClosed(`${this.#child.name} was closed`);
+        }
+        this.#child = new Child(this.#argv, this.#options);
+      }
+    }
+  }
+
+  /**
+   * Closes the current child and stops restarting; safe to call twice.
+   * @returns {Promise<void>} never rejects.
+   */
+  close() {
+    this.#closed = true;
+    this.#interrupt?.();
+    return this.#child.close();
+  }
+}
+
+/**
+ * `spawn` with restarts: the same options, plus `maxRestarts`, `backoff` (ms, doubled each
+ * time), `maxBackoff` and `onRestart(error, attempt, delay)`.
+ * @param {Iterable<string>} argv
+ * @param {SuperviseOptions} [options]
+ * @returns {Supervisor}
+ * @throws {TypeError} argv is empty, or an option is invalid.
+ */
+export function supervise(argv, options = {}) {
+  return new Supervisor(argv, options);
+}
+
+// ----------------------------------------------------------------------------------------------
+// The child's side
+
+/**
+ * The child's side: messages from our stdin, messages to our stdout.
+ *
+ * Reading starts at the first `receive()` (so a program that only sends exits when it is done)
+ * and stops at EOF on stdin: when the parent goes, iteration ends. An EPIPE on stdout (the
+ * parent is gone) makes `send` throw TransportClosed instead of crashing the process.
+ */
+export class StdioChannel extends Channel {
+  /** @type {import("node:stream").Readable | null} */
+  #in;
+  #out;
+  #inbox;
+  /** @type {Reader | null} */
+  #reader = null;
+  #closed = false;
+
+  /**
+   * @param {{maxLine?: number, onError?: import("./base.js").ErrorHandler,
+   *   stdin?: import("node:stream").Readable, stdout?: import("node:stream").Writable}} [options]
+   *   `stdin`/`stdout` default to `process.stdin`/`process.stdout`.
+   */
+  constructor({ maxLine = MAX_LINE, onError, stdin, stdout } = {}) {
+    super();
+    this.#in = stdin ?? null; // process.stdin is only touched when we first read
+    this.#out = stdout ?? process.stdout;
+    this.#inbox = new Inbox({ maxLine, onError });
+    watchErrors(this.#out);
+  }
+
+  /**
+   * Writes one message to stdout; resolves when written or buffered, after 'drain' when the
+   * pipe is full.
+   * @param {unknown} value
+   * @returns {Promise<void>}
+   * @throws {import("../errors.js").EncodeError} the value cannot be sent.
+   * @throws {TransportClosed} stdout is closed: the parent is gone.
+   */
+  send(value) {
+    let data;
+    try {
+      data = encode(value);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.sendBytes(data); // not `async`: one promise per message, not two
+  }
+
+  /**
+   * Writes encoded NDJSON lines as they are.
+   * @param {string | Uint8Array} data
+   * @returns {Promise<void>}
+   * @throws {TransportClosed} stdout is closed: the parent is gone, or we closed the channel.
+   */
+  async sendBytes(data) {
+    if (this.#closed) {
+      throw new TransportClosed("the channel is closed");
+    }
+    const out = this.#out;
+    const broken = unwritable(out);
+    if (broken !== null) {
+      throw new TransportClosed("stdout closed: the parent is gone", { cause: broken });
+    }
+    if (!write(out, data)) {
+      try {
+        await drained(out);
+      } catch (error) {
+        throw new TransportClosed("stdout closed: the parent is gone", { cause: error });
+      }
+    }
+  }
+
+  /**
+   * The next message from stdin.
+   * @returns {Promise<any>}
+   * @throws {TransportClosed} stdin reached its end (the parent closed it or is gone).
+   * @throws {import("../errors.js").DecodeError} a bad line, when `onError` is `raiseError`.
+   * @throws {TransportError} reading stdin failed.
+   */
+  receive() {
+    if (!this.#closed && this.#inbox.length > 0) {
+      try {
+        return Promise.resolve(this.#inbox.pop());
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return this.#receive();
+  }
+
+  async #receive() {
+    if (this.#closed) {
+      throw new TransportClosed("stdin closed");
+    }
+    this.#reader ??= new Reader((this.#in ??= process.stdin), this.#inbox);
+    const value = await this.#reader.next();
+    if (value !== END) {
+      return value;
+    }
+    if (this.#reader.error) {
+      throw new TransportError(`reading stdin failed: ${this.#reader.error}`, { cause: this.#reader.error });
+    }
+    throw new TransportClosed("stdin closed");
+  }
+
+  /**
+   * Stops reading stdin and waits until what was sent has been written out; safe to call twice.
+   * @returns {Promise<void>} never rejects.
+   */
+  async close() {
+    if (this.#closed) {
+      return;
+    }
+    this.#closed = true;
+    this.#reader?.stop(false);
+    const out = this.#out;
+    if (out.writableLength > 0 && unwritable(out) === null) {
+      await new Promise((resolve) => {
+        const done = () => {
+          out.removeListener("close", done);
+          resolve(undefined);
+        };
+        out.once("close", done);
+        out.write("", done); // called once everything before it is flushed (or failed)
+      });
+    }
+  }
+}
+
+/**
+ * The channel to whoever spawned us: `for await (const m of stdio()) ...`, `await stdio().send(v)`.
+ * @param {{maxLine?: number, onError?: import("./base.js").ErrorHandler}} [options]
+ *   `maxLine`: the longest stdin line accepted (default 16 MiB); `onError`: the policy for bad
+ *   stdin lines (default: warn on stderr and go on).
+ * @returns {StdioChannel}
+ */
+export function stdio(options = {}) {
+  return new StdioChannel(options);
+}

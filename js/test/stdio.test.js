@@ -1,0 +1,623 @@
+// Child processes across the real boundary: Node spawning python and node children, and the
+// child's side, stdio(), in node children. Mirrors tests/cross/test_stdio.py.
+//
+// The Python interpreter is $BOTHWAYS_PYTHON, else <repo>/.venv/bin/python, else python3; bothways
+// must be importable from it. Every timeout is a multiple of $BOTHWAYS_TEST_TIMEOUT_FACTOR.
+import assert from "node:assert/strict";
+import { spawn as rawSpawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+import { ChildExited, DecodeError, TransportClosed } from "../src/errors.js";
+import { Channel, Inbox, logError, memoryPair, raiseError } from "../src/transports/base.js";
+import { spawn, supervise } from "../src/transports/stdio.js";
+
+const UNIT = Number(process.env.BOTHWAYS_TEST_TIMEOUT_FACTOR ?? "1");
+const S = 1000 * UNIT; // one second, scaled
+const ROOT = resolve(fileURLToPath(import.meta.url), "../../..");
+const FIXTURES = join(ROOT, "tests", "fixtures");
+const STDIO_URL = pathToFileURL(join(ROOT, "js", "src", "transports", "stdio.js")).href;
+const VENV_PYTHON = join(ROOT, ".venv", "bin", "python");
+const PYTHON = process.env.BOTHWAYS_PYTHON ?? (existsSync(VENV_PYTHON) ? VENV_PYTHON : "python3");
+const NODE = process.execPath;
+
+const py = (script, ...args) => [PYTHON, join(FIXTURES, script), ...args];
+const js = (script, ...args) => [NODE, join(FIXTURES, script), ...args];
+/** A node child running `code` as an ES module; its arguments are process.argv[1...]. */
+const inline = (code, ...args) => [NODE, "--input-type=module", "-e", code, ...args];
+
+// The child side's echo, through stdio() (js_echo.mjs uses the Decoder directly).
+const ECHO = `import { stdio } from ${JSON.stringify(STDIO_URL)};
+const channel = stdio(process.argv[1] ? { maxLine: Number(process.argv[1]) } : {});
+for await (const message of channel) await channel.send(message);`;
+
+/**
+ * Runs `body` with a child that is closed afterwards, whatever happens.
+ * @template T
+ * @param {string[]} argv
+ * @param {import("../src/transports/stdio.js").SpawnOptions} options
+ * @param {(child: import("../src/transports/stdio.js").Child) => Promise<T>} body
+ * @returns {Promise<T>}
+ */
+async function withChild(argv, options, body) {
+  const child = spawn(argv, options);
+  try {
+    return await body(child);
+  } finally {
+    await child.close();
+  }
+}
+
+/** Collects every message until the channel ends. */
+async function all(channel) {
+  const got = [];
+  for await (const value of channel) {
+    got.push(value);
+  }
+  return got;
+}
+
+/** Whether `pid` is a live process (a zombie counts as gone). */
+function alive(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** The processes whose parent is this one. */
+function ourChildren() {
+  const found = [];
+  for (const name of readdirSync("/proc")) {
+    if (/^\d+$/.test(name)) {
+      try {
+        if (readFileSync(`/proc/${name}/status`, "utf8").includes(`\nPPid:\t${process.pid}\n`)) {
+          found.push(Number(name));
+        }
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  return found;
+}
+
+/** A field of /proc/<pid>/status, in MB (VmHWM: peak resident set size). */
+function memoryMb(pid, field) {
+  const match = readFileSync(`/proc/${pid}/status`, "utf8").match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
+  assert.ok(match, `no ${field} for ${pid}`);
+  return Number(match[1]) / 1024;
+}
+
+/** Bytes `pid` has written so far, from /proc/<pid>/io. */
+function written(pid) {
+  return Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, "utf8"))[1]);
+}
+
+/** Waits until `predicate()` holds or `ms` have passed; returns its last result. */
+async function until(predicate, ms) {
+  const deadline = Date.now() + ms;
+  while (!predicate() && Date.now() < deadline) {
+    await sleep(20);
+  }
+  return predicate();
+}
+
+describe("Inbox and Channel (base.js)", () => {
+  test("values come out in order; a strict error waits for its turn", () => {
+    const inbox = new Inbox({ onError: raiseError });
+    inbox.feed('1\n2\nnope\n3\n{"a"');
+    assert.equal(inbox.length, 4);
+    assert.equal(inbox.pop(), 1);
+    assert.equal(inbox.pop(), 2);
+    assert.throws(() => inbox.pop(), (error) => error instanceof DecodeError && error.line === 3);
+    assert.equal(inbox.pop(), 3);
+    inbox.feedEof();
+    assert.throws(() => inbox.pop(), { code: "TRUNCATED_LINE" });
+    assert.equal(inbox.length, 0);
+    assert.throws(() => inbox.pop(), RangeError);
+  });
+
+  test("the default policy warns and goes on; a parsed truncated line is delivered", (t) => {
+    const warn = t.mock.method(console, "warn", () => {});
+    const inbox = new Inbox({ maxLine: 8 });
+    inbox.feed("1\nxx\n123456789\n4");
+    inbox.feedEof();
+    assert.deepEqual([inbox.pop(), inbox.pop()], [1, 4]);
+    const lines = warn.mock.calls.map((call) => call.arguments[0]);
+    assert.equal(lines.length, 3);
+    assert.match(lines[0], /^DECODE_ERROR: line 2/);
+    assert.match(lines[1], /^FRAME_TOO_LARGE: line 3/);
+    assert.match(lines[2], /^TRUNCATED_LINE: line 4/);
+    logError(new DecodeError("bad", { line: 7 }));
+    assert.equal(warn.mock.calls.at(-1).arguments[0], "DECODE_ERROR: line 7: bad");
+  });
+
+  test("iteration ends at TransportClosed and rethrows anything else", async () => {
+    class Scripted extends Channel {
+      constructor(steps) {
+        super();
+        this.steps = steps;
+        this.closed = 0;
+      }
+      async receive() {
+        const step = this.steps.shift();
+        if (step instanceof Error) throw step;
+        return step;
+      }
+      async close() {
+        this.closed++;
+      }
+    }
+    assert.deepEqual(await all(new Scripted([1, 2, new TransportClosed("done")])), [1, 2]);
+    await assert.rejects(all(new Scripted([1, new ChildExited("x", { returncode: 1 })])), ChildExited);
+    const channel = new Scripted([]);
+    await channel[Symbol.asyncDispose]();
+    assert.equal(channel.closed, 1);
+  });
+});
+
+test("memoryPair: messages both ways through the codec, then closed", async () => {
+  const [a, b] = memoryPair();
+  await a.send({ x: "é", n: [1, 2] });
+  await b.send("back");
+  assert.deepEqual(await b.receive(), { x: "é", n: [1, 2] });
+  assert.equal(await a.receive(), "back");
+  const pending = b.receive();
+  await a.close();
+  await assert.rejects(pending, /the other end closed/);
+  await assert.rejects(b.receive(), /the other end closed/);
+  await assert.rejects(a.send(1), /closed/);
+  await assert.rejects(b.send(10n), { code: "ENCODE_ERROR" });
+});
+
+describe("spawn: messages", () => {
+  const echoes = [
+    ["python", py("py_echo.py")],
+    ["node", js("js_echo.mjs")],
+    ["node stdio()", inline(ECHO)],
+  ];
+
+  for (const [label, argv] of echoes) {
+    test(`echo in order, writing while reading (${label})`, { timeout: 20 * S }, async () => {
+      const values = Array.from({ length: 5000 }, (_, i) => ({ i, text: "é€𝄞\u2028".repeat(i % 5) }));
+      await withChild(argv, {}, async (child) => {
+        const writer = (async () => {
+          for (const value of values) {
+            await child.send(value);
+          }
+          child.closeStdin();
+        })();
+        const got = await all(child);
+        await writer;
+        assert.deepEqual(got, values);
+        assert.equal(await child.wait(), 0);
+        assert.equal(child.signal, null);
+      });
+    });
+  }
+
+  for (const [label, argv] of echoes) {
+    test(`one 50 MB line both ways (${label})`, { timeout: 40 * S }, async () => {
+      const limit = 64 * 1024 * 1024;
+      const big = { blob: "x€".repeat((25 * 1024 * 1024) / 2) }; // 50 MB of UTF-8 in one line
+      await withChild([...argv, String(limit)], { maxLine: limit }, async (child) => {
+        const writer = child.send(big).then(() => child.closeStdin());
+        const got = await child.receive();
+        await writer;
+        assert.equal(got.blob.length, big.blob.length);
+        assert.ok(got.blob === big.blob);
+        await assert.rejects(child.receive(), TransportClosed);
+      });
+    });
+  }
+
+  test("1,000,000 small messages in order from python", { timeout: 40 * S }, async () => {
+    const count = 1_000_000;
+    await withChild(py("py_producer.py", String(count)), {}, async (child) => {
+      let expected = 0;
+      for await (const value of child) {
+        if (value !== expected) {
+          assert.equal(value, expected);
+        }
+        expected++;
+      }
+      assert.equal(expected, count);
+    });
+  });
+
+  test("sendBytes writes encoded lines as they are", { timeout: 10 * S }, async () => {
+    await withChild(py("py_echo.py"), {}, async (child) => {
+      await child.sendBytes('{"a":1}\n[2]\n');
+      await child.sendBytes(new TextEncoder().encode('"é"\n'));
+      child.closeStdin();
+      assert.deepEqual(await all(child), [{ a: 1 }, [2], "é"]);
+      await assert.rejects(child.send(1), /stdin is closed/);
+    });
+  });
+
+  for (const [label, argv] of [
+    ["python", py("py_stray.py")],
+    ["node", js("js_stray.mjs")],
+  ]) {
+    test(`a stray print is reported, not fatal (${label})`, { timeout: 10 * S }, async () => {
+      const errors = [];
+      await withChild(argv, { onError: (error) => errors.push(error) }, async (child) => {
+        assert.deepEqual(await all(child), [1, 2, 3]);
+      });
+      assert.deepEqual(
+        errors.map((e) => [e.line, e.code]),
+        [
+          [2, "DECODE_ERROR"],
+          [4, "DECODE_ERROR"],
+        ],
+      );
+      assert.match(errors[0].excerpt, /debug: this is not JSON/);
+    });
+  }
+
+  test("a strict onError makes receive() throw at the bad line, in order", { timeout: 10 * S }, async () => {
+    await withChild(py("py_stray.py"), { onError: raiseError }, async (child) => {
+      assert.equal(await child.receive(), 1);
+      await assert.rejects(child.receive(), (error) => error instanceof DecodeError && error.line === 2);
+      assert.equal(await child.receive(), 2); // the stream goes on if we do
+    });
+  });
+});
+
+describe("spawn: endings", () => {
+  test("a python crash gives ChildExited with the traceback", { timeout: 10 * S }, async () => {
+    const lines = [];
+    await withChild(py("py_crash.py"), { stderr: (line) => lines.push(line) }, async (child) => {
+      assert.deepEqual([await child.receive(), await child.receive()], [{ step: 1 }, { step: 2 }]);
+      const error = await child.receive().then(
+        () => assert.fail("no error"),
+        (e) => e,
+      );
+      assert.ok(error instanceof ChildExited);
+      assert.equal(error.returncode, 1);
+      assert.equal(error.signal, null);
+      assert.match(error.stderrTail, /ZeroDivisionError: division by zero/);
+      assert.match(error.message, /^python py_crash\.py exited with code 1\n/);
+      assert.match(error.message, /in compute/);
+      assert.equal(error.code, "CHILD_EXITED");
+      assert.equal(child.returncode, 1);
+      assert.ok(lines.some((line) => line.includes("Traceback")));
+      await assert.rejects(child.receive(), ChildExited); // and again
+    });
+  });
+
+  test("a node crash gives ChildExited with the stack", { timeout: 10 * S }, async () => {
+    await withChild(js("js_crash.mjs"), { stderr: "keep" }, async (child) => {
+      assert.deepEqual([await child.receive(), await child.receive()], [{ step: 1 }, { step: 2 }]);
+      await assert.rejects(child.receive(), (e) => {
+        assert.ok(e instanceof ChildExited);
+        assert.equal(e.returncode, 1);
+        assert.match(e.message, /^node js_crash\.mjs exited with code 1\n/);
+        assert.match(e.stderrTail, /RangeError: division by zero/);
+        assert.match(e.stderrTail, /at compute /);
+        return true;
+      });
+    });
+  });
+
+  for (const [label, make] of [
+    ["python", (code) => py("py_exit.py", String(code))],
+    ["node", (code) => js("js_exit.mjs", String(code))],
+  ]) {
+    for (const code of [0, 3]) {
+      test(`exit code ${code} (${label})`, { timeout: 10 * S }, async () => {
+        await withChild(make(code), {}, async (child) => {
+          assert.deepEqual(await child.receive(), { exiting: code });
+          if (code === 0) {
+            await assert.rejects(child.receive(), (e) => e instanceof TransportClosed && !(e instanceof ChildExited));
+          } else {
+            await assert.rejects(child.receive(), (e) => {
+              assert.ok(e instanceof ChildExited);
+              assert.match(e.message, new RegExp(`exited with code ${code}$`));
+              assert.equal(e.returncode, code);
+              return true;
+            });
+            // Writing to a child that is gone says how it ended.
+            await assert.rejects(
+              (async () => {
+                for (let i = 0; i < 10; i++) await child.send(i);
+              })(),
+              (e) => e instanceof ChildExited && e.returncode === code,
+            );
+          }
+          assert.equal(await child.wait(), code);
+        });
+      });
+    }
+  }
+
+  test("killed by a signal", { timeout: 10 * S }, async () => {
+    await withChild(py("py_stubborn.py"), {}, async (child) => {
+      assert.equal(await child.receive(), "ready");
+      process.kill(child.pid, "SIGKILL");
+      await assert.rejects(child.receive(), (e) => {
+        assert.ok(e instanceof ChildExited);
+        assert.match(e.message, /^python py_stubborn\.py was killed by SIGKILL/);
+        assert.equal(e.signal, "SIGKILL");
+        assert.equal(e.returncode, -9);
+        return true;
+      });
+      assert.equal(child.returncode, -9);
+      assert.equal(child.signal, "SIGKILL");
+    });
+  });
+
+  for (const [label, argv] of [
+    ["python", py("py_stubborn.py")],
+    ["node", js("js_stubborn.mjs")],
+  ]) {
+    test(`close() escalates for a child that ignores SIGTERM (${label})`, { timeout: 10 * S }, async () => {
+      await withChild(argv, { grace: 300 * UNIT }, async (child) => {
+        assert.equal(await child.receive(), "ready");
+        const start = Date.now();
+        await child.close();
+        assert.ok(Date.now() - start < 3 * S, `close() took ${Date.now() - start} ms`);
+        assert.equal(child.returncode, -9);
+        assert.equal(child.signal, "SIGKILL");
+        assert.ok(!alive(child.pid));
+        await child.close(); // twice is fine
+        await assert.rejects(child.receive(), /was closed/);
+        await assert.rejects(child.send(1), /was closed/);
+      });
+    });
+  }
+
+  test("a program that cannot start gives ChildExited with returncode null", { timeout: 10 * S }, async () => {
+    for (const [argv, options] of [
+      [["/nonexistent/program", "x.py"], {}],
+      [["bothways-no-such-program-here"], {}],
+      [[NODE], { cwd: "/nonexistent/dir" }],
+    ]) {
+      await withChild(argv, options, async (child) => {
+        for (const attempt of [() => child.receive(), () => child.send(1), () => child.wait()]) {
+          await assert.rejects(attempt, (e) => {
+            assert.ok(e instanceof ChildExited, String(e));
+            assert.equal(e.returncode, null);
+            assert.match(e.message, /could not start/);
+            assert.ok(e.message.includes(argv[0]), e.message);
+            assert.equal(e.cause.code, "ENOENT");
+            return true;
+          });
+        }
+        assert.equal(child.pid, null);
+      });
+    }
+    assert.throws(() => spawn([]), TypeError);
+  });
+});
+
+describe("spawn: lifetime", () => {
+  for (const [label, grandchild] of [
+    ["python", py("py_stubborn.py")],
+    ["node", js("js_sleeper.mjs")],
+  ]) {
+    test(`the child dies with its SIGKILLed node parent (${label})`, { timeout: 10 * S }, async () => {
+      let pids = null;
+      try {
+        await withChild(js("js_parent.mjs", ...grandchild), { stderr: "keep" }, async (parent) => {
+          pids = await parent.receive();
+          assert.equal(pids.parent, parent.pid);
+          assert.ok(alive(pids.child));
+          process.kill(parent.pid, "SIGKILL"); // no chance to clean up
+          assert.ok(await until(() => !alive(pids.child), 2 * S), "the child outlived its SIGKILLed parent");
+        });
+      } finally {
+        if (pids && alive(pids.child)) process.kill(pids.child, "SIGKILL");
+      }
+    });
+  }
+
+  test("the exit hook kills live children when no setpriv is found", { timeout: 10 * S }, async () => {
+    // PATH without setpriv: only the process 'exit' hook is left to end the grandchild.
+    const code = `import { spawn, stdio } from ${JSON.stringify(STDIO_URL)};
+const child = spawn(${JSON.stringify(js("js_sleeper.mjs"))}, { stderr: "keep" });
+await child.receive();
+process.on("SIGTERM", () => process.exit(0));
+await stdio().send({ child: child.pid });
+setInterval(() => {}, 1000);`;
+    let pids = null;
+    try {
+      await withChild(inline(code), { env: { ...process.env, PATH: "/nonexistent" } }, async (parent) => {
+        pids = await parent.receive();
+        assert.ok(alive(pids.child));
+        process.kill(parent.pid, "SIGTERM");
+        assert.equal(await parent.wait(), 0);
+        assert.ok(await until(() => !alive(pids.child), 2 * S), "the exit hook left the child running");
+      });
+    } finally {
+      if (pids && alive(pids.child)) process.kill(pids.child, "SIGKILL");
+    }
+  });
+
+  test("aborting the signal closes the child", { timeout: 10 * S }, async () => {
+    const controller = new AbortController();
+    await withChild(js("js_stubborn.mjs"), { signal: controller.signal, grace: 200 * UNIT }, async (child) => {
+      assert.equal(await child.receive(), "ready");
+      const pending = child.receive();
+      const reason = new Error("enough");
+      controller.abort(reason);
+      await assert.rejects(pending, (e) => e instanceof TransportClosed && e.cause === reason);
+      assert.equal(await child.wait(), -9);
+    });
+    await withChild(js("js_stubborn.mjs"), { signal: AbortSignal.abort() }, async (early) => {
+      assert.equal(early.pid, null);
+      await assert.rejects(early.receive(), TransportClosed);
+    });
+  });
+
+  test("for await ends quietly when the signal aborts", { timeout: 10 * S }, async () => {
+    const controller = new AbortController();
+    await withChild(py("py_forever.py"), { signal: controller.signal, grace: 200 * UNIT }, async (child) => {
+      let count = 0;
+      for await (const message of child) {
+        assert.equal(message.i, count++);
+        if (count === 1000) controller.abort();
+      }
+      assert.equal(count, 1000);
+      assert.equal(await child.wait(), -15); // py_forever takes SIGTERM
+    });
+  });
+
+  for (const [label, argv] of [
+    ["python", py("py_forever.py")],
+    ["node", js("js_forever.mjs")],
+  ]) {
+    test(`a fast producer is held back by a slow consumer (${label})`, { timeout: 30 * S }, async (t) => {
+      const rssBefore = process.memoryUsage.rss();
+      await withChild(argv, { stderr: "keep", grace: 200 * UNIT }, async (child) => {
+        const received = [];
+        const slowUntil = Date.now() + 3 * S;
+        while (Date.now() < slowUntil) {
+          received.push((await child.receive()).i);
+          await sleep(1);
+        }
+        // What it wrote beyond what we read fits in the pipe, our read-ahead and a batch.
+        const ahead = written(child.pid) - received.length * 70;
+        t.diagnostic(`read ${received.length} slowly; the producer was ${ahead} bytes ahead`);
+        assert.ok(ahead < 2 * 1024 * 1024, `the producer ran ${ahead} bytes ahead`);
+        for (let k = 0; k < 200_000; k++) {
+          received.push((await child.receive()).i); // sped up: everything arrives, in order
+        }
+        for (let k = 0; k < received.length; k++) {
+          if (received[k] !== k) assert.equal(received[k], k);
+        }
+        assert.ok(memoryMb(child.pid, "VmHWM") < 200, "the producer's peak RSS");
+        const grown = (process.memoryUsage.rss() - rssBefore) / 2 ** 20;
+        t.diagnostic(`producer peak ${memoryMb(child.pid, "VmHWM").toFixed(0)} MB, our RSS +${grown.toFixed(1)} MB`);
+        assert.ok(grown < 50, `our RSS grew by ${grown.toFixed(1)} MB`);
+      });
+    });
+  }
+});
+
+describe("supervise: restarts with back-off", () => {
+  test("restarts a crashing child, then gives up", { timeout: 10 * S }, async () => {
+    const restarts = [];
+    const onRestart = (error, attempt, delay) => restarts.push([attempt, delay, error.returncode]);
+    const child = supervise(py("py_crash.py"), { stderr: "keep", maxRestarts: 2, backoff: 50, onRestart });
+    try {
+      const got = [];
+      await assert.rejects(async () => {
+        for await (const message of child) got.push(message);
+      }, /exited with code 1/);
+      assert.deepEqual(got, Array(3).fill([{ step: 1 }, { step: 2 }]).flat());
+      assert.deepEqual(restarts, [
+        [1, 50, 1],
+        [2, 100, 1],
+      ]);
+    } finally {
+      await child.close();
+    }
+  });
+
+  test("ends cleanly after a recovered crash", { timeout: 10 * S }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bothways-"));
+    const child = supervise(py("py_flaky.py", join(dir, "marker")), { stderr: "keep", backoff: 10 });
+    try {
+      assert.deepEqual(await all(child), [{ run: 1 }, { run: 2 }]);
+      assert.equal(child.restarts, 1);
+    } finally {
+      await child.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("close() during the back-off stops restarting", { timeout: 10 * S }, async () => {
+    const child = supervise(py("py_crash.py"), { stderr: "keep", backoff: 60_000 });
+    const first = child.child;
+    try {
+      assert.deepEqual([await child.receive(), await child.receive()], [{ step: 1 }, { step: 2 }]);
+      const pending = child.receive(); // the crash: a minute's back-off starts
+      await until(() => child.restarts === 1, 5 * S);
+      const start = Date.now();
+      await child.close();
+      await assert.rejects(pending, TransportClosed);
+      assert.ok(Date.now() - start < 2 * S);
+      assert.equal(child.child, first);
+      assert.equal(child.restarts, 1);
+    } finally {
+      await child.close();
+    }
+  });
+
+  test("a program that cannot start is not retried", { timeout: 10 * S }, async () => {
+    const child = supervise(["/nonexistent/program"], { backoff: 10 });
+    await assert.rejects(child.receive(), (e) => e instanceof ChildExited && e.returncode === null);
+    assert.equal(child.restarts, 0);
+    await child.close();
+  });
+});
+
+describe("stdio(): the child's side, in node", () => {
+  test("200,000 messages from a node producer, in order", { timeout: 20 * S }, async () => {
+    await withChild(js("js_producer.mjs", "200000"), {}, async (child) => {
+      let expected = 0;
+      for await (const value of child) {
+        if (value !== expected) assert.equal(value, expected);
+        expected++;
+      }
+      assert.equal(expected, 200_000);
+    });
+  });
+
+  test("a node producer stops cleanly when its parent stops reading (EPIPE)", { timeout: 10 * S }, async () => {
+    const child = rawSpawn(NODE, [join(FIXTURES, "js_forever.mjs")], { stdio: ["pipe", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (text) => (stderr += text));
+    const exited = new Promise((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
+    try {
+      await new Promise((resolve) => child.stdout.once("data", resolve));
+      child.stdout.destroy(); // our end of its stdout: its next write gets EPIPE
+      const { code, signal } = await exited;
+      assert.deepEqual({ code, signal }, { code: 0, signal: null }, stderr);
+      assert.match(stderr, /stopped: stdout closed: the parent is gone/);
+    } finally {
+      child.kill("SIGKILL");
+      await exited;
+    }
+  });
+
+  test("stderr is forwarded with the child's name, by default", { timeout: 10 * S }, async () => {
+    const code = `import { spawn } from ${JSON.stringify(STDIO_URL)};
+const child = spawn(${JSON.stringify(py("py_crash.py"))});
+try { for await (const _ of child) {} } catch { /* ChildExited */ } finally { await child.close(); }`;
+    await withChild(inline(code), { stderr: "keep", tailLines: 200 }, async (runner) => {
+      await assert.rejects(runner.receive(), TransportClosed);
+      assert.equal(runner.returncode, 0);
+      assert.match(runner.stderrTail, /^\[python py_crash\.py\] Traceback/m);
+      assert.match(runner.stderrTail, /^\[python py_crash\.py\] ZeroDivisionError: division by zero$/m);
+    });
+  });
+
+  test("a python child gets unbuffered UTF-8 I/O and our pid", { timeout: 10 * S }, async () => {
+    const show = "import json, os; print(json.dumps({k: os.environ.get(k) for k in " +
+      "['PYTHONUNBUFFERED', 'PYTHONIOENCODING', 'PYTHONUTF8', 'BOTHWAYS_PARENT_PID', 'MINE']}))";
+    const env = { ...process.env, PYTHONUNBUFFERED: "0", MINE: "é" };
+    await withChild([PYTHON, "-c", show], { env }, async (child) => {
+      assert.equal(child.name, PYTHON.split("/").at(-1));
+      assert.deepEqual(await child.receive(), {
+        PYTHONUNBUFFERED: "0", // the caller's choice stays
+        PYTHONIOENCODING: "utf-8",
+        PYTHONUTF8: "1",
+        BOTHWAYS_PARENT_PID: String(process.pid),
+        MINE: "é",
+      });
+    });
+  });
+});
+
+test("no process started by these tests is left", { timeout: 10 * S }, async () => {
+  assert.ok(await until(() => ourChildren().length === 0, 5 * S), `left behind: ${ourChildren()}`);
+});
