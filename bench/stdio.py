@@ -68,9 +68,9 @@ def node_writer_argv(mode: str, kind: str, count: int) -> list[str]:
     return [NODE, str(HERE / "writer.mjs"), mode, kind, str(count)]
 
 
-def py_ours(clock: Clock, kind: str, count: int) -> int:
+def py_ours(clock: Clock, kind: str, count: int, mode: str = "ours") -> int:
     n = 0
-    with spawn(node_writer_argv("ours", kind, count)) as child:
+    with spawn(node_writer_argv(mode, kind, count)) as child:
         for _ in child:
             clock.tick()
             n += 1
@@ -146,6 +146,10 @@ def rows(rounds: int) -> list[dict[str, Any]]:
                 keep("py->node python-shell", node_reader("pyshell", kind, SLOW_COUNT))
             # Node -> Python: Python spawns the Node writer and reads
             keep("node->py ours", timed(lambda clock, k=kind, c=count: py_ours(clock, k, c)))
+            keep(
+                "node->py ours, sendMany",
+                timed(lambda clock, k=kind, c=count: py_ours(clock, k, c, "ours_many")),
+            )
             keep("node->py raw pipe", timed(lambda clock, k=kind, c=count: py_raw(clock, k, c)))
             enc = node_reader("encode", kind, count)["seconds"]
             dec = py_decode_seconds(kind, count)

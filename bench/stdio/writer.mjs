@@ -1,5 +1,5 @@
 // Benchmark writer: sends COUNT messages of KIND to stdout, the way MODE does it.
-//   node writer.mjs MODE KIND COUNT      MODE: ours (bothways stdio().send per message) | raw
+//   node writer.mjs MODE KIND COUNT      MODE: ours (stdio().send per message) | ours_many | raw
 import { encode } from '../../js/src/index.js';
 import { stdio } from '../../js/src/transports/stdio.js';
 import { make } from './messages.mjs';
@@ -9,6 +9,10 @@ const values = make(kind, count);
 if (mode === 'ours') {
   const channel = stdio();
   for (const value of values) await channel.send(value);
+  await channel.close();
+} else if (mode === 'ours_many') { // the batch API: one write per 1000 messages
+  const channel = stdio();
+  for (let i = 0; i < values.length; i += 1000) await channel.sendMany(values.slice(i, i + 1000));
   await channel.close();
 } else if (mode === 'raw') {
   const data = Buffer.from(values.map((v) => encode(v)).join(''));

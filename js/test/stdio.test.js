@@ -621,3 +621,19 @@ try { for await (const _ of child) {} } catch { /* ChildExited */ } finally { aw
 test("no process started by these tests is left", { timeout: 10 * S }, async () => {
   assert.ok(await until(() => ourChildren().length === 0, 5 * S), `left behind: ${ourChildren()}`);
 });
+
+test("sendMany writes every message, in order, as one chunk", { timeout: 30_000 }, async () => {
+  const { spawn: spawnChild } = await import("../src/transports/stdio.js");
+  const echo = fileURLToPath(new URL("../../tests/fixtures/js_echo.mjs", import.meta.url));
+  const child = spawnChild([process.execPath, echo]);
+  try {
+    const values = Array.from({ length: 3000 }, (_, i) => ({ i, text: "é€" }));
+    const sending = child.sendMany(values).then(() => child.closeStdin());
+    const got = [];
+    for await (const value of child) got.push(value);
+    await sending;
+    assert.deepEqual(got, values);
+  } finally {
+    await child.close();
+  }
+});

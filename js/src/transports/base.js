@@ -16,7 +16,7 @@
  */
 
 import { TransportClosed } from "../errors.js";
-import { Decoder, MAX_LINE, Messages, Truncated, decode, encode } from "../wire.js";
+import { Decoder, MAX_LINE, Messages, Truncated, decode, encode, encodeMany } from "../wire.js";
 
 // Node >= 20.4 and current browsers define it; older runtimes get a registered stand-in.
 const asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
@@ -190,6 +190,23 @@ export class Channel {
    */
   async send(_value) {
     throw new Error(`${this.constructor.name}.send() is not implemented`);
+  }
+
+  /**
+   * Sends several messages; stream channels (those with `sendBytes`) write them as one chunk.
+   * Mirror of Python's `send_many`.
+   * @param {Iterable<unknown>} values
+   * @returns {Promise<void>}
+   * @throws {EncodeError} a value cannot cross (nothing is sent).
+   */
+  async sendMany(values) {
+    const self = /** @type {any} */ (this);
+    if (typeof self.sendBytes === "function") {
+      return self.sendBytes(encodeMany(values));
+    }
+    for (const value of values) {
+      await this.send(value);
+    }
   }
 
   /**
