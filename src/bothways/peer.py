@@ -71,6 +71,12 @@ class Peer:
             self._reader = asyncio.ensure_future(self._read())
         return self
 
+    async def run(self) -> None:
+        """Serves until the other side closes the channel (for a process that only serves)."""
+        await self.start()
+        assert self._reader is not None
+        await self._reader
+
     async def __aenter__(self) -> Peer:
         return await self.start()
 
