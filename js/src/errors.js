@@ -11,7 +11,7 @@
  * │  ├─ ConnectError                  .url
  * │  ├─ TransportClosed
  * │  └─ ChildExited                   .returncode, .signal, .stderrTail
- * ├─ RemoteError                      .rpcCode, .remoteType, .remoteTraceback, .data
+ * ├─ RemoteError                      .reason, .rpcCode, .remoteType, .remoteTraceback, .data
  * └─ CallTimeout
  * ```
  *
@@ -268,6 +268,8 @@ export class RemoteError extends BothwaysError {
       text += `\n--- remote traceback ---\n${remoteTraceback}`;
     }
     super(text, causeOption(cause));
+    /** The remote message alone, without the type and the traceback. @type {string} */
+    this.reason = message;
     /** @type {number} */
     this.rpcCode = rpcCode;
     /** @type {string} */

@@ -3,7 +3,8 @@
  *
  * The browser-safe core: the wire codec (`encode`, `decode`, `Decoder` and its events) and the
  * error tree. Nothing here imports a `node:*` module; node-only transports live in their own
- * subpaths.
+ * subpaths. The JSON-RPC endpoint is a subpath too, `bothways/rpc` (browser-safe as well), as
+ * Python keeps it in `bothways.rpc` without re-exporting it from the package.
  *
  * @module bothways
  */

@@ -538,6 +538,15 @@ def rpc() -> list[dict[str, Any]]:
             ],
         },
     )
+    case(
+        "a duplicate id in a batch is refused",
+        {
+            "receive": [req("a", None, 1), req("b", None, 1)],
+            "events": [{"request": {"id": 1, "method": "a", "params": None}}],
+        },
+        {"respond": [1, "A"]},
+        {"send": [[invalid("duplicate id in batch", 1), ok(1, "A")]]},
+    )
     for name, message, reason, id_ in [
         ("wrong version", {"jsonrpc": "1.0", "method": "m", "id": 1}, '"jsonrpc" must be exactly "2.0"', 1),
         ("no version", {"method": "m", "id": 2}, '"jsonrpc" must be exactly "2.0"', 2),

@@ -11,7 +11,7 @@
     │  ├─ ConnectError                  .url
     │  ├─ TransportClosed
     │  └─ ChildExited                   .returncode, .signal, .stderr_tail
-    ├─ RemoteError                      .rpc_code, .remote_type, .remote_traceback, .data
+    ├─ RemoteError                      .reason, .rpc_code, .remote_type, .remote_traceback, .data
     └─ CallTimeout(TimeoutError)
 
 Rules:

@@ -24,6 +24,7 @@ No I/O, no clock, no threads (tests/unit/test_purity.py checks the imports).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -45,6 +46,7 @@ __all__ = [
     "Response",
     "RpcEndpoint",
     "RpcEvent",
+    "remote_error",
 ]
 
 PARSE_ERROR = -32700
@@ -123,20 +125,27 @@ def _error_object(code: int, message: str, data: Any = None) -> dict[str, Any]:
 def remote_error(error: Any) -> RemoteError:
     """A RemoteError from a JSON-RPC error object (bothways puts type and traceback in data)."""
     if not isinstance(error, dict):
-        return RemoteError(f"malformed error object: {error!r}", rpc_code=INTERNAL_ERROR)
+        return RemoteError(f"malformed error object: {json.dumps(error)}", rpc_code=INTERNAL_ERROR)
     data = error.get("data")
     remote_type = remote_traceback = ""
     if isinstance(data, dict):
-        remote_type = str(data.get("type", ""))
-        remote_traceback = str(data.get("traceback", ""))
+        remote_type = _text(data.get("type"))
+        remote_traceback = _text(data.get("traceback"))
     code = error.get("code")
     return RemoteError(
-        str(error.get("message", "")),
-        rpc_code=code if isinstance(code, int) else INTERNAL_ERROR,
+        _text(error.get("message")),
+        rpc_code=code if isinstance(code, int) and not isinstance(code, bool) else INTERNAL_ERROR,
         remote_type=remote_type,
         remote_traceback=remote_traceback,
         data=data,
     )
+
+
+def _text(value: Any) -> str:
+    """A string field of an error object as text: absent or null is empty, others as JSON."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _json_type(value: Any) -> str:
@@ -259,7 +268,11 @@ class RpcEndpoint:
                 state.errors.append(error)
             for event in events[before:]:
                 if isinstance(event, Request):
-                    state.ids.append(event.id)
+                    if event.id in state.ids:  # two answers could not be told apart
+                        events.remove(event)
+                        state.errors.append(self._invalid("duplicate id in batch", event.id))
+                    else:
+                        state.ids.append(event.id)
         if state.ids:
             for request_id in state.ids:
                 self._batches[request_id] = state

@@ -38,7 +38,7 @@ def test_core_imports_no_io(name: str) -> None:
 
 
 def test_js_core_imports_no_node_modules() -> None:
-    for name in ("wire.js", "errors.js", "index.js"):
+    for name in ("wire.js", "errors.js", "index.js", "rpc.js"):
         text = (ROOT / "js" / "src" / name).read_text(encoding="utf-8")
         code = re.sub(r"/\*.*?\*/|//[^\n]*", "", text, flags=re.S)  # comments may name them
         imports = re.findall(r"""(?:from|import)\s*\(?\s*['"]([^'"]+)['"]""", code)
