@@ -120,6 +120,26 @@ class Channel(ABC):
         self.close()
 
 
+class StreamChannel(Channel):
+    """A Channel reading a byte stream into an Inbox: subclasses give ``_inbox`` and ``_fill``."""
+
+    _inbox: Inbox
+
+    @abstractmethod
+    def _fill(self) -> None:
+        """Reads until at least one message waits in ``_inbox``; raises at the end of the stream."""
+
+    def receive(self) -> Any:
+        """The next message; raises TransportClosed (or why the stream ended) at the end."""
+        self._fill()
+        return self._inbox.pop()
+
+    def receive_many(self) -> list[Any]:
+        """Every message already read (at least one); raises as ``receive`` does at the end."""
+        self._fill()
+        return self._inbox.pop_all()
+
+
 class AsyncChannel(ABC):
     """An asyncio message channel: the same names as Channel, awaited."""
 

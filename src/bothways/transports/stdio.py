@@ -35,7 +35,7 @@ from typing import IO, Any
 
 from ..errors import ChildExited, TransportClosed
 from ..wire import MAX_LINE, encode, encode_many
-from .base import AsyncChannel, Channel, ErrorHandler, Inbox, log
+from .base import AsyncChannel, Channel, ErrorHandler, Inbox, StreamChannel, log
 
 __all__ = ["AsyncChild", "Child", "StdioChannel", "Supervisor", "async_spawn", "spawn", "stdio", "supervise"]
 
@@ -119,7 +119,7 @@ def _exit_error(name: str, returncode: int, stderr: _Stderr) -> ChildExited | No
     )
 
 
-class Child(Channel):
+class Child(StreamChannel):
     """A running child process speaking NDJSON; made by ``spawn``.
 
     Iterate it (or call ``receive``) for the messages on its stdout; ``send`` writes to its stdin.
@@ -211,23 +211,13 @@ class Child(Channel):
             except BrokenPipeError:
                 pass
 
-    def receive(self) -> Any:
-        """The next message from the child's stdout.
+    def _fill(self) -> None:
+        """Reads stdout until a message waits.
 
         Raises:
             TransportClosed: the child closed stdout and exited with code 0.
             ChildExited: it exited non-zero or by a signal (with the stderr tail).
         """
-        self._fill()
-        return self._inbox.pop()
-
-    def receive_many(self) -> list[Any]:
-        """Every message already read (at least one); raises as ``receive`` does at the end."""
-        self._fill()
-        return self._inbox.pop_all()
-
-    def _fill(self) -> None:
-        """Reads stdout until at least one message is waiting."""
         inbox = self._inbox
         stdout: IO[bytes] | None = self._proc.stdout
         if stdout is None or stdout.closed:
@@ -502,7 +492,7 @@ async def async_spawn(
     )
 
 
-class StdioChannel(Channel):
+class StdioChannel(StreamChannel):
     """The child's side: messages from our stdin, messages to our stdout, nothing buffered.
 
     Writes go straight to file descriptor 1 (no Python buffer to flush), so the parent gets each
@@ -541,14 +531,6 @@ class StdioChannel(Channel):
                 view = view[os.write(self._out, view) :]
         except BrokenPipeError as exc:
             raise TransportClosed("stdout closed: the parent is gone") from exc
-
-    def receive(self) -> Any:
-        self._fill()
-        return self._inbox.pop()
-
-    def receive_many(self) -> list[Any]:
-        self._fill()
-        return self._inbox.pop_all()
 
     def _fill(self) -> None:
         inbox = self._inbox
