@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+/**
+ * Serve a JavaScript module's functions to the process that spawned us:
+ * `node js/bin/host.mjs PATH_TO_MODULE.js`. The mirror of `python -m bothways.host MODULE`.
+ *
+ * The parent (Python's `bothways.node.require("./stats.js")`, or any Peer) calls the module's
+ * exported functions by name with JSON values; `$/functions` lists them. Rules:
+ * - The module is a path, resolved against the working directory (ESM or CommonJS). Its exported
+ *   functions are served (not classes, not names starting with "_"), plus those of its default
+ *   export when that is an object (bound to it); a default export that is a function is served
+ *   as "default". Named exports win over the default object's members.
+ * - The protocol keeps the real stdout. `console.log`/`info`/`debug` (every console method) and
+ *   `process.stdout` are pointed at stderr before the module is loaded, so user logging goes to
+ *   the terminal (the parent forwards stderr) instead of corrupting the messages.
+ * - Errors travel back with their name and stack (a RemoteError on the other side).
+ * - The host ends when its stdin closes (the parent closed the handle or died), even if the
+ *   module left timers running.
+ * - Exit codes: 0 at the end of stdin, 1 when the module cannot be loaded (the error is on
+ *   stderr), 2 for bad usage.
+ */
+
+import { Console } from "node:console";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+
+import { Peer } from "../src/peer.js";
+import { StdioChannel } from "../src/transports/stdio.js";
+
+/**
+ * Keeps the real stdout for the protocol; from now on everything else writing "to stdout" goes
+ * to stderr.
+ * @returns {import("node:stream").Writable} the real stdout.
+ */
+function takeStdout() {
+  const protocol = process.stdout;
+  const toStderr = new Console({ stdout: process.stderr, stderr: process.stderr });
+  for (const key of Object.keys(Console.prototype)) {
+    const method = /** @type {any} */ (toStderr)[key];
+    if (typeof method === "function") {
+      /** @type {any} */ (console)[key] = method.bind(toStderr);
+    }
+  }
+  Object.defineProperty(process, "stdout", {
+    configurable: true,
+    enumerable: true,
+    get: () => process.stderr,
+  });
+  return protocol;
+}
+
+/**
+ * @param {unknown} value
+ * @returns {value is Function} a function that is not a class.
+ */
+function isPlainFunction(value) {
+  return typeof value === "function" && !/^class[\s{]/.test(Function.prototype.toString.call(value));
+}
+
+/**
+ * The module's functions by name (see the rules above).
+ * @param {Record<string, unknown>} namespace
+ * @returns {Map<string, Function>}
+ */
+function exportedFunctions(namespace) {
+  /** @type {Map<string, Function>} */
+  const functions = new Map();
+  const fallback = namespace.default;
+  if (typeof fallback === "object" && fallback !== null) {
+    for (const [key, value] of Object.entries(fallback)) {
+      if (!key.startsWith("_") && isPlainFunction(value)) {
+        functions.set(key, value.bind(fallback));
+      }
+    }
+  } else if (isPlainFunction(fallback)) {
+    functions.set("default", fallback);
+  }
+  for (const [key, value] of Object.entries(namespace)) {
+    if (key !== "default" && !key.startsWith("_") && isPlainFunction(value)) {
+      functions.set(key, value);
+    }
+  }
+  return functions;
+}
+
+/**
+ * Exposes the functions of the module at `path` on `channel` until the other side closes it.
+ * @param {string} path
+ * @param {import("../src/transports/base.js").Channel} channel
+ * @returns {Promise<void>}
+ */
+async function serve(path, channel) {
+  const namespace = await import(pathToFileURL(resolve(process.cwd(), path)).href);
+  const functions = exportedFunctions(namespace);
+  const peer = new Peer(channel);
+  for (const [name, fn] of functions) {
+    peer.expose(fn, { name });
+  }
+  const names = [...functions.keys()].sort();
+  peer.expose(() => names, { name: "$/functions" });
+  await peer.run(); // ends when stdin closes
+  await peer.close();
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  if (args.length !== 1) {
+    process.stderr.write("usage: node host.mjs PATH_TO_MODULE.js\n");
+    return 2;
+  }
+  const channel = new StdioChannel({ stdout: takeStdout() });
+  try {
+    await serve(args[0], channel);
+  } catch (error) {
+    process.stderr.write(`host.mjs: cannot serve ${args[0]}: ${error instanceof Error ? error.stack : error}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+process.exit(await main());

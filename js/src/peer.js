@@ -1,0 +1,600 @@
+/**
+ * Peer: JSON-RPC calls both ways over any Channel, on top of the sans-I/O RpcEndpoint.
+ * Mirrors `src/bothways/peer.py` name for name (camelCase here).
+ *
+ * ```js
+ * await using peer = await new Peer(channel).start();
+ * peer.expose(Math.hypot, { name: "hypot" });     // the other side may call "hypot"
+ * await peer.call("mean", [1, 2, 3]);              // we call the other side's "mean"
+ * await peer.callWith("quantiles", { data: [1, 2, 3], n: 4 }, { timeout: 500 });
+ * ```
+ *
+ * Calling
+ * -------
+ * - `call(method, ...args)`: positional arguments (the JSON-RPC params array), no options.
+ * - `callWith(method, params, { timeout, signal })`: `params` is an array (positional), an object
+ *   (named: Python's keyword arguments) or null (none); `timeout` in milliseconds; `signal` an
+ *   AbortSignal. Python's `call(method, *args, timeout=..., **kwargs)` is these two together.
+ *
+ * Serving
+ * -------
+ * `expose(fn, { name })` lets the other side call `fn` (sync or async). An array of params is
+ * spread (`fn(...params)`), an object of params is passed as one argument (`fn(params)`), no
+ * params calls `fn()`. Arity is not checked (JavaScript functions take any number of arguments),
+ * so Python's INVALID_PARAMS answer has no counterpart here.
+ * With `expose(fn, { signal: true })` the function also gets an AbortSignal after the caller's
+ * arguments, aborted when the caller gives up (timeout, abort) or the connection ends: Python's
+ * task cancellation. Missing arguments are filled with `undefined` up to `fn.length - 1`, so
+ * `function f(a, b, signal)` finds the signal in `signal` even when called with one argument
+ * (give no default values before the signal parameter: they stop `fn.length`).
+ *
+ * Rules:
+ * - One reader loop takes every incoming message; each incoming request is handled on its own,
+ *   so many calls are in flight both ways and a handler may call back into its caller.
+ * - A handler that throws answers SERVER_ERROR with the error's name, message and stack: the
+ *   caller gets a RemoteError that reads like a local stack trace. A result that cannot be
+ *   encoded is answered INTERNAL_ERROR (never a hang).
+ * - Giving up on a call (`timeout`, `signal`) tells the other side (`$/cancelRequest`); a
+ *   cancelled handler's signal is aborted, the answer is REQUEST_CANCELLED at once and its late
+ *   result is dropped.
+ * - When the channel ends (the child exits, the socket closes), every pending call fails at once
+ *   with that cause (TransportClosed, ChildExited with the exit code and stderr tail...): never
+ *   a hang.
+ * - No `node:*` import: this module loads in a browser, as rpc.js and transports/base.js do.
+ *
+ * @module bothways/peer
+ */
+
+import { BothwaysError, CallTimeout, EncodeError, TransportClosed, TransportError } from "./errors.js";
+import {
+  Cancelled,
+  ErrorResponse,
+  INTERNAL_ERROR,
+  METHOD_NOT_FOUND,
+  Notification,
+  REQUEST_CANCELLED,
+  Request,
+  Response,
+  RpcEndpoint,
+  SERVER_ERROR,
+} from "./rpc.js";
+import { encode } from "./wire.js";
+
+// Node >= 20.4 and current browsers define it; older runtimes get a registered stand-in.
+const asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
+
+/**
+ * @typedef {object} CallOptions
+ * @property {number | null} [timeout] milliseconds to wait for the answer; then CallTimeout is
+ *   thrown and the other side is told to stop (default: wait for ever).
+ * @property {AbortSignal} [signal] aborting it gives up on the call: the other side is told, and
+ *   the call rejects with `signal.reason`.
+ */
+
+/**
+ * @typedef {object} ExposeOptions
+ * @property {string} [name] the method name the other side calls (default: `fn.name`).
+ * @property {boolean} [signal] pass an AbortSignal after the arguments (see the module docs).
+ */
+
+/**
+ * @callback NotificationHandler
+ * @param {string} method
+ * @param {unknown} params an array, an object, or null.
+ * @returns {unknown} a promise is awaited only to report its failure.
+ */
+
+/** A request of the other side that we are serving. */
+class Serving {
+  /** @type {AbortController | null} made when the function asked for a signal */
+  controller = null;
+  /** The answer is sent (or given up): a late result is dropped. */
+  done = false;
+}
+
+/**
+ * Calls both ways over `channel`. `await peer.start()` (or `run()`) before calling;
+ * `close()` (or `await using`) closes the channel.
+ */
+export class Peer {
+  /** @type {Map<import("./rpc.js").Id, {resolve: (value: any) => void, reject: (error: unknown) => void}>} */
+  #waiting = new Map();
+  /** @type {Map<import("./rpc.js").Id, Serving>} */
+  #serving = new Map();
+  /** @type {Promise<void> | null} */
+  #reader = null;
+  /** @type {Error | null} why no more calls can be made */
+  #closed = null;
+  #closing = false;
+  /** @type {Set<string>} the names whose functions get an AbortSignal */
+  #withSignal = new Set();
+  /** @type {() => void} ends run() when close() is called */
+  #stop = () => {};
+  /** @type {Promise<void>} */
+  #stopped = new Promise((resolve) => (this.#stop = resolve));
+
+  /**
+   * @param {import("./transports/base.js").Channel} channel any channel: `send`, `receive`,
+   *   `close` (a Child from `spawn`, `stdio()`, one end of `memoryPair()`...).
+   */
+  constructor(channel) {
+    /** @type {import("./transports/base.js").Channel} */
+    this.channel = channel;
+    /** @type {RpcEndpoint} */
+    this.endpoint = new RpcEndpoint();
+    /** The exposed functions by name. @type {Map<string, Function>} */
+    this.functions = new Map();
+    /**
+     * Called with `(method, params)` for each notification from the other side; errors it
+     * throws (or rejects with) are logged with `console.error`, the peer goes on.
+     * @type {NotificationHandler | null}
+     */
+    this.notificationHandler = null;
+  }
+
+  /**
+   * Lets the other side call `fn` (sync or async) by `name` (default: its name).
+   * @template {Function} F
+   * @param {F} fn
+   * @param {ExposeOptions} [options]
+   * @returns {F} `fn` itself.
+   * @throws {TypeError} `fn` is not a function, or has no name and none was given.
+   */
+  expose(fn, { name, signal = false } = {}) {
+    if (typeof fn !== "function") {
+      throw new TypeError(`expose() takes a function, not ${typeof fn}`);
+    }
+    const method = name ?? fn.name;
+    if (typeof method !== "string" || method === "") {
+      throw new TypeError("expose(): an anonymous function needs { name }");
+    }
+    this.functions.set(method, fn);
+    if (signal) {
+      this.#withSignal.add(method);
+    } else {
+      this.#withSignal.delete(method);
+    }
+    return fn;
+  }
+
+  /**
+   * Starts reading the channel (safe to call twice).
+   * @returns {Promise<Peer>} this peer.
+   */
+  async start() {
+    this.#reader ??= this.#read();
+    return this;
+  }
+
+  /**
+   * Serves until the other side closes the channel, or `close()` is called (for a process that
+   * only serves).
+   * @returns {Promise<void>} never rejects: the end of the channel is the normal end.
+   */
+  async run() {
+    await this.start();
+    await Promise.race([this.#reader, this.#stopped]);
+  }
+
+  /**
+   * Calls `method` on the other side with positional arguments.
+   * @param {string} method
+   * @param {...unknown} args JSON values.
+   * @returns {Promise<any>} the result.
+   * @throws {import("./errors.js").RemoteError} the remote function threw (type, message and
+   *   traceback inside), or the method does not exist there.
+   * @throws {TransportClosed | import("./errors.js").ChildExited} the connection ended first.
+   * @throws {EncodeError} an argument cannot be sent (nothing was sent).
+   */
+  call(method, ...args) {
+    return this.callWith(method, args.length > 0 ? args : null);
+  }
+
+  /**
+   * Calls `method` with `params` (array: positional; object: named; null: none), and options.
+   * @param {string} method
+   * @param {unknown[] | Record<string, unknown> | null} [params]
+   * @param {CallOptions} [options]
+   * @returns {Promise<any>} the result.
+   * @throws {CallTimeout} no answer within `timeout` ms (the other side is told to stop).
+   * @throws {unknown} `signal.reason` when the signal aborts (the other side is told to stop).
+   * @throws {import("./errors.js").RemoteError} as `call`.
+   * @throws {TransportClosed | import("./errors.js").ChildExited} as `call`.
+   * @throws {EncodeError} as `call`.
+   */
+  async callWith(method, params = null, { timeout = null, signal } = {}) {
+    if (this.#closed !== null) {
+      throw this.#closed;
+    }
+    signal?.throwIfAborted();
+    const endpoint = this.endpoint;
+    const callId = endpoint.request(method, params);
+    /** @type {(error: unknown) => void} */
+    let reject = () => {};
+    /** @type {Promise<any>} */
+    const answer = new Promise((resolve, rejectAnswer) => {
+      reject = rejectAnswer;
+      this.#waiting.set(callId, { resolve, reject: rejectAnswer });
+    });
+    // Handled from the start: it may fail (the channel ends) while the send below still waits.
+    answer.catch(() => {});
+    try {
+      await this.#flush();
+    } catch (error) {
+      this.#waiting.delete(callId);
+      if (endpoint.cancel(callId)) {
+        // The request never left: drop the $/cancelRequest that cancel() queued. Nothing else
+        // waits in the outbox, since every change to the endpoint is flushed at once.
+        endpoint.messagesToSend();
+      }
+      throw error;
+    }
+    /** @param {unknown} error */
+    const giveUp = (error) => {
+      reject(error);
+      if (endpoint.cancel(callId)) {
+        this.#flush().catch(ignoreClosed);
+      }
+    };
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const onAbort = () => giveUp(/** @type {AbortSignal} */ (signal).reason);
+    if (timeout !== null && timeout !== undefined) {
+      timer = setTimeout(() => giveUp(new CallTimeout(`${method}: no answer within ${timeout} ms`)), timeout);
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await answer;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      this.#waiting.delete(callId);
+    }
+  }
+
+  /**
+   * Sends a notification: no answer, no error back.
+   * @param {string} method
+   * @param {...unknown} args JSON values (positional params).
+   * @returns {Promise<void>}
+   * @throws {EncodeError} an argument cannot be sent.
+   * @throws {TransportClosed | import("./errors.js").ChildExited} the connection is gone.
+   */
+  notify(method, ...args) {
+    return this.notifyWith(method, args.length > 0 ? args : null);
+  }
+
+  /**
+   * Sends a notification with `params` (array: positional; object: named; null: none).
+   * @param {string} method
+   * @param {unknown[] | Record<string, unknown> | null} [params]
+   * @returns {Promise<void>}
+   * @throws {EncodeError} `params` cannot be sent.
+   * @throws {TransportClosed | import("./errors.js").ChildExited} the connection is gone.
+   */
+  async notifyWith(method, params = null) {
+    this.endpoint.notify(method, params);
+    await this.#flush();
+  }
+
+  /**
+   * Closes the channel; pending calls fail with TransportClosed, running handlers are aborted.
+   * Safe to call twice.
+   * @returns {Promise<void>}
+   */
+  async close() {
+    this.#closing = true;
+    this.#stop();
+    const cause = new TransportClosed("the peer was closed");
+    this.#fail(cause);
+    this.#stopServing(cause);
+    await this.channel.close();
+  }
+
+  /**
+   * `await using peer = ...` closes it at the end of the block.
+   * @returns {Promise<void>}
+   */
+  async [asyncDispose]() {
+    await this.close();
+  }
+
+  // -- sending ----------------------------------------------------------------------------------
+
+  /**
+   * Sends what the endpoint has queued. Each message's `send` starts now, in order (channels
+   * write synchronously in `send`, or queue in order), and the returned promise waits for all.
+   * @returns {Promise<void>}
+   */
+  #flush() {
+    const messages = this.endpoint.messagesToSend();
+    if (messages.length === 1) {
+      return this.#send(messages[0]);
+    }
+    return Promise.all(messages.map((message) => this.#send(message))).then(() => {});
+  }
+
+  /**
+   * @param {unknown} message
+   * @returns {Promise<void>}
+   */
+  #send(message) {
+    let sent;
+    try {
+      sent = this.channel.send(message);
+    } catch (error) {
+      sent = Promise.reject(error); // a channel whose send() throws instead of rejecting
+    }
+    return sent.catch((error) => {
+      if (!(error instanceof EncodeError)) {
+        throw error;
+      }
+      const repaired = repair(message);
+      if (repaired === null) {
+        throw error; // our own request or notification: the caller hears of it
+      }
+      return this.channel.send(repaired);
+    });
+  }
+
+  // -- reading ----------------------------------------------------------------------------------
+
+  async #read() {
+    let cause;
+    try {
+      for (;;) {
+        const message = await this.channel.receive();
+        if (this.#closing) {
+          return;
+        }
+        this.#dispatch(this.endpoint.receive(message));
+        this.#flush().catch(ignoreClosed); // error answers the endpoint queued
+      }
+    } catch (error) {
+      if (this.#closing) {
+        return;
+      }
+      // ChildExited with its stderr tail, TransportClosed, a DecodeError under raiseError...
+      cause =
+        error instanceof BothwaysError
+          ? error
+          : new TransportError(`the channel failed: ${error}`, { cause: error });
+    }
+    this.#fail(cause);
+    this.#stopServing(cause); // nobody can receive their answers now
+  }
+
+  /**
+   * Ends every pending call with `cause`; the first cause is what later calls throw.
+   * @param {Error} cause
+   */
+  #fail(cause) {
+    this.#closed ??= cause;
+    for (const event of this.endpoint.failAll(cause)) {
+      this.#settle(event.id, event.error, undefined);
+    }
+  }
+
+  /**
+   * @param {Error} cause
+   */
+  #stopServing(cause) {
+    for (const serving of this.#serving.values()) {
+      serving.done = true;
+      serving.controller?.abort(cause);
+    }
+    this.#serving.clear();
+  }
+
+  /**
+   * @param {import("./rpc.js").Id | null} callId
+   * @param {unknown} error
+   * @param {unknown} result
+   */
+  #settle(callId, error, result) {
+    const waiting = this.#waiting.get(/** @type {import("./rpc.js").Id} */ (callId));
+    if (waiting === undefined) {
+      return; // given up already, or an error about no call in particular (id null)
+    }
+    this.#waiting.delete(/** @type {import("./rpc.js").Id} */ (callId));
+    if (error !== null) {
+      waiting.reject(error);
+    } else {
+      waiting.resolve(result);
+    }
+  }
+
+  /**
+   * @param {import("./rpc.js").RpcEvent[]} events
+   */
+  #dispatch(events) {
+    for (const event of events) {
+      if (event instanceof Response) {
+        this.#settle(event.id, null, event.result);
+      } else if (event instanceof ErrorResponse) {
+        this.#settle(event.id, event.error, undefined);
+      } else if (event instanceof Request) {
+        this.#serve(event);
+      } else if (event instanceof Cancelled) {
+        this.#cancelServing(event.id);
+      } else if (event instanceof Notification && this.notificationHandler !== null) {
+        this.#notified(event);
+      }
+    }
+  }
+
+  /**
+   * @param {Notification} event
+   */
+  #notified(event) {
+    /** @param {unknown} error */
+    const report = (error) => {
+      console.error(`bothways Peer: the notification handler threw on ${event.method}:`, error);
+    };
+    try {
+      const outcome = /** @type {NotificationHandler} */ (this.notificationHandler)(event.method, event.params);
+      if (isThenable(outcome)) {
+        Promise.resolve(outcome).catch(report);
+      }
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  /**
+   * The other side gave up on its request `requestId`: abort the handler, answer now.
+   * @param {import("./rpc.js").Id} requestId
+   */
+  #cancelServing(requestId) {
+    const serving = this.#serving.get(requestId);
+    if (serving === undefined) {
+      return; // answered already
+    }
+    this.#serving.delete(requestId);
+    serving.done = true;
+    serving.controller?.abort(new DOMException("the caller cancelled the request", "AbortError"));
+    this.endpoint.respondError(requestId, REQUEST_CANCELLED, "Request cancelled");
+    this.#flush().catch(ignoreClosed);
+  }
+
+  // -- serving ----------------------------------------------------------------------------------
+
+  /**
+   * Runs the function for `request` and answers it (sync functions answer at once).
+   * @param {Request} request
+   */
+  #serve(request) {
+    const requestId = request.id;
+    const fn = this.functions.get(request.method);
+    if (fn === undefined) {
+      this.endpoint.respondError(requestId, METHOD_NOT_FOUND, `Method not found: ${request.method}`);
+      this.#flush().catch(ignoreClosed);
+      return;
+    }
+    const serving = new Serving();
+    this.#serving.set(requestId, serving);
+    const params = request.params;
+    const args = Array.isArray(params) ? [...params] : params === null ? [] : [params];
+    if (this.#withSignal.has(request.method)) {
+      serving.controller = new AbortController();
+      while (args.length < fn.length - 1) {
+        args.push(undefined);
+      }
+      args.push(serving.controller.signal);
+    }
+    let result;
+    try {
+      result = fn(...args);
+    } catch (error) {
+      this.#answer(requestId, serving, false, error);
+      return;
+    }
+    if (isThenable(result)) {
+      Promise.resolve(result).then(
+        (value) => this.#answer(requestId, serving, true, value),
+        (error) => this.#answer(requestId, serving, false, error),
+      );
+    } else {
+      this.#answer(requestId, serving, true, result);
+    }
+  }
+
+  /**
+   * @param {import("./rpc.js").Id} requestId
+   * @param {Serving} serving
+   * @param {boolean} ok whether the function returned (true) or threw (false).
+   * @param {unknown} outcome what it returned or threw.
+   */
+  #answer(requestId, serving, ok, outcome) {
+    if (serving.done) {
+      return; // cancelled, or the connection is gone: the answer is not wanted
+    }
+    serving.done = true;
+    if (this.#serving.get(requestId) === serving) {
+      this.#serving.delete(requestId);
+    }
+    if (ok) {
+      this.endpoint.respond(requestId, outcome);
+    } else {
+      const err = /** @type {any} */ (outcome);
+      const isError = err instanceof Error || (typeof err === "object" && err !== null && "message" in err);
+      const data = {
+        type: isError ? String(err.name ?? "Error") : typeof err,
+        traceback: isError && typeof err.stack === "string" ? err.stack : "",
+      };
+      this.endpoint.respondError(requestId, SERVER_ERROR, isError ? String(err.message) : String(err), data);
+    }
+    this.#flush().catch(ignoreClosed);
+  }
+}
+
+/**
+ * The answer(s) to send instead of `message` when a result in it cannot be encoded; null when
+ * the failure is not in a result (our own request or notification).
+ * @param {unknown} message
+ * @returns {unknown}
+ */
+function repair(message) {
+  if (Array.isArray(message)) {
+    let changed = false;
+    const answers = message.map((answer) => {
+      const fixed = repairAnswer(answer);
+      changed ||= fixed !== answer;
+      return fixed;
+    });
+    return changed ? answers : null;
+  }
+  const fixed = repairAnswer(message);
+  return fixed === message ? null : fixed;
+}
+
+/**
+ * @param {any} answer
+ * @returns {any} `answer`, or the INTERNAL_ERROR answer when its result cannot be encoded.
+ */
+function repairAnswer(answer) {
+  if (typeof answer !== "object" || answer === null || !Object.hasOwn(answer, "result")) {
+    return answer;
+  }
+  try {
+    encode(answer);
+    return answer;
+  } catch (error) {
+    if (!(error instanceof EncodeError)) {
+      throw error;
+    }
+    // the handler returned something that cannot cross: say so to the caller
+    return {
+      jsonrpc: "2.0",
+      error: {
+        code: INTERNAL_ERROR,
+        message: `result: ${error.message}`,
+        data: { type: "EncodeError", traceback: "" },
+      },
+      id: answer.id,
+    };
+  }
+}
+
+/**
+ * @param {unknown} value
+ * @returns {value is PromiseLike<unknown>}
+ */
+function isThenable(value) {
+  return (
+    (typeof value === "object" || typeof value === "function") &&
+    value !== null &&
+    typeof (/** @type {any} */ (value).then) === "function"
+  );
+}
+
+/**
+ * For answers and cancellations sent in the background: when the connection is gone there is
+ * nobody to tell (the reader fails the pending calls). Anything else is a bug worth seeing.
+ * @param {unknown} error
+ */
+function ignoreClosed(error) {
+  if (!(error instanceof BothwaysError)) {
+    console.error("bothways Peer: sending failed:", error);
+  }
+}

@@ -1,0 +1,142 @@
+"""Call a JavaScript module's exported functions from Python: ``bothways.node.require("./m.js")``.
+
+    from bothways import node
+    stats = node.require("./stats.js")      # a Node child serving the module (js/bin/host.mjs)
+    stats.mean([1, 2, 3])                    # -> 2, JSON values in and out
+    stats.close()                            # or: with node.require(...) as stats:
+
+``async_require`` is the asyncio flavour (``await m.mean([1, 2])``). Remote exceptions arrive as
+RemoteError with the JavaScript error's name and stack; a crashed child fails every pending call
+with ChildExited. The child ends with the handle (``close``, the ``with`` block, or our exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .errors import ConnectError
+from .peer import Peer
+from .transports.stdio import StderrMode, async_spawn
+
+__all__ = ["AsyncJsModule", "JsModule", "async_require", "require"]
+
+T = TypeVar("T")
+
+
+def _host_script() -> Path:
+    """js/bin/host.mjs of this checkout (BOTHWAYS_JS_HOST overrides)."""
+    override = os.environ.get("BOTHWAYS_JS_HOST")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "js" / "bin" / "host.mjs"
+
+
+def _existing_module(path: str | os.PathLike[str]) -> Path:
+    """The absolute path of the module (one stat: quick enough before spawning a process)."""
+    module = Path(path).resolve()
+    if not module.is_file():
+        raise ConnectError("no such JavaScript module", url=str(module))
+    return module
+
+
+class AsyncJsModule:
+    """A JavaScript module in a Node child; each exported function is an awaitable attribute."""
+
+    def __init__(self, peer: Peer, functions: list[str], path: str) -> None:
+        self._peer = peer
+        self.functions = functions
+        self.path = path
+
+    def __getattr__(self, name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+        if name.startswith("_") or name not in self.functions:
+            raise AttributeError(
+                f"{self.path} exports no function {name!r} (it has: {', '.join(self.functions)})"
+            )
+
+        async def call(*args: Any, timeout: float | None = None) -> Any:
+            return await self._peer.call(name, *args, timeout=timeout)
+
+        return call
+
+    async def close(self) -> None:
+        """Ends the Node child."""
+        await self._peer.close()
+
+    async def __aenter__(self) -> AsyncJsModule:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+async def async_require(
+    path: str | os.PathLike[str], *, node: str | None = None, stderr: StderrMode = "forward"
+) -> AsyncJsModule:
+    """Starts a Node child serving the module at ``path`` (relative to the working directory)."""
+    module = _existing_module(path)
+    program = node or os.environ.get("BOTHWAYS_NODE") or shutil.which("node") or "node"
+    child = await async_spawn(
+        [program, str(_host_script()), str(module)], name=f"node {module.name}", stderr=stderr
+    )
+    peer = await Peer(child).start()
+    functions = await peer.call("$/functions")
+    return AsyncJsModule(peer, list(functions), str(module))
+
+
+class JsModule:
+    """The blocking flavour: calls run on a private event loop thread; attributes are functions."""
+
+    def __init__(self, path: str | os.PathLike[str], **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="bothways.node", daemon=True)
+        self._thread.start()
+        try:
+            self._module = self._run(async_require(path, **options))
+        except BaseException:
+            self._stop()
+            raise
+        self.functions = self._module.functions
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        remote = getattr(self._module, name)
+
+        def call(*args: Any, timeout: float | None = None) -> Any:
+            return self._run(remote(*args, timeout=timeout))
+
+        return call
+
+    def close(self) -> None:
+        """Ends the Node child and the loop thread."""
+        if self._loop.is_running():
+            self._run(self._module.close())
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        if not self._loop.is_closed():
+            self._loop.close()
+
+    def __enter__(self) -> JsModule:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def require(path: str | os.PathLike[str], **options: Any) -> JsModule:
+    """Starts a Node child serving the JavaScript module at ``path``; see the module docs."""
+    return JsModule(path, **options)

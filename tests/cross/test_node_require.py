@@ -1,0 +1,61 @@
+"""Python calls a JavaScript module's functions: bothways.node.require over a real Node child."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bothways import ChildExited, ConnectError, RemoteError, node
+
+from ..conftest import FIXTURES, require_tool
+
+MODULE = FIXTURES / "js_module.mjs"
+
+
+@pytest.fixture(autouse=True)
+def node_on_path() -> None:
+    require_tool("node")
+
+
+def test_require_calls_exported_functions() -> None:
+    lines: list[str] = []
+    with node.require(MODULE, stderr=lines.append) as m:
+        assert m.mean([1, 2, 3, 4]) == 2.5
+        assert m.shout("hi") == "HI"
+        assert set(m.functions) >= {"mean", "shout", "fail", "nap"}
+        with pytest.raises(RemoteError) as info:
+            m.fail("too far")
+        assert info.value.remote_type == "RangeError"
+        assert "js_module.mjs" in info.value.remote_traceback
+        with pytest.raises(AttributeError, match="exports no function 'nope'"):
+            m.nope()
+    assert any("HI" in line or "hi" in line for line in lines)  # console.log went to stderr
+
+
+def test_concurrent_calls_from_threads() -> None:
+    with node.require(MODULE, stderr="keep") as m, ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: m.shout(f"x{i}"), range(300)))
+    assert results == [f"X{i}" for i in range(300)]
+
+
+def test_missing_module_is_a_clear_error() -> None:
+    with pytest.raises(ConnectError, match="no such JavaScript module"):
+        node.require(FIXTURES / "nope.mjs")
+
+
+def test_async_require_and_a_crash_mid_call() -> None:
+    async def main() -> None:
+        m = await node.async_require(MODULE, stderr="keep")
+        async with m:
+            assert await m.mean([10, 20]) == 15
+            pending = [asyncio.ensure_future(m.nap(30_000)) for _ in range(3)]
+            await asyncio.sleep(0.3)
+            os.kill(m._peer.channel.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+            results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 1)
+        assert all(isinstance(r, ChildExited) for r in results), results
+
+    asyncio.run(main())
