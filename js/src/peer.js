@@ -15,6 +15,8 @@
  * - `callWith(method, params, { timeout, signal })`: `params` is an array (positional), an object
  *   (named: Python's keyword arguments) or null (none); `timeout` in milliseconds; `signal` an
  *   AbortSignal. Python's `call(method, *args, timeout=..., **kwargs)` is these two together.
+ *   The timeout counts from the call.
+ * - `notify(method, ...args)` / `notifyWith(method, params)`: the same, without an answer.
  *
  * Serving
  * -------
@@ -23,8 +25,9 @@
  * params calls `fn()`. Arity is not checked (JavaScript functions take any number of arguments),
  * so Python's INVALID_PARAMS answer has no counterpart here.
  * With `expose(fn, { signal: true })` the function also gets an AbortSignal after the caller's
- * arguments, aborted when the caller gives up (timeout, abort) or the connection ends: Python's
- * task cancellation. Missing arguments are filled with `undefined` up to `fn.length - 1`, so
+ * arguments, aborted when the caller gives up (timeout, abort: the reason is an "AbortError"
+ * DOMException) or the connection ends (the reason is the TransportClosed or ChildExited):
+ * Python's task cancellation. Missing arguments are filled with `undefined` up to `fn.length - 1`, so
  * `function f(a, b, signal)` finds the signal in `signal` even when called with one argument
  * (give no default values before the signal parameter: they stop `fn.length`).
  *
@@ -40,6 +43,8 @@
  * - When the channel ends (the child exits, the socket closes), every pending call fails at once
  *   with that cause (TransportClosed, ChildExited with the exit code and stderr tail...): never
  *   a hang.
+ * - Messages leave in order through one writer: while a write waits for the channel (a full
+ *   pipe), the messages of other calls gather and leave together in the next write.
  * - No `node:*` import: this module loads in a browser, as rpc.js and transports/base.js do.
  *
  * @module bothways/peer
@@ -84,6 +89,12 @@ const asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
  * @returns {unknown} a promise is awaited only to report its failure.
  */
 
+/**
+ * @typedef {object} Outgoing the messages of one flush, and who waits for them to be written.
+ * @property {unknown[]} messages
+ * @property {(error: unknown) => void} done called with null, or the error.
+ */
+
 /** A request of the other side that we are serving. */
 class Serving {
   /** @type {AbortController | null} made when the function asked for a signal */
@@ -108,6 +119,9 @@ export class Peer {
   #closing = false;
   /** @type {Set<string>} the names whose functions get an AbortSignal */
   #withSignal = new Set();
+  /** @type {Outgoing[]} messages waiting for the writer */
+  #outgoing = [];
+  #writing = false;
   /** @type {() => void} ends run() when close() is called */
   #stop = () => {};
   /** @type {Promise<void>} */
@@ -202,54 +216,55 @@ export class Peer {
    * @throws {TransportClosed | import("./errors.js").ChildExited} as `call`.
    * @throws {EncodeError} as `call`.
    */
-  async callWith(method, params = null, { timeout = null, signal } = {}) {
+  callWith(method, params = null, options = undefined) {
     if (this.#closed !== null) {
-      throw this.#closed;
+      return Promise.reject(this.#closed);
     }
-    signal?.throwIfAborted();
+    const timeout = options?.timeout ?? null;
+    const signal = options?.signal;
+    if (signal?.aborted) {
+      return Promise.reject(signal.reason);
+    }
     const endpoint = this.endpoint;
     const callId = endpoint.request(method, params);
-    /** @type {(error: unknown) => void} */
-    let reject = () => {};
     /** @type {Promise<any>} */
-    const answer = new Promise((resolve, rejectAnswer) => {
-      reject = rejectAnswer;
-      this.#waiting.set(callId, { resolve, reject: rejectAnswer });
+    const answer = new Promise((resolve, reject) => {
+      this.#waiting.set(callId, { resolve, reject });
+      this.#flush((error) => {
+        if (error !== null && this.#waiting.delete(callId)) {
+          if (endpoint.cancel(callId)) {
+            // The request never left: drop the $/cancelRequest that cancel() queued. Nothing
+            // else waits in the outbox, since every change to the endpoint is flushed at once.
+            endpoint.messagesToSend();
+          }
+          reject(error);
+        }
+      });
     });
-    // Handled from the start: it may fail (the channel ends) while the send below still waits.
-    answer.catch(() => {});
-    try {
-      await this.#flush();
-    } catch (error) {
-      this.#waiting.delete(callId);
-      if (endpoint.cancel(callId)) {
-        // The request never left: drop the $/cancelRequest that cancel() queued. Nothing else
-        // waits in the outbox, since every change to the endpoint is flushed at once.
-        endpoint.messagesToSend();
-      }
-      throw error;
+    if (timeout === null && signal === undefined) {
+      return answer; // the common case: no timer, no listener, no extra promise
     }
     /** @param {unknown} error */
     const giveUp = (error) => {
-      reject(error);
-      if (endpoint.cancel(callId)) {
-        this.#flush().catch(ignoreClosed);
+      const waiting = this.#waiting.get(callId);
+      if (waiting !== undefined) {
+        this.#waiting.delete(callId);
+        waiting.reject(error);
+        if (endpoint.cancel(callId)) {
+          this.#flush(reportFailure);
+        }
       }
     };
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    let timer;
     const onAbort = () => giveUp(/** @type {AbortSignal} */ (signal).reason);
-    if (timeout !== null && timeout !== undefined) {
-      timer = setTimeout(() => giveUp(new CallTimeout(`${method}: no answer within ${timeout} ms`)), timeout);
-    }
+    const timer =
+      timeout === null
+        ? undefined
+        : setTimeout(() => giveUp(new CallTimeout(`${method}: no answer within ${timeout} ms`)), timeout);
     signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      return await answer;
-    } finally {
+    return answer.finally(() => {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
-      this.#waiting.delete(callId);
-    }
+    });
   }
 
   /**
@@ -272,9 +287,9 @@ export class Peer {
    * @throws {EncodeError} `params` cannot be sent.
    * @throws {TransportClosed | import("./errors.js").ChildExited} the connection is gone.
    */
-  async notifyWith(method, params = null) {
+  notifyWith(method, params = null) {
     this.endpoint.notify(method, params);
-    await this.#flush();
+    return new Promise((resolve, reject) => this.#flush((error) => (error === null ? resolve() : reject(error))));
   }
 
   /**
@@ -302,16 +317,90 @@ export class Peer {
   // -- sending ----------------------------------------------------------------------------------
 
   /**
-   * Sends what the endpoint has queued. Each message's `send` starts now, in order (channels
-   * write synchronously in `send`, or queue in order), and the returned promise waits for all.
-   * @returns {Promise<void>}
+   * Sends what the endpoint has queued; `done(null)` once it is written (or buffered by the
+   * channel), `done(error)` with the EncodeError of one of the messages (the others are sent)
+   * or with the channel's error; `done(null)` at once when there is nothing to send.
+   *
+   * One writer at a time: while a write waits (for 'drain'), later messages gather in
+   * `#outgoing` and leave together in the next write, in order. Many sends waiting on a full
+   * pipe each for itself would cost a listener each (quadratic); a chunk per round costs one.
+   * @param {(error: unknown) => void} done
    */
-  #flush() {
+  #flush(done) {
     const messages = this.endpoint.messagesToSend();
-    if (messages.length === 1) {
-      return this.#send(messages[0]);
+    if (messages.length === 0) {
+      done(null);
+      return;
     }
-    return Promise.all(messages.map((message) => this.#send(message))).then(() => {});
+    this.#outgoing.push({ messages, done });
+    if (!this.#writing) {
+      this.#writing = true;
+      this.#write();
+    }
+  }
+
+  async #write() {
+    try {
+      while (this.#outgoing.length > 0) {
+        const batch = this.#outgoing;
+        this.#outgoing = [];
+        if (typeof (/** @type {any} */ (this.channel).sendBytes) === "function") {
+          await this.#writeBytes(batch);
+        } else {
+          await this.#writeValues(batch);
+        }
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  /**
+   * A stream channel: every message encoded here, then one `sendBytes` for the whole batch.
+   * Settles each entry; never rejects.
+   * @param {Outgoing[]} batch
+   */
+  async #writeBytes(batch) {
+    const channel = /** @type {any} */ (this.channel);
+    let data = "";
+    /** @type {[Outgoing, unknown][]} each entry with the encoding error of one of its messages */
+    const written = [];
+    for (const entry of batch) {
+      let failure = null;
+      for (const message of entry.messages) {
+        try {
+          data += encodeOrRepair(message);
+        } catch (error) {
+          failure ??= error;
+        }
+      }
+      written.push([entry, failure]);
+    }
+    try {
+      if (data !== "") {
+        await channel.sendBytes(data);
+      }
+    } catch (error) {
+      for (const [entry] of written) {
+        entry.done(error);
+      }
+      return;
+    }
+    for (const [entry, failure] of written) {
+      entry.done(failure);
+    }
+  }
+
+  /**
+   * Any other channel: one `send` per message, all started now (in order), then awaited.
+   * Settles each entry; never rejects.
+   * @param {Outgoing[]} batch
+   */
+  async #writeValues(batch) {
+    const sent = batch.map((entry) => Promise.all(entry.messages.map((message) => this.#send(message))));
+    for (const [i, outcome] of (await Promise.allSettled(sent)).entries()) {
+      batch[i].done(outcome.status === "fulfilled" ? null : outcome.reason);
+    }
   }
 
   /**
@@ -348,7 +437,7 @@ export class Peer {
           return;
         }
         this.#dispatch(this.endpoint.receive(message));
-        this.#flush().catch(ignoreClosed); // error answers the endpoint queued
+        this.#flush(reportFailure); // error answers the endpoint queued
       }
     } catch (error) {
       if (this.#closing) {
@@ -454,7 +543,7 @@ export class Peer {
     serving.done = true;
     serving.controller?.abort(new DOMException("the caller cancelled the request", "AbortError"));
     this.endpoint.respondError(requestId, REQUEST_CANCELLED, "Request cancelled");
-    this.#flush().catch(ignoreClosed);
+    this.#flush(reportFailure);
   }
 
   // -- serving ----------------------------------------------------------------------------------
@@ -468,19 +557,19 @@ export class Peer {
     const fn = this.functions.get(request.method);
     if (fn === undefined) {
       this.endpoint.respondError(requestId, METHOD_NOT_FOUND, `Method not found: ${request.method}`);
-      this.#flush().catch(ignoreClosed);
+      this.#flush(reportFailure);
       return;
     }
-    const serving = new Serving();
-    this.#serving.set(requestId, serving);
     const params = request.params;
-    const args = Array.isArray(params) ? [...params] : params === null ? [] : [params];
+    const args = Array.isArray(params) ? params : params === null ? [] : [params];
+    /** @type {Serving | null} registered while the function runs: only async ones can be cancelled */
+    let serving = null;
     if (this.#withSignal.has(request.method)) {
-      serving.controller = new AbortController();
-      while (args.length < fn.length - 1) {
-        args.push(undefined);
-      }
-      args.push(serving.controller.signal);
+      serving = this.#register(requestId);
+      const controller = new AbortController();
+      serving.controller = controller;
+      args.length = Math.max(args.length, fn.length - 1); // fills with undefined
+      args.push(controller.signal);
     }
     let result;
     try {
@@ -490,9 +579,10 @@ export class Peer {
       return;
     }
     if (isThenable(result)) {
+      const running = serving ?? this.#register(requestId);
       Promise.resolve(result).then(
-        (value) => this.#answer(requestId, serving, true, value),
-        (error) => this.#answer(requestId, serving, false, error),
+        (value) => this.#answer(requestId, running, true, value),
+        (error) => this.#answer(requestId, running, false, error),
       );
     } else {
       this.#answer(requestId, serving, true, result);
@@ -501,17 +591,29 @@ export class Peer {
 
   /**
    * @param {import("./rpc.js").Id} requestId
-   * @param {Serving} serving
+   * @returns {Serving}
+   */
+  #register(requestId) {
+    const serving = new Serving();
+    this.#serving.set(requestId, serving);
+    return serving;
+  }
+
+  /**
+   * @param {import("./rpc.js").Id} requestId
+   * @param {Serving | null} serving null for a function that returned at once.
    * @param {boolean} ok whether the function returned (true) or threw (false).
    * @param {unknown} outcome what it returned or threw.
    */
   #answer(requestId, serving, ok, outcome) {
-    if (serving.done) {
-      return; // cancelled, or the connection is gone: the answer is not wanted
-    }
-    serving.done = true;
-    if (this.#serving.get(requestId) === serving) {
-      this.#serving.delete(requestId);
+    if (serving !== null) {
+      if (serving.done) {
+        return; // cancelled, or the connection is gone: the answer is not wanted
+      }
+      serving.done = true;
+      if (this.#serving.get(requestId) === serving) {
+        this.#serving.delete(requestId);
+      }
     }
     if (ok) {
       this.endpoint.respond(requestId, outcome);
@@ -524,7 +626,7 @@ export class Peer {
       };
       this.endpoint.respondError(requestId, SERVER_ERROR, isError ? String(err.message) : String(err), data);
     }
-    this.#flush().catch(ignoreClosed);
+    this.#flush(reportFailure);
   }
 }
 
@@ -577,6 +679,24 @@ function repairAnswer(answer) {
 }
 
 /**
+ * `message` as an NDJSON line; a result that cannot be encoded becomes the INTERNAL_ERROR answer.
+ * @param {unknown} message
+ * @returns {string}
+ * @throws {EncodeError} a request or notification that cannot be encoded.
+ */
+function encodeOrRepair(message) {
+  try {
+    return encode(message);
+  } catch (error) {
+    const repaired = error instanceof EncodeError ? repair(message) : null;
+    if (repaired === null) {
+      throw error;
+    }
+    return encode(repaired);
+  }
+}
+
+/**
  * @param {unknown} value
  * @returns {value is PromiseLike<unknown>}
  */
@@ -591,10 +711,10 @@ function isThenable(value) {
 /**
  * For answers and cancellations sent in the background: when the connection is gone there is
  * nobody to tell (the reader fails the pending calls). Anything else is a bug worth seeing.
- * @param {unknown} error
+ * @param {unknown} error null: sent.
  */
-function ignoreClosed(error) {
-  if (!(error instanceof BothwaysError)) {
+function reportFailure(error) {
+  if (error !== null && !(error instanceof BothwaysError)) {
     console.error("bothways Peer: sending failed:", error);
   }
 }

@@ -37,7 +37,7 @@ from .rpc import (
     Response,
     RpcEndpoint,
 )
-from .transports.base import AsyncChannel
+from .transports.base import AsyncChannel, log
 
 __all__ = ["Peer"]
 
@@ -100,7 +100,13 @@ class Peer:
         call_id = self.endpoint.request(method, list(args) if args else (kwargs or None))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[call_id] = future
-        await self._flush()
+        try:
+            await self._flush()
+        except BaseException:  # the arguments could not be sent (EncodeError...): forget the call
+            self.endpoint.cancel(call_id)
+            self.endpoint.messages_to_send()  # nothing was sent: no cancel notice either
+            self._waiting.pop(call_id, None)
+            raise
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except asyncio.TimeoutError:
@@ -182,7 +188,10 @@ class Peer:
                 if task is not None:
                     task.cancel()
             elif isinstance(event, Notification) and self.notification_handler is not None:
-                self.notification_handler(event.method, event.params)
+                try:
+                    self.notification_handler(event.method, event.params)
+                except Exception:  # a failing handler must not stop the reader
+                    log.exception("notification handler failed on %r", event.method)
 
     async def _serve(self, request: Request) -> None:
         endpoint = self.endpoint

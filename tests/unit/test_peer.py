@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bothways import CallTimeout, RemoteError, TransportClosed
+from bothways import CallTimeout, EncodeError, RemoteError, TransportClosed
 from bothways.peer import Peer
 from bothways.transports import memory_pair
 
@@ -129,5 +129,22 @@ def test_notifications() -> None:
         b.notification_handler = lambda method, params: got.put_nowait((method, params))
         await a.notify("progress", 50)
         assert await got.get() == ("progress", [50])
+
+    run(body)
+
+
+def test_bad_arguments_and_a_failing_notification_handler_leave_the_peer_working() -> None:
+    async def body(a: Peer, b: Peer) -> None:
+        b.expose(lambda x: x, name="echo")
+
+        def broken(method: str, params: Any) -> None:
+            raise RuntimeError("handler bug")
+
+        b.notification_handler = broken
+        await a.notify("tick")
+        with pytest.raises(EncodeError):
+            await a.call("echo", {1, 2})
+        assert a.endpoint.pending == []
+        assert await a.call("echo", 5) == 5  # the reader survived the failing handler
 
     run(body)
