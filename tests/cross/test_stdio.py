@@ -176,12 +176,10 @@ def test_close_escalates_for_a_child_that_ignores_sigterm() -> None:
     child.close()  # twice is fine
 
 
-def test_child_dies_with_its_parent() -> None:
-    parent = subprocess.Popen(
-        [PY, str(FIXTURES / "py_parent.py"), str(FIXTURES / "js_sleeper.mjs")],
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PATH": os.path.dirname(require_tool("node")) + os.pathsep + os.environ["PATH"]},
-    )
+def assert_child_dies_with_parent(argv: list[str], env: dict[str, str] | None = None) -> None:
+    """Starts a parent that spawns a child and prints both pids, SIGKILLs the parent, and checks
+    that the child is gone within 2 s."""
+    parent = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
     try:
         assert parent.stdout is not None
         pids = decode(parent.stdout.readline())
@@ -191,12 +189,19 @@ def test_child_dies_with_its_parent() -> None:
         deadline = time.monotonic() + 2 * UNIT
         while alive(pids["child"]) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert not alive(pids["child"]), "the child outlived its SIGKILLed parent"
+        assert not alive(pids["child"]), f"the child outlived its SIGKILLed parent {argv}"
     finally:
         parent.kill()
         parent.wait()
         if parent.stdout:
             parent.stdout.close()
+
+
+def test_child_dies_with_its_parent() -> None:
+    assert_child_dies_with_parent(
+        [PY, str(FIXTURES / "py_parent.py"), str(FIXTURES / "js_sleeper.mjs")],
+        env={**os.environ, "PATH": os.path.dirname(require_tool("node")) + os.pathsep + os.environ["PATH"]},
+    )
 
 
 def test_fast_producer_slow_consumer_is_held_back() -> None:

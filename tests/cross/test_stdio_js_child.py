@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bothways import ChildExited, DecodeError, TransportClosed, decode
+from bothways import ChildExited, DecodeError, TransportClosed
 from bothways.transports import spawn
 
 from ..conftest import UNIT
-from .test_stdio import alive, no_leftovers, node_argv, py_argv, rss_mb
+from .test_stdio import assert_child_dies_with_parent, no_leftovers, node_argv, py_argv, rss_mb
 
 __all__ = ["no_leftovers"]  # the autouse fixture: no process left after each test
 
@@ -74,22 +74,7 @@ def test_close_escalates_for_a_node_child_that_ignores_sigterm() -> None:
 
 
 def test_node_parent_sigkilled_takes_its_python_child() -> None:
-    parent = subprocess.Popen(node_argv("js_parent.mjs") + py_argv("py_stubborn.py"), stdout=subprocess.PIPE)
-    try:
-        assert parent.stdout is not None
-        pids = decode(parent.stdout.readline())
-        assert alive(pids["child"])
-        parent.kill()
-        parent.wait()
-        deadline = time.monotonic() + 2 * UNIT
-        while alive(pids["child"]) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not alive(pids["child"]), "the child outlived its SIGKILLed node parent"
-    finally:
-        parent.kill()
-        parent.wait()
-        if parent.stdout:
-            parent.stdout.close()
+    assert_child_dies_with_parent(node_argv("js_parent.mjs") + py_argv("py_stubborn.py"))
 
 
 def test_fast_node_producer_is_held_back_by_a_slow_python_consumer() -> None:
