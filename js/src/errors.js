@@ -185,6 +185,31 @@ export class TruncatedLine extends DecodeError {
 }
 
 /**
+ * A channel URL that cannot be used: `reason` says what is wrong with `url`.
+ * The message is `bad URL '${url}': ${reason}` (the URL quoted as Python's repr quotes it).
+ */
+export class UrlError extends BothwaysError {
+  static code = "URL_ERROR";
+
+  /**
+   * @param {string} reason what is wrong.
+   * @param {{url: string, cause?: unknown}} options
+   */
+  constructor(reason, { url, cause }) {
+    super(`bad URL ${pyRepr(url)}: ${reason}`, causeOption(cause));
+    /** @type {string} */
+    this.url = url;
+    /** @type {string} */
+    this.reason = reason;
+  }
+
+  /** @returns {{url: string, reason: string}} */
+  details() {
+    return { url: this.url, reason: this.reason };
+  }
+}
+
+/**
  * A channel failed below the message layer.
  */
 export class TransportError extends BothwaysError {

@@ -1,9 +1,11 @@
 """bothways: JSON between Python and JavaScript, both ways.
 
-The wire core (``bothways.wire``) and the error tree (``bothways.errors``) are re-exported here;
-transports live in ``bothways.transports``.
+The wire core (``bothways.wire``), the error tree (``bothways.errors``) and the channel entry
+points (``connect``/``listen`` and their asyncio flavours, ``bothways.channels``) are re-exported
+here; transports live in ``bothways.transports``.
 """
 
+from .channels import async_connect, async_listen, connect, listen
 from .errors import (
     BothwaysError,
     CallTimeout,
@@ -16,6 +18,7 @@ from .errors import (
     TransportClosed,
     TransportError,
     TruncatedLine,
+    UrlError,
 )
 from .wire import (
     MAX_LINE,
@@ -51,7 +54,12 @@ __all__ = [
     "TransportError",
     "Truncated",
     "TruncatedLine",
+    "UrlError",
+    "async_connect",
+    "async_listen",
+    "connect",
     "decode",
     "encode",
     "encode_many",
+    "listen",
 ]

@@ -7,6 +7,7 @@
     ├─ DecodeError(ValueError)          remote input: .line, .column, .excerpt
     │  ├─ FrameTooLarge                 a line longer than the limit (.limit)
     │  └─ TruncatedLine                 the stream ended in the middle of a line (.delivered)
+    ├─ UrlError(ValueError)             a channel URL we cannot use: .url, .reason
     ├─ TransportError(OSError)
     │  ├─ ConnectError                  .url
     │  ├─ TransportClosed
@@ -37,6 +38,7 @@ __all__ = [
     "TransportClosed",
     "TransportError",
     "TruncatedLine",
+    "UrlError",
 ]
 
 
@@ -134,6 +136,20 @@ class TruncatedLine(DecodeError):
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), "delivered": self.delivered}
+
+
+class UrlError(BothwaysError, ValueError):
+    """A channel URL that cannot be used: ``reason`` says what is wrong with ``url``."""
+
+    code = "URL_ERROR"
+
+    def __init__(self, reason: str, *, url: str) -> None:
+        super().__init__(f"bad URL {url!r}: {reason}")
+        self.url = url
+        self.reason = reason
+
+    def details(self) -> dict[str, Any]:
+        return {"url": self.url, "reason": self.reason}
 
 
 class TransportError(BothwaysError, OSError):

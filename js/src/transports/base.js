@@ -15,7 +15,7 @@
  * @module bothways/transports/base
  */
 
-import { TransportClosed } from "../errors.js";
+import { TransportClosed, TransportError } from "../errors.js";
 import { Decoder, MAX_LINE, Messages, Truncated, decode, encode, encodeMany } from "../wire.js";
 
 // Node >= 20.4 and current browsers define it; older runtimes get a registered stand-in.
@@ -78,14 +78,16 @@ class Thrown {
  * A Decoder plus the queue of values it has produced and the policy for bad lines.
  *
  * The queue holds the decoder's batches as they come (an array per `Messages` event), so a
- * chunk of a thousand lines costs one push, not a thousand.
+ * chunk of a thousand lines costs one push, not a thousand; `popAll()` hands a whole batch over
+ * without copying it. Consumed batches are dropped by moving a head index (no `Array.shift`).
  */
 export class Inbox {
   #decoder;
   #onError;
-  /** @type {any[][]} batches of values; the first is consumed from #index */
+  /** @type {any[][]} batches of values; those before #head are consumed */
   #batches = [];
-  #index = 0;
+  #head = 0; // the batch being consumed
+  #index = 0; // the next value in #batches[#head]
   #size = 0;
 
   /**
@@ -132,20 +134,71 @@ export class Inbox {
    * @throws {RangeError} the inbox is empty.
    */
   pop() {
-    const batch = this.#batches[0];
+    const batch = this.#batches[this.#head];
     if (batch === undefined) {
       throw new RangeError("pop() from an empty Inbox");
     }
     const value = batch[this.#index++];
     if (this.#index === batch.length) {
-      this.#batches.shift();
-      this.#index = 0;
+      this.#next();
     }
     this.#size--;
     if (value instanceof Thrown) {
       throw value.error;
     }
     return value;
+  }
+
+  /**
+   * Every undelivered value, oldest first, up to the next error the policy threw (which waits
+   * for the following call). Mirror of Python's `pop_all`.
+   * @returns {any[]} at least one value; a fresh array the caller may keep.
+   * @throws {Error} what the `onError` policy threw, when it is the oldest entry.
+   * @throws {RangeError} the inbox is empty.
+   */
+  popAll() {
+    const batches = this.#batches;
+    /** @type {any[] | null} */
+    let out = null;
+    while (this.#head < batches.length) {
+      const batch = batches[this.#head];
+      if (batch.length === 1 && batch[0] instanceof Thrown) {
+        if (out !== null) {
+          break; // the error's turn comes with the next call
+        }
+        this.#next();
+        this.#size--;
+        throw batch[0].error;
+      }
+      const rest = this.#index === 0 ? batch : batch.slice(this.#index);
+      if (out === null) {
+        out = rest; // the decoder's array, handed over as it is: no copy
+      } else {
+        for (let i = 0; i < rest.length; i++) {
+          out.push(rest[i]);
+        }
+      }
+      this.#size -= rest.length;
+      this.#next();
+    }
+    if (out === null) {
+      throw new RangeError("popAll() from an empty Inbox");
+    }
+    return out;
+  }
+
+  /** Moves to the next batch, forgetting the consumed ones. */
+  #next() {
+    this.#batches[this.#head] = EMPTY_BATCH; // let the values be collected
+    this.#head++;
+    this.#index = 0;
+    if (this.#head === this.#batches.length) {
+      this.#batches = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#batches.length) {
+      this.#batches = this.#batches.slice(this.#head);
+      this.#head = 0;
+    }
   }
 
   /**
@@ -175,6 +228,9 @@ export class Inbox {
     }
   }
 }
+
+/** Stands in for a consumed batch until the array of batches is trimmed. */
+const EMPTY_BATCH = /** @type {any[]} */ ([]);
 
 /**
  * A message channel: `send`, `receive`, `close`, plus async iteration and `await using`.
@@ -219,6 +275,17 @@ export class Channel {
   }
 
   /**
+   * Every message already received, oldest first: at least one (it waits for that one), as many
+   * as are there. Mirror of Python's `receive_many`; stream channels override it to hand over
+   * whole decoded chunks, so a consumer of many small messages does one `await` per chunk.
+   * @returns {Promise<any[]>}
+   * @throws {TransportClosed} the peer has finished cleanly.
+   */
+  async receiveMany() {
+    return [await this.receive()];
+  }
+
+  /**
    * Releases the channel; safe to call twice.
    * @returns {Promise<void>}
    */
@@ -258,19 +325,119 @@ export class Channel {
 }
 
 /**
+ * The async iterator of a channel whose received values wait in an Inbox (what stream channels
+ * return from `[Symbol.asyncIterator]()`).
+ *
+ * A value already in the inbox is handed out at once, as one resolved promise: no read, no
+ * promise chain, no batch copied. The channel's `receive()` is called only when the inbox is
+ * empty. Values stay in the inbox until they are handed out, so leaving a loop early (`break`)
+ * loses nothing: the next `receive()` gets the message after the last one seen.
+ * @param {Inbox} inbox the channel's inbox.
+ * @param {() => boolean} open whether values may be taken from the inbox now (false once the
+ *   channel is closed: `receive()` then says why).
+ * @param {() => Promise<any>} receive the channel's `receive()`.
+ * @returns {AsyncIterableIterator<any>}
+ */
+export function inboxIterator(inbox, open, receive) {
+  return {
+    next() {
+      if (inbox.length > 0 && open()) {
+        let result;
+        try {
+          result = more(inbox.pop());
+        } catch (error) {
+          try {
+            result = end(error); // an error the onError policy threw, in its turn
+          } catch (thrown) {
+            return Promise.reject(thrown);
+          }
+        }
+        return Promise.resolve(result);
+      }
+      return receive().then(more, end);
+    },
+    return() {
+      return Promise.resolve({ value: undefined, done: true });
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}
+
+/**
+ * The receiving end of a URL (`listen(url)`).
+ *
+ * `receive()` and iteration give the messages of every sender, merged in arrival order; `send()`
+ * goes to every connected peer (network schemes). `accept()` hands out the next connection as
+ * its own duplex Channel instead (a connection taken by `accept()` is no longer merged).
+ */
+export class Listener extends Channel {
+  /**
+   * The URL that reaches this listener (with the real port when it was given as 0).
+   * @type {string}
+   */
+  url = "";
+
+  /**
+   * The next connection as its own channel (network schemes only).
+   * @returns {Promise<Channel>}
+   * @throws {TransportError} this kind of listener has no connections.
+   */
+  async accept() {
+    throw new TransportError(`${this.url}: this kind of listener has no connections to accept`);
+  }
+}
+
+/**
+ * A first-in first-out queue taken from a head index: `Array.shift` copies the whole array
+ * (on big arrays), this moves an index and trims now and then.
+ * @template T
+ */
+class Fifo {
+  /** @type {T[]} */
+  #items = [];
+  #head = 0;
+
+  /** @returns {number} */
+  get length() {
+    return this.#items.length - this.#head;
+  }
+
+  /** @param {T} item */
+  push(item) {
+    this.#items.push(item);
+  }
+
+  /** @returns {T} the oldest item (check `length` first). */
+  shift() {
+    const items = this.#items;
+    const item = items[this.#head];
+    items[this.#head++] = /** @type {any} */ (undefined);
+    if (this.#head === items.length) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= items.length) {
+      this.#items = items.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+}
+
+/**
  * A FIFO of encoded lines whose `get()` waits; `null` marks the end.
  */
 class LineQueue {
-  /** @type {(string | null)[]} */
-  #items = [];
-  /** @type {((line: string | null) => void)[]} */
-  #waiters = [];
+  /** @type {Fifo<string | null>} */
+  #items = new Fifo();
+  /** @type {Fifo<(line: string | null) => void>} */
+  #waiters = new Fifo();
 
   /** @param {string | null} line */
   put(line) {
-    const waiter = this.#waiters.shift();
-    if (waiter) {
-      waiter(line);
+    if (this.#waiters.length > 0) {
+      this.#waiters.shift()(line);
     } else {
       this.#items.push(line);
     }
@@ -279,7 +446,7 @@ class LineQueue {
   /** @returns {Promise<string | null>} */
   get() {
     if (this.#items.length > 0) {
-      return Promise.resolve(/** @type {string | null} */ (this.#items.shift()));
+      return Promise.resolve(this.#items.shift());
     }
     return new Promise((resolve) => this.#waiters.push(resolve));
   }

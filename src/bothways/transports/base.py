@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from ..errors import DecodeError, TransportClosed
+from ..errors import DecodeError, TransportClosed, TransportError
 from ..wire import MAX_LINE, Decoder, Messages, decode, encode
 
 log = logging.getLogger("bothways")
@@ -169,6 +169,32 @@ class AsyncChannel(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+class Listener(Channel):
+    """The receiving end of a URL (``listen(url)``).
+
+    ``receive``/iteration give the messages of every sender, merged in arrival order; ``send``
+    goes to every connected peer (network schemes). ``accept`` hands out the next connection as
+    its own duplex Channel instead (a connection taken by ``accept`` is no longer merged).
+    """
+
+    url: str
+    """The URL that reaches this listener (with the real port when it was given as 0)."""
+
+    def accept(self) -> Channel:
+        """The next connection as its own channel (network schemes only)."""
+        raise TransportError(f"{self.url}: this kind of listener has no connections to accept")
+
+
+class AsyncListener(AsyncChannel):
+    """The asyncio flavour of Listener: the same names, awaited."""
+
+    url: str
+
+    async def accept(self) -> AsyncChannel:
+        """The next connection as its own channel (network schemes only)."""
+        raise TransportError(f"{self.url}: this kind of listener has no connections to accept")
 
 
 class MemoryChannel(AsyncChannel):

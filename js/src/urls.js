@@ -1,0 +1,356 @@
+/**
+ * The channel URL scheme, parsed by the same rules as `src/bothways/urls.py` (spec/PROTOCOL.md
+ * §7) and pinned by `spec/vectors/urls.json`. `parse(url)` returns an `Address`; no I/O, no
+ * `node:*` import (it loads in browsers).
+ *
+ *     tcp://host:port?token=...            ws://host:port/path?token=...
+ *     fifo:/path   fifo:relative/path      file:/path?state=/path.offset&poll=0.05
+ *     stdio:
+ *
+ * Option names in the query are Python's (`max_line`), as on the wire; `Address.options()` gives
+ * them in JavaScript's spelling (`maxLine`), with times in milliseconds.
+ *
+ * @module bothways/urls
+ */
+
+import { UrlError } from "./errors.js";
+
+const NETWORK = ["tcp", "ws"];
+const PATHS = ["fifo", "file"];
+
+/** Every scheme with a transport, in both languages. */
+export const SCHEMES = Object.freeze(["stdio", ...NETWORK, ...PATHS]);
+
+/** @type {Record<string, string[]>} */
+const PARAMS = {
+  stdio: ["max_line"],
+  tcp: ["max_line", "token", "reconnect", "timeout"],
+  ws: ["max_line", "token", "reconnect", "timeout"],
+  fifo: ["max_line"],
+  file: ["max_line", "state", "poll"],
+};
+/** @type {Record<string, number>} */
+const DEFAULT_PORT = { ws: 80 };
+const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):/;
+const HOSTNAME =
+  /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+const IPV6 = /^[0-9A-Fa-f:.]+$/;
+const NUMBER = /^[0-9]+(\.[0-9]+)?$/;
+const DIGITS = /^[0-9]+$/;
+/** @type {Record<string, boolean>} */
+const BOOLEANS = { 1: true, true: true, yes: true, 0: false, false: false, no: false };
+
+/**
+ * A parsed channel URL: what `connect` and `listen` dispatch on.
+ *
+ * `host` and `port` are set for network schemes (`null` otherwise), `path` for ws (the raw
+ * request path), fifo and file (the decoded file path); `params` holds the typed query options
+ * under their wire (snake_case) names.
+ */
+export class Address {
+  /**
+   * @param {string} scheme
+   * @param {{host?: string | null, port?: number | null, path?: string,
+   *   params?: Record<string, any>}} [parts]
+   */
+  constructor(scheme, { host = null, port = null, path = "", params = {} } = {}) {
+    /** @type {string} */
+    this.scheme = scheme;
+    /** @type {string | null} */
+    this.host = host;
+    /** @type {number | null} */
+    this.port = port;
+    /** @type {string} */
+    this.path = path;
+    /** @type {Record<string, any>} */
+    this.params = params;
+    Object.freeze(this);
+  }
+
+  /**
+   * The canonical form: lower-case scheme and host, options sorted by name.
+   * @returns {string}
+   */
+  get url() {
+    let text;
+    if (NETWORK.includes(this.scheme)) {
+      const host = this.host?.includes(":") ? `[${this.host}]` : this.host;
+      text = `${this.scheme}://${host}:${this.port}${this.path}`;
+    } else if (PATHS.includes(this.scheme)) {
+      text = `${this.scheme}:${quote(this.path)}`;
+    } else {
+      text = `${this.scheme}:`;
+    }
+    const keys = Object.keys(this.params).sort();
+    if (keys.length > 0) {
+      text += "?" + keys.map((k) => `${k}=${format(this.params[k])}`).join("&");
+    }
+    return text;
+  }
+
+  /**
+   * The options of the query in JavaScript's spelling: `maxLine`, and `timeout` / `poll` in
+   * milliseconds (the URL gives seconds, as in Python).
+   * @returns {Record<string, any>}
+   */
+  options() {
+    /** @type {Record<string, any>} */
+    const options = {};
+    for (const [key, value] of Object.entries(this.params)) {
+      const name = key.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+      options[name] = key === "timeout" || key === "poll" ? value * 1000 : value;
+    }
+    return options;
+  }
+
+  /**
+   * The same address on another port (a listener reports the port it got for 0).
+   * @param {number} port
+   * @returns {Address}
+   */
+  withPort(port) {
+    return new Address(this.scheme, { ...this, port, params: { ...this.params } });
+  }
+
+  /** @returns {string} */
+  toString() {
+    return this.url;
+  }
+}
+
+/**
+ * Python's `urllib.parse.quote(text, safe="/")`.
+ * @param {string} text
+ * @returns {string}
+ */
+function quote(text) {
+  return encodeURIComponent(text)
+    .replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase())
+    .replace(/%2F/g, "/");
+}
+
+/**
+ * @param {any} value
+ * @returns {string}
+ */
+function format(value) {
+  if (value === true || value === false) {
+    return value ? "1" : "0";
+  }
+  return quote(String(value));
+}
+
+/**
+ * @param {string} text
+ * @param {string} url
+ * @param {string} what
+ * @returns {string}
+ * @throws {UrlError}
+ */
+function decodePart(text, url, what) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new UrlError(`${what} ${pyRepr(text)} has a bad percent-escape`, { url });
+  }
+}
+
+/**
+ * Quotes like Python's repr() of a str, for the few texts the messages show (ASCII in practice).
+ * @param {string} text
+ * @returns {string}
+ */
+function pyRepr(text) {
+  const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
+  const body = text.replace(/\\/g, "\\\\").replace(quote === "'" ? /'/g : /"/g, `\\${quote}`);
+  return quote + body + quote;
+}
+
+/**
+ * Parses a channel URL.
+ * @param {string} url
+ * @returns {Address}
+ * @throws {UrlError} saying what is wrong and where.
+ */
+export function parse(url) {
+  if (typeof url !== "string") {
+    throw new UrlError(`expected a string, got ${url === null ? "null" : typeof url}`, {
+      url: String(url),
+    });
+  }
+  const known = SCHEMES.map((s) => `${s}:`).join(", ");
+  const match = SCHEME.exec(url);
+  if (!match) {
+    throw new UrlError(`no scheme (expected one of ${known})`, { url });
+  }
+  const scheme = match[1].toLowerCase();
+  if (!SCHEMES.includes(scheme)) {
+    throw new UrlError(`unknown scheme ${pyRepr(scheme + ":")} (known: ${known})`, { url });
+  }
+  let rest = url.slice(match[0].length);
+  if (rest.includes("#")) {
+    throw new UrlError("a fragment (#...) means nothing here", { url });
+  }
+  const q = rest.indexOf("?");
+  const query = q < 0 ? "" : rest.slice(q + 1);
+  rest = q < 0 ? rest : rest.slice(0, q);
+  const params = query ? parseParams(scheme, query, url) : {};
+  if (NETWORK.includes(scheme)) {
+    return parseNetwork(scheme, rest, params, url);
+  }
+  if (PATHS.includes(scheme)) {
+    return new Address(scheme, { path: parsePath(scheme, rest, url), params });
+  }
+  if (rest) {
+    throw new UrlError(`stdio: takes no path, got ${pyRepr(rest)}`, { url });
+  }
+  return new Address(scheme, { params });
+}
+
+/**
+ * @param {string} scheme
+ * @param {string} rest
+ * @param {Record<string, any>} params
+ * @param {string} url
+ * @returns {Address}
+ */
+function parseNetwork(scheme, rest, params, url) {
+  if (!rest.startsWith("//")) {
+    throw new UrlError(`${scheme}: needs //host:port`, { url });
+  }
+  const slash = rest.indexOf("/", 2);
+  const authority = slash < 0 ? rest.slice(2) : rest.slice(2, slash);
+  let path = slash < 0 ? "" : rest.slice(slash);
+  if (authority.includes("@")) {
+    throw new UrlError("user names and passwords do not go in the URL (use ?token=)", { url });
+  }
+  let host;
+  let after;
+  if (authority.startsWith("[")) {
+    const end = authority.indexOf("]");
+    host = authority.slice(1, end);
+    after = authority.slice(end + 1);
+    if (end < 0 || !IPV6.test(host) || !host.includes(":")) {
+      throw new UrlError(`bad IPv6 address in ${pyRepr(authority)}`, { url });
+    }
+  } else {
+    const colon = authority.indexOf(":");
+    host = colon < 0 ? authority : authority.slice(0, colon);
+    after = colon < 0 ? "" : authority.slice(colon);
+    if (host && !HOSTNAME.test(host)) {
+      throw new UrlError(`bad host name ${pyRepr(host)}`, { url });
+    }
+  }
+  if (after && !after.startsWith(":")) {
+    throw new UrlError(`unexpected ${pyRepr(after)} after the host`, { url });
+  }
+  const portText = after.slice(1);
+  let port;
+  if (!after || !portText) {
+    if (!(scheme in DEFAULT_PORT)) {
+      throw new UrlError(`${scheme}: needs a port (0 lets listen() pick a free one)`, { url });
+    }
+    port = DEFAULT_PORT[scheme];
+  } else if (!DIGITS.test(portText)) {
+    throw new UrlError(`port ${pyRepr(portText)} is not a number`, { url });
+  } else {
+    port = Number.parseInt(portText, 10);
+    if (port > 65535) {
+      throw new UrlError(`port ${port} is out of range (0-65535)`, { url });
+    }
+  }
+  if (scheme === "tcp" && path !== "" && path !== "/") {
+    throw new UrlError(`tcp: takes no path, got ${pyRepr(path)}`, { url });
+  }
+  path = scheme === "ws" ? path || "/" : "";
+  return new Address(scheme, { host: host.toLowerCase() || "127.0.0.1", port, path, params });
+}
+
+/**
+ * @param {string} scheme
+ * @param {string} rest
+ * @param {string} url
+ * @returns {string}
+ */
+function parsePath(scheme, rest, url) {
+  if (rest.startsWith("//")) {
+    const slash = rest.indexOf("/", 2);
+    const authority = slash < 0 ? rest.slice(2) : rest.slice(2, slash);
+    if (authority) {
+      throw new UrlError(`${scheme}: names a local path; got a host ${pyRepr(authority)}`, {
+        url,
+      });
+    }
+    rest = slash < 0 ? "" : rest.slice(slash);
+  }
+  if (!rest) {
+    throw new UrlError(`${scheme}: needs a path, as in ${scheme}:/tmp/readings`, { url });
+  }
+  return decodePart(rest, url, "path");
+}
+
+/**
+ * @param {string} scheme
+ * @param {string} query
+ * @param {string} url
+ * @returns {Record<string, any>}
+ */
+function parseParams(scheme, query, url) {
+  /** @type {Record<string, any>} */
+  const params = {};
+  for (const item of query.split("&")) {
+    if (!item) {
+      continue;
+    }
+    const eq = item.indexOf("=");
+    const key = decodePart(eq < 0 ? item : item.slice(0, eq), url, "option");
+    if (!PARAMS[scheme].includes(key)) {
+      const names = PARAMS[scheme].join(", ");
+      throw new UrlError(`${scheme}: has no option ${pyRepr(key)} (known: ${names})`, { url });
+    }
+    if (Object.hasOwn(params, key)) {
+      throw new UrlError(`option ${pyRepr(key)} is given twice`, { url });
+    }
+    if (eq < 0) {
+      throw new UrlError(`option ${pyRepr(key)} needs a value (${key}=...)`, { url });
+    }
+    params[key] = typed(key, decodePart(item.slice(eq + 1), url, `option ${pyRepr(key)}`), url);
+  }
+  return params;
+}
+
+/**
+ * @param {string} key
+ * @param {string} value
+ * @param {string} url
+ * @returns {any}
+ */
+function typed(key, value, url) {
+  if (key === "max_line") {
+    if (!DIGITS.test(value) || Number(value) < 1) {
+      throw new UrlError(`max_line must be a whole number of bytes >= 1, got ${pyRepr(value)}`, {
+        url,
+      });
+    }
+    return Number(value);
+  }
+  if (key === "reconnect") {
+    const lower = value.toLowerCase();
+    if (!Object.hasOwn(BOOLEANS, lower)) {
+      throw new UrlError(`reconnect must be 1/0, true/false or yes/no, got ${pyRepr(value)}`, {
+        url,
+      });
+    }
+    return BOOLEANS[lower];
+  }
+  if (key === "timeout" || key === "poll") {
+    if (!NUMBER.test(value) || Number(value) <= 0) {
+      throw new UrlError(`${key} must be a number of seconds > 0, got ${pyRepr(value)}`, { url });
+    }
+    return Number(value);
+  }
+  if (!value) {
+    throw new UrlError(`option ${pyRepr(key)} is empty`, { url });
+  }
+  return value;
+}

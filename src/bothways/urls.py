@@ -1,0 +1,214 @@
+"""The channel URL scheme, parsed by the same rules as ``js/src/urls.js`` (spec/PROTOCOL.md §7).
+
+``parse(url)`` returns an :class:`Address`; it does no I/O. The rules are pinned by
+``spec/vectors/urls.json``, which both test suites run::
+
+    tcp://host:port?token=...            ws://host:port/path?token=...
+    fifo:/path   fifo:relative/path      file:/path?state=/path.offset&poll=0.05
+    stdio:
+
+- The scheme is case-insensitive. Network schemes need ``//host:port``; an empty host means
+  127.0.0.1, IPv6 goes in brackets, port 0 asks ``listen`` for a free port. ``ws`` defaults to
+  port 80 and path ``/``; ``tcp`` takes no path.
+- ``fifo:`` and ``file:`` name a local path (``fifo:///p`` is ``fifo:/p``; a host is refused);
+  the path is percent-decoded.
+- The query holds the options each scheme knows (a typo is an error, not silently ignored), with
+  typed values: ``max_line`` (int >= 1) everywhere; ``token`` (str), ``reconnect`` (bool),
+  ``timeout`` (seconds) on tcp and ws; ``state`` (path) and ``poll`` (seconds) on file.
+  ``+`` is not a space. A key given twice and a ``#fragment`` are errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+from .errors import UrlError
+
+__all__ = ["SCHEMES", "Address", "parse"]
+
+NETWORK = ("tcp", "ws")
+PATHS = ("fifo", "file")
+SCHEMES = ("stdio", *NETWORK, *PATHS)
+"""Every scheme with a transport, in both languages."""
+
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "stdio": ("max_line",),
+    "tcp": ("max_line", "token", "reconnect", "timeout"),
+    "ws": ("max_line", "token", "reconnect", "timeout"),
+    "fifo": ("max_line",),
+    "file": ("max_line", "state", "poll"),
+}
+_DEFAULT_PORT = {"ws": 80}
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+@dataclass(frozen=True)
+class Address:
+    """A parsed channel URL: what ``connect`` and ``listen`` dispatch on.
+
+    ``host`` and ``port`` are set for network schemes (``None`` otherwise), ``path`` for ws
+    (the raw request path), fifo and file (the decoded file path); ``params`` holds the typed
+    query options.
+    """
+
+    scheme: str
+    host: str | None = None
+    port: int | None = None
+    path: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The canonical form: lower-case scheme and host, options sorted by name."""
+        if self.scheme in NETWORK:
+            host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+            text = f"{self.scheme}://{host}:{self.port}{self.path}"
+        elif self.scheme in PATHS:
+            text = f"{self.scheme}:{quote(self.path, safe='/')}"
+        else:
+            text = f"{self.scheme}:"
+        if self.params:
+            text += "?" + "&".join(f"{k}={_format(v)}" for k, v in sorted(self.params.items()))
+        return text
+
+    def with_port(self, port: int) -> Address:
+        """The same address on another port (a listener reports the port it got for 0)."""
+        return Address(self.scheme, self.host, port, self.path, dict(self.params))
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def _format(value: Any) -> str:
+    if value is True or value is False:
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # as JavaScript prints it
+    return quote(str(value), safe="/")
+
+
+def _decode(text: str, url: str, what: str) -> str:
+    try:
+        if re.search(r"%(?![0-9A-Fa-f]{2})", text):
+            raise ValueError
+        return unquote_to_bytes(text).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise UrlError(f"{what} {text!r} has a bad percent-escape", url=url) from None
+
+
+def parse(url: str) -> Address:
+    """Parses a channel URL; raises UrlError saying what is wrong and where."""
+    if not isinstance(url, str):
+        raise UrlError(f"expected a string, got {type(url).__name__}", url=repr(url))
+    match = _SCHEME.match(url)
+    if not match:
+        raise UrlError("no scheme (expected one of " + ", ".join(f"{s}:" for s in SCHEMES) + ")", url=url)
+    scheme = match.group(1).lower()
+    if scheme not in SCHEMES:
+        known = ", ".join(f"{s}:" for s in SCHEMES)
+        raise UrlError(f"unknown scheme {scheme + ':'!r} (known: {known})", url=url)
+    rest = url[match.end() :]
+    if "#" in rest:
+        raise UrlError("a fragment (#...) means nothing here", url=url)
+    rest, _, query = rest.partition("?")
+    params = _params(scheme, query, url) if query else {}
+    if scheme in NETWORK:
+        return _network(scheme, rest, params, url)
+    if scheme in PATHS:
+        return Address(scheme, path=_path(scheme, rest, url), params=params)
+    if rest:
+        raise UrlError(f"stdio: takes no path, got {rest!r}", url=url)
+    return Address(scheme, params=params)
+
+
+def _network(scheme: str, rest: str, params: dict[str, Any], url: str) -> Address:
+    if not rest.startswith("//"):
+        raise UrlError(f"{scheme}: needs //host:port", url=url)
+    authority, slash, path = rest[2:].partition("/")
+    path = slash + path
+    if "@" in authority:
+        raise UrlError("user names and passwords do not go in the URL (use ?token=)", url=url)
+    if authority.startswith("["):
+        end = authority.find("]")
+        host, after = authority[1:end], authority[end + 1 :]
+        if end < 0 or not _IPV6.fullmatch(host) or ":" not in host:
+            raise UrlError(f"bad IPv6 address in {authority!r}", url=url)
+    else:
+        host, colon, port_text = authority.partition(":")
+        after = colon + port_text
+        if host and not _HOSTNAME.fullmatch(host):
+            raise UrlError(f"bad host name {host!r}", url=url)
+    if after and not after.startswith(":"):
+        raise UrlError(f"unexpected {after!r} after the host", url=url)
+    port_text = after[1:]
+    if not after or not port_text:
+        if scheme not in _DEFAULT_PORT:
+            raise UrlError(f"{scheme}: needs a port (0 lets listen() pick a free one)", url=url)
+        port = _DEFAULT_PORT[scheme]
+    elif not port_text.isdigit() or not port_text.isascii():
+        raise UrlError(f"port {port_text!r} is not a number", url=url)
+    else:
+        port = int(port_text)
+        if port > 65535:
+            raise UrlError(f"port {port} is out of range (0-65535)", url=url)
+    if scheme == "tcp" and path not in ("", "/"):
+        raise UrlError(f"tcp: takes no path, got {path!r}", url=url)
+    if scheme == "ws":
+        path = path or "/"
+    else:
+        path = ""
+    return Address(scheme, host.lower() or "127.0.0.1", port, path, params)
+
+
+def _path(scheme: str, rest: str, url: str) -> str:
+    if rest.startswith("//"):
+        authority, slash, tail = rest[2:].partition("/")
+        if authority:
+            raise UrlError(f"{scheme}: names a local path; got a host {authority!r}", url=url)
+        rest = slash + tail
+    if not rest:
+        raise UrlError(f"{scheme}: needs a path, as in {scheme}:/tmp/readings", url=url)
+    return _decode(rest, url, "path")
+
+
+def _params(scheme: str, query: str, url: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in query.split("&"):
+        if not item:
+            continue
+        key, eq, raw = item.partition("=")
+        key = _decode(key, url, "option")
+        if key not in _PARAMS[scheme]:
+            known = ", ".join(_PARAMS[scheme])
+            raise UrlError(f"{scheme}: has no option {key!r} (known: {known})", url=url)
+        if key in params:
+            raise UrlError(f"option {key!r} is given twice", url=url)
+        if not eq:
+            raise UrlError(f"option {key!r} needs a value ({key}=...)", url=url)
+        params[key] = _typed(key, _decode(raw, url, f"option {key!r}"), url)
+    return params
+
+
+def _typed(key: str, value: str, url: str) -> Any:
+    if key == "max_line":
+        if not value.isdigit() or not value.isascii() or int(value) < 1:
+            raise UrlError(f"max_line must be a whole number of bytes >= 1, got {value!r}", url=url)
+        return int(value)
+    if key == "reconnect":
+        if value.lower() not in _BOOLEANS:
+            raise UrlError(f"reconnect must be 1/0, true/false or yes/no, got {value!r}", url=url)
+        return _BOOLEANS[value.lower()]
+    if key in ("timeout", "poll"):
+        if not _NUMBER.fullmatch(value) or float(value) <= 0:
+            raise UrlError(f"{key} must be a number of seconds > 0, got {value!r}", url=url)
+        return float(value)
+    if not value:
+        raise UrlError(f"option {key!r} is empty", url=url)
+    return value
