@@ -582,7 +582,7 @@ describe("module", () => {
     }
   });
 
-  test("exports mirror wire.py and errors.py name for name", () => {
+  test("exports mirror wire.py, errors.py and channels.py name for name", () => {
     assert.deepEqual(Object.keys(bothways).sort(), [
       "BothwaysError",
       "CallTimeout",
@@ -602,9 +602,12 @@ describe("module", () => {
       "TransportError",
       "Truncated",
       "TruncatedLine",
+      "UrlError",
+      "connect",
       "decode",
       "encode",
       "encodeMany",
+      "listen",
     ]);
   });
 });
