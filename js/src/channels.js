@@ -9,7 +9,8 @@
  *     await out.send({ sensor: "kitchen", celsius: 21.5 });
  *
  * `connect` is the sending (client) side and `listen` the receiving (server) side; on tcp and ws
- * both are duplex. Options override the URL's query options (`token`, `maxLine`, `onError`,
+ * both are duplex. One URL serves both ends: each takes the query options that apply to it.
+ * Options given in code override the URL's (`token`, `maxLine`, `onError`,
  * `reconnect`, `timeout` in milliseconds, `signal`, and each transport's own).
  *
  * @module bothways/channels
@@ -32,13 +33,14 @@ export const TRANSPORTS = Object.freeze({
 
 /**
  * @param {string | Address} url
+ * @param {"connect" | "listen"} side
  * @param {Record<string, any>} options
  * @returns {Promise<[any, Address, Record<string, any>]>}
  */
-async function resolve(url, options) {
+async function resolve(url, side, options) {
   const address = url instanceof Address ? url : parse(url);
   const module = await import(TRANSPORTS[address.scheme]);
-  return [module, address, { ...address.options(), ...options }];
+  return [module, address, { ...address.options(side), ...options }];
 }
 
 /**
@@ -50,7 +52,7 @@ async function resolve(url, options) {
  * @throws {import("./errors.js").ConnectError} the other side cannot be reached.
  */
 export async function connect(url, options = {}) {
-  const [module, address, merged] = await resolve(url, options);
+  const [module, address, merged] = await resolve(url, "connect", options);
   return module.connect(address, merged);
 }
 
@@ -62,6 +64,6 @@ export async function connect(url, options = {}) {
  * @throws {import("./errors.js").UrlError} the URL cannot be used.
  */
 export async function listen(url, options = {}) {
-  const [module, address, merged] = await resolve(url, options);
+  const [module, address, merged] = await resolve(url, "listen", options);
   return module.listen(address, merged);
 }

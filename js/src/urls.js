@@ -26,8 +26,19 @@ const PARAMS = {
   stdio: ["max_line"],
   tcp: ["max_line", "token", "reconnect", "timeout"],
   ws: ["max_line", "token", "reconnect", "timeout"],
-  fifo: ["max_line"],
-  file: ["max_line", "state", "poll"],
+  fifo: ["max_line", "timeout", "reopen"],
+  file: ["max_line", "state", "poll", "follow", "max_bytes", "keep"],
+};
+/** Options for one end only; the rest apply to both. @type {Record<string, string>} */
+const SIDE = {
+  reconnect: "connect",
+  timeout: "connect",
+  max_bytes: "connect",
+  keep: "connect",
+  reopen: "listen",
+  state: "listen",
+  poll: "listen",
+  follow: "listen",
 };
 /** @type {Record<string, number>} */
 const DEFAULT_PORT = { ws: 80 };
@@ -37,6 +48,8 @@ const HOSTNAME =
 const IPV6 = /^[0-9A-Fa-f:.]+$/;
 const NUMBER = /^[0-9]+(\.[0-9]+)?$/;
 const DIGITS = /^[0-9]+$/;
+const WHOLE = ["max_line", "max_bytes", "keep"];
+const FLAGS = ["reconnect", "reopen", "follow"];
 /** @type {Record<string, boolean>} */
 const BOOLEANS = { 1: true, true: true, yes: true, 0: false, false: false, no: false };
 
@@ -90,13 +103,20 @@ export class Address {
 
   /**
    * The options of the query in JavaScript's spelling: `maxLine`, and `timeout` / `poll` in
-   * milliseconds (the URL gives seconds, as in Python).
+   * milliseconds (the URL gives seconds, as in Python). Given a side, `"connect"` or
+   * `"listen"`, only the options that apply to that end: one URL serves both (a writer's
+   * `max_bytes` means nothing to the reader, a reader's `state` nothing to the writer). Mirror
+   * of Python's `params_for`.
+   * @param {"connect" | "listen"} [side]
    * @returns {Record<string, any>}
    */
-  options() {
+  options(side) {
     /** @type {Record<string, any>} */
     const options = {};
     for (const [key, value] of Object.entries(this.params)) {
+      if (side !== undefined && (SIDE[key] ?? side) !== side) {
+        continue;
+      }
       const name = key.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
       options[name] = key === "timeout" || key === "poll" ? value * 1000 : value;
     }
@@ -326,18 +346,16 @@ function parseParams(scheme, query, url) {
  * @returns {any}
  */
 function typed(key, value, url) {
-  if (key === "max_line") {
+  if (WHOLE.includes(key)) {
     if (!DIGITS.test(value) || Number(value) < 1) {
-      throw new UrlError(`max_line must be a whole number of bytes >= 1, got ${pyRepr(value)}`, {
-        url,
-      });
+      throw new UrlError(`${key} must be a whole number >= 1, got ${pyRepr(value)}`, { url });
     }
     return Number(value);
   }
-  if (key === "reconnect") {
+  if (FLAGS.includes(key)) {
     const lower = value.toLowerCase();
     if (!Object.hasOwn(BOOLEANS, lower)) {
-      throw new UrlError(`reconnect must be 1/0, true/false or yes/no, got ${pyRepr(value)}`, {
+      throw new UrlError(`${key} must be 1/0, true/false or yes/no, got ${pyRepr(value)}`, {
         url,
       });
     }

@@ -62,3 +62,10 @@ test("a non-string is refused clearly", () => {
 test("connect refuses a bad URL before any I/O", async () => {
   await assert.rejects(connect("http://127.0.0.1:1/x"), /unknown scheme 'http:'/);
 });
+
+test("one URL serves both ends", () => {
+  const address = parse("file:/log/r?state=/log/r.pos&max_bytes=100&max_line=50");
+  assert.deepEqual(address.options("listen"), { state: "/log/r.pos", maxLine: 50 });
+  assert.deepEqual(address.options("connect"), { maxBytes: 100, maxLine: 50 });
+  assert.deepEqual(parse("tcp://h:1?token=t&reconnect=1").options("listen"), { token: "t" });
+});

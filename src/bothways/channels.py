@@ -10,7 +10,8 @@ A program changes channel by changing a URL::
         out.send({"sensor": "kitchen", "celsius": 21.5})
 
 ``connect`` is the sending (client) side and ``listen`` the receiving (server) side; on tcp and
-ws both are duplex. Keyword options override the URL's query options (``token``, ``max_line``,
+ws both are duplex. One URL serves both ends: each takes the query options that apply to it.
+Keyword options override the URL's (``token``, ``max_line``,
 ``on_error``, ``reconnect``, ``timeout`` and each transport's own). The asyncio flavours,
 ``async_connect`` and ``async_listen``, take the same arguments. Mirrors ``js/src/channels.js``.
 """
@@ -39,35 +40,35 @@ parsed Address and the options as keywords.
 """
 
 
-def _resolve(url: str | Address, options: dict[str, Any]) -> tuple[Any, Address, dict[str, Any]]:
+def _resolve(url: str | Address, side: str, options: dict[str, Any]) -> tuple[Any, Address, dict[str, Any]]:
     address = url if isinstance(url, Address) else parse(url)
     module = importlib.import_module(TRANSPORTS[address.scheme])
-    return module, address, {**address.params, **options}
+    return module, address, {**address.params_for(side), **options}
 
 
 def connect(url: str | Address, **options: Any) -> Channel:
     """Opens the sending side of ``url`` (a client, a FIFO's or a file's writer)."""
-    module, address, merged = _resolve(url, options)
+    module, address, merged = _resolve(url, "connect", options)
     channel: Channel = module.connect(address, **merged)
     return channel
 
 
 def listen(url: str | Address, **options: Any) -> Listener:
     """Opens the receiving side of ``url`` (a server, a FIFO's or a file's reader)."""
-    module, address, merged = _resolve(url, options)
+    module, address, merged = _resolve(url, "listen", options)
     listener: Listener = module.listen(address, **merged)
     return listener
 
 
 async def async_connect(url: str | Address, **options: Any) -> AsyncChannel:
     """The asyncio flavour of ``connect``."""
-    module, address, merged = _resolve(url, options)
+    module, address, merged = _resolve(url, "connect", options)
     channel: AsyncChannel = await module.async_connect(address, **merged)
     return channel
 
 
 async def async_listen(url: str | Address, **options: Any) -> AsyncListener:
     """The asyncio flavour of ``listen``."""
-    module, address, merged = _resolve(url, options)
+    module, address, merged = _resolve(url, "listen", options)
     listener: AsyncListener = await module.async_listen(address, **merged)
     return listener

@@ -13,8 +13,9 @@
 - ``fifo:`` and ``file:`` name a local path (``fifo:///p`` is ``fifo:/p``; a host is refused);
   the path is percent-decoded.
 - The query holds the options each scheme knows (a typo is an error, not silently ignored), with
-  typed values: ``max_line`` (int >= 1) everywhere; ``token`` (str), ``reconnect`` (bool),
-  ``timeout`` (seconds) on tcp and ws; ``state`` (path) and ``poll`` (seconds) on file.
+  typed values (spec/PROTOCOL.md §7 lists them): ``max_line`` everywhere; ``token``,
+  ``reconnect``, ``timeout`` on tcp and ws; ``timeout``, ``reopen`` on fifo; ``state``,
+  ``poll``, ``follow``, ``max_bytes``, ``keep`` on file.
   ``+`` is not a space. A key given twice and a ``#fragment`` are errors.
 """
 
@@ -38,14 +39,26 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "stdio": ("max_line",),
     "tcp": ("max_line", "token", "reconnect", "timeout"),
     "ws": ("max_line", "token", "reconnect", "timeout"),
-    "fifo": ("max_line",),
-    "file": ("max_line", "state", "poll"),
+    "fifo": ("max_line", "timeout", "reopen"),
+    "file": ("max_line", "state", "poll", "follow", "max_bytes", "keep"),
+}
+_SIDE = {  # options for one end only; the rest apply to both
+    "reconnect": "connect",
+    "timeout": "connect",
+    "max_bytes": "connect",
+    "keep": "connect",
+    "reopen": "listen",
+    "state": "listen",
+    "poll": "listen",
+    "follow": "listen",
 }
 _DEFAULT_PORT = {"ws": 80}
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
+_WHOLE = ("max_line", "max_bytes", "keep")
+_FLAGS = ("reconnect", "reopen", "follow")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
@@ -77,6 +90,12 @@ class Address:
         if self.params:
             text += "?" + "&".join(f"{k}={_format(v)}" for k, v in sorted(self.params.items()))
         return text
+
+    def params_for(self, side: str) -> dict[str, Any]:
+        """The options that apply to one end, ``"connect"`` or ``"listen"``: one URL serves both
+        (a writer's ``max_bytes`` means nothing to the reader, a reader's ``state`` nothing to the
+        writer)."""
+        return {k: v for k, v in self.params.items() if _SIDE.get(k, side) == side}
 
     def with_port(self, port: int) -> Address:
         """The same address on another port (a listener reports the port it got for 0)."""
@@ -197,13 +216,13 @@ def _params(scheme: str, query: str, url: str) -> dict[str, Any]:
 
 
 def _typed(key: str, value: str, url: str) -> Any:
-    if key == "max_line":
+    if key in _WHOLE:
         if not value.isdigit() or not value.isascii() or int(value) < 1:
-            raise UrlError(f"max_line must be a whole number of bytes >= 1, got {value!r}", url=url)
+            raise UrlError(f"{key} must be a whole number >= 1, got {value!r}", url=url)
         return int(value)
-    if key == "reconnect":
+    if key in _FLAGS:
         if value.lower() not in _BOOLEANS:
-            raise UrlError(f"reconnect must be 1/0, true/false or yes/no, got {value!r}", url=url)
+            raise UrlError(f"{key} must be 1/0, true/false or yes/no, got {value!r}", url=url)
         return _BOOLEANS[value.lower()]
     if key in ("timeout", "poll"):
         if not _NUMBER.fullmatch(value) or float(value) <= 0:

@@ -55,3 +55,10 @@ def test_connect_refuses_a_bad_url_before_any_io() -> None:
     with pytest.raises(UrlError, match="unknown scheme 'http:'"):
         connect("http://127.0.0.1:1/x")
     assert isinstance(parse("tcp://:1"), Address)
+
+
+def test_one_url_serves_both_ends() -> None:
+    address = parse("file:/log/r?state=/log/r.pos&max_bytes=100&max_line=50")
+    assert address.params_for("listen") == {"state": "/log/r.pos", "max_line": 50}
+    assert address.params_for("connect") == {"max_bytes": 100, "max_line": 50}
+    assert parse("tcp://h:1?token=t&reconnect=1").params_for("listen") == {"token": "t"}

@@ -1,0 +1,196 @@
+"""tcp:// across the language boundary: a Python listener with Node clients and a Node listener
+with Python clients (tests/fixtures/tcp_node_peer.mjs), with tokens, both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import signal
+import subprocess
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from bothways import ConnectError, TransportClosed, async_connect, async_listen, connect, listen
+
+from ..conftest import FIXTURES, ROOT, UNIT, require_tool
+
+pytestmark = pytest.mark.timeout(30 * UNIT)
+
+VALUES = [{"i": i, "text": "é€𝄞\u2028" * (i % 4), "big": 2**53 - 1, "t": 0.1 * i} for i in range(2000)]
+
+
+class NodePeer:
+    """A tcp_node_peer.mjs child: its status lines read, always killed and reaped."""
+
+    def __init__(self, **spec: Any) -> None:
+        self.proc = subprocess.Popen(
+            [require_tool("node"), str(FIXTURES / "tcp_node_peer.mjs"), json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+        )
+
+    def status(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, f"node ended without a status line (exit {self.proc.wait(5)})"
+        return json.loads(line)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10 * UNIT)
+
+    def __enter__(self) -> NodePeer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def test_the_modules_export_the_same_names() -> None:
+    from bothways.transports import tcp
+
+    script = (
+        "const m = await import('./js/src/transports/tcp.js');console.log(JSON.stringify(Object.keys(m)));"
+    )
+    out = subprocess.run(
+        [require_tool("node"), "--input-type=module", "-e", script], cwd=ROOT, capture_output=True, check=True
+    )
+
+    def camel(name: str) -> str:
+        head, *rest = name.split("_")
+        return name if name.isupper() else head + "".join(part.title() for part in rest)
+
+    python = {camel(n) for n in tcp.__all__ if not n.startswith(("async_", "Async"))}
+    assert python == set(json.loads(out.stdout))
+
+
+def take(channel: Any, count: int) -> list[Any]:
+    got: list[Any] = []
+    while len(got) < count:
+        got.extend(channel.receive_many())
+    return got
+
+
+def test_python_listener_node_client_both_ways_with_a_token() -> None:
+    with listen("tcp://127.0.0.1:0", token="s3cret") as server:
+        with NodePeer(mode="echo-client", url=server.url, token="s3cret") as node:
+            assert node.status() == {"ready": True}
+            with server.accept() as conn:
+                sender = threading.Thread(target=conn.send_many, args=(VALUES,))
+                sender.start()
+                assert take(conn, len(VALUES)) == VALUES  # Python -> Node -> Python
+                sender.join()
+            assert node.proc.wait(10 * UNIT) == 0  # we closed: its iteration ended cleanly
+
+
+def test_python_asyncio_listener_node_client_merged() -> None:
+    async def body() -> None:
+        async with await async_listen("tcp://127.0.0.1:0", token="s3cret") as server:
+            with NodePeer(mode="echo-client", url=server.url, token="s3cret") as node:
+                loop = asyncio.get_running_loop()
+                assert await loop.run_in_executor(None, node.status) == {"ready": True}
+                for _ in range(1000):  # until the client is merged (a count: no event to wait on)
+                    if server.peers:
+                        break
+                    await asyncio.sleep(0.01)
+                await server.send_many(VALUES)  # a broadcast; the echoes come back merged
+                got: list[Any] = []
+                while len(got) < len(VALUES):
+                    got.extend(await server.receive_many())
+                assert got == VALUES
+
+    asyncio.run(asyncio.wait_for(body(), 20 * UNIT))
+
+
+def test_node_listener_python_clients_both_ways_with_a_token() -> None:
+    with NodePeer(mode="echo-server", url="tcp://127.0.0.1:0", token="s3cret") as node:
+        url = node.status()["url"]
+        with connect(url, token="s3cret") as client:
+            sender = threading.Thread(target=client.send_many, args=(VALUES,))
+            sender.start()
+            assert take(client, len(VALUES)) == VALUES  # Python -> Node -> Python
+            sender.join()
+
+        async def body() -> None:
+            async with await async_connect(url, token="s3cret") as client:
+                await client.send_many(VALUES[:100])
+                got: list[Any] = []
+                while len(got) < 100:
+                    got.extend(await client.receive_many())
+                assert got == VALUES[:100]
+
+        asyncio.run(asyncio.wait_for(body(), 20 * UNIT))
+
+
+def test_wrong_and_missing_tokens_across_languages() -> None:
+    with listen("tcp://127.0.0.1:0", token="right", timeout=0.5) as server:
+        with NodePeer(mode="echo-client", url=server.url, token="wrong") as node:
+            status = node.status()
+            assert status["error"] == "CONNECT_ERROR"
+            assert status["message"] == f"{server.url}: refused by the server: wrong token"
+            assert node.proc.wait(10 * UNIT) == 3
+        # no token, and it sends nothing: refused when the hello's timeout ends, seen on receive
+        with NodePeer(mode="echo-client", url=server.url) as node:
+            assert node.status() == {"ready": True}
+            status = node.status()
+            assert status["error"] == "CONNECT_ERROR" and "token required" in status["message"]
+    with NodePeer(mode="echo-server", url="tcp://127.0.0.1:0", token="right") as node:
+        url = node.status()["url"]
+        with pytest.raises(ConnectError, match="refused by the server: wrong token"):
+            connect(url, token="wrong")
+        with connect(url) as tokenless:
+            tokenless.send("sneaky")
+            with pytest.raises(ConnectError, match="token required"):
+                tokenless.receive()
+
+
+def test_a_killed_node_client_and_a_killed_node_server() -> None:
+    with listen("tcp://127.0.0.1:0") as server:
+        with NodePeer(mode="sender", url=server.url, count=100) as node:
+            conn = server.accept()
+            assert node.status() == {"sent": 100}
+            assert take(conn, 100) == [{"i": i} for i in range(100)]
+            node.kill()
+            with pytest.raises(TransportClosed):
+                conn.receive()
+            conn.close()
+    with NodePeer(mode="echo-server", url="tcp://127.0.0.1:0") as node:
+        with connect(node.status()["url"]) as client:
+            client.send(1)
+            assert client.receive() == 1
+            node.kill()
+            with pytest.raises(TransportClosed):
+                client.receive()
+
+
+def test_python_client_reconnects_to_a_restarted_node_server() -> None:
+    with NodePeer(mode="echo-server", url="tcp://127.0.0.1:0", token="t") as first:
+        url = first.status()["url"]
+        with connect(url, token="t", reconnect=True) as client:
+            echoes: queue.Queue[Any] = queue.Queue()
+            threading.Thread(target=lambda: [echoes.put(m) for m in client], daemon=True).start()
+            client.send({"n": 0})
+            assert echoes.get(timeout=5 * UNIT) == {"n": 0}
+            first.kill()
+            time.sleep(0.2)
+            with NodePeer(mode="echo-server", url=url, token="t") as second:
+                assert second.status()["url"] == url
+                got = None
+                deadline = time.monotonic() + 15 * UNIT
+                n = 1
+                while got is None and time.monotonic() < deadline:
+                    client.send({"n": n})  # what is sent while the link is down may be lost
+                    n += 1
+                    try:
+                        got = echoes.get(timeout=0.5)
+                    except queue.Empty:
+                        pass
+                assert got is not None and got["n"] >= 1
+                assert client.reconnects >= 1

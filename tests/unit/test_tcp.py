@@ -1,0 +1,937 @@
+"""tcp:// between Python and Python: the sans-I/O handshake, the blocking and asyncio flavours,
+errors, limits, and real peers killed with SIGKILL (tests/fixtures/tcp_py_peer.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from bothways import (
+    ConnectError,
+    DecodeError,
+    FrameTooLarge,
+    TransportClosed,
+    TransportError,
+    async_connect,
+    async_listen,
+    connect,
+    decode,
+    encode,
+    listen,
+)
+from bothways.transports.tcp import (
+    HELLO_LIMIT,
+    WELCOME,
+    ClientHandshake,
+    Refused,
+    ServerGate,
+    TcpChannel,
+    _PeerState,
+    _Switchboard,
+    backoff,
+)
+
+from ..conftest import FIXTURES, UNIT
+
+pytestmark = pytest.mark.timeout(30 * UNIT)
+
+PEER = str(FIXTURES / "tcp_py_peer.py")
+
+
+@pytest.fixture(autouse=True)
+def no_threads_left() -> Iterator[None]:
+    """Every reader and acceptor thread ends with its listener."""
+    yield
+    deadline = time.monotonic() + 5 * UNIT
+    while time.monotonic() < deadline:
+        left = [t.name for t in threading.enumerate() if t.name.startswith("tcp://")]
+        if not left:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"threads left behind: {left}")
+
+
+def collect() -> tuple[list[DecodeError], Callable[[DecodeError], None]]:
+    errors: list[DecodeError] = []
+    return errors, errors.append
+
+
+def take(channel: Any, count: int) -> list[Any]:
+    got: list[Any] = []
+    while len(got) < count:
+        got.extend(channel.receive_many())
+    assert len(got) == count
+    return got
+
+
+def in_thread(fn: Callable[[], Any]) -> threading.Thread:
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    return thread
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def read_until_eof(sock: socket.socket) -> bytes:
+    sock.settimeout(5 * UNIT)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+class Peer:
+    """A tcp_py_peer.py child: started, its status lines read, always killed and reaped."""
+
+    def __init__(self, **spec: Any) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, PEER, json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+
+    def status(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, self.proc.stderr.read().decode() if self.proc.stderr else "no output"
+        return json.loads(line)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10 * UNIT)
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Sans-I/O: the gate, the client's handshake, the back-off
+
+
+def test_gate_without_token_delivers_a_plain_first_line() -> None:
+    gate = ServerGate(None)
+    assert gate.feed(b'{"a"') == (b"", b"")
+    assert gate.state == "waiting"
+    assert gate.feed(b":1}\n2\n") == (b"", b'{"a":1}\n2\n')
+    assert gate.state == "open"
+
+
+def test_gate_welcomes_a_hello_and_counts_it_as_line_one() -> None:
+    for token in (None, "s3cret"):
+        gate = ServerGate(token)
+        reply, rest = gate.feed(b'{"bothways":"hello","token":"s3cret"}\r\n{"x":1}\n')
+        assert (reply, rest, gate.state) == (WELCOME, b'\n{"x":1}\n', "open")
+
+
+def test_gate_hello_split_into_bytes() -> None:
+    gate = ServerGate("t")
+    line = encode({"bothways": "hello", "token": "t"})
+    results = [gate.feed(line[i : i + 1]) for i in range(len(line))]
+    assert results[:-1] == [(b"", b"")] * (len(line) - 1)
+    assert results[-1] == (WELCOME, b"\n")
+    assert gate.state == "open"
+
+
+@pytest.mark.parametrize(
+    ("first", "reason"),
+    [
+        (b'{"bothways":"hello","token":"wrong"}\n', "wrong token"),
+        (b'{"bothways":"hello"}\n', "token required"),
+        (b'{"bothways":"hello","token":7}\n', "token required"),
+        (b'{"sensor":"s1"}\n', "token required"),
+        (b"{oops\n", "token required"),
+        (b"x" * (HELLO_LIMIT + 1), "token required"),
+    ],
+)
+def test_gate_with_token_refuses(first: bytes, reason: str) -> None:
+    gate = ServerGate("right")
+    reply, rest = gate.feed(first)
+    assert gate.state == "refused"
+    assert rest == b""
+    assert decode(reply) == {"bothways": "refused", "reason": reason}
+
+
+def test_gate_limits_the_first_line_to_4096_bytes() -> None:
+    gate = ServerGate("t")
+    assert gate.feed(b" " * HELLO_LIMIT) == (b"", b"")  # 4096 bytes: may still be a hello
+    assert gate.state == "waiting"
+    reply, _ = gate.feed(b" ")
+    assert gate.state == "refused" and decode(reply)["reason"] == "token required"
+    plain = ServerGate(None)
+    assert plain.feed(b"y" * 5000) == (b"", b"y" * 5000)  # without a token: an ordinary line
+    assert plain.state == "open"
+
+
+def test_gate_at_end_of_stream() -> None:
+    plain = ServerGate(None)
+    plain.feed(b"42")
+    assert plain.feed_eof() == b"42" and plain.state == "open"
+    guarded = ServerGate("t")
+    guarded.feed(b'{"bothways":"hel')
+    assert guarded.feed_eof() == b"" and guarded.state == "refused"
+    assert decode(guarded.timed_out())["reason"] == "token required"
+
+
+def test_client_handshake_keeps_the_messages_around_the_welcome() -> None:
+    handshake = ClientHandshake("t")
+    assert decode(handshake.hello) == {"bothways": "hello", "token": "t"}
+    assert not handshake.check([1, {"bothways": "x"}])
+    assert handshake.check([2, {"bothways": "welcome"}, 3])
+    assert handshake.early == [1, {"bothways": "x"}, 2, 3]
+    with pytest.raises(Refused, match="wrong token"):
+        ClientHandshake("t").check([{"bothways": "refused", "reason": "wrong token"}])
+
+
+def test_backoff_doubles_from_50_ms_to_5_s() -> None:
+    assert [backoff(n) for n in range(9)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    assert backoff(10_000) == 5.0
+
+
+class FakePeer(_PeerState):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ended = False
+        self.pending = 0
+        self.reason = ""
+
+
+def test_switchboard_accept_takes_the_oldest_with_its_messages() -> None:
+    board = _Switchboard()
+    a, b, c = FakePeer("a"), FakePeer("b"), FakePeer("c")
+    for peer in (a, b, c):
+        board.arrive(peer)
+    board.merged.put(a, [[1]], 10)
+    board.merged.put(b, [[2], DecodeError("bad", line=2)], 20)
+    board.merged.put(a, [[3]], 30)
+    assert board.claim() is a
+    assert [item for item, _, _ in a.box.items] == [[1], [3]] and a.box.size == 40
+    assert board.merged.size == 20
+    errors, on_error = collect()
+    assert board.take(on_error) == [2] and [e.line for e in errors] == [2]
+    assert board.members() == [b, c]
+    assert board.depart(b, [], "gone") is True  # merged: its socket may close now
+    assert board.members() == [c]
+    assert board.claim() is c  # b ended with nothing left: forgotten
+    assert board.claim() is None
+
+
+def test_switchboard_keeps_an_ended_connection_until_its_messages_are_taken() -> None:
+    board = _Switchboard()
+    a = FakePeer("a")
+    board.arrive(a)
+    board.merged.put(a, [[1, 2]], 10)
+    board.depart(a, [[3]], "the peer closed the connection")
+    taken = board.claim()  # still there: it has messages
+    assert taken is a and taken.box.ended and taken.box.reason == "the peer closed the connection"
+    assert [item for item, _, _ in a.box.items] == [[1, 2], [3]]
+
+
+# --------------------------------------------------------------------------------------------
+# Blocking: messages, sizes, closing
+
+
+def test_ten_thousand_messages_in_order_both_ways() -> None:
+    values = [{"i": i, "text": "é€𝄞\u2028" * (i % 5)} for i in range(10_000)]
+    with listen("tcp://127.0.0.1:0") as server, connect(server.url) as client:
+        for value in values:  # one write each: the listener reads while we send
+            client.send(value)
+        assert take(server, len(values)) == values
+        sender = in_thread(lambda: server.send_many(values))
+        assert take(client, len(values)) == values
+        sender.join()
+
+
+def test_accepted_connection_is_duplex() -> None:
+    with listen("tcp://127.0.0.1:0") as server, connect(server.url) as client:
+        with server.accept() as conn:
+            assert conn.peer.startswith("127.0.0.1:")
+            client.send_many([1, 2, 3])
+            assert take(conn, 3) == [1, 2, 3]
+            conn.send({"back": True})
+            assert client.receive() == {"back": True}
+
+
+def test_ten_megabyte_message_both_ways() -> None:
+    big = {"blob": "x" * (10 * 1024 * 1024), "tail": [1, 2, 3]}
+    with listen("tcp://127.0.0.1:0") as server, connect(server.url) as client:
+        conn = server.accept()
+        sender = in_thread(lambda: client.send(big))
+        assert conn.receive() == big
+        sender.join()
+        sender = in_thread(lambda: conn.send(big))
+        assert client.receive() == big
+        sender.join()
+        conn.close()
+
+
+def test_ten_megabyte_messages_into_the_merged_stream() -> None:
+    def big(n: int) -> dict[str, Any]:
+        return {"n": n, "blob": "☃" * 3_500_000}  # 10.5 MB of UTF-8
+
+    with listen("tcp://127.0.0.1:0") as server, connect(server.url) as client:
+        sender = in_thread(lambda: [client.send(big(1)), client.send(big(2))])
+        assert take(server, 2) == [big(1), big(2)]
+        sender.join()
+
+
+def test_client_close_ends_the_servers_iteration_cleanly() -> None:
+    with listen("tcp://127.0.0.1:0") as server:
+        client = connect(server.url)
+        conn = server.accept()
+        client.send_many(range(100))
+        client.close()
+        client.close()  # idempotent
+        assert list(conn) == list(range(100))
+        with pytest.raises(TransportClosed, match="closed the connection"):
+            conn.receive()
+        with pytest.raises(TransportClosed):
+            client.send(1)
+        conn.close()
+
+
+def test_server_close_ends_the_clients_iteration_cleanly() -> None:
+    with listen("tcp://127.0.0.1:0") as server, connect(server.url) as client:
+        conn = server.accept()
+        conn.send_many(range(50))
+        conn.close()
+        assert list(client) == list(range(50))
+        with pytest.raises(TransportClosed, match="peer closed the connection"):
+            client.receive()
+        with pytest.raises(TransportClosed):  # the first writes may still be accepted by the kernel
+            for _ in range(1000):
+                client.send("x" * 1000)
+                time.sleep(0.001)
+        with pytest.raises(TransportClosed):
+            conn.send(1)
+
+
+def test_a_client_close_loses_nothing_even_with_input_unread() -> None:
+    values = [{"i": i, "pad": "y" * 200} for i in range(20_000)]
+    with listen("tcp://127.0.0.1:0") as server:
+        client = connect(server.url)
+        with server.accept() as conn:
+            conn.send_many([{"unread": "x" * 100}] * 2000)  # the client never reads these
+            got: list[Any] = []
+            reader = in_thread(lambda: got.extend(conn))
+            client.send_many(values)
+            client.close()  # with unread input: a plain close() would reset, dropping our tail
+            reader.join(10 * UNIT)
+            assert got == values
+
+
+def test_a_server_close_loses_nothing_even_with_input_unread() -> None:
+    values = [{"i": i, "pad": "z" * 200} for i in range(20_000)]
+    with listen("tcp://127.0.0.1:0") as server, connect(server.url) as client:
+        conn = server.accept()
+
+        def flood() -> None:  # the server's connection stops reading: input waits unread
+            with contextlib.suppress(TransportClosed):
+                while True:
+                    client.send_many([{"unread": "x" * 1000}] * 100)
+
+        flooder = in_thread(flood)
+        time.sleep(0.2)
+        sender = in_thread(lambda: (conn.send_many(values), conn.close()))
+        assert take(client, len(values)) == values
+        sender.join(10 * UNIT)
+        flooder.join(10 * UNIT)
+        assert not flooder.is_alive()
+
+
+def test_closing_the_listener_closes_its_connections() -> None:
+    server = listen("tcp://127.0.0.1:0")
+    merged = connect(server.url)
+    accepted = connect(server.url)
+    merged.send("hi")
+    assert server.receive() == "hi"
+    conn = server.accept()
+    waiting = queue.Queue[Any]()
+    in_thread(lambda: waiting.put(pytest.raises(TransportClosed, server.receive)))
+    time.sleep(0.05)
+    server.close()
+    server.close()
+    assert isinstance(waiting.get(timeout=5 * UNIT).value, TransportClosed)
+    assert list(merged) == [] and list(accepted) == []
+    with pytest.raises(TransportClosed, match="listener is closed"):
+        server.send(1)
+    with pytest.raises(TransportClosed):
+        server.accept()
+    with pytest.raises(TransportClosed):
+        conn.receive()
+    merged.close()
+    accepted.close()
+    conn.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_malformed_and_overlong_lines_are_reported_and_neighbours_kept() -> None:
+    errors, on_error = collect()
+    with listen("tcp://127.0.0.1:0", max_line=100, on_error=on_error) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b'{"a":1}\n{oops\n' + b'"' + b"x" * 5000 + b'"\n{"b":2}\n' + b"[3]")
+        assert take(server, 3) == [{"a": 1}, {"b": 2}, [3]]
+    assert [(e.code, e.line) for e in errors] == [
+        ("DECODE_ERROR", 2),
+        ("FRAME_TOO_LARGE", 3),
+        ("TRUNCATED_LINE", 5),  # [3] had no newline: delivered, and reported
+    ]
+    assert isinstance(errors[1], FrameTooLarge)
+
+
+def test_line_numbers_count_the_hello() -> None:
+    errors, on_error = collect()
+    with listen("tcp://127.0.0.1:0", token="t", on_error=on_error) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b'{"bothways":"hello","token":"t"}\n{oops\n{"c":3}\n')
+            assert raw.recv(100) == WELCOME
+            assert server.receive() == {"c": 3}
+    assert [e.line for e in errors] == [2]
+
+
+def test_the_client_reports_bad_lines_and_keeps_the_good_ones() -> None:
+    errors, on_error = collect()
+    with socket.create_server(("127.0.0.1", 0)) as raw_server:
+        port = raw_server.getsockname()[1]
+        with connect(f"tcp://127.0.0.1:{port}", on_error=on_error) as client:
+            raw, _ = raw_server.accept()
+            with raw:
+                raw.sendall(b'1\n{"bad":}\n2\n')
+                assert take(client, 2) == [1, 2]
+    assert [(e.code, e.line) for e in errors] == [("DECODE_ERROR", 2)]
+
+
+def test_raise_error_policy_stops_at_the_bad_line_in_order() -> None:
+    from bothways.transports.base import raise_error
+
+    with listen("tcp://127.0.0.1:0", on_error=raise_error) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b"1\n2\n{x\n3\n")
+            assert server.receive_many() == [1, 2]
+            with pytest.raises(DecodeError) as info:
+                server.receive()
+            assert info.value.line == 3
+            assert server.receive() == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Tokens
+
+
+def test_wrong_or_missing_token_is_refused_and_nothing_delivered() -> None:
+    with listen("tcp://127.0.0.1:0", token="right") as server:
+        assert "right" not in server.url
+        with pytest.raises(ConnectError, match="refused by the server: wrong token") as info:
+            connect(server.url, token="wrong")
+        assert info.value.url == server.url
+        assert "wrong" not in info.value.url
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as raw:  # a plain NDJSON client
+            raw.sendall(b'{"sneaky":1}\n{"sneaky":2}\n')
+            assert decode(read_until_eof(raw)) == {"bothways": "refused", "reason": "token required"}
+        with connect(server.url) as tokenless:  # a bothways client that forgot the token
+            tokenless.send({"sneaky": 3})
+            with pytest.raises(ConnectError, match="token required"):
+                tokenless.receive()
+        with connect(server.url, token="right") as good:
+            good.send({"ok": 1})
+            assert server.receive_many() == [{"ok": 1}]  # the first and only message
+
+
+def test_a_token_client_talks_to_a_server_without_token() -> None:
+    with listen("tcp://127.0.0.1:0") as server, connect(server.url, token="any") as client:
+        client.send("hello there")
+        assert server.receive() == "hello there"
+        server.send("welcome back")
+        assert client.receive() == "welcome back"
+
+
+def test_messages_before_the_welcome_are_delivered_after_it() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as raw_server:
+        port = raw_server.getsockname()[1]
+        result: queue.Queue[Any] = queue.Queue()
+        in_thread(lambda: result.put(connect(f"tcp://127.0.0.1:{port}", token="t")))
+        raw, _ = raw_server.accept()
+        with raw:
+            raw.sendall(b'{"pre":1}\n')
+            assert raw.recv(100) == b'{"bothways":"hello","token":"t"}\n'
+            raw.sendall(WELCOME + b'{"post":2}\n')
+            with result.get(timeout=5 * UNIT) as client:
+                assert take(client, 2) == [{"pre": 1}, {"post": 2}]
+
+
+def test_a_silent_connection_is_refused_after_the_timeout() -> None:
+    with listen("tcp://127.0.0.1:0", token="t", timeout=0.2) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            started = time.monotonic()
+            assert decode(read_until_eof(raw)) == {"bothways": "refused", "reason": "token required"}
+            assert time.monotonic() - started < 3 * UNIT
+
+
+HELLO_START = b'{"bothways":"hello","token":"'  # 29 bytes: 2.9 s at one byte every 0.1 s
+
+
+def test_the_hello_timeout_counts_for_the_whole_first_line() -> None:
+    async def body() -> None:
+        async with await async_listen("tcp://127.0.0.1:0", token="t", timeout=0.5) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+            started = asyncio.get_running_loop().time()
+            answer = b""
+            for byte in HELLO_START:  # one byte every 0.1 s: each read is quick, the line is not
+                writer.write(bytes([byte]))
+                try:
+                    answer = await asyncio.wait_for(reader.read(1000), 0.1)
+                    break
+                except asyncio.TimeoutError:
+                    continue
+            assert decode(answer) == {"bothways": "refused", "reason": "token required"}
+            assert asyncio.get_running_loop().time() - started < 2 * UNIT
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    with listen("tcp://127.0.0.1:0", token="t", timeout=0.5) as server:
+        with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as raw:
+            started = time.monotonic()
+            raw.settimeout(0.1)
+            answer = b""
+            for byte in HELLO_START:
+                raw.send(bytes([byte]))
+                try:
+                    answer = raw.recv(1000)
+                    break
+                except TimeoutError:
+                    continue
+            assert decode(answer)["reason"] == "token required"
+            assert time.monotonic() - started < 2 * UNIT
+    asyncio.run(asyncio.wait_for(body(), 10 * UNIT))
+
+
+# --------------------------------------------------------------------------------------------
+# Cannot connect
+
+
+def test_connection_refused_names_the_url() -> None:
+    port = free_port()
+    with pytest.raises(ConnectError, match="connection refused") as info:
+        connect(f"tcp://127.0.0.1:{port}?token=secret")
+    assert info.value.url == f"tcp://127.0.0.1:{port}"
+    assert str(info.value).startswith(f"tcp://127.0.0.1:{port}: ")
+    assert info.value.code == "CONNECT_ERROR"
+
+
+def test_unknown_host_is_a_connect_error() -> None:
+    with pytest.raises(ConnectError, match="cannot resolve host 'nohost.invalid'"):
+        connect("tcp://nohost.invalid:9", timeout=5)
+
+
+def test_a_server_that_never_answers_the_hello() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(ConnectError, match="no answer to the hello within 0.3 s"):
+            connect(f"tcp://127.0.0.1:{port}", token="t", timeout=0.3)
+        assert time.monotonic() - started < 3 * UNIT
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(TypeError):
+        connect("tcp://127.0.0.1:9?token=x", retries=3)
+    with pytest.raises(TypeError):
+        listen("tcp://127.0.0.1:0", colour="blue")
+    with pytest.raises(TypeError, match="token"):
+        listen("tcp://127.0.0.1:0", token="")
+    with pytest.raises(ValueError, match="too long"):
+        listen("tcp://127.0.0.1:0", token="t" * HELLO_LIMIT)
+    with pytest.raises(ValueError, match="timeout"):
+        connect("tcp://127.0.0.1:9", timeout=0)
+    from bothways.transports import tcp
+
+    with pytest.raises(TypeError, match="Address"):
+        tcp.connect("tcp://127.0.0.1:9")  # type: ignore[arg-type]
+
+
+def test_a_port_in_use_is_a_transport_error() -> None:
+    with listen("tcp://127.0.0.1:0") as first:
+        with pytest.raises(TransportError, match="cannot listen") as info:
+            listen(first.url)
+        assert first.url in str(info.value)
+
+
+def test_one_url_serves_both_sides() -> None:
+    with listen("tcp://127.0.0.1:0?reconnect=1&timeout=5") as server:
+        with connect(server.url + "?reconnect=1&timeout=5") as client:
+            client.send(1)
+            assert server.receive() == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Many clients, accept, broadcast, plain peers
+
+
+def test_many_clients_are_merged_each_in_order() -> None:
+    with listen("tcp://127.0.0.1:0") as server:
+        clients = [connect(server.url) for _ in range(8)]
+        threads = [
+            in_thread(lambda c=c, k=k: c.send_many({"c": k, "i": i} for i in range(2000)))  # type: ignore[misc]
+            for k, c in enumerate(clients)
+        ]
+        got = take(server, 8 * 2000)
+        for thread in threads:
+            thread.join()
+        for k in range(8):
+            assert [m["i"] for m in got if m["c"] == k] == list(range(2000))
+        for client in clients:
+            client.close()
+
+
+def test_broadcast_reaches_every_merged_client() -> None:
+    with listen("tcp://127.0.0.1:0") as server:
+        clients = [connect(server.url) for _ in range(3)]
+        deadline = time.monotonic() + 5 * UNIT
+        while server.peers < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.send({"all": 1})
+        server.send_many([2, 3])
+        for client in clients:
+            assert take(client, 3) == [{"all": 1}, 2, 3]
+        clients[0].close()
+        time.sleep(0.1)
+        server.send("still")  # a client that left is dropped, the others still get it
+        for client in clients[1:]:
+            assert client.receive() == "still"
+            client.close()
+
+
+def test_accept_takes_a_waiting_connection_and_the_rest_is_merged() -> None:
+    with listen("tcp://127.0.0.1:0") as server:
+        first = connect(server.url)
+        first.send("first")
+        conn = server.accept()  # connected before accept() was called: still ours
+        second = connect(server.url)
+        second.send("second")
+        assert server.receive() == "second"  # merged; the accepted one is not
+        assert conn.receive() == "first"
+        for channel in (conn, first, second):
+            channel.close()
+
+
+def test_accept_takes_the_oldest_connection_even_after_receive() -> None:
+    with listen("tcp://127.0.0.1:0") as server, connect(server.url) as first:
+        first.send("one")
+        assert server.receive() == "one"  # merged so far
+        first.send("two")
+        time.sleep(0.05)
+        with server.accept() as conn, connect(server.url) as second:  # taken, with "two"
+            second.send("three")
+            assert server.receive() == "three"  # the rest is merged
+            assert conn.receive() == "two"
+            conn.send("yours")
+            assert first.receive() == "yours"
+
+
+def test_plain_ndjson_peers_interoperate() -> None:
+    with listen("tcp://127.0.0.1:0") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b"21.5\n-3.25\n")  # the tutorial's sensor
+            assert take(server, 2) == [21.5, -3.25]
+    with socket.create_server(("127.0.0.1", 0)) as raw_server:
+        port = raw_server.getsockname()[1]
+        with connect(f"tcp://127.0.0.1:{port}") as client:
+            raw, _ = raw_server.accept()
+            client.send({"a": 1})
+            client.close()
+            with raw:
+                assert read_until_eof(raw) == b'{"a":1}\n'
+
+
+def test_send_blocks_while_the_listener_does_not_read() -> None:
+    chunk = [{"pad": "x" * 1000}] * 1000  # ~1 MB per send_many
+    with listen("tcp://127.0.0.1:0") as server, connect(server.url) as client:
+        sent = []
+        sender = in_thread(lambda: [sent.append(client.send_many(chunk)) for _ in range(64)])
+        time.sleep(1 * UNIT)
+        assert sender.is_alive()  # held back: the listener reads ahead only a little
+        assert len(sent) < 16
+        take(server, 64 * 1000)
+        sender.join(10 * UNIT)
+        assert not sender.is_alive()
+
+
+# --------------------------------------------------------------------------------------------
+# Killed peers and reconnection (real processes)
+
+
+def test_a_killed_server_gives_transport_closed() -> None:
+    with Peer(mode="echo-server", url="tcp://127.0.0.1:0") as peer:
+        url = peer.status()["url"]
+        with connect(url) as client:
+            client.send({"n": 1})
+            assert client.receive() == {"n": 1}
+            peer.kill()
+            with pytest.raises(TransportClosed):
+                client.receive()
+            with pytest.raises(TransportClosed):
+                for _ in range(1000):
+                    client.send({"n": 2})
+                    time.sleep(0.001)
+
+
+def test_a_killed_client_gives_transport_closed_to_its_connection() -> None:
+    with listen("tcp://127.0.0.1:0", token="t") as server:
+        with Peer(mode="sender", url=server.url, token="t", count=100) as peer:
+            with server.accept() as conn:
+                assert peer.status() == {"sent": 100}
+                assert take(conn, 100) == [{"i": i} for i in range(100)]
+                peer.kill()
+                with pytest.raises(TransportClosed):
+                    conn.receive()
+        # merged: a killed client leaves, the listener goes on
+        with Peer(mode="sender", url=server.url, token="t", count=10) as peer:
+            assert take(server, 10) == [{"i": i} for i in range(10)]
+            peer.kill()
+        with connect(server.url, token="t") as client:
+            client.send("after")
+            assert server.receive() == "after"
+
+
+def test_reconnect_resumes_with_a_new_server_on_the_same_port() -> None:
+    with Peer(mode="echo-server", url="tcp://127.0.0.1:0", token="t") as first:
+        url = first.status()["url"]
+        with connect(url, token="t", reconnect=True) as client:
+            echoes: queue.Queue[Any] = queue.Queue()
+            reader = in_thread(lambda: [echoes.put(m) for m in client])
+            client.send({"n": 0})
+            assert echoes.get(timeout=5 * UNIT) == {"n": 0}
+            first.kill()
+            time.sleep(0.2)
+            with Peer(mode="echo-server", url=url, token="t") as second:
+                assert second.status()["url"] == url
+                # what is sent while the connection is down or half-dead may be lost: retry
+                deadline = time.monotonic() + 15 * UNIT
+                got = None
+                n = 1
+                while got is None and time.monotonic() < deadline:
+                    client.send({"n": n})
+                    n += 1
+                    try:
+                        got = echoes.get(timeout=0.5)
+                    except queue.Empty:
+                        pass
+                assert got is not None and got["n"] >= 1
+                assert client.reconnects >= 1
+        reader.join(5 * UNIT)
+        assert not reader.is_alive()  # close() ends the iteration
+
+
+def test_reconnect_stops_on_close_while_waiting() -> None:
+    with listen("tcp://127.0.0.1:0") as server:
+        url = server.url
+        client = connect(url, reconnect=True)
+        assert isinstance(client, TcpChannel)
+    # the server is gone: the client's receive keeps trying until close()
+    outcome: queue.Queue[Any] = queue.Queue()
+    in_thread(lambda: outcome.put(pytest.raises(TransportClosed, client.receive)))
+    time.sleep(0.5)
+    client.close()
+    assert isinstance(outcome.get(timeout=5 * UNIT).value, TransportClosed)
+
+
+# --------------------------------------------------------------------------------------------
+# asyncio
+
+
+def run(body: Callable[[], Any]) -> None:
+    asyncio.run(asyncio.wait_for(body(), 20 * UNIT))
+
+
+async def async_take(channel: Any, count: int) -> list[Any]:
+    got: list[Any] = []
+    while len(got) < count:
+        got.extend(await channel.receive_many())
+    return got
+
+
+def test_async_ten_thousand_messages_accept_and_broadcast() -> None:
+    values = [{"i": i} for i in range(10_000)]
+
+    async def body() -> None:
+        async with await async_listen("tcp://127.0.0.1:0", token="t") as server:
+            async with await async_connect(server.url, token="t") as client:
+                for value in values:
+                    await client.send(value)
+                assert await async_take(server, len(values)) == values
+                await server.send_many(values)
+                assert await async_take(client, len(values)) == values
+        async with await async_listen("tcp://127.0.0.1:0", token="t") as server:
+            accepting = asyncio.ensure_future(server.accept())
+            async with await async_connect(server.url, token="t") as other:
+                async with await accepting as conn:
+                    await other.send("mine")
+                    assert await conn.receive() == "mine"
+                    await conn.send("yours")
+                    assert await other.receive() == "yours"
+                assert [m async for m in other] == []  # closed by the server: clean end
+
+    run(body)
+
+
+def test_async_ten_megabyte_message_and_bad_lines() -> None:
+    big = {"blob": "y" * (10 * 1024 * 1024)}
+    errors, on_error = collect()
+
+    async def body() -> None:
+        async with await async_listen(
+            "tcp://127.0.0.1:0", max_line=20 * 1024 * 1024, on_error=on_error
+        ) as server:
+            async with await async_connect(server.url) as client:
+                sending = asyncio.ensure_future(client.send(big))
+                assert await server.receive() == big
+                await sending
+                reader, writer = await asyncio.open_connection("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+                writer.write(b"1\n{nope\n2\n")
+                await writer.drain()
+                assert await async_take(server, 2) == [1, 2]
+                writer.close()
+                await writer.wait_closed()
+
+    run(body)
+    assert [(e.code, e.line) for e in errors] == [("DECODE_ERROR", 2)]
+
+
+def test_async_tokens_and_refusals() -> None:
+    async def body() -> None:
+        async with await async_listen("tcp://127.0.0.1:0", token="right") as server:
+            with pytest.raises(ConnectError, match="wrong token"):
+                await async_connect(server.url, token="wrong")
+            async with await async_connect(server.url) as tokenless:
+                await tokenless.send("sneaky")
+                with pytest.raises(ConnectError, match="token required"):
+                    await tokenless.receive()
+            async with await async_connect(server.url, token="right") as good:
+                await good.send("ok")
+                assert await server.receive_many() == ["ok"]
+        with pytest.raises(ConnectError, match="connection refused"):
+            await async_connect(f"tcp://127.0.0.1:{free_port()}")
+        with pytest.raises(ConnectError, match="cannot resolve host"):
+            await async_connect("tcp://nohost.invalid:9")
+
+    run(body)
+
+
+def test_async_close_from_either_side() -> None:
+    async def body() -> None:
+        async with await async_listen("tcp://127.0.0.1:0") as server:
+            client = await async_connect(server.url)
+            conn = await server.accept()
+            await client.send_many(range(10))
+            await client.close()
+            await client.close()
+            assert [m async for m in conn] == list(range(10))
+            with pytest.raises(TransportClosed):
+                await conn.receive()
+            await conn.close()
+            client = await async_connect(server.url)
+            await client.send("x")
+            assert await server.receive() == "x"
+        assert [m async for m in client] == []  # the listener closed: a clean end
+        with pytest.raises(TransportClosed):
+            await client.receive()
+        await client.close()
+
+    run(body)
+
+
+def test_async_close_loses_nothing_even_with_input_unread() -> None:
+    values = [{"i": i, "pad": "y" * 200} for i in range(20_000)]
+
+    async def body() -> None:
+        async with await async_listen("tcp://127.0.0.1:0") as server:
+            client = await async_connect(server.url)
+            async with await server.accept() as conn:
+                await conn.send_many([{"unread": "x" * 100}] * 2000)  # the client never reads these
+                reading = asyncio.ensure_future(async_take(conn, len(values)))
+                await client.send_many(values)
+                await client.close()
+                assert await reading == values
+                # and the other way: the server's side closes with the client's input unread
+                client = await async_connect(server.url)
+            async with await server.accept() as conn:
+                await client.send_many([{"unread": "x" * 100}] * 2000)
+                await asyncio.sleep(0.1)
+                reading = asyncio.ensure_future(async_take(client, len(values)))
+                await conn.send_many(values)
+                await conn.close()
+                assert await reading == values
+            await client.close()
+
+    run(body)
+
+
+def test_async_reconnect_to_a_new_listener_on_the_same_port() -> None:
+    async def body() -> None:
+        server = await async_listen("tcp://127.0.0.1:0", token="t")
+        url = server.url
+        async with await async_connect(url, token="t", reconnect=True) as client:
+            await client.send(1)
+            assert await server.receive() == 1
+            await server.close()
+            receiving = asyncio.ensure_future(client.receive())
+            await asyncio.sleep(0.2)
+            async with await async_listen(url, token="t") as again:
+                assert again.url == url
+                await asyncio.wait_for(_until_peers(again, 1), 10 * UNIT)
+                await again.send("back")
+                assert await asyncio.wait_for(receiving, 10 * UNIT) == "back"
+                await client.send(2)
+                assert await again.receive() == 2
+                assert client.reconnects == 1
+
+    run(body)
+
+
+async def _until_peers(listener: Any, count: int) -> None:
+    for _ in range(2000):  # a count: no event to wait on
+        if listener.peers >= count:
+            return
+        await asyncio.sleep(0.01)
+
+
+def test_async_and_blocking_talk_to_each_other() -> None:
+    with listen("tcp://127.0.0.1:0", token="t") as server:
+
+        async def body() -> None:
+            async with await async_connect(server.url, token="t") as client:
+                await client.send_many(range(1000))
+                got = await asyncio.get_running_loop().run_in_executor(None, take, server, 1000)
+                assert got == list(range(1000))
+
+        run(body)
