@@ -10,6 +10,9 @@ What the tutorial got wrong, and what this version does instead:
   ``MAX_CONTENT_LENGTH``) and an unexpected bug, is a JSON body, never an HTML traceback page.
 - ``app.run()`` listens where you tell it; we bind 127.0.0.1 by default (this machine only), and
   ``--port 0`` picks a free port, printed with the URL to open.
+
+``GET /bothways/<module>.js`` serves bothways' browser modules (``js/src``), so that a page can
+``import { connect } from "/bothways/browser.js"`` and talk to a Python or Node WebSocket listener.
 """
 
 from __future__ import annotations
@@ -17,15 +20,17 @@ from __future__ import annotations
 import argparse
 import threading
 from collections import deque
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, abort, jsonify, render_template, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
 import bothways
 
 GREETING = "Hello from Flask!"
+JS_SRC = Path(__file__).resolve().parents[2] / "js" / "src"  # bothways' JavaScript, browser modules included
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -66,6 +71,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.get("/test")
     def test_page() -> str:
         return render_template("index.html")
+
+    @app.get("/bothways/<path:name>")
+    def bothways_module(name: str) -> Response:
+        """A module of js/src (``browser.js`` and what it imports); nothing outside that folder."""
+        if not name.endswith(".js"):
+            abort(404)
+        return send_from_directory(JS_SRC, name, mimetype="text/javascript")  # safe_join: no ../
 
     @app.errorhandler(413)
     def too_large(exc: HTTPException) -> tuple[Response, int]:

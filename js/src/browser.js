@@ -1,0 +1,748 @@
+/**
+ * bothways in the browser: one import gives the wire codec, the error tree and `connect()` over
+ * the browser's own WebSocket, talking to a bothways listener in Python or Node.
+ *
+ * ```js
+ * import { connect } from "/bothways/browser.js";
+ *
+ * const channel = await connect("ws://127.0.0.1:8765/feed?token=s3cret");
+ * await channel.send({ hello: "from the page" });
+ * for await (const message of channel) show(message);
+ * ```
+ *
+ * The wire is the one of `src/bothways/transports/ws.py` (its module docs are normative): one
+ * JSON text per text frame, sent without the NDJSON newline; messages numbered per connection
+ * from 1; a text that is not JSON or a binary frame goes to `onError` as a DecodeError (`line` =
+ * its number) and the connection goes on; `maxLine` (bytes) is the largest message: a larger one
+ * is reported as FrameTooLarge, then the connection is closed (with 4009, "message too big":
+ * a browser cannot send 1009). The token travels as `?token=` in the request URL, because
+ * browsers cannot set headers.
+ *
+ * This module also holds the transport's browser-safe core, shared with Node's
+ * `transports/ws.js`: `WsChannel` runs over a "link" (one open WebSocket, whichever library),
+ * `Frames` numbers and decodes a connection's messages, `MessageQueue` hands them out.
+ *
+ * Browser specifics:
+ * - The browser does not say why a handshake failed (wrong token, origin refused, wrong path,
+ *   nothing listening all look the same), so `connect` throws one ConnectError naming them all.
+ * - The browser answers the server's keepalive pings itself; it sends none.
+ * - The browser's WebSocket has no flow control for reading: messages not yet taken queue up
+ *   in memory. Sending waits while more than 1 MiB is buffered (`bufferedAmount`).
+ *
+ * No `node:*` import: this module loads in browsers unchanged.
+ *
+ * @module bothways/browser
+ */
+
+import { ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError } from "./errors.js";
+import { Channel, logError } from "./transports/base.js";
+import { Address, parse } from "./urls.js";
+import { MAX_LINE, decode, encode } from "./wire.js";
+
+export * from "./errors.js";
+export * from "./wire.js";
+export { Address, parse } from "./urls.js";
+
+/** Milliseconds between keepalive pings (the Node side; browsers only answer pings). */
+export const PING_INTERVAL = 20_000;
+/** Milliseconds the opening handshake may take. */
+export const TIMEOUT = 10_000;
+/** Milliseconds before the first reconnection attempt; doubled after each failure. */
+export const BACKOFF = 50;
+/** The longest wait between two reconnection attempts, in milliseconds. */
+export const MAX_BACKOFF = 5_000;
+
+/** Bytes a link may buffer for sending before `send` waits. */
+export const HIGH_WATER = 1024 * 1024;
+/** Messages a channel queues before it stops reading the socket (Node; browsers cannot). */
+export const READ_AHEAD = 1024;
+// A browser's close() takes only 1000 and 3000-4999: it cannot say 1009 (message too big).
+const TOO_BIG_BROWSER = 4009;
+
+/** What `Frames.take` returns for a message that was reported instead of delivered. */
+export const SKIP = Symbol("skip");
+
+/**
+ * A link: one open WebSocket, whatever the library. `transports/ws.js` makes them from `ws`
+ * sockets, this module from the browser's.
+ * @typedef {object} Link
+ * @property {(sink: Sink) => void} attach starts delivering events to `sink` (those that came
+ *   before are delivered first) and resumes reading.
+ * @property {(text: string) => Promise<void> | undefined} send writes one text frame; returns a
+ *   promise when the caller must wait for the buffer to drain.
+ * @property {() => boolean} isOpen whether frames can be sent.
+ * @property {(code: number) => Promise<void>} close starts the closing handshake; resolves once
+ *   the connection is closed.
+ * @property {() => void} pause stops reading the socket (a no-op in browsers).
+ * @property {() => void} resume reads it again.
+ * @property {Promise<void>} closed resolves once the connection is closed (after `sink.closed`).
+ */
+
+/**
+ * Where a link delivers its events.
+ * @typedef {object} Sink
+ * @property {(data: any, isBinary: boolean) => void} message a text (string) or binary frame.
+ * @property {() => void} tooLarge a message over the limit came; the link closes the connection
+ *   (1009; 4009 in browsers).
+ * @property {(why: string) => void} closed the connection is closed; `why` says how.
+ */
+
+const REFUSED = new WeakSet();
+
+/**
+ * A ConnectError for a handshake the server answered with a refusal (not worth retrying).
+ * @param {string} url the URL without token.
+ * @param {number} status the HTTP status.
+ * @param {string} body the server's one-line reason.
+ * @returns {ConnectError}
+ */
+export function refusal(url, status, body) {
+  const text = body.trim();
+  const error = new ConnectError(text ? `refused: ${text} (HTTP ${status})` : `refused (HTTP ${status})`, { url });
+  REFUSED.add(error);
+  return error;
+}
+
+/**
+ * A FrameTooLarge for message `number`, worded for a message transport.
+ * @param {number} number
+ * @param {number} limit
+ * @returns {FrameTooLarge}
+ */
+function tooLargeError(number, limit) {
+  const error = new FrameTooLarge({ line: number, limit });
+  // FrameTooLarge's own text is about stream lines ("skipped up to the next newline").
+  error.reason = `message is larger than the limit of ${limit} bytes; the connection was closed`;
+  error.message = `line ${number}: ${error.reason}`;
+  return error;
+}
+
+/**
+ * Numbers one connection's messages and decodes them; bad ones go to `onError`.
+ */
+export class Frames {
+  /** How many messages have come. */
+  count = 0;
+
+  /**
+   * @param {number} limit the size limit (for the FrameTooLarge report).
+   * @param {import("./transports/base.js").ErrorHandler} [onError]
+   */
+  constructor(limit, onError) {
+    /** @type {number} */
+    this.limit = limit;
+    /** @type {import("./transports/base.js").ErrorHandler} */
+    this.onError = onError ?? logError;
+  }
+
+  /**
+   * @param {any} data a string (text frame) or bytes (binary frame).
+   * @param {boolean} isBinary
+   * @returns {any} the value, or SKIP once it has been reported.
+   * @throws {Error} what `onError` throws.
+   */
+  take(data, isBinary) {
+    const number = ++this.count;
+    let error;
+    if (!isBinary) {
+      try {
+        return decode(data);
+      } catch (caught) {
+        if (!(caught instanceof DecodeError)) throw caught;
+        error = new DecodeError(caught.reason, { line: number, column: caught.column, excerpt: caught.excerpt });
+      }
+    } else {
+      const size = data.byteLength ?? data.length;
+      error = new DecodeError(`a binary frame of ${size} bytes (messages are JSON in text frames)`, { line: number });
+    }
+    this.onError(error);
+    return SKIP;
+  }
+
+  /**
+   * Reports the message that made the connection close (1009; 4009 in browsers).
+   * @throws {Error} what `onError` throws.
+   */
+  tooLarge() {
+    this.onError(tooLargeError(this.count + 1, this.limit));
+  }
+}
+
+/** An error thrown by the `onError` policy, waiting in the queue for its turn. */
+class Thrown {
+  /** @param {unknown} error */
+  constructor(error) {
+    this.error = error;
+  }
+}
+
+/**
+ * Received values waiting to be taken, with the receivers waiting for them. Above `high` values
+ * it calls `onHigh` (pause the sources), and `onLow` once back to a quarter of that.
+ */
+export class MessageQueue {
+  /** @type {any[]} */
+  #items = [];
+  #head = 0;
+  /** @type {{resolve: (value: any) => void, reject: (error: unknown) => void}[]} */
+  #waiters = [];
+  /** @type {unknown} */
+  #end = null;
+  #high;
+  #onHigh;
+  #onLow;
+  #paused = false;
+
+  /**
+   * @param {{high?: number, onHigh?: () => void, onLow?: () => void}} [options]
+   */
+  constructor({ high = READ_AHEAD, onHigh = () => {}, onLow = () => {} } = {}) {
+    this.#high = high;
+    this.#onHigh = onHigh;
+    this.#onLow = onLow;
+  }
+
+  /** @returns {number} values waiting. */
+  get length() {
+    return this.#items.length - this.#head;
+  }
+
+  /**
+   * Adds a value (it goes straight to a waiting receiver if there is one).
+   * @param {any} value
+   */
+  push(value) {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) {
+      if (value instanceof Thrown) waiter.reject(value.error);
+      else waiter.resolve(value);
+      return;
+    }
+    this.#items.push(value);
+    if (!this.#paused && this.length >= this.#high) {
+      this.#paused = true;
+      this.#onHigh();
+    }
+  }
+
+  /**
+   * Adds an error, thrown by `receive()` in its turn.
+   * @param {unknown} error
+   */
+  pushError(error) {
+    this.push(new Thrown(error));
+  }
+
+  /**
+   * Ends the queue: once the values are taken, `receive()` throws `error`. The first call wins.
+   * @param {unknown} error
+   */
+  end(error) {
+    if (this.#end !== null) return;
+    this.#end = error;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+  }
+
+  /**
+   * The oldest value, waiting for one.
+   * @returns {Promise<any>}
+   */
+  receive() {
+    if (this.#head < this.#items.length) {
+      const item = this.#items[this.#head];
+      this.#items[this.#head++] = undefined;
+      if (this.#head === this.#items.length) {
+        this.#items = [];
+        this.#head = 0;
+      } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+        this.#items = this.#items.slice(this.#head);
+        this.#head = 0;
+      }
+      if (this.#paused && this.length <= this.#high >> 2) {
+        this.#paused = false;
+        this.#onLow();
+      }
+      return item instanceof Thrown ? Promise.reject(item.error) : Promise.resolve(item);
+    }
+    if (this.#end !== null) return Promise.reject(this.#end);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+}
+
+/**
+ * Waits `ms` milliseconds, or less if `signal` aborts.
+ * @param {number} ms
+ * @param {AbortSignal} signal
+ * @returns {Promise<void>}
+ */
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * One WebSocket connection as a channel: what `connect` returns, in the browser and in Node,
+ * and what a Node listener's `accept()` hands out.
+ *
+ * `send` writes one text frame (waiting while the socket's buffer is full); `receive` and
+ * iteration give the peer's messages; `close` closes with 1000. With `redial`, a lost
+ * connection is dialled again (back-off from 50 ms, doubling up to 5 s) until it works or
+ * `close()` is called: `receive` goes on, `send` waits; messages in flight may be lost; a
+ * refusal (HTTP 403/404) ends the channel with that ConnectError.
+ */
+export class WsChannel extends Channel {
+  #url;
+  /** @type {Link} */
+  #link;
+  #queue;
+  #limit;
+  #onError;
+  #redial;
+  #closed = false;
+  /** @type {Promise<void> | null} */
+  #closing = null;
+  /** @type {Promise<void> | null} set while reconnecting */
+  #reconnecting = null;
+  /** @type {unknown} a refusal that ended the reconnection */
+  #failure = null;
+  #stop = new AbortController();
+  /** @type {AbortSignal | undefined} */
+  #signal;
+  #onAbort = () => void this.close();
+
+  /**
+   * @param {Link} link the open connection.
+   * @param {{url: string, maxLine?: number, onError?: import("./transports/base.js").ErrorHandler,
+   *   redial?: (() => Promise<Link>) | null, signal?: AbortSignal}} options `url`: shown in
+   *   messages (never with the token); `redial`: opens a new link, for reconnecting; `signal`:
+   *   aborting it closes the channel.
+   */
+  constructor(link, { url, maxLine = MAX_LINE, onError, redial = null, signal }) {
+    super();
+    this.#url = url;
+    this.#limit = maxLine;
+    this.#onError = onError ?? logError;
+    this.#redial = redial;
+    this.#queue = new MessageQueue({ onHigh: () => this.#link.pause(), onLow: () => this.#link.resume() });
+    this.#link = link;
+    this.#attach(link);
+    if (signal) {
+      this.#signal = signal;
+      signal.addEventListener("abort", this.#onAbort, { once: true });
+    }
+  }
+
+  /**
+   * The URL of the other side (without the token).
+   * @returns {string}
+   */
+  get url() {
+    return this.#url;
+  }
+
+  /** @param {Link} link */
+  #attach(link) {
+    this.#link = link;
+    const frames = new Frames(this.#limit, this.#onError);
+    const queue = this.#queue;
+    link.attach({
+      message(data, isBinary) {
+        let value;
+        try {
+          value = frames.take(data, isBinary);
+        } catch (error) {
+          queue.pushError(error);
+          return;
+        }
+        if (value !== SKIP) queue.push(value);
+      },
+      tooLarge() {
+        try {
+          frames.tooLarge();
+        } catch (error) {
+          queue.pushError(error);
+        }
+      },
+      closed: (why) => this.#lost(link, why),
+    });
+  }
+
+  /**
+   * @param {Link} link
+   * @param {string} why
+   */
+  #lost(link, why) {
+    if (link !== this.#link) return;
+    if (this.#closed) {
+      this.#queue.end(new TransportClosed(`${this.#url}: closed`));
+    } else if (this.#redial === null) {
+      this.#queue.end(new TransportClosed(`${this.#url}: connection closed (${why})`));
+    } else {
+      this.#reconnecting = this.#reconnect();
+    }
+  }
+
+  async #reconnect() {
+    const redial = /** @type {() => Promise<Link>} */ (this.#redial);
+    let delay = BACKOFF;
+    for (;;) {
+      await sleep(delay, this.#stop.signal);
+      if (this.#closed) return;
+      let link;
+      try {
+        link = await redial();
+      } catch (error) {
+        if (REFUSED.has(/** @type {object} */ (error))) {
+          this.#failure = error;
+          this.#queue.end(error);
+          return;
+        }
+        delay = Math.min(delay * 2, MAX_BACKOFF);
+        continue;
+      }
+      if (this.#closed) {
+        await link.close(1000);
+        return;
+      }
+      this.#reconnecting = null;
+      this.#attach(link);
+      return;
+    }
+  }
+
+  /**
+   * Sends one message; waits while the socket's buffer is full (and, reconnecting, while away).
+   * @param {unknown} value
+   * @returns {Promise<void>}
+   * @throws {import("./errors.js").EncodeError} the value cannot cross.
+   * @throws {TransportClosed} the channel is closed, or the connection is (without reconnect).
+   * @throws {ConnectError} reconnecting was refused.
+   */
+  async send(value) {
+    const line = encode(value);
+    const text = line.slice(0, -1);
+    for (;;) {
+      if (this.#closed) throw new TransportClosed(`${this.#url}: closed`);
+      if (this.#failure !== null) throw this.#failure;
+      if (this.#reconnecting !== null) {
+        await this.#reconnecting;
+        continue;
+      }
+      const link = this.#link;
+      if (!link.isOpen()) {
+        if (this.#redial === null) throw new TransportClosed(`${this.#url}: connection closed`);
+        await link.closed; // then #lost has started the reconnection
+        continue;
+      }
+      const wait = link.send(text);
+      if (wait !== undefined) {
+        try {
+          await wait;
+        } catch (error) {
+          throw new TransportClosed(`${this.#url}: connection closed while sending`, { cause: error });
+        }
+      }
+      return;
+    }
+  }
+
+  /**
+   * The next message.
+   * @returns {Promise<any>}
+   * @throws {TransportClosed} the channel or the connection is closed.
+   * @throws {Error} what the `onError` policy threw, in its turn.
+   */
+  receive() {
+    if (this.#closed) return Promise.reject(new TransportClosed(`${this.#url}: closed`));
+    return this.#queue.receive();
+  }
+
+  /**
+   * Closes the connection (code 1000) and stops any reconnection; safe to call twice.
+   * @returns {Promise<void>}
+   */
+  close() {
+    if (this.#closing === null) {
+      this.#closed = true;
+      this.#stop.abort();
+      this.#signal?.removeEventListener("abort", this.#onAbort);
+      this.#queue.end(new TransportClosed(`${this.#url}: closed`));
+      this.#closing = this.#link.close(1000);
+    }
+    return this.#closing;
+  }
+}
+
+/**
+ * The address as shown: never with the token.
+ * @param {Address} address
+ * @returns {string}
+ */
+export function publicUrl(address) {
+  const params = { ...address.params };
+  delete params.token;
+  return new Address(address.scheme, { host: address.host, port: address.port, path: address.path, params }).url;
+}
+
+/**
+ * The URL of the handshake request: the address with `?token=` when there is one.
+ * @param {Address} address
+ * @param {string | undefined | null} token
+ * @returns {string}
+ */
+export function requestUrl(address, token) {
+  const host = /** @type {string} */ (address.host);
+  const url = `ws://${host.includes(":") ? `[${host}]` : host}:${address.port}${address.path}`;
+  return token ? `${url}?token=${encodeURIComponent(token)}` : url;
+}
+
+/**
+ * Throws a TypeError naming options nobody knows.
+ * @param {Record<string, unknown>} rest
+ * @param {string} where
+ * @throws {TypeError}
+ */
+export function refuseUnknown(rest, where) {
+  const names = Object.keys(rest);
+  if (names.length > 0) {
+    throw new TypeError(`${where}() got unknown option${names.length > 1 ? "s" : ""}: ${names.join(", ")}`);
+  }
+}
+
+/**
+ * Checks the options every WebSocket side shares.
+ * @param {{maxLine: number, timeout?: number, token?: string | null}} options
+ * @throws {RangeError | TypeError}
+ */
+export function checkOptions({ maxLine, timeout, token }) {
+  if (!Number.isInteger(maxLine) || maxLine < 1) {
+    throw new RangeError(`maxLine must be a whole number of bytes >= 1, got ${maxLine}`);
+  }
+  if (timeout !== undefined && timeout !== null && !(timeout > 0)) {
+    throw new RangeError(`timeout must be a number of milliseconds > 0, got ${timeout}`);
+  }
+  if (token !== undefined && token !== null && (typeof token !== "string" || token === "")) {
+    throw new TypeError("token must be a non-empty string");
+  }
+}
+
+/**
+ * A link over the browser's WebSocket.
+ * @implements {Link}
+ */
+class BrowserLink {
+  #ws;
+  /** @type {Sink | null} */
+  #sink = null;
+  /** @type {[string, any, boolean?][]} events that came before attach() */
+  #early = [];
+  #tooLarge = false;
+  /** @type {Promise<void>} */
+  closed;
+
+  /**
+   * @param {WebSocket} ws an open WebSocket.
+   * @param {number} maxLine
+   */
+  constructor(ws, maxLine) {
+    this.#ws = ws;
+    /** @type {() => void} */
+    let done = () => {};
+    this.closed = new Promise((resolve) => (done = resolve));
+    ws.onmessage = (event) => {
+      if (this.#tooLarge) return;
+      const data = event.data;
+      if (typeof data === "string") {
+        // A string of n UTF-16 units holds n to 3n bytes of UTF-8: count only when it may matter.
+        if (data.length * 3 > maxLine && utf8Length(data) > maxLine) {
+          this.#tooLarge = true;
+          this.#emit("tooLarge", null);
+          ws.close(TOO_BIG_BROWSER, "message too big");
+          return;
+        }
+        this.#emit("message", data, false);
+      } else {
+        this.#emit("message", data, true);
+      }
+    };
+    ws.onerror = () => {}; // a close event follows, with the code
+    ws.onclose = (event) => {
+      this.#emit("closed", `code ${event.code}${event.reason ? `: ${event.reason}` : ""}`);
+      done();
+    };
+  }
+
+  /**
+   * @param {string} kind
+   * @param {any} data
+   * @param {boolean} [isBinary]
+   */
+  #emit(kind, data, isBinary) {
+    const sink = this.#sink;
+    if (sink === null) {
+      this.#early.push([kind, data, isBinary]);
+    } else if (kind === "message") {
+      sink.message(data, /** @type {boolean} */ (isBinary));
+    } else if (kind === "tooLarge") {
+      sink.tooLarge();
+    } else {
+      sink.closed(data);
+    }
+  }
+
+  /** @param {Sink} sink */
+  attach(sink) {
+    this.#sink = sink;
+    for (const [kind, data, isBinary] of this.#early.splice(0)) this.#emit(kind, data, isBinary);
+  }
+
+  /**
+   * @param {string} text
+   * @returns {Promise<void> | undefined}
+   */
+  send(text) {
+    const ws = this.#ws;
+    ws.send(text);
+    return ws.bufferedAmount > HIGH_WATER ? drained(ws) : undefined;
+  }
+
+  isOpen() {
+    return this.#ws.readyState === 1;
+  }
+
+  /**
+   * @param {number} code
+   * @returns {Promise<void>}
+   */
+  close(code) {
+    if (this.#ws.readyState <= 1) this.#ws.close(code);
+    return this.closed;
+  }
+
+  pause() {}
+
+  resume() {}
+}
+
+/**
+ * Resolves once the socket's send buffer is back under half the high-water mark (polled: the
+ * browser's WebSocket has no 'drain' event), or once it is closed.
+ * @param {WebSocket} ws
+ * @returns {Promise<void>}
+ */
+function drained(ws) {
+  return new Promise((resolve) => {
+    const check = () => {
+      if (ws.bufferedAmount <= HIGH_WATER / 2 || ws.readyState > 1) resolve();
+      else setTimeout(check, 5);
+    };
+    setTimeout(check, 5);
+  });
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * @param {string} text
+ * @returns {number} its length in UTF-8 bytes.
+ */
+function utf8Length(text) {
+  return utf8.encode(text).length;
+}
+
+/**
+ * Opens a browser WebSocket.
+ * @param {string} target the request URL (with the token).
+ * @param {string} url the URL for messages (without it).
+ * @param {{timeout: number, maxLine: number, signal?: AbortSignal}} options
+ * @returns {Promise<BrowserLink>}
+ */
+function openBrowser(target, url, { timeout, maxLine, signal }) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new TransportClosed(`${url}: aborted`, { cause: signal.reason }));
+      return;
+    }
+    let ws;
+    try {
+      ws = new WebSocket(target);
+    } catch (error) {
+      reject(new ConnectError(`cannot open a WebSocket: ${/** @type {Error} */ (error).message}`, { url, cause: error }));
+      return;
+    }
+    const socket = ws;
+    /** @param {unknown} error */
+    const fail = (error) => {
+      settle();
+      socket.onclose = null;
+      if (socket.readyState <= 1) socket.close();
+      reject(error);
+    };
+    const onAbort = () => fail(new TransportClosed(`${url}: aborted`, { cause: signal?.reason }));
+    const timer = setTimeout(() => fail(new ConnectError(`no WebSocket handshake within ${timeout / 1000} s`, { url })), timeout);
+    const settle = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    socket.onerror = () => {}; // the close event that follows says more
+    socket.onclose = (event) =>
+      fail(
+        new ConnectError(
+          "refused or unreachable (close code " +
+            `${event.code}; the browser does not say which: a wrong token, a refused origin, a wrong ` +
+            "path, or nothing listening)",
+          { url },
+        ),
+      );
+    socket.onopen = () => {
+      settle();
+      resolve(new BrowserLink(socket, maxLine));
+    };
+  });
+}
+
+/**
+ * Connects to a bothways WebSocket listener from a web page.
+ *
+ * @param {string | Address} url `ws://host:port/path`, with `?token=` when the listener has one.
+ * @param {{token?: string, timeout?: number, reconnect?: boolean, maxLine?: number,
+ *   onError?: import("./transports/base.js").ErrorHandler, signal?: AbortSignal}} [options]
+ *   override the URL's query options: `timeout` in milliseconds (default 10 s), `reconnect`
+ *   (default false), `maxLine` in bytes (default 16 MiB), `onError` for bad messages (default:
+ *   `console.warn` and go on), `signal` to close the channel.
+ * @returns {Promise<WsChannel>}
+ * @throws {import("./errors.js").UrlError} the URL cannot be used.
+ * @throws {ConnectError} the listener cannot be reached or refused the handshake.
+ * @throws {TypeError} an unknown option.
+ */
+export async function connect(url, options = {}) {
+  const address = url instanceof Address ? url : parse(url);
+  if (address.scheme !== "ws") {
+    throw new TransportError(`${address.url}: the browser module connects to ws:// URLs only`);
+  }
+  const {
+    token,
+    timeout = TIMEOUT,
+    reconnect = false,
+    maxLine = MAX_LINE,
+    onError,
+    signal,
+    ...rest
+  } = { ...address.options(), ...options };
+  refuseUnknown(rest, "connect");
+  checkOptions({ maxLine, timeout, token });
+  const shown = publicUrl(address);
+  const target = requestUrl(address, token);
+  const dial = () => openBrowser(target, shown, { timeout, maxLine, signal });
+  const link = await dial();
+  return new WsChannel(link, { url: shown, maxLine, onError, redial: reconnect ? dial : null, signal });
+}

@@ -1,0 +1,691 @@
+/**
+ * WebSockets in Node: `ws://host:port/path` over the `ws` package. Mirrors
+ * `src/bothways/transports/ws.py` name for name; its module docs are the normative description
+ * of the wire, the handshake gate, keepalive, reconnection and the listener's rules, and hold
+ * here too (times in milliseconds). The channel logic itself, shared with the browser, is in
+ * `../browser.js` (`WsChannel` over a "link"); this module adds the `ws` links, the client's
+ * dialling and the server.
+ *
+ * Strategy
+ * --------
+ * - One JSON text per text frame, no compression (`perMessageDeflate: false` on both sides),
+ *   `maxPayload` = `maxLine`: `ws` closes with 1009 on a larger message and emits
+ *   `WS_ERR_UNSUPPORTED_MESSAGE_LENGTH`, which is reported as FrameTooLarge after the messages
+ *   before it.
+ * - Backpressure: `send` resolves at once while the socket buffers less than 1 MiB, else when
+ *   the frame has been written (and so does every 256th send, so that a tight send loop gives
+ *   the event loop a turn to notice a dead peer); a channel pauses its socket when 1024 messages wait unread, and
+ *   the merged queue of a listener pauses every merged socket.
+ * - Keepalive by hand (`ws` has none): every `pingInterval` each side pings; a link that has not
+ *   ponged since the previous ping is terminated (the survivor's `receive` throws
+ *   TransportClosed).
+ * - The server is a plain `node:http` server whose 'upgrade' handler runs the same gate as
+ *   Python's `check_request` (path 404, origin 403, token 403, compared in constant time)
+ *   before handing the socket to a `WebSocketServer({ noServer: true })`.
+ *
+ * @module bothways/transports/ws
+ */
+
+import { createHash, timingSafeEqual } from "node:crypto";
+import { STATUS_CODES, createServer } from "node:http";
+
+import WebSocket, { WebSocketServer } from "ws";
+
+import {
+  HIGH_WATER,
+  MessageQueue,
+  PING_INTERVAL,
+  SKIP,
+  TIMEOUT,
+  Frames,
+  WsChannel,
+  checkOptions,
+  publicUrl,
+  refusal,
+  refuseUnknown,
+  requestUrl,
+} from "../browser.js";
+import { ConnectError, TransportClosed, TransportError } from "../errors.js";
+import { MAX_LINE, encode } from "../wire.js";
+import { Listener } from "./base.js";
+
+export { BACKOFF, MAX_BACKOFF, PING_INTERVAL, TIMEOUT, WsChannel } from "../browser.js";
+
+const CLOSE_TIMEOUT = 2000; // ms close() waits for the peer's close frame
+const CONFIRM_EVERY = 256; // frames sent between two waits for a write to complete
+const HELD = 16; // messages a connection nobody has claimed yet may bring before it is paused
+const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
+/**
+ * The handshake gate, run before the upgrade: null to accept, else [HTTP status, reason].
+ * Mirror of Python's `check_request`.
+ * @param {string} target the request target, path and query (`/feed?token=abc`).
+ * @param {string | null | undefined} origin the `Origin` header, null when absent.
+ * @param {{path: string, token?: string | null, origins?: string[] | null}} options
+ * @returns {[number, string] | null}
+ */
+export function checkRequest(target, origin, { path, token = null, origins = null }) {
+  const q = target.indexOf("?");
+  const got = q < 0 ? target : target.slice(0, q);
+  const query = q < 0 ? "" : target.slice(q + 1);
+  if (got !== path) {
+    return [404, `no WebSocket at ${got} (this listener serves ${path})`];
+  }
+  if (!originAllowed(origin ?? null, origins)) {
+    return [403, `origin ${origin} is not allowed`];
+  }
+  if (token !== null && token !== undefined) {
+    const given = queryValue(query, "token");
+    if (given === null) {
+      return [403, "missing token (add ?token=... to the URL)"];
+    }
+    if (!sameSecret(given, token)) {
+      return [403, "wrong token"];
+    }
+  }
+  return null;
+}
+
+/**
+ * @param {string | null} origin
+ * @param {string[] | null | undefined} origins
+ * @returns {boolean}
+ */
+function originAllowed(origin, origins) {
+  if (origin === null) return true;
+  if (origins !== null && origins !== undefined) return origins.includes(origin);
+  const lower = origin.toLowerCase();
+  const sep = lower.indexOf("://");
+  if (sep < 0) return false;
+  const scheme = lower.slice(0, sep);
+  if (scheme !== "http" && scheme !== "https") return false;
+  let host = lower.slice(sep + 3);
+  host = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.split(":")[0];
+  return LOCAL_HOSTS.has(host);
+}
+
+/**
+ * A query parameter, percent-decoded (`+` stays `+`, as in the URL parser).
+ * @param {string} query
+ * @param {string} name
+ * @returns {string | null}
+ */
+function queryValue(query, name) {
+  for (const item of query.split("&")) {
+    const eq = item.indexOf("=");
+    const key = eq < 0 ? item : item.slice(0, eq);
+    if (unquote(key) === name) return unquote(eq < 0 ? "" : item.slice(eq + 1));
+  }
+  return null;
+}
+
+/**
+ * Percent-decoding that leaves a bad escape as it is (as Python's `unquote`).
+ * @param {string} text
+ * @returns {string}
+ */
+function unquote(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * Compares two secrets in constant time (their hashes, so that lengths leak nothing either).
+ * @param {string} a
+ * @param {string} b
+ * @returns {boolean}
+ */
+function sameSecret(a, b) {
+  const digest = (/** @type {string} */ s) => createHash("sha256").update(s, "utf8").digest();
+  return timingSafeEqual(digest(a), digest(b));
+}
+
+/**
+ * A link over a `ws` WebSocket (see `Link` in ../browser.js), with its keepalive.
+ * @implements {import("../browser.js").Link}
+ */
+class NodeLink {
+  #ws;
+  /** @type {import("../browser.js").Sink | null} */
+  #sink = null;
+  /** @type {[string, any, boolean?][]} */
+  #early = [];
+  /** @type {NodeJS.Timeout | null} */
+  #timer = null;
+  #alive = true;
+  #unconfirmed = 0; // frames sent since the last one whose write was waited for
+  /** @type {Error | null} */
+  #error = null;
+  /** @type {Promise<void>} */
+  closed;
+
+  /**
+   * @param {WebSocket} ws an open WebSocket.
+   * @param {number | null | undefined} pingInterval ms; null or 0: no keepalive.
+   */
+  constructor(ws, pingInterval) {
+    this.#ws = ws;
+    /** @type {() => void} */
+    let done = () => {};
+    this.closed = new Promise((resolve) => (done = resolve));
+    ws.on("message", (data, isBinary) => {
+      this.#emit("message", isBinary ? data : data.toString(), isBinary);
+    });
+    ws.on("error", (error) => {
+      this.#error = error;
+      if (/** @type {any} */ (error).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") this.#emit("tooLarge", null);
+    });
+    ws.on("pong", () => {
+      this.#alive = true;
+    });
+    ws.on("close", (code, reason) => {
+      if (this.#timer !== null) clearInterval(this.#timer);
+      let why = `code ${code}${reason.length > 0 ? `: ${reason}` : ""}`;
+      if (this.#error !== null) why += `; ${this.#error.message}`;
+      this.#emit("closed", why);
+      done();
+    });
+    if (pingInterval) {
+      this.#timer = setInterval(() => {
+        if (!this.#alive) {
+          this.#error = new Error(`no answer to a ping within ${pingInterval} ms`);
+          ws.terminate();
+          return;
+        }
+        this.#alive = false;
+        ws.ping();
+      }, pingInterval);
+      this.#timer.unref();
+    }
+  }
+
+  /**
+   * @param {string} kind
+   * @param {any} data
+   * @param {boolean} [isBinary]
+   */
+  #emit(kind, data, isBinary) {
+    const sink = this.#sink;
+    if (sink === null) {
+      // Not claimed yet: keep reading (a close frame must be seen), but only a few messages.
+      if (this.#early.push([kind, data, isBinary]) === HELD) this.#ws.pause();
+    } else if (kind === "message") {
+      sink.message(data, /** @type {boolean} */ (isBinary));
+    } else if (kind === "tooLarge") {
+      sink.tooLarge();
+    } else {
+      sink.closed(data);
+    }
+  }
+
+  /** @param {import("../browser.js").Sink} sink */
+  attach(sink) {
+    this.#sink = sink;
+    for (const [kind, data, isBinary] of this.#early.splice(0)) this.#emit(kind, data, isBinary);
+    this.resume();
+  }
+
+  /**
+   * @param {string} text
+   * @returns {Promise<void> | undefined}
+   */
+  send(text) {
+    const ws = this.#ws;
+    if (ws.bufferedAmount < HIGH_WATER && ++this.#unconfirmed < CONFIRM_EVERY) {
+      ws.send(text);
+      return undefined;
+    }
+    // Wait for this frame to be written: when the buffer is full (backpressure), and every
+    // CONFIRM_EVERY frames anyway, so that a sender in a tight loop lets the event loop see a
+    // peer that went away (writes to a dead socket fail without filling the buffer).
+    this.#unconfirmed = 0;
+    return new Promise((resolve, reject) => ws.send(text, (error) => (error ? reject(error) : resolve())));
+  }
+
+  isOpen() {
+    return this.#ws.readyState === WebSocket.OPEN;
+  }
+
+  /**
+   * @param {number} code
+   * @returns {Promise<void>}
+   */
+  close(code) {
+    const ws = this.#ws;
+    if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(code);
+    return this.closed;
+  }
+
+  pause() {
+    this.#ws.pause();
+  }
+
+  resume() {
+    this.#ws.resume();
+  }
+}
+
+/**
+ * A ConnectError for a failed dial.
+ * @param {string} url
+ * @param {any} error
+ * @param {number} timeout
+ * @returns {ConnectError}
+ */
+function connectError(url, error, timeout) {
+  if (error?.code === "ECONNREFUSED") {
+    return new ConnectError("connection refused (is the listener running?)", { url, cause: error });
+  }
+  if (/handshake has timed out/i.test(error?.message ?? "")) {
+    return new ConnectError(`no WebSocket handshake within ${timeout / 1000} s`, { url, cause: error });
+  }
+  return new ConnectError(`cannot connect: ${error?.message ?? error}`, { url, cause: error });
+}
+
+/**
+ * Dials a listener; resolves with the open link.
+ * @param {string} target the request URL (with the token).
+ * @param {string} url the URL for messages (without it).
+ * @param {{timeout: number, maxLine: number, pingInterval: number | null, origin?: string,
+ *   signal?: AbortSignal}} options
+ * @returns {Promise<NodeLink>}
+ */
+function dial(target, url, { timeout, maxLine, pingInterval, origin, signal }) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new TransportClosed(`${url}: aborted`, { cause: signal.reason }));
+      return;
+    }
+    const ws = new WebSocket(target, {
+      perMessageDeflate: false,
+      maxPayload: maxLine,
+      handshakeTimeout: timeout,
+      closeTimeout: CLOSE_TIMEOUT,
+      followRedirects: false,
+      ...(origin ? { origin } : {}),
+    });
+    let settled = false;
+    /** @param {unknown} error */
+    const fail = (error) => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener("abort", onAbort);
+      ws.terminate();
+      reject(error);
+    };
+    const onAbort = () => fail(new TransportClosed(`${url}: aborted`, { cause: signal?.reason }));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    ws.on("error", (error) => fail(connectError(url, error, timeout))); // stays, as a no-op after
+    ws.on("unexpected-response", (_request, response) => {
+      let body = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk) => {
+        if (body.length < 1000) body += chunk;
+      });
+      response.on("error", () => {});
+      response.on("end", () => fail(refusal(url, response.statusCode ?? 0, body)));
+    });
+    ws.once("open", () => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener("abort", onAbort);
+      resolve(new NodeLink(ws, pingInterval));
+    });
+  });
+}
+
+/**
+ * @typedef {object} ConnectOptions
+ * @property {string} [token] the listener's token (sent as `?token=`).
+ * @property {number} [timeout] ms the opening handshake may take (default 10 s).
+ * @property {boolean} [reconnect] dial again, with back-off, whenever the connection is lost.
+ * @property {number} [maxLine] the largest message accepted, in bytes (default 16 MiB).
+ * @property {import("./base.js").ErrorHandler} [onError] called with each DecodeError.
+ * @property {number | null} [pingInterval] ms between keepalive pings (null or 0: none).
+ * @property {string} [origin] an Origin header to send.
+ * @property {AbortSignal} [signal] aborting it closes the channel (or the attempt to connect).
+ */
+
+/**
+ * Connects to the WebSocket listener at `address`.
+ * @param {import("../urls.js").Address} address `ws://host:port/path`.
+ * @param {ConnectOptions} [options]
+ * @returns {Promise<WsChannel>}
+ * @throws {ConnectError} the listener cannot be reached or refused the handshake.
+ * @throws {TypeError} an unknown option.
+ */
+export async function connect(address, options = {}) {
+  const {
+    token,
+    timeout = TIMEOUT,
+    reconnect = false,
+    maxLine = MAX_LINE,
+    onError,
+    pingInterval = PING_INTERVAL,
+    origin,
+    signal,
+    ...rest
+  } = options;
+  refuseUnknown(rest, "connect");
+  checkOptions({ maxLine, timeout, token });
+  const url = publicUrl(address);
+  const target = requestUrl(address, token);
+  const redial = () => dial(target, url, { timeout, maxLine, pingInterval, origin, signal });
+  const link = await redial();
+  return new WsChannel(link, { url, maxLine, onError, redial: reconnect ? redial : null, signal });
+}
+
+/**
+ * The HTTP answer that refuses a handshake, written on the raw socket.
+ * @param {import("node:stream").Duplex} socket
+ * @param {number} status
+ * @param {string} reason
+ */
+function refuse(socket, status, reason) {
+  const body = `${reason}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n` +
+      `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * A WebSocket server: made by `listen`. See the module docs of ws.py for the rules:
+ * connections wait until claimed; `accept()` takes the oldest; the first `receive()` or `send()`
+ * starts merging.
+ */
+export class WsListener extends Listener {
+  #server;
+  #wss;
+  #path;
+  #token;
+  #origins;
+  #maxLine;
+  #onError;
+  #pingInterval;
+  /** @type {NodeLink[]} connections waiting to be claimed */
+  #held = [];
+  #merging = false;
+  #accepting = 0;
+  /** @type {(() => void)[]} */
+  #acceptWaiters = [];
+  /** @type {Set<NodeLink>} */
+  #merged = new Set();
+  /** @type {Set<NodeLink>} */
+  #links = new Set();
+  #queue;
+  #closed = false;
+  /** @type {Promise<void> | null} */
+  #closing = null;
+  /** @type {AbortSignal | undefined} */
+  #signal;
+  #onAbort = () => void this.close();
+
+  /**
+   * Made by `listen`.
+   * @param {import("../urls.js").Address} address
+   * @param {{token?: string, origins?: string[] | null, maxLine: number,
+   *   onError?: import("./base.js").ErrorHandler, pingInterval: number | null, timeout: number,
+   *   signal?: AbortSignal}} options
+   */
+  constructor(address, { token, origins, maxLine, onError, pingInterval, timeout, signal }) {
+    super();
+    this.url = publicUrl(address);
+    this.#path = address.path;
+    this.#token = token ?? null;
+    this.#origins = origins ?? null;
+    this.#maxLine = maxLine;
+    this.#onError = onError;
+    this.#pingInterval = pingInterval;
+    this.#queue = new MessageQueue({
+      onHigh: () => this.#merged.forEach((link) => link.pause()),
+      onLow: () => this.#merged.forEach((link) => link.resume()),
+    });
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: maxLine,
+      perMessageDeflate: false,
+      clientTracking: false,
+      closeTimeout: CLOSE_TIMEOUT,
+    });
+    this.#server = createServer((request, response) => {
+      const [status, reason] = this.#gate(request) ?? [426, "this is a WebSocket endpoint (ws://)"];
+      response.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", Connection: "close" });
+      response.end(`${reason}\n`);
+    });
+    this.#server.headersTimeout = timeout;
+    this.#server.requestTimeout = timeout;
+    this.#server.on("upgrade", (request, socket, head) => {
+      socket.on("error", () => {}); // a peer that resets mid-handshake is no failure of ours
+      const refusal = this.#closed ? [503, "the listener is closing"] : this.#gate(request);
+      if (refusal !== null) {
+        refuse(socket, refusal[0], String(refusal[1]));
+        return;
+      }
+      this.#wss.handleUpgrade(request, socket, head, (ws) => this.#arrived(new NodeLink(ws, this.#pingInterval)));
+    });
+    if (signal) {
+      this.#signal = signal;
+      signal.addEventListener("abort", this.#onAbort, { once: true });
+    }
+  }
+
+  /**
+   * Starts listening; resolves once the port is bound.
+   * @param {import("../urls.js").Address} address
+   * @returns {Promise<void>}
+   * @throws {TransportError} the address cannot be listened on.
+   */
+  start(address) {
+    return new Promise((resolve, reject) => {
+      const server = this.#server;
+      const onError = (/** @type {Error} */ error) => {
+        reject(new TransportError(`${this.url}: cannot listen: ${error.message}`, { cause: error }));
+      };
+      server.once("error", onError);
+      server.listen(address.port, address.host ?? "127.0.0.1", () => {
+        server.removeListener("error", onError);
+        const bound = /** @type {import("node:net").AddressInfo} */ (server.address());
+        this.url = publicUrl(address.withPort(bound.port));
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * @param {import("node:http").IncomingMessage} request
+   * @returns {[number, string] | null}
+   */
+  #gate(request) {
+    const found = request.headersDistinct.origin ?? [];
+    if (found.length > 1) return [403, "several Origin headers"];
+    return checkRequest(request.url ?? "/", found[0] ?? null, {
+      path: this.#path,
+      token: this.#token,
+      origins: this.#origins,
+    });
+  }
+
+  /** @param {NodeLink} link */
+  #arrived(link) {
+    if (this.#closed) {
+      link.close(1001);
+      return;
+    }
+    this.#links.add(link);
+    link.closed.then(() => {
+      this.#links.delete(link);
+      this.#merged.delete(link);
+      const at = this.#held.indexOf(link);
+      if (at >= 0) this.#held.splice(at, 1);
+    });
+    if (this.#merging && this.#accepting === 0) {
+      this.#merge(link);
+    } else {
+      this.#held.push(link);
+      this.#acceptWaiters.shift()?.();
+    }
+  }
+
+  /** @param {NodeLink} link */
+  #merge(link) {
+    const frames = new Frames(this.#maxLine, this.#onError);
+    const queue = this.#queue;
+    this.#merged.add(link);
+    link.attach({
+      message(data, isBinary) {
+        let value;
+        try {
+          value = frames.take(data, isBinary);
+        } catch (error) {
+          queue.pushError(error);
+          return;
+        }
+        if (value !== SKIP) queue.push(value);
+      },
+      tooLarge() {
+        try {
+          frames.tooLarge();
+        } catch (error) {
+          queue.pushError(error);
+        }
+      },
+      closed: () => {
+        this.#merged.delete(link);
+      },
+    });
+  }
+
+  #startMerging() {
+    this.#merging = true;
+    this.#flush();
+  }
+
+  #flush() {
+    if (this.#merging && this.#accepting === 0) {
+      for (const link of this.#held.splice(0)) this.#merge(link);
+    }
+  }
+
+  /**
+   * The next message from any merged connection, in arrival order.
+   * @returns {Promise<any>}
+   * @throws {TransportClosed} the listener is closed.
+   */
+  receive() {
+    if (this.#closed) return Promise.reject(new TransportClosed(`${this.url}: closed`));
+    if (!this.#merging) this.#startMerging();
+    return this.#queue.receive();
+  }
+
+  /**
+   * Sends one message to every merged connection (none connected: it goes nowhere); waits
+   * while a slow one's buffer is full.
+   * @param {unknown} value
+   * @returns {Promise<void>}
+   * @throws {TransportClosed} the listener is closed.
+   */
+  async send(value) {
+    if (this.#closed) throw new TransportClosed(`${this.url}: closed`);
+    if (!this.#merging) this.#startMerging();
+    const text = encode(value).slice(0, -1);
+    const waits = [];
+    for (const link of this.#merged) {
+      if (link.isOpen()) {
+        const wait = link.send(text);
+        if (wait !== undefined) waits.push(wait.catch(() => {}));
+      }
+    }
+    if (waits.length > 0) await Promise.all(waits);
+  }
+
+  /**
+   * The next connection as its own duplex channel (waits for one).
+   * @returns {Promise<WsChannel>}
+   * @throws {TransportClosed} the listener is closed.
+   */
+  async accept() {
+    this.#accepting++;
+    try {
+      for (;;) {
+        if (this.#closed) throw new TransportClosed(`${this.url}: closed`);
+        const link = this.#held.shift();
+        if (link !== undefined) {
+          return new WsChannel(link, { url: this.url, maxLine: this.#maxLine, onError: this.#onError });
+        }
+        await new Promise((resolve) => this.#acceptWaiters.push(() => resolve(undefined)));
+      }
+    } finally {
+      this.#accepting--;
+      this.#flush();
+    }
+  }
+
+  /**
+   * Stops listening and closes every connection (1001), accepted ones included; safe to call
+   * twice.
+   * @returns {Promise<void>}
+   */
+  close() {
+    if (this.#closing === null) {
+      this.#closed = true;
+      this.#signal?.removeEventListener("abort", this.#onAbort);
+      this.#queue.end(new TransportClosed(`${this.url}: closed`));
+      for (const wake of this.#acceptWaiters.splice(0)) wake();
+      const links = [...this.#links];
+      for (const link of links) link.close(1001);
+      this.#closing = (async () => {
+        await new Promise((resolve) => {
+          this.#server.close(() => resolve(undefined));
+          this.#server.closeAllConnections();
+        });
+        await Promise.all(links.map((link) => link.closed));
+        this.#wss.close();
+      })();
+    }
+    return this.#closing;
+  }
+}
+
+/**
+ * @typedef {object} ListenOptions
+ * @property {string} [token] require `?token=<token>` in the request URL (403 otherwise).
+ * @property {string[] | null} [origins] the browser origins allowed (default: pages on
+ *   localhost, 127.0.0.1 or [::1]).
+ * @property {number} [timeout] ms a client may take to send its handshake request.
+ * @property {number} [maxLine] the largest message accepted, in bytes (default 16 MiB).
+ * @property {import("./base.js").ErrorHandler} [onError] called with each DecodeError.
+ * @property {number | null} [pingInterval] ms between keepalive pings (null or 0: none).
+ * @property {boolean} [reconnect] a client option, ignored here (one URL serves both sides).
+ * @property {AbortSignal} [signal] aborting it closes the listener.
+ */
+
+/**
+ * Serves WebSocket connections on `address` (port 0: a free port, see `.url`).
+ * @param {import("../urls.js").Address} address `ws://host:port/path`; only `path` is served.
+ * @param {ListenOptions} [options]
+ * @returns {Promise<WsListener>}
+ * @throws {TransportError} the address cannot be listened on.
+ * @throws {TypeError} an unknown option.
+ */
+export async function listen(address, options = {}) {
+  const {
+    token,
+    origins = null,
+    timeout = TIMEOUT,
+    maxLine = MAX_LINE,
+    onError,
+    pingInterval = PING_INTERVAL,
+    signal,
+    ...rest
+  } = options;
+  delete rest.reconnect; // a client option: accepted, so that one URL serves both sides
+  refuseUnknown(rest, "listen");
+  checkOptions({ maxLine, timeout, token });
+  const listener = new WsListener(address, { token, origins, maxLine, onError, pingInterval, timeout, signal });
+  await listener.start(address);
+  return listener;
+}

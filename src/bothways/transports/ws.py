@@ -1,0 +1,1218 @@
+"""WebSockets: ``ws://host:port/path``, blocking and asyncio, over the ``websockets`` package.
+
+``connect(address)`` opens a client channel; ``listen(address)`` serves ``address.path`` on
+``address.host:address.port`` (port 0: a free one, shown in ``listener.url``). Mirrored by
+``js/src/transports/ws.js`` (Node, over ``ws``) and ``js/src/browser.js`` (the browser's native
+WebSocket); any of them talks to any other.
+
+The wire (normative; the three implementations agree on every point)
+--------------------------------------------------------------------
+- **One message, one text frame**: one JSON text, UTF-8, sent without the NDJSON newline
+  (receivers accept a trailing newline or any trailing whitespace). No compression
+  (permessage-deflate is neither offered nor accepted: it costs more than it saves on a local
+  link).
+- **Bad input is reported, the connection goes on**: messages are numbered per connection from 1;
+  a text that is not JSON, or a binary frame, is a ``DecodeError`` whose ``line`` is that number,
+  given to ``on_error``; the messages around it are delivered. (A text frame that is not UTF-8
+  breaks the WebSocket protocol itself: the libraries close the connection with 1007.)
+- **Size limit**: ``max_line`` (default 16 MiB) is the largest message accepted, in bytes
+  (websockets' ``max_size``, ws' ``maxPayload``; the browser checks after receipt). A larger
+  message is reported to ``on_error`` as ``FrameTooLarge`` (``line`` = its number) after every
+  message before it has been delivered; the library then closes the connection with 1009
+  (message too big; a browser, whose ``close()`` cannot send 1009, closes with 4009 "message too
+  big"), so the next ``receive`` raises ``TransportClosed`` (and a reconnecting client
+  reconnects). The sender sees that close as ``TransportClosed``.
+- **Handshake gate**, before the upgrade, in this order: the request path must be the listener's
+  path (else HTTP 404); the ``Origin`` header, when there is one, must be allowed (else 403):
+  by default an origin whose host is ``localhost``, ``127.0.0.1`` or ``[::1]`` (http or https, any
+  port); with ``origins=[...]``, exactly those (``"http://127.0.0.1:5000"``). A request without an
+  Origin (not a browser) is always allowed. With a ``token``, the request URL must carry
+  ``?token=<token>`` (percent-encoded; a query, because browsers cannot set headers), compared in
+  constant time (else 403). The 403/404 body says why in one line (``wrong token``,
+  ``missing token (add ?token=... to the URL)``, ``origin http://x is not allowed``,
+  ``no WebSocket at /x (this listener serves /y)``); the client raises
+  ``ConnectError("refused: wrong token (HTTP 403)")``. ``listener.url`` never shows the token.
+- **Keepalive**: each side pings every ``ping_interval`` (20 s; ``None`` or 0 disables) and drops a
+  peer that has not answered within the same interval (websockets closes with 1011; ws
+  terminates). The survivor's ``receive`` raises ``TransportClosed``.
+- **Closing**: ``close()`` sends close code 1000 (waiting at most 2 s for the peer's answer); a
+  listener's ``close()`` closes its connections with 1001 (going away), accepted ones included.
+  Either way the peer's iteration ends cleanly and its ``receive`` raises ``TransportClosed``.
+
+Client options: ``token``, ``timeout`` (handshake, 10 s), ``reconnect`` (default False),
+``ping_interval``, ``origin`` (an Origin header to send; browsers send their own), ``max_line``,
+``on_error``. With ``reconnect``, a lost connection is dialled again after 0.05 s, doubling up to
+5 s between tries, until it works or ``close()`` is called: ``receive`` goes on with the new
+connection, ``send`` waits for it; messages in flight when the connection broke may be lost. A
+handshake the server refuses (403, 404) is not retried: it is raised as ``ConnectError``. The
+first connection is not retried either: ``connect`` raises ``ConnectError`` when the listener
+cannot be reached.
+
+Listener options: ``token``, ``origins``, ``timeout`` (handshake), ``ping_interval``, ``max_line``,
+``on_error`` (``reconnect`` is accepted and ignored, so one URL serves both sides).
+
+Which connection goes where: a new connection waits until it is claimed (at most 16 of its
+messages are read ahead meanwhile; control frames go on being answered). ``accept()`` takes the
+oldest waiting one as its own duplex channel. The first ``receive()``/iteration or
+``send()`` on the listener starts merging: every waiting connection, and from then on every new
+one that no ``accept()`` is waiting for, feeds the merged ``receive`` and gets the broadcast
+``send``. A broadcast goes to each merged connection in turn, waiting on a slow one
+(backpressure), and goes nowhere when none is connected; a client whose handshake is completing
+at that very moment may miss it (Python registers a connection just after answering its
+handshake; Node, in the same tick).
+
+Backpressure: ``send`` blocks (or awaits) while the socket's buffer is full; a connection is read
+only as fast as its messages are taken (websockets stops reading after 16 queued frames; the
+merged queue holds at most 64 batches), so a slow consumer holds fast producers back.
+
+The blocking flavour runs on ``websockets.sync`` (a thread per connection, inside websockets), the
+asyncio flavour on ``websockets.asyncio``; both share the sans-I/O pieces below (``check_request``,
+``_Frames``, ``_Router``, the URL and error helpers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote, unquote
+
+import orjson
+from websockets.asyncio.client import connect as _async_dial
+from websockets.asyncio.connection import Connection as _AsyncConnection
+from websockets.asyncio.server import ServerConnection as _AsyncServerConnection
+from websockets.asyncio.server import serve as _async_serve
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.http11 import Request, Response
+from websockets.sync.client import connect as _sync_dial
+from websockets.sync.connection import Connection as _SyncConnection
+from websockets.sync.server import ServerConnection as _SyncServerConnection
+from websockets.sync.server import serve as _sync_serve
+from websockets.version import version as _websockets_version
+
+from ..errors import ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError
+from ..urls import Address
+from ..wire import MAX_LINE, decode, encode
+from .base import AsyncChannel, AsyncListener, Channel, ErrorHandler, Listener, log, log_error
+
+__all__ = [
+    "BACKOFF",
+    "MAX_BACKOFF",
+    "PING_INTERVAL",
+    "TIMEOUT",
+    "AsyncWsChannel",
+    "AsyncWsListener",
+    "WsChannel",
+    "WsListener",
+    "async_connect",
+    "async_listen",
+    "check_request",
+    "connect",
+    "listen",
+]
+
+PING_INTERVAL = 20.0
+"""Seconds between keepalive pings; a peer silent for as long after a ping is dropped."""
+TIMEOUT = 10.0
+"""Seconds the opening handshake may take."""
+BACKOFF = 0.05
+"""Seconds before the first reconnection attempt; doubled after each failure."""
+MAX_BACKOFF = 5.0
+"""The longest wait between two reconnection attempts."""
+
+CLOSE_TIMEOUT = 2.0  # seconds close() waits for the peer's close frame
+TOO_BIG = 1009  # close code: message too big
+_BATCH = 1024  # messages taken at once by receive_many() and by a merged connection's reader
+_COPY = 64 * 1024  # payloads up to this size are copied without their newline, larger ones viewed
+_MAILBOX = 64  # batches the merged queue holds before the readers wait
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+_SKIP = object()  # what _Frames.take returns for a bad message (reported, not delivered)
+_VERSION = tuple(int(part) for part in _websockets_version.split(".")[:2] if part.isdigit())
+# websockets >= 15 would use an HTTP(S)_PROXY from the environment; a local channel never should.
+_DIRECT: dict[str, Any] = {"proxy": None} if _VERSION >= (15, 0) else {}
+# websockets >= 17.1 wants its sync connect() in a `with` block, unless asked for the connection.
+_SYNC_DIRECT: dict[str, Any] = {**_DIRECT, "legacy": True} if _VERSION >= (17, 1) else _DIRECT
+
+# --------------------------------------------------------------------------------------------
+# The sans-I/O core, shared by both flavours
+
+
+def check_request(
+    target: str, origin: str | None, *, path: str, token: str | None, origins: Sequence[str] | None
+) -> tuple[int, str] | None:
+    """The handshake gate, run before the upgrade: None to accept, else (HTTP status, reason).
+
+    Args:
+        target: the request target, path and query (``/feed?token=abc``).
+        origin: the ``Origin`` header, None when absent.
+        path: the path this listener serves.
+        token: the token it requires, or None.
+        origins: the exact origins allowed, or None for the local-host default.
+    """
+    got, _, query = target.partition("?")
+    if got != path:
+        return 404, f"no WebSocket at {got} (this listener serves {path})"
+    if not _origin_allowed(origin, origins):
+        return 403, f"origin {origin} is not allowed"
+    if token is not None:
+        given = _query_value(query, "token")
+        if given is None:
+            return 403, "missing token (add ?token=... to the URL)"
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return 403, "wrong token"
+    return None
+
+
+def _origin_allowed(origin: str | None, origins: Sequence[str] | None) -> bool:
+    if origin is None:
+        return True
+    if origins is not None:
+        return origin in origins
+    scheme, sep, host = origin.lower().partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return False
+    host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
+    return host in _LOCAL_HOSTS
+
+
+def _query_value(query: str, name: str) -> str | None:
+    """A query parameter, percent-decoded (``+`` stays ``+``, as in the URL parser)."""
+    for item in query.split("&"):
+        key, _, value = item.partition("=")
+        if unquote(key) == name:
+            return unquote(value)
+    return None
+
+
+def _public_url(address: Address) -> str:
+    """The address as shown: never with the token."""
+    params = {k: v for k, v in address.params.items() if k != "token"}
+    return Address(address.scheme, address.host, address.port, address.path, params).url
+
+
+def _request_url(address: Address, token: str | None) -> str:
+    host = address.host or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    url = f"ws://{host}:{address.port}{address.path}"
+    return url + "?token=" + quote(token, safe="") if token else url
+
+
+def _payload(value: Any) -> bytes | memoryview:
+    """The frame's text: the encoded line without its newline (a view when copying would cost)."""
+    data = encode(value)
+    return data[:-1] if len(data) <= _COPY else memoryview(data)[:-1]
+
+
+def _too_large(number: int, limit: int) -> FrameTooLarge:
+    error = FrameTooLarge(line=number, limit=limit)
+    # FrameTooLarge's own text is about stream lines ("skipped up to the next newline").
+    error.reason = f"message is larger than the limit of {limit} bytes; the connection was closed"
+    error.message = f"line {number}: {error.reason}"
+    error.args = (error.message,)
+    return error
+
+
+def _was_too_big(exc: ConnectionClosed) -> bool:
+    """Whether we closed the connection because the peer's message was over the limit."""
+    return exc.sent is not None and exc.sent.code == TOO_BIG and exc.rcvd is None
+
+
+def _closed(url: str, exc: ConnectionClosed | None) -> TransportClosed:
+    if exc is None:
+        return TransportClosed(f"{url}: closed")
+    return TransportClosed(f"{url}: connection closed ({exc})")
+
+
+def _connect_error(url: str, exc: BaseException, timeout: float | None) -> ConnectError:
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
+        return ConnectError(
+            f"refused: {body} (HTTP {status})" if body else f"refused (HTTP {status})", url=url
+        )
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return ConnectError(f"no WebSocket handshake within {timeout} s", url=url)
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectError("connection refused (is the listener running?)", url=url)
+    if isinstance(exc, OSError):
+        return ConnectError(f"cannot connect: {exc.strerror or exc}", url=url)
+    return ConnectError(f"WebSocket handshake failed: {exc}", url=url)
+
+
+def _refused(exc: ConnectError) -> bool:
+    """Whether the server answered the handshake with a refusal (not worth retrying)."""
+    return isinstance(exc.__cause__, InvalidStatus)
+
+
+class _Frames:
+    """Numbers one connection's messages and decodes them; bad ones go to ``on_error``."""
+
+    __slots__ = ("count", "limit", "on_error")
+
+    def __init__(self, limit: int, on_error: ErrorHandler | None) -> None:
+        self.count = 0
+        self.limit = limit
+        self.on_error = on_error or log_error
+
+    def take(self, raw: str | bytes) -> Any:
+        """The message's value, or ``_SKIP`` after reporting it (``on_error`` may raise)."""
+        self.count += 1
+        if type(raw) is str:
+            try:
+                return orjson.loads(raw)  # the hot path: what wire.decode does, minus the BOM
+            except orjson.JSONDecodeError:
+                pass
+            try:
+                return decode(raw)
+            except DecodeError as exc:
+                error = DecodeError(exc.reason, line=self.count, column=exc.column, excerpt=exc.excerpt)
+        else:
+            error = DecodeError(
+                f"a binary frame of {len(raw)} bytes (messages are JSON in text frames)", line=self.count
+            )
+        self.on_error(error)
+        return _SKIP
+
+    def too_large(self) -> None:
+        """Reports the message that made the library close the connection with 1009."""
+        self.on_error(_too_large(self.count + 1, self.limit))
+
+
+S = TypeVar("S")
+
+
+class _Router(Generic[S]):
+    """Where each new connection of a listener goes (see the module docs).
+
+    ``held`` connections wait, unread; ``accept()`` takes the oldest; once ``merging`` (the first
+    receive or send), every held one and every new one that no ``accept()`` waits for is merged.
+    """
+
+    def __init__(self) -> None:
+        self.held: deque[S] = deque()
+        self.merging = False
+        self.accepting = 0  # accept() calls waiting
+
+    def arrived(self, slot: S) -> bool:
+        """True: merge it now; False: it is held (tell the accept() calls)."""
+        if self.merging and not self.accepting:
+            return True
+        self.held.append(slot)
+        return False
+
+    def for_accept(self) -> S | None:
+        return self.held.popleft() if self.held else None
+
+    def start_merging(self) -> list[S]:
+        """Returns the held connections to merge now."""
+        self.merging = True
+        return self._flush()
+
+    def stop_accepting(self) -> list[S]:
+        """One accept() stopped waiting; returns the held connections to merge now."""
+        self.accepting -= 1
+        return self._flush()
+
+    def _flush(self) -> list[S]:
+        if not self.merging or self.accepting:
+            return []
+        slots = list(self.held)
+        self.held.clear()
+        return slots
+
+
+_MERGED, _ACCEPTED, _CLOSED = "merged", "accepted", "closed"
+
+
+def _check_options(max_line: int, timeout: float | None, token: str | None) -> None:
+    if not isinstance(max_line, int) or max_line < 1:
+        raise ValueError(f"max_line must be a whole number of bytes >= 1, got {max_line!r}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ValueError("token must be a non-empty string")
+
+
+# --------------------------------------------------------------------------------------------
+# Blocking flavour (websockets.sync)
+
+
+class WsChannel(Channel):
+    """One WebSocket connection, blocking: what ``connect`` returns and ``accept`` hands out.
+
+    ``send`` writes one text frame (blocking while the socket is full); ``receive``/iteration give
+    the peer's messages; ``close`` closes with 1000. Safe to send from one thread while another
+    receives.
+    """
+
+    def __init__(
+        self,
+        conn: _SyncConnection,
+        *,
+        url: str,
+        max_line: int = MAX_LINE,
+        on_error: ErrorHandler | None = None,
+        redial: Callable[[], _SyncConnection] | None = None,
+    ) -> None:
+        self.url = url
+        self._conn = conn
+        self._frames = _Frames(max_line, on_error)
+        self._redial = redial
+        self._closed = False
+        self._closing = threading.Event()
+        self._lock = threading.Lock()  # one reconnection at a time
+        self._failure: BaseException | None = None  # raised by on_error in receive_many, kept for later
+        self._refusal: ConnectError | None = None  # the server refused to take us back: final
+
+    def send(self, value: Any) -> None:
+        """Sends one message; blocks while the peer does not read (and, reconnecting, while away)."""
+        payload = _payload(value)
+        conn = self._conn
+        try:
+            conn.send(payload, text=True)  # the hot path: nothing more than websockets' own send
+        except ConnectionClosed as exc:
+            self._resend(payload, conn, exc)
+
+    def _resend(self, payload: bytes | memoryview, conn: _SyncConnection, exc: ConnectionClosed) -> None:
+        while True:
+            if self._closed or self._redial is None:
+                raise _closed(self.url, None if self._closed else exc) from exc
+            self._reconnect(conn)
+            conn = self._conn
+            try:
+                conn.send(payload, text=True)
+                return
+            except ConnectionClosed as again:
+                exc = again
+
+    def receive(self) -> Any:
+        """The next message; raises TransportClosed when the connection is closed."""
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        while True:
+            if self._closed:
+                raise _closed(self.url, None)
+            conn = self._conn
+            try:
+                raw = conn.recv()
+            except ConnectionClosed as exc:
+                self._lost(conn, exc)
+                continue
+            value = self._frames.take(raw)
+            if value is not _SKIP:
+                return value
+
+    def receive_many(self) -> list[Any]:
+        """The next message and every one already received (up to 1024)."""
+        values = [self.receive()]
+        conn = self._conn
+        take = self._frames.take
+        try:
+            while len(values) < _BATCH:
+                value = take(conn.recv(0))
+                if value is not _SKIP:
+                    values.append(value)
+        except (TimeoutError, ConnectionClosed):
+            pass  # nothing more for now; a closed connection shows at the next receive
+        except Exception as exc:  # on_error raised: its turn comes after these values
+            self._failure = exc
+        return values
+
+    def _lost(self, conn: _SyncConnection, exc: ConnectionClosed) -> None:
+        if self._closed:
+            raise _closed(self.url, None) from None
+        if conn is self._conn and _was_too_big(exc):
+            self._frames.too_large()
+        if self._redial is None:
+            raise _closed(self.url, exc) from exc
+        self._reconnect(conn)
+
+    def _reconnect(self, broken: _SyncConnection) -> None:
+        with self._lock:
+            if self._refusal is not None:
+                raise self._refusal
+            if self._conn is not broken:
+                return  # another thread has reconnected already
+            delay = BACKOFF
+            while True:
+                if self._closing.wait(delay):
+                    raise _closed(self.url, None)
+                assert self._redial is not None
+                try:
+                    fresh = self._redial()
+                except ConnectError as exc:
+                    if _refused(exc):
+                        self._refusal = exc
+                        raise
+                    log.info("%s; trying again in %.2f s", exc, min(delay * 2, MAX_BACKOFF))
+                    delay = min(delay * 2, MAX_BACKOFF)
+                    continue
+                self._frames = _Frames(self._frames.limit, self._frames.on_error)
+                self._conn = fresh
+                if self._closed:  # close() ran meanwhile and may have closed the old one only
+                    fresh.close()
+                    raise _closed(self.url, None)
+                log.info("%s: reconnected", self.url)
+                return
+
+    def close(self) -> None:
+        """Closes the connection (code 1000) and stops any reconnection; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        self._conn.close()
+
+
+def _dial(
+    request_url: str,
+    url: str,
+    *,
+    timeout: float | None,
+    max_line: int,
+    ping_interval: float | None,
+    origin: str | None,
+) -> _SyncConnection:
+    try:
+        return _sync_dial(
+            request_url,
+            open_timeout=timeout,
+            max_size=max_line,
+            compression=None,
+            ping_interval=ping_interval,
+            ping_timeout=ping_interval,
+            close_timeout=CLOSE_TIMEOUT,
+            origin=origin,  # type: ignore[arg-type]
+            **_SYNC_DIRECT,
+        )
+    except (OSError, WebSocketException) as exc:
+        raise _connect_error(url, exc, timeout) from exc
+
+
+def connect(
+    address: Address,
+    *,
+    token: str | None = None,
+    timeout: float = TIMEOUT,
+    reconnect: bool = False,
+    max_line: int = MAX_LINE,
+    on_error: ErrorHandler | None = None,
+    ping_interval: float | None = PING_INTERVAL,
+    origin: str | None = None,
+) -> WsChannel:
+    """Connects to the WebSocket listener at ``address``.
+
+    Args:
+        address: ``ws://host:port/path``.
+        token: the listener's token (sent as ``?token=``).
+        timeout: seconds the opening handshake may take.
+        reconnect: dial again, with back-off, whenever the connection is lost.
+        max_line: the largest message accepted, in bytes.
+        on_error: called with each DecodeError (bad message, binary frame, FrameTooLarge).
+        ping_interval: seconds between keepalive pings (None or 0: none).
+        origin: an Origin header to send (browsers send their own; others usually none).
+
+    Raises:
+        ConnectError: the listener cannot be reached or refused the handshake.
+    """
+    _check_options(max_line, timeout, token)
+    url = _public_url(address)
+    request_url = _request_url(address, token)
+
+    def dial() -> _SyncConnection:
+        return _dial(
+            request_url,
+            url,
+            timeout=timeout,
+            max_line=max_line,
+            ping_interval=ping_interval or None,
+            origin=origin,
+        )
+
+    return WsChannel(
+        dial(), url=url, max_line=max_line, on_error=on_error, redial=dial if reconnect else None
+    )
+
+
+class _Slot:
+    """A listener's connection and what became of it."""
+
+    __slots__ = ("conn", "frames", "mode", "claimed")
+
+    def __init__(self, conn: Any, frames: _Frames, claimed: Any) -> None:
+        self.conn = conn
+        self.frames = frames
+        self.mode: str | None = None
+        self.claimed = claimed  # threading.Event or asyncio.Event: set once mode is decided
+
+
+class _Mailbox:
+    """The merged connections' batches of raw messages: bounded, closable."""
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[tuple[_Slot, list[Any] | None]] = deque()
+        self._size = size
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, item: tuple[_Slot, list[Any] | None]) -> bool:
+        """Waits for room; False once closed."""
+        with self._cond:
+            while len(self._items) >= self._size and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def get(self, block: bool = True) -> tuple[_Slot, list[Any] | None] | None:
+        """The oldest batch; None if empty and not ``block``; raises TransportClosed once closed."""
+        with self._cond:
+            while not self._items:
+                if self._closed:
+                    raise TransportClosed("closed")
+                if not block:
+                    return None
+                self._cond.wait()
+            if self._closed:
+                raise TransportClosed("closed")
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._items.clear()
+            self._cond.notify_all()
+
+
+class WsListener(Listener):
+    """A WebSocket server, blocking: made by ``listen``. See the module docs for the rules."""
+
+    def __init__(
+        self,
+        address: Address,
+        *,
+        token: str | None,
+        origins: Sequence[str] | None,
+        timeout: float | None,
+        max_line: int,
+        on_error: ErrorHandler | None,
+        ping_interval: float | None,
+    ) -> None:
+        self._path = address.path
+        self._token = token
+        self._origins = tuple(origins) if origins is not None else None
+        self._max_line = max_line
+        self._on_error = on_error
+        self._router: _Router[_Slot] = _Router()
+        self._cond = threading.Condition()
+        self._mailbox = _Mailbox(_MAILBOX)
+        self._ready: deque[tuple[_Frames, Any]] = deque()  # raw messages taken from the mailbox
+        self._merged: set[_SyncServerConnection] = set()
+        self._failure: BaseException | None = None
+        self._closed = False
+        try:
+            self._server = _sync_serve(
+                self._handle,
+                address.host,
+                address.port,
+                process_request=self._gate,
+                compression=None,
+                max_size=max_line,
+                open_timeout=timeout,
+                ping_interval=ping_interval or None,
+                ping_timeout=ping_interval or None,
+                close_timeout=CLOSE_TIMEOUT,
+            )
+        except OSError as exc:
+            raise TransportError(f"{_public_url(address)}: cannot listen: {exc.strerror or exc}") from exc
+        self.url = _public_url(address.with_port(self._server.socket.getsockname()[1]))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"bothways {self.url}", daemon=True
+        )
+        self._thread.start()
+
+    def _gate(self, connection: _SyncServerConnection, request: Request) -> Response | None:
+        refusal = _gate(request, self._path, self._token, self._origins)
+        return None if refusal is None else connection.respond(*refusal)
+
+    def _handle(self, conn: _SyncServerConnection) -> None:
+        """Runs in websockets' thread for this connection, for as long as it is open."""
+        slot = _Slot(conn, _Frames(self._max_line, self._on_error), threading.Event())
+        with self._cond:
+            if self._closed:
+                return
+            if self._router.arrived(slot):
+                self._claim(slot, _MERGED)
+            else:
+                self._cond.notify_all()  # an accept() may be waiting
+        slot.claimed.wait()
+        if slot.mode is _MERGED:
+            self._pump(slot)
+        elif slot.mode is _ACCEPTED:
+            conn.recv_events_thread.join()  # until the connection ends; the channel reads it
+
+    def _claim(self, slot: _Slot, mode: str) -> None:
+        slot.mode = mode
+        if mode is _MERGED:
+            self._merged.add(slot.conn)
+        slot.claimed.set()
+
+    def _pump(self, slot: _Slot) -> None:
+        """Reads a merged connection into the mailbox, a batch at a time."""
+        conn = slot.conn
+        try:
+            while True:
+                batch: list[Any] = []
+                lost: ConnectionClosed | None = None
+                try:
+                    batch.append(conn.recv())
+                    while len(batch) < _BATCH:
+                        batch.append(conn.recv(0))
+                except TimeoutError:
+                    pass
+                except ConnectionClosed as exc:
+                    lost = exc
+                if batch and not self._mailbox.put((slot, batch)):
+                    return
+                if lost is not None:
+                    if _was_too_big(lost):
+                        self._mailbox.put((slot, None))
+                    return
+        finally:
+            with self._cond:
+                self._merged.discard(conn)
+
+    def _merge(self) -> None:
+        with self._cond:
+            if self._closed:
+                raise _closed(self.url, None)
+            for slot in self._router.start_merging():
+                self._claim(slot, _MERGED)
+
+    def receive(self) -> Any:
+        """The next message from any merged connection, in arrival order."""
+        if not self._router.merging:
+            self._merge()
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        ready = self._ready
+        while True:
+            if not ready and not self._refill(block=True):
+                continue
+            frames, raw = ready.popleft()
+            if raw is None:
+                frames.too_large()
+                continue
+            value = frames.take(raw)
+            if value is not _SKIP:
+                return value
+
+    def receive_many(self) -> list[Any]:
+        """The next message and every one already received."""
+        values = [self.receive()]
+        ready = self._ready
+        try:
+            while len(values) < _BATCH and (ready or self._refill(block=False)):
+                frames, raw = ready.popleft()
+                if raw is None:
+                    frames.too_large()
+                    continue
+                value = frames.take(raw)
+                if value is not _SKIP:
+                    values.append(value)
+        except Exception as exc:  # on_error raised, or closed: after these values
+            self._failure = exc
+        return values
+
+    def _refill(self, *, block: bool) -> bool:
+        try:
+            item = self._mailbox.get(block)
+        except TransportClosed:
+            raise _closed(self.url, None) from None
+        if item is None:
+            return False
+        slot, batch = item
+        if batch is None:
+            self._ready.append((slot.frames, None))
+        else:
+            frames = slot.frames
+            self._ready.extend([(frames, raw) for raw in batch])
+        return True
+
+    def send(self, value: Any) -> None:
+        """Sends one message to every merged connection (none connected: it goes nowhere)."""
+        if not self._router.merging:
+            self._merge()
+        if self._closed:
+            raise _closed(self.url, None)
+        payload = _payload(value)
+        with self._cond:
+            peers = list(self._merged)
+        for conn in peers:
+            try:
+                conn.send(payload, text=True)
+            except ConnectionClosed:
+                pass  # it went away: nothing to deliver to
+
+    def accept(self) -> WsChannel:
+        """The next connection as its own duplex channel (waits for one)."""
+        with self._cond:
+            self._router.accepting += 1
+            try:
+                while True:
+                    if self._closed:
+                        raise _closed(self.url, None)
+                    slot = self._router.for_accept()
+                    if slot is not None:
+                        break
+                    self._cond.wait()
+            finally:
+                for other in self._router.stop_accepting():
+                    self._claim(other, _MERGED)
+            self._claim(slot, _ACCEPTED)
+        return WsChannel(slot.conn, url=self.url, max_line=self._max_line, on_error=self._on_error)
+
+    def close(self) -> None:
+        """Stops listening and closes every connection (1001); idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            held = list(self._router.held)
+            self._router.held.clear()
+            self._cond.notify_all()
+        for slot in held:
+            self._claim(slot, _CLOSED)
+        self._mailbox.close()
+        self._server.shutdown()
+        self._thread.join()
+
+
+def _gate(
+    request: Request, path: str, token: str | None, origins: Sequence[str] | None
+) -> tuple[int, str] | None:
+    found = request.headers.get_all("Origin")
+    if len(found) > 1:
+        return 403, "several Origin headers"
+    refusal = check_request(
+        request.path, found[0] if found else None, path=path, token=token, origins=origins
+    )
+    return None if refusal is None else (refusal[0], refusal[1] + "\n")
+
+
+def listen(
+    address: Address,
+    *,
+    token: str | None = None,
+    origins: Sequence[str] | None = None,
+    timeout: float = TIMEOUT,
+    max_line: int = MAX_LINE,
+    on_error: ErrorHandler | None = None,
+    ping_interval: float | None = PING_INTERVAL,
+    reconnect: bool = False,
+) -> WsListener:
+    """Serves WebSocket connections on ``address`` (port 0: a free port, see ``.url``).
+
+    Args:
+        address: ``ws://host:port/path``; only ``path`` is served (404 elsewhere).
+        token: require ``?token=<token>`` in the request URL (403 otherwise).
+        origins: the browser origins allowed (default: pages on localhost/127.0.0.1/[::1]).
+        timeout: seconds a client's opening handshake may take.
+        max_line: the largest message accepted, in bytes.
+        on_error: called with each DecodeError (bad message, binary frame, FrameTooLarge).
+        ping_interval: seconds between keepalive pings (None or 0: none).
+        reconnect: a client option, ignored here.
+
+    Raises:
+        TransportError: the address cannot be listened on (in use, not local...).
+    """
+    del reconnect
+    _check_options(max_line, timeout, token)
+    return WsListener(
+        address,
+        token=token,
+        origins=origins,
+        timeout=timeout,
+        max_line=max_line,
+        on_error=on_error,
+        ping_interval=ping_interval,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# asyncio flavour (websockets.asyncio)
+
+
+class AsyncWsChannel(AsyncChannel):
+    """One WebSocket connection, asyncio: what ``async_connect`` returns and ``accept`` hands out."""
+
+    def __init__(
+        self,
+        conn: _AsyncConnection,
+        *,
+        url: str,
+        max_line: int = MAX_LINE,
+        on_error: ErrorHandler | None = None,
+        redial: Callable[[], Awaitable[_AsyncConnection]] | None = None,
+    ) -> None:
+        self.url = url
+        self._conn = conn
+        self._frames = _Frames(max_line, on_error)
+        self._redial = redial
+        self._closed = False
+        self._closing = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._refusal: ConnectError | None = None  # the server refused to take us back: final
+
+    async def send(self, value: Any) -> None:
+        """Sends one message; waits while the peer does not read (and, reconnecting, while away)."""
+        payload = _payload(value)
+        conn = self._conn
+        try:
+            await conn.send(payload, text=True)
+        except ConnectionClosed as exc:
+            while True:
+                if self._closed or self._redial is None:
+                    raise _closed(self.url, None if self._closed else exc) from exc
+                await self._reconnect(conn)
+                conn = self._conn
+                try:
+                    await conn.send(payload, text=True)
+                    return
+                except ConnectionClosed as again:
+                    exc = again
+
+    async def receive(self) -> Any:
+        """The next message; raises TransportClosed when the connection is closed."""
+        while True:
+            if self._closed:
+                raise _closed(self.url, None)
+            conn = self._conn
+            try:
+                raw = await conn.recv()
+            except ConnectionClosed as exc:
+                if self._closed:
+                    raise _closed(self.url, None) from None
+                if conn is self._conn and _was_too_big(exc):
+                    self._frames.too_large()
+                if self._redial is None:
+                    raise _closed(self.url, exc) from exc
+                await self._reconnect(conn)
+                continue
+            value = self._frames.take(raw)
+            if value is not _SKIP:
+                return value
+
+    async def _reconnect(self, broken: _AsyncConnection) -> None:
+        async with self._lock:
+            if self._refusal is not None:
+                raise self._refusal
+            if self._conn is not broken:
+                return
+            delay = BACKOFF
+            while True:
+                try:
+                    await asyncio.wait_for(self._closing.wait(), delay)
+                    raise _closed(self.url, None)
+                except asyncio.TimeoutError:
+                    pass
+                assert self._redial is not None
+                try:
+                    fresh = await self._redial()
+                except ConnectError as exc:
+                    if _refused(exc):
+                        self._refusal = exc
+                        raise
+                    log.info("%s; trying again in %.2f s", exc, min(delay * 2, MAX_BACKOFF))
+                    delay = min(delay * 2, MAX_BACKOFF)
+                    continue
+                self._frames = _Frames(self._frames.limit, self._frames.on_error)
+                self._conn = fresh
+                if self._closed:
+                    await fresh.close()
+                    raise _closed(self.url, None)
+                log.info("%s: reconnected", self.url)
+                return
+
+    async def close(self) -> None:
+        """Closes the connection (code 1000) and stops any reconnection; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        await self._conn.close()
+
+
+async def async_connect(
+    address: Address,
+    *,
+    token: str | None = None,
+    timeout: float = TIMEOUT,
+    reconnect: bool = False,
+    max_line: int = MAX_LINE,
+    on_error: ErrorHandler | None = None,
+    ping_interval: float | None = PING_INTERVAL,
+    origin: str | None = None,
+) -> AsyncWsChannel:
+    """The asyncio ``connect``: the same options, an AsyncWsChannel."""
+    _check_options(max_line, timeout, token)
+    url = _public_url(address)
+    request_url = _request_url(address, token)
+    interval = ping_interval or None
+
+    async def dial() -> _AsyncConnection:
+        try:
+            return await _async_dial(
+                request_url,
+                open_timeout=timeout,
+                max_size=max_line,
+                compression=None,
+                ping_interval=interval,
+                ping_timeout=interval,
+                close_timeout=CLOSE_TIMEOUT,
+                origin=origin,  # type: ignore[arg-type]
+                **_DIRECT,
+            )
+        except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
+            raise _connect_error(url, exc, timeout) from exc
+
+    return AsyncWsChannel(
+        await dial(), url=url, max_line=max_line, on_error=on_error, redial=dial if reconnect else None
+    )
+
+
+class _AsyncMailbox:
+    """The asyncio _Mailbox: one raw message per item (no batching: asyncio reads are cheap)."""
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[tuple[_Slot, Any]] = deque()
+        self._size = size
+        self._closed = False
+        self._getters: list[asyncio.Future[None]] = []
+        self._putters: list[asyncio.Future[None]] = []
+
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        waiters.clear()
+
+    async def put(self, item: tuple[_Slot, Any]) -> bool:
+        while len(self._items) >= self._size and not self._closed:
+            waiter = asyncio.get_running_loop().create_future()
+            self._putters.append(waiter)
+            await waiter
+        if self._closed:
+            return False
+        self._items.append(item)
+        if self._getters:
+            self._wake(self._getters)
+        return True
+
+    async def get(self) -> tuple[_Slot, Any]:
+        while not self._items:
+            if self._closed:
+                raise TransportClosed("closed")
+            waiter = asyncio.get_running_loop().create_future()
+            self._getters.append(waiter)
+            await waiter
+        if self._closed:
+            raise TransportClosed("closed")
+        item = self._items.popleft()
+        if self._putters:
+            self._wake(self._putters)
+        return item
+
+    def close(self) -> None:
+        self._closed = True
+        self._items.clear()
+        self._wake(self._getters)
+        self._wake(self._putters)
+
+
+_TOO_BIG_MARK = object()  # in the async mailbox: the connection was closed for a too-large message
+
+
+class AsyncWsListener(AsyncListener):
+    """A WebSocket server, asyncio: made by ``await async_listen(...)``."""
+
+    def __init__(
+        self,
+        address: Address,
+        *,
+        token: str | None,
+        origins: Sequence[str] | None,
+        max_line: int,
+        on_error: ErrorHandler | None,
+    ) -> None:
+        self._address = address
+        self._path = address.path
+        self._token = token
+        self._origins = tuple(origins) if origins is not None else None
+        self._max_line = max_line
+        self._on_error = on_error
+        self._router: _Router[_Slot] = _Router()
+        self._arrivals = asyncio.Condition()
+        self._mailbox = _AsyncMailbox(_MAILBOX * 16)
+        self._merged: set[_AsyncServerConnection] = set()
+        self._closed = False
+        self.url = _public_url(address)
+
+    async def _start(self, timeout: float | None, ping_interval: float | None) -> None:
+        address = self._address
+        try:
+            self._server = await _async_serve(
+                self._handle,
+                address.host,
+                address.port,
+                process_request=self._gate,
+                compression=None,
+                max_size=self._max_line,
+                open_timeout=timeout,
+                ping_interval=ping_interval or None,
+                ping_timeout=ping_interval or None,
+                close_timeout=CLOSE_TIMEOUT,
+            )
+        except OSError as exc:
+            raise TransportError(f"{self.url}: cannot listen: {exc.strerror or exc}") from exc
+        port = next(iter(self._server.sockets)).getsockname()[1]
+        self.url = _public_url(address.with_port(port))
+
+    def _gate(self, connection: _AsyncServerConnection, request: Request) -> Response | None:
+        refusal = _gate(request, self._path, self._token, self._origins)
+        return None if refusal is None else connection.respond(*refusal)
+
+    async def _handle(self, conn: _AsyncServerConnection) -> None:
+        slot = _Slot(conn, _Frames(self._max_line, self._on_error), asyncio.Event())
+        if self._closed:
+            return
+        if self._router.arrived(slot):
+            self._claim(slot, _MERGED)
+        else:
+            async with self._arrivals:
+                self._arrivals.notify_all()
+        await slot.claimed.wait()
+        if slot.mode is _MERGED:
+            await self._pump(slot)
+        elif slot.mode is _ACCEPTED:
+            await conn.wait_closed()
+
+    def _claim(self, slot: _Slot, mode: str) -> None:
+        slot.mode = mode
+        if mode is _MERGED:
+            self._merged.add(slot.conn)
+        slot.claimed.set()
+
+    async def _pump(self, slot: _Slot) -> None:
+        conn = slot.conn
+        put = self._mailbox.put
+        try:
+            while True:
+                try:
+                    raw = await conn.recv()
+                except ConnectionClosed as exc:
+                    if _was_too_big(exc):
+                        await put((slot, _TOO_BIG_MARK))
+                    return
+                if not await put((slot, raw)):
+                    return
+        finally:
+            self._merged.discard(conn)
+
+    def _merge(self) -> None:
+        if self._closed:
+            raise _closed(self.url, None)
+        for slot in self._router.start_merging():
+            self._claim(slot, _MERGED)
+
+    async def receive(self) -> Any:
+        """The next message from any merged connection, in arrival order."""
+        if not self._router.merging:
+            self._merge()
+        while True:
+            try:
+                slot, raw = await self._mailbox.get()
+            except TransportClosed:
+                raise _closed(self.url, None) from None
+            if raw is _TOO_BIG_MARK:
+                slot.frames.too_large()
+                continue
+            value = slot.frames.take(raw)
+            if value is not _SKIP:
+                return value
+
+    async def send(self, value: Any) -> None:
+        """Sends one message to every merged connection (none connected: it goes nowhere)."""
+        if not self._router.merging:
+            self._merge()
+        if self._closed:
+            raise _closed(self.url, None)
+        payload = _payload(value)
+        for conn in list(self._merged):
+            try:
+                await conn.send(payload, text=True)
+            except ConnectionClosed:
+                pass
+
+    async def accept(self) -> AsyncWsChannel:
+        """The next connection as its own duplex channel (waits for one)."""
+        self._router.accepting += 1
+        try:
+            async with self._arrivals:
+                while True:
+                    if self._closed:
+                        raise _closed(self.url, None)
+                    slot = self._router.for_accept()
+                    if slot is not None:
+                        break
+                    await self._arrivals.wait()
+        finally:
+            for other in self._router.stop_accepting():
+                self._claim(other, _MERGED)
+        self._claim(slot, _ACCEPTED)
+        return AsyncWsChannel(slot.conn, url=self.url, max_line=self._max_line, on_error=self._on_error)
+
+    async def close(self) -> None:
+        """Stops listening and closes every connection (1001); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        held = list(self._router.held)
+        self._router.held.clear()
+        for slot in held:
+            self._claim(slot, _CLOSED)
+        self._mailbox.close()
+        async with self._arrivals:
+            self._arrivals.notify_all()
+        if hasattr(self, "_server"):
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def async_listen(
+    address: Address,
+    *,
+    token: str | None = None,
+    origins: Sequence[str] | None = None,
+    timeout: float = TIMEOUT,
+    max_line: int = MAX_LINE,
+    on_error: ErrorHandler | None = None,
+    ping_interval: float | None = PING_INTERVAL,
+    reconnect: bool = False,
+) -> AsyncWsListener:
+    """The asyncio ``listen``: the same options, an AsyncWsListener."""
+    del reconnect
+    _check_options(max_line, timeout, token)
+    listener = AsyncWsListener(address, token=token, origins=origins, max_line=max_line, on_error=on_error)
+    await listener._start(timeout, ping_interval)
+    return listener

@@ -1,0 +1,267 @@
+"""The channel contract, for every scheme, across the real boundary in both directions.
+
+Each test runs tests/fixtures/chan_peer.py and chan_peer.mjs (the same harness in each language)
+as real processes: one listens (``listen(url)``), the other connects (``connect(url)``), and both
+print what they saw. Python -> Node and Node -> Python for every scheme; the asyncio flavour of
+Python takes a turn in the in-order test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bothways import encode
+from bothways.urls import parse
+
+from ..conftest import FIXTURES, ROOT, UNIT, require_tool
+
+SCHEMES = ["tcp", "ws", "fifo", "file"]
+DIRECTIONS = [("py", "node"), ("node", "py")]  # (sender, receiver)
+ASYNC_DIRECTIONS = [("py-async", "node"), ("node", "py-async")]
+DUPLEX = ["tcp", "ws"]  # schemes where the receiver can close on the sender or answer it
+TOKENS = ["tcp", "ws"]
+
+
+def command(who: str, *args: str) -> list[str]:
+    if who == "node":
+        return [require_tool("node"), str(FIXTURES / "chan_peer.mjs"), *args]
+    extra = ["--async"] if who == "py-async" else []
+    return [sys.executable, str(FIXTURES / "chan_peer.py"), *args, *extra]
+
+
+class Peer:
+    """A harness process whose stdout lines are JSON reports."""
+
+    def __init__(self, who: str, *args: str) -> None:
+        self.proc = subprocess.Popen(command(who, *args), stdout=subprocess.PIPE, cwd=ROOT)
+        self.pending = b""
+
+    def report(self, timeout: float = 60) -> dict[str, Any]:
+        """The next line the process prints, as JSON; fails after ``timeout`` seconds."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout * UNIT
+        while b"\n" not in self.pending:
+            left = deadline - time.monotonic()
+            ready = select.select([fd], [], [], max(left, 0))[0]
+            chunk = os.read(fd, 1 << 20) if ready else b""
+            if not chunk:
+                state = "exited" if self.proc.poll() is not None else f"silent for {timeout * UNIT:.0f} s"
+                pytest.fail(f"{self.proc.args[1:3]} {state} without a report (exit {self.proc.poll()})")
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        value: dict[str, Any] = json.loads(line)
+        return value
+
+    def finish(self, timeout: float = 60) -> dict[str, Any]:
+        value = self.report(timeout)
+        assert self.proc.wait(timeout * UNIT) == 0
+        return value
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def peers() -> Iterator[list[Peer]]:
+    started: list[Peer] = []
+    yield started
+    for peer in started:
+        peer.kill()
+        if peer.proc.stdout:
+            peer.proc.stdout.close()
+
+
+def url_for(scheme: str, tmp_path: Path, query: str = "") -> str:
+    base = {
+        "tcp": "tcp://127.0.0.1:0",
+        "ws": "ws://127.0.0.1:0/contract",
+        "fifo": f"fifo:{tmp_path / 'pipe'}",
+        "file": f"file:{tmp_path / 'readings.ndjson'}",
+    }[scheme]
+    return base + (f"?{query}" if query else "")
+
+
+def start_listener(peers: list[Peer], who: str, url: str, *args: str) -> tuple[Peer, str]:
+    peer = Peer(who, "listen", url, *args)
+    peers.append(peer)
+    listening = peer.report(30)["listening"]
+    assert isinstance(listening, str) and parse(listening).scheme == parse(url).scheme
+    return peer, listening
+
+
+def expected_digest(count: int, size: int) -> str:
+    text = "temperature ° ☃ 🌡 "
+    s = (text * (size // len(text) + 1))[:size]
+    digest = hashlib.sha256()
+    for i in range(count):
+        digest.update(encode({"i": i, "s": s}))
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(("sender", "receiver"), DIRECTIONS + ASYNC_DIRECTIONS)
+def test_ten_thousand_messages_arrive_in_order_and_equal(
+    scheme: str, sender: str, receiver: str, tmp_path: Path, peers: list[Peer]
+) -> None:
+    listener, url = start_listener(peers, receiver, url_for(scheme, tmp_path), "--count", "10000")
+    writer = Peer(sender, "send", url, "--count", "10000", "--size", "40")
+    peers.append(writer)
+    sent = writer.finish()
+    got = listener.finish()
+    assert sent == {"sent": 10_000, "digest": expected_digest(10_000, 40), "error": None}
+    assert got == {
+        "count": 10_000,
+        "digest": sent["digest"],
+        "in_order": True,
+        "last": 9_999,
+        "errors": [],
+    }
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(("sender", "receiver"), DIRECTIONS)
+def test_a_ten_megabyte_message(
+    scheme: str, sender: str, receiver: str, tmp_path: Path, peers: list[Peer]
+) -> None:
+    size = 7_500_000  # characters: about 10 MB of UTF-8
+    listener, url = start_listener(peers, receiver, url_for(scheme, tmp_path), "--count", "2")
+    writer = Peer(sender, "send", url, "--count", "2", "--size", str(size))
+    peers.append(writer)
+    sent = writer.finish()
+    got = listener.finish()
+    assert sent["error"] is None and sent["digest"] == expected_digest(2, size)
+    assert got["digest"] == sent["digest"] and got["in_order"] and got["errors"] == []
+    assert len(encode({"i": 0, "s": "x"}).decode()) < 20 < size  # the message really is big
+
+
+@pytest.mark.parametrize("how", ["closes", "is killed"])
+@pytest.mark.parametrize("scheme", ["tcp", "ws", "fifo"])
+@pytest.mark.parametrize(("sender", "receiver"), DIRECTIONS)
+def test_when_the_receiver_goes_the_sender_gets_a_clear_error(
+    how: str, scheme: str, sender: str, receiver: str, tmp_path: Path, peers: list[Peer]
+) -> None:
+    count = "100" if how == "closes" else "1000000000"
+    listener, url = start_listener(peers, receiver, url_for(scheme, tmp_path), "--count", count)
+    writer = Peer(sender, "send", url, "--forever", "--size", "200")
+    peers.append(writer)
+    if how == "closes":
+        got = listener.finish()
+        assert got["count"] == 100 and got["in_order"]
+    else:
+        time.sleep(1.0 * UNIT)
+        listener.kill()
+    sent = writer.finish(timeout=30)
+    assert sent["error"] == "TRANSPORT_CLOSED", sent
+    assert sent["sent"] >= (100 if how == "closes" else 1)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(("sender", "receiver"), DIRECTIONS)
+def test_a_sender_killed_mid_stream_leaves_what_arrived_in_order(
+    scheme: str, sender: str, receiver: str, tmp_path: Path, peers: list[Peer]
+) -> None:
+    listener, url = start_listener(peers, receiver, url_for(scheme, tmp_path), "--idle", "2")
+    writer = Peer(sender, "send", url, "--forever", "--size", "3000")
+    peers.append(writer)
+    time.sleep(1.0 * UNIT)
+    writer.kill()
+    got = listener.finish()
+    assert got["count"] > 0 and got["in_order"], got
+    assert set(got["errors"]) <= {"TRUNCATED_LINE"}  # a line cut by the kill, at most
+
+
+BAD_LINES = [b'{"i":0}', b'{"i": 1 oops', b'{"i":1}', b'"' + b"x" * 2000 + b'"', b'{"i":2}']
+
+
+def inject(scheme: str, url: str) -> None:
+    """Writes BAD_LINES raw, below the library: what a broken peer would send."""
+    address = parse(url)
+    if scheme == "ws":
+        from websockets.exceptions import ConnectionClosed
+        from websockets.sync.client import connect
+
+        where = f"ws://{address.host}:{address.port}{address.path}"
+        with connect(where) as ws:  # good, malformed, over-long: the server then closes (1009)
+            for line in (BAD_LINES[0], BAD_LINES[1], BAD_LINES[3]):
+                ws.send(line.decode())
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=10 * UNIT)
+        with connect(where) as ws:  # the next good message, on a new connection
+            ws.send(BAD_LINES[2].decode())
+        return
+    data = b"".join(line + b"\n" for line in BAD_LINES)
+    if scheme == "tcp":
+        assert address.host is not None and address.port is not None
+        with socket.create_connection((address.host, address.port), timeout=10) as sock:
+            sock.sendall(data)
+    else:
+        with open(address.path, "ab") as f:
+            f.write(data)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("receiver", ["py", "node"])
+def test_bad_input_is_reported_and_the_good_messages_around_it_kept(
+    scheme: str, receiver: str, tmp_path: Path, peers: list[Peer]
+) -> None:
+    expected = 2 if scheme == "ws" else 3
+    url = url_for(scheme, tmp_path, "max_line=1000")
+    listener, url = start_listener(peers, receiver, url, "--count", str(expected), "--idle", "10")
+    inject(scheme, url)
+    got = listener.finish()
+    assert got["count"] == expected and got["in_order"], got
+    assert got["errors"] == ["DECODE_ERROR", "FRAME_TOO_LARGE"]
+
+
+def with_token(url: str, token: str) -> str:
+    address = parse(url)
+    return replace(address, params={**address.params, "token": token}).url
+
+
+@pytest.mark.parametrize("scheme", TOKENS)
+@pytest.mark.parametrize(("sender", "receiver"), DIRECTIONS)
+def test_a_wrong_token_is_refused_and_the_right_one_let_in(
+    scheme: str, sender: str, receiver: str, tmp_path: Path, peers: list[Peer]
+) -> None:
+    listener, url = start_listener(
+        peers, receiver, url_for(scheme, tmp_path, "token=right"), "--count", "3", "--idle", "10"
+    )
+    wrong = Peer(sender, "send", with_token(url, "wrong"), "--count", "3")
+    peers.append(wrong)
+    assert wrong.finish() == {"sent": 0, "digest": hashlib.sha256().hexdigest(), "error": "CONNECT_ERROR"}
+    right = Peer(sender, "send", with_token(url, "right"), "--count", "3")
+    peers.append(right)
+    assert right.finish()["error"] is None
+    got = listener.finish()
+    assert got["count"] == 3 and got["in_order"] and got["errors"] == []
+
+
+@pytest.mark.parametrize("scheme", DUPLEX)
+@pytest.mark.parametrize(("client", "server"), DIRECTIONS + ASYNC_DIRECTIONS)
+def test_both_ways_on_one_connection(
+    scheme: str, client: str, server: str, tmp_path: Path, peers: list[Peer]
+) -> None:
+    echo = Peer(server, "echo", url_for(scheme, tmp_path))
+    peers.append(echo)
+    url = echo.report(30)["listening"]
+    caller = Peer(client, "call", url, "--count", "1000", "--size", "30")
+    peers.append(caller)
+    assert caller.finish() == {"answered": 1000, "equal": True}
+    assert echo.proc.wait(30 * UNIT) == 0  # the echo ends when the client closes

@@ -1,0 +1,196 @@
+"""ws:// from a real browser: a page served by the tutorial's Flask app imports
+/bothways/browser.js and talks to a Python listener (Debian's Chromium, driven by Playwright).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, sync_playwright
+from werkzeug.serving import make_server
+
+from bothways import channels
+from bothways.errors import DecodeError, TransportClosed
+
+from ..conftest import UNIT, require_tool
+from ..tutorial import load_app_module
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT = 10 * UNIT
+TOKEN = "tok/en+with&odd=chars"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = require_tool("chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=shutil.which("chromium") or chromium, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    """The tutorial's Flask app (create_app) on a free port of 127.0.0.1, in a thread."""
+    server = make_server("127.0.0.1", 0, load_app_module().create_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        thread.join(WAIT)
+        server.server_close()
+
+
+@pytest.fixture
+def page(browser: Browser, site: str) -> Iterator[Page]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(WAIT * 1000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{site}/test")
+    try:
+        yield page
+    finally:
+        context.close()
+    assert errors == [], errors  # no uncaught exception in the page
+
+
+def echo(listener: Any, count: int, received: list[Any]) -> threading.Thread:
+    """Answers each of the next ``count`` messages with {"echo": message}, in a thread."""
+
+    def serve() -> None:
+        for message in listener:
+            received.append(message)
+            listener.send({"echo": message})
+            if len(received) == count:
+                return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+ROUND_TRIP = """async ({ url, token, count }) => {
+  const bothways = await import("/bothways/browser.js");
+  const channel = await bothways.connect(url, { token });
+  for (let i = 0; i < count; i++) await channel.send({ seq: i, from: "the browser", text: "é€😀" });
+  const answers = [];
+  for (let i = 0; i < count; i++) answers.push(await channel.receive());
+  await channel.close();
+  let after = null;
+  try { await channel.receive(); } catch (error) { after = error.code; }
+  return { answers, after, wire: typeof bothways.encode, errors: typeof bothways.DecodeError };
+}"""
+
+
+def test_the_module_route_serves_js_src_only(site: str) -> None:
+    answer = requests.get(f"{site}/bothways/browser.js", timeout=WAIT)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/javascript")
+    assert "export async function connect" in answer.text
+    assert requests.get(f"{site}/bothways/transports/base.js", timeout=WAIT).status_code == 200
+    for bad in ("../package.json", "..%2F..%2Fpyproject.toml", "%2E%2E/package.json", "nothing.js", "wire"):
+        assert requests.get(f"{site}/bothways/{bad}", timeout=WAIT).status_code == 404, bad
+
+
+def test_a_page_talks_to_a_python_listener(page: Page) -> None:
+    count = 200
+    received: list[Any] = []
+    with channels.listen("ws://127.0.0.1:0/feed", token=TOKEN) as listener:
+        serving = echo(listener, count, received)
+        result = page.evaluate(ROUND_TRIP, {"url": listener.url, "token": TOKEN, "count": count})
+        serving.join(WAIT)
+    sent = [{"seq": i, "from": "the browser", "text": "é€😀"} for i in range(count)]
+    assert received == sent  # the listener got every message, in order
+    assert result["answers"] == [{"echo": m} for m in sent]  # and the page every answer
+    assert result["after"] == "TRANSPORT_CLOSED"
+    assert result["wire"] == "function" and result["errors"] == "function"  # one import is enough
+
+
+CONNECT_FAILS = """async ({ url, options }) => {
+  const { connect, ConnectError } = await import("/bothways/browser.js");
+  try {
+    await connect(url, options);
+    return "connected";
+  } catch (error) {
+    return { isConnectError: error instanceof ConnectError, code: error.code, message: error.message };
+  }
+}"""
+
+
+def test_a_wrong_token_or_a_refused_origin_fails_to_connect(page: Page, site: str) -> None:
+    with channels.listen("ws://127.0.0.1:0/feed", token=TOKEN) as listener:
+        got = page.evaluate(CONNECT_FAILS, {"url": listener.url, "options": {"token": "wrong"}})
+        assert got["isConnectError"] and got["code"] == "CONNECT_ERROR"
+        assert got["message"].startswith(listener.url + ": refused or unreachable")
+        got = page.evaluate(CONNECT_FAILS, {"url": listener.url, "options": {}})
+        assert got["isConnectError"]
+        with channels.connect(listener.url, token=TOKEN) as client:  # nothing reached the listener
+            client.send("first")
+            assert listener.receive() == "first"
+    with channels.listen("ws://127.0.0.1:0/feed", origins=["http://app.example"]) as listener:
+        got = page.evaluate(CONNECT_FAILS, {"url": listener.url, "options": {}})
+        assert got["isConnectError"], got
+    with channels.listen("ws://127.0.0.1:0/feed", origins=[site]) as listener:
+        assert page.evaluate(CONNECT_FAILS, {"url": listener.url, "options": {}}) == "connected"
+
+
+BAD_INPUT = """async ({ url }) => {
+  const { connect } = await import("/bothways/browser.js");
+  const errors = [];
+  const channel = await connect(url, { maxLine: 100, onError: (e) => errors.push([e.code, e.line]) });
+  await channel.send("ready");
+  const got = [];
+  let end = null;
+  try {
+    for (;;) got.push(await channel.receive());
+  } catch (error) {
+    end = error.message;
+  }
+  return { got, errors, end };
+}"""
+
+
+def test_the_page_reports_an_over_size_message_and_closes_the_connection(page: Page) -> None:
+    errors: list[DecodeError] = []
+    with channels.listen("ws://127.0.0.1:0/feed", on_error=errors.append) as listener:
+        done = threading.Event()
+
+        def serve() -> None:
+            with listener.accept() as channel:
+                assert channel.receive() == "ready"
+                channel.send({"n": 1})
+                channel.send("x" * 500)  # over the page's maxLine
+                channel.send({"n": 3})  # never read: the page closed the connection
+                with pytest.raises(TransportClosed, match="4009"):
+                    channel.receive()
+            done.set()
+
+        serving = threading.Thread(target=serve, daemon=True)
+        serving.start()
+        result = page.evaluate(BAD_INPUT, {"url": listener.url})
+        serving.join(WAIT)
+        assert done.is_set()
+    assert result["got"] == [{"n": 1}]
+    assert result["errors"] == [["FRAME_TOO_LARGE", 2]]
+    assert "code 4009: message too big" in result["end"]
