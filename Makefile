@@ -39,8 +39,11 @@ types: setup
 	$(PY) -m mypy
 
 bench: setup
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) bench/codec.py --record bench/RESULTS.md
 	$(PY) bench/stdio.py --record bench/RESULTS.md
+	$(PY) bench/channels.py --record bench/RESULTS.md
+	$(PY) bench/calls.py --record bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) js/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -22,14 +22,19 @@
  * -------
  * `expose(fn, { name })` lets the other side call `fn` (sync or async). An array of params is
  * spread (`fn(...params)`), an object of params is passed as one argument (`fn(params)`), no
- * params calls `fn()`. Arity is not checked (JavaScript functions take any number of arguments),
- * so Python's INVALID_PARAMS answer has no counterpart here.
+ * params calls `fn()`.
+ * The number of arguments is checked first, as Python checks a call against the signature: fewer
+ * than the parameters before the first default value (`fn.length`), or more than the function
+ * declares (no limit with a rest parameter `...args`), is answered INVALID_PARAMS (-32602)
+ * without calling `fn`. The declared parameters are read from the function's source, so a
+ * native or bound function (whose source is not there) is not checked, nor is one that declares
+ * none and reads `arguments`.
  * With `expose(fn, { signal: true })` the function also gets an AbortSignal after the caller's
  * arguments, aborted when the caller gives up (timeout, abort: the reason is an "AbortError"
  * DOMException) or the connection ends (the reason is the TransportClosed or ChildExited):
- * Python's task cancellation. Missing arguments are filled with `undefined` up to `fn.length - 1`, so
- * `function f(a, b, signal)` finds the signal in `signal` even when called with one argument
- * (give no default values before the signal parameter: they stop `fn.length`).
+ * Python's task cancellation. The signal is its last declared parameter: missing optional
+ * arguments are filled with `undefined`, so `function f(a, b = 0, signal)` finds the signal in
+ * `signal` when called with one argument (a native or bound function gets it at `fn.length - 1`).
  *
  * Rules:
  * - One reader loop takes every incoming message; each incoming request is handled on its own,
@@ -55,6 +60,7 @@ import {
   Cancelled,
   ErrorResponse,
   INTERNAL_ERROR,
+  INVALID_PARAMS,
   METHOD_NOT_FOUND,
   Notification,
   REQUEST_CANCELLED,
@@ -122,6 +128,8 @@ export class Peer {
   /** @type {Outgoing[]} messages waiting for the writer */
   #outgoing = [];
   #writing = false;
+  /** The reader is dispatching a chunk: answers made meanwhile leave together after it. */
+  #dispatching = false;
   /** @type {() => void} ends run() when close() is called */
   #stop = () => {};
   /** @type {Promise<void>} */
@@ -232,11 +240,7 @@ export class Peer {
       this.#waiting.set(callId, { resolve, reject });
       this.#flush((error) => {
         if (error !== null && this.#waiting.delete(callId)) {
-          if (endpoint.cancel(callId)) {
-            // The request never left: drop the $/cancelRequest that cancel() queued. Nothing
-            // else waits in the outbox, since every change to the endpoint is flushed at once.
-            endpoint.messagesToSend();
-          }
+          endpoint.forget(callId); // it never left (or the channel is gone): nothing to tell
           reject(error);
         }
       });
@@ -431,13 +435,22 @@ export class Peer {
   async #read() {
     let cause;
     try {
+      const channel = /** @type {any} */ (this.channel);
+      const many = typeof channel.receiveMany === "function"; // a whole chunk per await
       for (;;) {
-        const message = await this.channel.receive();
+        const messages = many ? await channel.receiveMany() : [await channel.receive()];
         if (this.#closing) {
           return;
         }
-        this.#dispatch(this.endpoint.receive(message));
-        this.#flush(reportFailure); // error answers the endpoint queued
+        this.#dispatching = true; // the answers of sync functions leave together, below
+        try {
+          for (const message of messages) {
+            this.#dispatch(this.endpoint.receive(message));
+          }
+        } finally {
+          this.#dispatching = false;
+        }
+        this.#flush(reportFailure); // those answers, and the error answers the endpoint queued
       }
     } catch (error) {
       if (this.#closing) {
@@ -543,7 +556,7 @@ export class Peer {
     serving.done = true;
     serving.controller?.abort(new DOMException("the caller cancelled the request", "AbortError"));
     this.endpoint.respondError(requestId, REQUEST_CANCELLED, "Request cancelled");
-    this.#flush(reportFailure);
+    this.#answered();
   }
 
   // -- serving ----------------------------------------------------------------------------------
@@ -557,18 +570,29 @@ export class Peer {
     const fn = this.functions.get(request.method);
     if (fn === undefined) {
       this.endpoint.respondError(requestId, METHOD_NOT_FOUND, `Method not found: ${request.method}`);
-      this.#flush(reportFailure);
+      this.#answered();
       return;
     }
     const params = request.params;
     const args = Array.isArray(params) ? params : params === null ? [] : [params];
+    const withSignal = this.#withSignal.has(request.method);
+    const arity = arityOf(fn);
+    if (arity !== null) {
+      const refused = refuses(arity, args.length, withSignal);
+      if (refused !== null) {
+        this.endpoint.respondError(requestId, INVALID_PARAMS, `Invalid params: ${refused}`);
+        this.#answered();
+        return;
+      }
+    }
     /** @type {Serving | null} registered while the function runs: only async ones can be cancelled */
     let serving = null;
-    if (this.#withSignal.has(request.method)) {
+    if (withSignal) {
       serving = this.#register(requestId);
       const controller = new AbortController();
       serving.controller = controller;
-      args.length = Math.max(args.length, fn.length - 1); // fills with undefined
+      const before = arity === null ? fn.length - 1 : arity.rest ? 0 : arity.names.length - 1;
+      args.length = Math.max(args.length, before); // fills with undefined up to the signal
       args.push(controller.signal);
     }
     let result;
@@ -626,8 +650,188 @@ export class Peer {
       };
       this.endpoint.respondError(requestId, SERVER_ERROR, isError ? String(err.message) : String(err), data);
     }
-    this.#flush(reportFailure);
+    this.#answered();
   }
+
+  /** Sends the answers queued: now, or with the others of the chunk being dispatched. */
+  #answered() {
+    if (!this.#dispatching) {
+      this.#flush(reportFailure);
+    }
+  }
+}
+
+/**
+ * What a function accepts, read from its source.
+ * @typedef {object} Arity
+ * @property {number} least the parameters before the first default value or rest (`fn.length`).
+ * @property {(string | null)[]} names the declared parameters: their names, null for a pattern
+ *   (`{a, b}`, `[x]`) or the rest parameter.
+ * @property {boolean} rest whether it takes any number more (a rest parameter, or `arguments`).
+ */
+
+/** @type {WeakMap<Function, Arity | null>} */
+const arities = new WeakMap();
+
+/**
+ * The arity of `fn`, read once; null when its source is not there (native, bound).
+ * @param {Function} fn
+ * @returns {Arity | null}
+ */
+function arityOf(fn) {
+  let arity = arities.get(fn);
+  if (arity === undefined) {
+    arity = readArity(fn);
+    arities.set(fn, arity);
+  }
+  return arity;
+}
+
+/**
+ * Why `count` arguments do not fit `arity` (the words of Python's TypeError), or null.
+ * @param {Arity} arity
+ * @param {number} count
+ * @param {boolean} withSignal the last declared parameter takes the AbortSignal, not an argument.
+ * @returns {string | null}
+ */
+function refuses(arity, count, withSignal) {
+  const declared = arity.names.length - (withSignal && !arity.rest ? 1 : 0);
+  const least = Math.min(arity.least, declared);
+  if (count < least) {
+    const name = arity.names[count];
+    return `missing a required argument: ${name ? `'${name}'` : `argument ${count + 1}`}`;
+  }
+  if (!arity.rest && count > declared) {
+    return "too many positional arguments";
+  }
+  return null;
+}
+
+const IDENTIFIER = /^[\p{ID_Start}$_][\p{ID_Continue}$\u200c\u200d]*/u;
+
+/**
+ * @param {Function} fn
+ * @returns {Arity | null}
+ */
+function readArity(fn) {
+  let source;
+  try {
+    source = Function.prototype.toString.call(fn);
+  } catch {
+    return null;
+  }
+  if (/\{\s*\[native code\]\s*\}\s*$/.test(source)) {
+    return null; // native or bound: no source to read
+  }
+  const list = parameterList(source);
+  if (list === null) {
+    return null;
+  }
+  const { params, end } = list;
+  const rest = params.length > 0 && params[params.length - 1].startsWith("...");
+  return {
+    least: fn.length,
+    names: params.map((param) => {
+      const name = IDENTIFIER.exec(param)?.[0];
+      return name !== undefined && /^\s*(=|$)/.test(param.slice(name.length)) ? name : null;
+    }),
+    rest: rest || (params.length === 0 && /\barguments\b/.test(source.slice(end))),
+  };
+}
+
+/**
+ * The parameters of a function's source, as written (comments dropped), and where the list ends;
+ * null when it cannot be read.
+ * @param {string} source what `Function.prototype.toString` gives.
+ * @returns {{params: string[], end: number} | null}
+ */
+function parameterList(source) {
+  const bare = /^(?:async\s+)?([\p{ID_Start}$_][\p{ID_Continue}$\u200c\u200d]*)\s*=>/u.exec(source);
+  if (bare !== null) {
+    return { params: [bare[1]], end: bare[0].length }; // x => ...
+  }
+  let i = 0;
+  let depth = 0; // inside a computed method name: [key](a, b) { ... }
+  for (; i < source.length; i++) {
+    const skipped = skip(source, i);
+    if (skipped === -1) {
+      return null;
+    }
+    if (skipped !== i) {
+      i = skipped - 1;
+    } else if (source[i] === "[") {
+      depth++;
+    } else if (source[i] === "]") {
+      depth--;
+    } else if (source[i] === "(" && depth === 0) {
+      break;
+    }
+  }
+  /** @type {string[]} */
+  const params = [];
+  let current = "";
+  depth = 0;
+  for (i++; i < source.length; i++) {
+    const c = source[i];
+    const skipped = skip(source, i);
+    if (skipped === -1) {
+      return null;
+    }
+    if (skipped !== i) {
+      if (c !== "/") {
+        current += source.slice(i, skipped); // a string in a default value
+      }
+      i = skipped - 1;
+      continue;
+    }
+    if (c === "(" || c === "[" || c === "{") {
+      depth++;
+    } else if (c === ")" || c === "]" || c === "}") {
+      if (depth === 0) {
+        if (current.trim() !== "") {
+          params.push(current.trim());
+        }
+        return c === ")" ? { params, end: i + 1 } : null;
+      }
+      depth--;
+    } else if (c === "," && depth === 0) {
+      params.push(current.trim());
+      current = "";
+      continue;
+    }
+    current += c;
+  }
+  return null;
+}
+
+/**
+ * Where the string or comment starting at `i` ends (the index after it); `i` itself when none
+ * starts there; -1 when it does not end.
+ * @param {string} source
+ * @param {number} i
+ * @returns {number}
+ */
+function skip(source, i) {
+  const c = source[i];
+  if (c === "/" && source[i + 1] === "/") {
+    const end = source.indexOf("\n", i);
+    return end === -1 ? -1 : end + 1;
+  }
+  if (c === "/" && source[i + 1] === "*") {
+    const end = source.indexOf("*/", i + 2);
+    return end === -1 ? -1 : end + 2;
+  }
+  if (c === '"' || c === "'" || c === "`") {
+    for (let j = i + 1; j < source.length; j++) {
+      if (source[j] === "\\") {
+        j++;
+      } else if (source[j] === c) {
+        return j + 1;
+      }
+    }
+    return -1;
+  }
+  return i;
 }
 
 /**

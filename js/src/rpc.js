@@ -9,7 +9,8 @@
  * it owes an answer to. It never calls a function, waits, or touches a socket: the adapter does
  * that, and a test can drive the endpoint with plain objects (spec/vectors/rpc.json).
  *
- * - `request(method, params) -> id` / `notify(...)` / `cancel(id)` queue messages to send.
+ * - `request(method, params) -> id` / `notify(...)` / `cancel(id)` queue messages to send;
+ *   `forget(id)` drops a call whose request was never sent (the peer is told nothing).
  * - `receive(message) -> events` takes one decoded message (an object, or an array: a batch) and
  *   says what happened: `Request`, `Notification`, `Cancelled` (the peer gave up on a request it
  *   sent us), `Response` / `ErrorResponse` (an answer to our call). Invalid input never throws:
@@ -244,6 +245,22 @@ export class RpcEndpoint {
       return false;
     }
     this.notify(CANCEL_METHOD, { id: callId });
+    return true;
+  }
+
+  /**
+   * Drops our call `callId` without telling the peer: for a request that never left (its
+   * arguments could not be encoded). Its request leaves the send queue if it is still there.
+   * @param {Id} callId
+   * @returns {boolean} false if the call was not pending.
+   */
+  forget(callId) {
+    if (!this.#pending.delete(callId)) {
+      return false;
+    }
+    this.#outbox = this.#outbox.filter(
+      (message) => !(isObject(message) && Object.hasOwn(message, "method") && message.id === callId),
+    );
     return true;
   }
 

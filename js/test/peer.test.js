@@ -14,7 +14,14 @@ import { fileURLToPath } from "node:url";
 import { CallTimeout, ChildExited, EncodeError, RemoteError, TransportClosed } from "../src/errors.js";
 import { Peer } from "../src/peer.js";
 import { importModule, python } from "../src/python.js";
-import { CANCEL_METHOD, INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_CANCELLED, SERVER_ERROR } from "../src/rpc.js";
+import {
+  CANCEL_METHOD,
+  INTERNAL_ERROR,
+  INVALID_PARAMS,
+  METHOD_NOT_FOUND,
+  REQUEST_CANCELLED,
+  SERVER_ERROR,
+} from "../src/rpc.js";
 import { memoryPair } from "../src/transports/base.js";
 import { spawn } from "../src/transports/stdio.js";
 
@@ -150,6 +157,75 @@ describe("Peer over memoryPair", () => {
       await assert.rejects(a.call("odd"), { remoteType: "string", reason: "a string" });
     }));
 
+  test("arguments that do not fit are refused INVALID_PARAMS without running the function", () =>
+    withPair(async (a, b) => {
+      const ran = [];
+      b.expose(function add(x, y = 0) {
+        ran.push([x, y]);
+        return x + y;
+      });
+      b.expose((...numbers) => numbers.reduce((sum, n) => sum + n, 0), { name: "total" });
+      b.expose(({ x, y }) => x * y, { name: "named" });
+      b.expose(
+        function legacy() {
+          return arguments.length;
+        },
+        { name: "legacy" },
+      );
+      b.expose(Math.max, { name: "max" }); // native: no source, not checked
+      b.expose(((x) => x).bind(null), { name: "bound" }); // bound: not checked either
+      b.expose(
+        (a = "(,", /* b, */ c = [1, 2]) => [a, c], // strings, comments, nesting
+        { name: "tricky" },
+      );
+      assert.equal(await a.call("add", 1), 1);
+      assert.equal(await a.call("add", 1, 2), 3);
+      for (const [name, args, reason] of [
+        ["add", [], "missing a required argument: 'x'"],
+        ["add", [1, 2, 3], "too many positional arguments"],
+        ["named", [], "missing a required argument: argument 1"],
+        ["tricky", [1, 2, 3], "too many positional arguments"],
+      ]) {
+        await assert.rejects(a.call(name, ...args), (error) => {
+          assert.ok(error instanceof RemoteError, String(error));
+          assert.equal(error.rpcCode, INVALID_PARAMS);
+          assert.equal(error.reason, `Invalid params: ${reason}`);
+          return true;
+        });
+      }
+      assert.deepEqual(ran, [
+        [1, 0],
+        [1, 2],
+      ]);
+      assert.equal(await a.call("total", ...Array.from({ length: 100 }, (_, i) => i)), 4950);
+      assert.equal(await a.callWith("named", { x: 6, y: 7 }), 42); // named params: one argument
+      assert.equal(await a.call("legacy", 1, 2, 3), 3);
+      assert.equal(await a.call("max", 1, 5, 3), 5);
+      assert.equal(await a.call("bound", 1, 2), 1);
+      assert.deepEqual(await a.call("tricky"), ["(,", [1, 2]]);
+    }));
+
+  test("a batch whose result cannot be encoded gets an error answer for that item", async () => {
+    const [raw, end] = memoryPair();
+    const peer = await new Peer(end).start();
+    peer.expose((x) => x * 2, { name: "double" });
+    peer.expose(() => 10n, { name: "big" });
+    await raw.send([
+      { jsonrpc: "2.0", method: "double", params: [1], id: "a" },
+      { jsonrpc: "2.0", method: "big", id: "b" },
+      { jsonrpc: "2.0", method: "double", params: [3], id: "c" },
+    ]);
+    const [first, second, third] = await within(raw.receive(), S);
+    assert.deepEqual(first, { jsonrpc: "2.0", result: 2, id: "a" });
+    assert.deepEqual(third, { jsonrpc: "2.0", result: 6, id: "c" });
+    assert.equal(second.id, "b");
+    assert.equal(second.error.code, INTERNAL_ERROR);
+    assert.match(second.error.message, /^result: .*BigInt/);
+    assert.equal(second.error.data.type, "EncodeError");
+    await raw.close();
+    await peer.close();
+  });
+
   test("a result that cannot be encoded is an INTERNAL_ERROR answer, not a hang", () =>
     withPair(async (a, b) => {
       b.expose(() => 10n, { name: "big" });
@@ -210,9 +286,12 @@ describe("Peer over memoryPair", () => {
         ["timeout", "AbortError"],
       ]);
       assert.deepEqual(a.endpoint.pending, []);
-      // the signal comes after the arguments even when the caller passed fewer
-      b.expose((x, y, signal) => [x, y ?? null, signal instanceof AbortSignal], { name: "arity", signal: true });
+      // the signal is the last declared parameter, even when the caller left out an optional one
+      b.expose((x, y = null, signal) => [x, y, signal instanceof AbortSignal], { name: "arity", signal: true });
       assert.deepEqual(await a.call("arity", 1), [1, null, true]);
+      assert.deepEqual(await a.call("arity", 1, 2), [1, 2, true]);
+      await assert.rejects(a.call("arity"), { rpcCode: INVALID_PARAMS, reason: "Invalid params: missing a required argument: 'x'" });
+      await assert.rejects(a.call("arity", 1, 2, 3), { rpcCode: INVALID_PARAMS });
     }));
 
   test("a cancelled request is answered REQUEST_CANCELLED at once; its late result is dropped", async () => {

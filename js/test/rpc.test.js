@@ -1,7 +1,7 @@
 // The sans-I/O JSON-RPC endpoint, driven by spec/vectors/rpc.json (tests/unit/test_rpc.py too).
 //
 // Steps: `receive` + `events` (flat form below); `request: [method, params]` + `id`; `notify`;
-// `cancel` + `returns`; `respond: [id, result]`; `respond_error: [id, code, message, data?]`;
+// `cancel` or `forget` + `returns`; `respond: [id, result]`; `respond_error: [id, code, message, data?]`;
 // `parse_error`; `send`: what messagesToSend() drains; `pending`.
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
@@ -95,6 +95,8 @@ describe("rpc vectors", () => {
           endpoint.notify(...step.notify);
         } else if ("cancel" in step) {
           assert.equal(endpoint.cancel(step.cancel), step.returns);
+        } else if ("forget" in step) {
+          assert.equal(endpoint.forget(step.forget), step.returns);
         } else if ("respond" in step) {
           endpoint.respond(...step.respond);
         } else if ("respond_error" in step) {

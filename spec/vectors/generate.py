@@ -507,6 +507,21 @@ def rpc() -> list[dict[str, Any]]:
         {"pending": []},
     )
     case(
+        "forget drops a call that never left, and tells the peer nothing",
+        {"request": ["add", [1, 2]], "id": 1},
+        {"request": ["add", [3, 4]], "id": 2},
+        {"forget": 1, "returns": True},
+        {"forget": 1, "returns": False},
+        {"cancel": 1, "returns": False},
+        {"send": [req("add", [3, 4], 2)]},
+        {"pending": [2]},
+        {"receive": ok(1, 3), "events": []},
+        {"forget": 2, "returns": True},
+        {"receive": ok(2, 7), "events": []},
+        {"send": []},
+        {"pending": []},
+    )
+    case(
         "the peer cancels a request it sent",
         {"receive": req("slow", [], 7), "events": [{"request": {"id": 7, "method": "slow", "params": []}}]},
         {"receive": note("$/cancelRequest", {"id": 7}), "events": [{"cancelled": 7}]},
@@ -605,7 +620,7 @@ def main() -> None:
     write(
         "rpc.json",
         "Steps driving RpcEndpoint (format: tests/unit/test_rpc.py): receive a message and expect "
-        "events; request/notify/cancel/respond/respond_error/parse_error; send: what "
+        "events; request/notify/cancel/forget/respond/respond_error/parse_error; send: what "
         "messages_to_send() drains; pending: the ids still in flight.",
         rpc(),
     )

@@ -5,21 +5,34 @@
         await peer.call("mean", [1, 2, 3])      # we call the other side's "mean"
 
 Rules:
-- One reader task takes every incoming message; each incoming request runs in a task of its own,
-  so many calls are in flight both ways and a handler may call back into its caller.
+- One reader task takes every incoming message. A sync function is called right there and
+  answered at once; an async function (or one that returns an awaitable) runs in a task of its
+  own, so many calls are in flight both ways and a handler may call back into its caller.
+- Arguments are checked against the function's signature first: a call that does not fit
+  (missing or extra arguments, unknown keywords) is answered INVALID_PARAMS without running it.
 - A handler that raises answers with the exception's type, message and traceback: the caller
-  gets a RemoteError that reads like a local traceback.
+  gets a RemoteError that reads like a local traceback. A result that cannot be encoded is
+  answered INTERNAL_ERROR (in a batch too), never left without an answer.
 - Cancelling a call (task cancel, or ``timeout=``) tells the other side, which cancels the handler.
 - When the channel ends (the child exits, the socket closes), every pending call fails at once
   with that cause: never a hang.
+- ``call`` sends at once and returns a future, as JavaScript's ``call`` returns a promise:
+  ``await peer.call(...)``, or ``asyncio.gather`` thousands of them without a task each.
+- Messages are encoded when they are made (an argument that cannot cross raises in ``call``)
+  and written at once when the channel takes them without waiting (the usual case: no extra
+  turn of the event loop). Calls made together (many in flight) and the answers to a chunk of
+  requests gather and leave in one write, at the next turn of the loop; while the channel
+  makes a write wait (a full pipe), one writer task finishes it and takes what was queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import traceback
-from collections.abc import Callable
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any
 
@@ -38,8 +51,88 @@ from .rpc import (
     RpcEndpoint,
 )
 from .transports.base import AsyncChannel, log
+from .wire import encode
 
 __all__ = ["Peer"]
+
+_BACKLOG = 1024  # answers held while requests keep arriving, at most: then they are written
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class _Signature:
+    """What a function accepts: a quick check for plain positional calls, ``bind`` for the rest."""
+
+    __slots__ = ("signature", "least", "most")
+
+    def __init__(self, signature: inspect.Signature | None) -> None:
+        self.signature = signature
+        self.least = 0
+        self.most = -1  # -1: the quick check does not apply, ``bind`` decides
+        if signature is None:
+            return
+        params = list(signature.parameters.values())
+        if any(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in params):
+            return  # a required keyword-only argument: positional calls never fit
+        positional = [p for p in params if p.kind in _POSITIONAL]
+        self.least = sum(p.default is p.empty for p in positional)
+        variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
+        self.most = 1 << 30 if variadic else len(positional)
+
+    def refuses(self, args: list[Any], kwargs: dict[str, Any]) -> str | None:
+        """Why ``args``/``kwargs`` do not fit (the text of Python's TypeError), or None."""
+        if not kwargs and self.least <= len(args) <= self.most:
+            return None
+        if self.signature is None:
+            return None  # no signature to check (some builtins): let the call decide
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            return str(exc)
+        return None
+
+
+def _signature_of(function: Callable[..., Any]) -> _Signature:
+    try:
+        return _Signature(inspect.signature(function))
+    except (TypeError, ValueError):
+        return _Signature(None)
+
+
+class _Answer(asyncio.Future[Any]):
+    """The future of one call's answer: cancelling it (or the task awaiting it) gives up the call
+    and tells the other side to stop."""
+
+    __slots__ = ("_peer", "_call_id")  # set by Peer.call (no __init__ here: one call less each)
+    _peer: Peer
+    _call_id: Any
+
+    def cancel(self, msg: Any = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        self._peer._give_up(self._call_id)
+        return True
+
+
+@types.coroutine
+def _rest_of(steps: Generator[Any, None, Any], waiting_on: Any) -> Generator[Any, Any, Any]:
+    """Runs the rest of an awaitable that was started by hand (``steps`` is its ``__await__()``)
+    and now waits on ``waiting_on``: what ``await`` would have done from there on."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except GeneratorExit:  # we are being closed: so is it
+            steps.close()
+            raise
+        except BaseException as exc:  # cancelled while waiting: the awaitable decides
+            try:
+                waiting_on = steps.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                waiting_on = steps.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 class Peer:
@@ -51,9 +144,18 @@ class Peer:
         self.functions: dict[str, Callable[..., Any]] = {}
         self.notification_handler: Callable[[str, Any], Any] | None = None
         self._waiting: dict[Any, asyncio.Future[Any]] = {}
+        self._timers: dict[Any, asyncio.TimerHandle] = {}
         self._serving: dict[Any, asyncio.Task[None]] = {}
+        self._signatures: dict[str, tuple[Callable[..., Any], _Signature]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._closed: BothwaysError | None = None
+        # a stream channel takes encoded lines, many in one write; any other one value per send
+        self._send_bytes: Callable[[bytes], Awaitable[Any]] | None = getattr(channel, "send_bytes", None)
+        self._out: list[Any] = []  # encoded lines (or values) waiting to be written
+        self._writing = False  # a write is under way: what is posted meanwhile goes after it
+        self._writer: asyncio.Task[None] | None = None  # finishes a write that had to wait
+        self._flush_handle: asyncio.Handle | None = None  # a write planned for the next turn
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def expose(self, function: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
         """Lets the other side call ``function`` (sync or async) by ``name`` (default: its name).
@@ -68,6 +170,7 @@ class Peer:
     async def start(self) -> Peer:
         """Starts reading the channel (``async with`` does it)."""
         if self._reader is None:
+            self._loop = asyncio.get_running_loop()
             self._reader = asyncio.ensure_future(self._read())
         return self
 
@@ -85,10 +188,20 @@ class Peer:
     ) -> None:
         await self.close()
 
-    async def call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+    def call(
+        self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> asyncio.Future[Any]:
         """Calls ``method`` on the other side with positional or keyword arguments (not both).
 
-        Raises:
+        The request is sent at once; the returned future gives the answer: ``await
+        peer.call(...)``, or ``asyncio.gather(*calls)`` with thousands in flight (no task each).
+        Cancelling the future, or the task awaiting it, tells the other side to stop.
+
+        Raises (at once):
+            EncodeError: an argument cannot be sent (nothing was sent).
+            TransportClosed, ChildExited: the connection is gone already.
+
+        The future raises:
             RemoteError: the remote function raised (type, message, traceback inside).
             CallTimeout: no answer within ``timeout`` seconds (the other side is told to stop).
             TransportClosed, ChildExited: the connection ended before the answer.
@@ -97,31 +210,40 @@ class Peer:
             raise self._closed
         if args and kwargs:
             raise TypeError("JSON-RPC takes positional or keyword arguments, not both")
-        call_id = self.endpoint.request(method, list(args) if args else (kwargs or None))
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[call_id] = future
-        try:
-            await self._flush()
-        except BaseException:  # the arguments could not be sent (EncodeError...): forget the call
-            self.endpoint.cancel(call_id)
-            self.endpoint.messages_to_send()  # nothing was sent: no cancel notice either
-            self._waiting.pop(call_id, None)
-            raise
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:
-            await self._give_up(call_id)
-            raise CallTimeout(f"{method}: no answer within {timeout} s") from None
-        except asyncio.CancelledError:
-            await self._give_up(call_id)
-            raise
-        finally:
-            self._waiting.pop(call_id, None)
+        endpoint = self.endpoint
+        call_id = endpoint.request(method, list(args) if args else (kwargs or None))
+        failure = self._post()
+        if failure is not None:  # our request cannot be encoded: it never left
+            endpoint.forget(call_id)
+            raise failure
+        loop = self._loop or asyncio.get_running_loop()
+        future = _Answer(loop=loop)
+        future._peer = self
+        future._call_id = call_id
+        waiting = self._waiting
+        waiting[call_id] = future
+        if timeout is not None:
+            self._timers[call_id] = loop.call_later(timeout, self._time_out, call_id, method, timeout)
+        if len(waiting) == 1:
+            self._flush()  # the only call in flight: written now, no extra turn of the loop
+        else:
+            self._flush_soon()  # calls made together leave together
+        return future
 
     async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Sends a notification: no answer, no error back."""
+        """Sends a notification: no answer, no error back. Waits while the channel is full."""
+        if self._closed is not None:
+            raise self._closed
         self.endpoint.notify(method, list(args) if args else (kwargs or None))
-        await self._flush()
+        failure = self._post()
+        if failure is not None:
+            raise failure
+        self._flush()
+        writer = self._writer
+        if writer is not None and not writer.done():
+            await asyncio.shield(writer)
+        if self._closed is not None:
+            raise self._closed
 
     async def close(self) -> None:
         """Closes the channel; pending calls fail with TransportClosed."""
@@ -130,32 +252,137 @@ class Peer:
         self._fail(TransportClosed("the peer was closed"))
         for task in list(self._serving.values()):
             task.cancel()
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
         await self.channel.close()
 
-    async def _give_up(self, call_id: Any) -> None:
+    def _give_up(self, call_id: Any) -> None:
+        """Our call ``call_id`` is no longer wanted (cancelled, timed out): tell the other side."""
+        self._waiting.pop(call_id, None)
+        timer = self._timers.pop(call_id, None)
+        if timer is not None:
+            timer.cancel()
         if self.endpoint.cancel(call_id):
-            try:
-                await self._flush()
-            except BothwaysError:
-                pass
+            self._post()
+            self._flush_soon()
 
-    async def _flush(self) -> None:
-        for message in self.endpoint.messages_to_send():
+    def _time_out(self, call_id: Any, method: str, timeout: float) -> None:
+        self._timers.pop(call_id, None)
+        future = self._waiting.get(call_id)
+        if future is not None and not future.done():
+            future.set_exception(CallTimeout(f"{method}: no answer within {timeout} s"))
+        self._give_up(call_id)
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _post(self) -> EncodeError | None:
+        """Encodes what the endpoint queued, to be written by the next ``_flush``.
+
+        A result that cannot be encoded becomes its INTERNAL_ERROR answer. Returns the
+        EncodeError of a request or notification that cannot be encoded (it is dropped).
+        """
+        messages = self.endpoint.messages_to_send()
+        if not messages or self._closed is not None:
+            return None  # nothing to send, or nobody to send it to
+        failure: EncodeError | None = None
+        stream = self._send_bytes is not None
+        out = self._out
+        for message in messages:
             try:
-                await self.channel.send(message)
+                line = encode(message)
             except EncodeError as exc:
-                if not (isinstance(message, dict) and "result" in message):
-                    raise
-                # the handler returned something that cannot cross: say so to the caller
-                data = {"type": "EncodeError", "traceback": ""}
-                self.endpoint.respond_error(message["id"], INTERNAL_ERROR, f"result: {exc}", data)
-                await self.channel.send(self.endpoint.messages_to_send()[0])
+                repaired = _repaired(message)
+                if repaired is None:
+                    failure = failure or exc
+                    continue
+                message, line = repaired, encode(repaired)
+            out.append(line if stream else message)
+        return failure
+
+    def _flush_soon(self) -> None:
+        """Plans a write at the next turn of the loop: what is posted until then goes with it."""
+        if self._flush_handle is None and self._out:
+            loop = self._loop or asyncio.get_running_loop()
+            self._flush_handle = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Writes what was posted, in order: right here while the channel takes it without
+        waiting; when a write has to wait, a writer task finishes it and writes the rest."""
+        self._flush_handle = None
+        if self._writing or self._closed is not None:
+            return  # the write under way takes what was posted; or nobody to write to
+        self._writing = True
+        handed_over = False
+        try:
+            while self._out:
+                steps = self._next_write().__await__()
+                try:
+                    waiting_on = steps.send(None)
+                except StopIteration:
+                    continue  # written (or buffered by the channel): the usual case
+                self._writer = asyncio.ensure_future(self._finish_writing(steps, waiting_on))
+                handed_over = True  # the writer task resets _writing
+                return
+        except BothwaysError as exc:  # the connection is gone: every pending call learns why
+            self._write_failed(exc)
+        finally:
+            if not handed_over:
+                self._writing = False
+
+    def _next_write(self) -> Awaitable[Any]:
+        """The next write of what was posted (not started yet)."""
+        out = self._out
+        if self._send_bytes is not None:
+            self._out = []
+            return self._send_bytes(out[0] if len(out) == 1 else b"".join(out))
+        return self.channel.send(out.pop(0))  # one value per send, in order
+
+    async def _finish_writing(self, steps: Generator[Any, None, Any], waiting_on: Any) -> None:
+        try:
+            await _rest_of(steps, waiting_on)
+            while self._out:
+                await self._next_write()
+        except BothwaysError as exc:
+            self._write_failed(exc)
+        finally:
+            self._writing = False
+
+    def _write_failed(self, cause: BothwaysError) -> None:
+        self._out = []
+        self._fail(cause)
+
+    # -- reading ----------------------------------------------------------------------------------
 
     async def _read(self) -> None:
+        # a stream channel hands out every message already read at once (receive_many)
+        many = getattr(self.channel, "receive_many", None)
+        receive = many or self.channel.receive
+        take = self.endpoint.receive
+        dispatch = self._dispatch
         try:
-            async for message in self.channel:
-                self._dispatch(self.endpoint.receive(message))
-                await self._flush()
+            while True:
+                if not self._out:  # nothing to answer (a caller's reader, mostly)
+                    received = await receive()
+                else:
+                    # The answers to what was received leave when the reader would wait: once
+                    # for a chunk of requests, and with no extra turn of the loop for one.
+                    steps = receive().__await__()
+                    try:
+                        waiting_on = steps.send(None)
+                    except StopIteration as done:
+                        received = done.value  # there already
+                        if len(self._out) >= _BACKLOG:
+                            self._flush()
+                    else:
+                        self._flush()
+                        received = await _rest_of(steps, waiting_on)
+                if many is None:
+                    dispatch(take(received))
+                else:
+                    for message in received:
+                        dispatch(take(message))
+                self._post()  # answers of sync functions, and the error answers the endpoint queued
+        except TransportClosed:
             self._fail(TransportClosed("the other side closed the connection"))
         except BothwaysError as exc:  # ChildExited with its stderr tail, a socket error...
             self._fail(exc)
@@ -167,8 +394,14 @@ class Peer:
             self._settle(event.id, event.error)
 
     def _settle(self, call_id: Any, error: BaseException | None, result: Any = None) -> None:
-        future = self._waiting.get(call_id)
-        if future is None or future.done():
+        future = self._waiting.pop(call_id, None)
+        if future is None:
+            return  # given up already, or an error about no call in particular (id None)
+        if self._timers:
+            timer = self._timers.pop(call_id, None)
+            if timer is not None:
+                timer.cancel()
+        if future.done():
             return
         if error is not None:
             future.set_exception(error)
@@ -177,60 +410,114 @@ class Peer:
 
     def _dispatch(self, events: list[Any]) -> None:
         for event in events:
-            if isinstance(event, Response):
+            kind = type(event)
+            if kind is Response:
                 self._settle(event.id, None, event.result)
-            elif isinstance(event, ErrorResponse):
+            elif kind is Request:
+                self._serve(event)
+            elif kind is ErrorResponse:
                 self._settle(event.id, event.error)
-            elif isinstance(event, Request):
-                self._serving[event.id] = asyncio.ensure_future(self._serve(event))
-            elif isinstance(event, Cancelled):
+            elif kind is Cancelled:
                 task = self._serving.get(event.id)
                 if task is not None:
                     task.cancel()
-            elif isinstance(event, Notification) and self.notification_handler is not None:
+            elif kind is Notification and self.notification_handler is not None:
                 try:
                     self.notification_handler(event.method, event.params)
                 except Exception:  # a failing handler must not stop the reader
                     log.exception("notification handler failed on %r", event.method)
 
-    async def _serve(self, request: Request) -> None:
+    # -- serving ----------------------------------------------------------------------------------
+
+    def _signature(self, name: str, function: Callable[..., Any]) -> _Signature:
+        cached = self._signatures.get(name)
+        if cached is not None and cached[0] is function:
+            return cached[1]
+        signature = _signature_of(function)
+        self._signatures[name] = (function, signature)
+        return signature
+
+    def _serve(self, request: Request) -> None:
+        """Answers ``request`` now (a sync function), or starts the task that will."""
+        endpoint = self.endpoint
+        function = self.functions.get(request.method)
+        if function is None:
+            endpoint.respond_error(request.id, METHOD_NOT_FOUND, f"Method not found: {request.method}")
+            return
+        params = request.params
+        args: list[Any] = params if type(params) is list else []
+        kwargs: dict[str, Any] = params if type(params) is dict else {}
+        refused = self._signature(request.method, function).refuses(args, kwargs)
+        if refused is not None:
+            endpoint.respond_error(request.id, INVALID_PARAMS, f"Invalid params: {refused}")
+            return
+        try:
+            result = function(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
+            _respond_exception(endpoint, request.id, exc)
+            return
+        if inspect.isawaitable(result):
+            task = _start(self._finish(request.id, result))
+            if not task.done():  # (an eager task may be done already: nothing to cancel)
+                self._serving[request.id] = task
+        else:
+            endpoint.respond(request.id, result)
+
+    async def _finish(self, request_id: Any, awaitable: Any) -> None:
         endpoint = self.endpoint
         try:
-            function = self.functions.get(request.method)
-            if function is None:
-                endpoint.respond_error(request.id, METHOD_NOT_FOUND, f"Method not found: {request.method}")
-                return
-            args, kwargs = _arguments(request.params)
-            try:
-                inspect.signature(function).bind(*args, **kwargs)
-            except TypeError as exc:
-                endpoint.respond_error(request.id, INVALID_PARAMS, f"Invalid params: {exc}")
-                return
-            except ValueError:  # no signature to check (some builtins): let the call decide
-                pass
-            try:
-                result = function(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-            except asyncio.CancelledError:
-                endpoint.respond_error(request.id, REQUEST_CANCELLED, "Request cancelled")
-                return
-            except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
-                data = {"type": type(exc).__name__, "traceback": traceback.format_exc()}
-                endpoint.respond_error(request.id, SERVER_ERROR, str(exc), data)
-                return
-            endpoint.respond(request.id, result)
+            result = await awaitable
+        except asyncio.CancelledError:
+            endpoint.respond_error(request_id, REQUEST_CANCELLED, "Request cancelled")
+        except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
+            _respond_exception(endpoint, request_id, exc)
+        else:
+            endpoint.respond(request_id, result)
         finally:
-            self._serving.pop(request.id, None)
-            try:
-                await self._flush()
-            except BothwaysError:
-                pass  # the connection is gone: nobody to answer
+            self._serving.pop(request_id, None)
+        self._post()
+        if self._serving:
+            self._flush_soon()  # others are running: answers finished in the same turn leave together
+        else:
+            self._flush()  # the last one: written now, no extra turn of the loop
 
 
-def _arguments(params: Any) -> tuple[list[Any], dict[str, Any]]:
-    if isinstance(params, list):
-        return params, {}
-    if isinstance(params, dict):
-        return [], params
-    return [], {}
+if sys.version_info >= (3, 12):
+
+    def _start(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task that runs at once up to its first wait (and is done at once if it never waits)."""
+        return asyncio.Task(coroutine, eager_start=True)
+
+else:
+    _start = asyncio.ensure_future
+
+
+def _respond_exception(endpoint: RpcEndpoint, request_id: Any, exc: Exception) -> None:
+    data = {"type": type(exc).__name__, "traceback": "".join(traceback.format_exception(exc))}
+    endpoint.respond_error(request_id, SERVER_ERROR, str(exc), data)
+
+
+def _repaired(message: Any) -> Any:
+    """The answer(s) to send instead of ``message`` when a result in it cannot be encoded; None
+    when the failure is not in a result (our own request or notification)."""
+    if isinstance(message, list):
+        answers = [_repaired_answer(answer) for answer in message]
+        return answers if any(a is not b for a, b in zip(answers, message, strict=True)) else None
+    answer = _repaired_answer(message)
+    return None if answer is message else answer
+
+
+def _repaired_answer(answer: Any) -> Any:
+    """``answer``, or the INTERNAL_ERROR answer when its result cannot be encoded."""
+    if not (isinstance(answer, dict) and "result" in answer):
+        return answer
+    try:
+        encode(answer)
+    except EncodeError as exc:  # the handler returned something that cannot cross: say so
+        error = {
+            "code": INTERNAL_ERROR,
+            "message": f"result: {exc}",
+            "data": {"type": "EncodeError", "traceback": ""},
+        }
+        return {"jsonrpc": "2.0", "error": error, "id": answer["id"]}
+    return answer

@@ -7,7 +7,8 @@ other at the same time). It keeps the bookkeeping only: ids of our calls in flig
 it owes an answer to. It never calls a function, waits, or touches a socket: the ``Peer`` adapter
 does that, and a test can drive the endpoint with plain dicts (spec/vectors/rpc.json).
 
-- ``request(method, params) -> id`` / ``notify(...)`` / ``cancel(id)`` queue messages to send.
+- ``request(method, params) -> id`` / ``notify(...)`` / ``cancel(id)`` queue messages to send;
+  ``forget(id)`` drops a call whose request was never sent (the peer is told nothing).
 - ``receive(message) -> list[event]`` takes one decoded message (a dict, or a list: a batch) and
   says what happened: ``Request``, ``Notification``, ``Cancelled`` (the peer gave up on a request
   it sent us), ``Response`` / ``ErrorResponse`` (an answer to our call). Invalid input never
@@ -198,6 +199,18 @@ class RpcEndpoint:
         if self._pending.pop(call_id, None) is None:
             return False
         self.notify(CANCEL_METHOD, {"id": call_id})
+        return True
+
+    def forget(self, call_id: Id) -> bool:
+        """Drops our call ``call_id`` without telling the peer: for a request that never left (its
+        arguments could not be encoded). Its request leaves the send queue if it is still there.
+        False if the call was not pending.
+        """
+        if self._pending.pop(call_id, None) is None:
+            return False
+        self._outbox = [
+            m for m in self._outbox if not (isinstance(m, dict) and "method" in m and m.get("id") == call_id)
+        ]
         return True
 
     def fail_all(self, error: BothwaysError) -> list[ErrorResponse]:

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from bothways import CallTimeout, EncodeError, RemoteError, TransportClosed
+from bothways import CallTimeout, EncodeError, RemoteError, TransportClosed, decode
 from bothways.peer import Peer
 from bothways.transports import memory_pair
+from bothways.transports.base import AsyncChannel
 
 
 def run(body: Callable[[Peer, Peer], Awaitable[None]]) -> None:
@@ -148,3 +149,134 @@ def test_bad_arguments_and_a_failing_notification_handler_leave_the_peer_working
         assert await a.call("echo", 5) == 5  # the reader survived the failing handler
 
     run(body)
+
+
+def test_arguments_that_do_not_fit_are_refused_without_running_the_function() -> None:
+    async def body(a: Peer, b: Peer) -> None:
+        ran: list[Any] = []
+
+        def add(x: int, y: int = 0, *, scale: int = 1) -> int:
+            ran.append((x, y, scale))
+            return (x + y) * scale
+
+        b.expose(add)
+        b.expose(lambda *numbers: sum(numbers), name="total")
+        assert await a.call("add", 1) == 1
+        assert await a.call("add", x=1, y=2, scale=3) == 9
+        for args, kwargs, reason in [
+            ((), {}, "missing a required argument: 'x'"),
+            ((1, 2, 3), {}, "too many positional arguments"),
+            ((), {"x": 1, "z": 2}, "got an unexpected keyword argument 'z'"),
+        ]:
+            with pytest.raises(RemoteError) as info:
+                await a.call("add", *args, **kwargs)
+            assert info.value.rpc_code == -32602
+            assert info.value.reason == f"Invalid params: {reason}"
+        assert ran == [(1, 0, 1), (1, 2, 3)]
+        assert await a.call("total", *range(100)) == 4950
+        assert await a.call("total") == 0
+
+    run(body)
+
+
+def test_a_batch_whose_result_cannot_be_encoded_gets_an_error_answer() -> None:
+    async def main() -> None:
+        raw, end = memory_pair()
+        async with Peer(end) as peer:
+            peer.expose(lambda x: x * 2, name="double")
+            peer.expose(lambda: {1, 2}, name="a_set")
+            await raw.send(
+                [
+                    {"jsonrpc": "2.0", "method": "double", "params": [1], "id": "a"},
+                    {"jsonrpc": "2.0", "method": "a_set", "id": "b"},
+                    {"jsonrpc": "2.0", "method": "double", "params": [3], "id": "c"},
+                ]
+            )
+            a, b, c = await asyncio.wait_for(raw.receive(), 5)
+            assert a == {"jsonrpc": "2.0", "result": 2, "id": "a"}
+            assert c == {"jsonrpc": "2.0", "result": 6, "id": "c"}
+            assert b["id"] == "b" and b["error"]["code"] == -32603
+            assert b["error"]["message"].startswith("result: ")
+            assert "set is not JSON serializable" in b["error"]["message"]
+            assert b["error"]["data"]["type"] == "EncodeError"
+            await raw.close()
+
+    asyncio.run(main())
+
+
+def test_call_sends_at_once_and_returns_a_future() -> None:
+    async def body(a: Peer, b: Peer) -> None:
+        started: list[int] = []
+
+        @b.expose
+        async def slow(n: int) -> int:
+            started.append(n)
+            await asyncio.sleep(60)
+            return n
+
+        b.expose(lambda x: x, name="echo")
+        futures = [a.call("echo", i) for i in range(5000)]  # no task each
+        assert all(isinstance(f, asyncio.Future) for f in futures)
+        assert await asyncio.gather(*futures) == list(range(5000))
+        pending = a.call("slow", 1)  # sent without being awaited
+        for _ in range(100):
+            if started:
+                break
+            await asyncio.sleep(0.01)
+        assert started == [1]
+        assert pending.cancel()  # cancelling the future tells the other side
+        for _ in range(100):
+            if not b._serving:
+                break
+            await asyncio.sleep(0.01)
+        assert not b._serving and a.endpoint.pending == []
+        with pytest.raises(EncodeError):
+            a.call("echo", {1, 2})  # at once, before any await
+        with pytest.raises(EncodeError):
+            await a.notify("log", {1, 2})
+        assert a.endpoint.pending == [] and a.endpoint.messages_to_send() == []
+
+    run(body)
+
+
+class Clogged(AsyncChannel):
+    """A stream channel whose writes wait now and then, as a full pipe makes them."""
+
+    def __init__(self, inner: AsyncChannel) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    async def send(self, value: Any) -> None:
+        await self.inner.send(value)
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.writes += 1
+        if self.writes % 3 == 0:
+            await asyncio.sleep(0.001)
+        for line in data.splitlines():
+            await self.inner.send(decode(line))
+
+    async def receive(self) -> Any:
+        return await self.inner.receive()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def test_writes_that_wait_keep_order_and_lose_nothing() -> None:
+    async def main() -> None:
+        left, right = memory_pair()
+        clogged = Clogged(left)
+        async with Peer(clogged) as a, Peer(right) as b:
+            seen: list[Any] = []
+            b.notification_handler = lambda method, params: seen.append(params[0])
+            b.expose(lambda x: -x, name="negate")
+            for round_ in range(20):
+                calls = [a.call("negate", i) for i in range(round_ * 50)]
+                await a.notify("tick", round_)
+                assert await asyncio.wait_for(asyncio.gather(*calls), 5) == [-i for i in range(round_ * 50)]
+                assert await a.call("negate", round_) == -round_  # sequential: written at once
+            assert seen == list(range(20))
+            assert clogged.writes > 20
+
+    asyncio.run(main())

@@ -1,8 +1,9 @@
 """The sans-I/O JSON-RPC endpoint, driven by spec/vectors/rpc.json (js/test/rpc.test.js too).
 
 Steps: ``receive`` + ``events`` (flat form below); ``request: [method, params]`` + ``id``;
-``notify``; ``cancel`` + ``returns``; ``respond: [id, result]``; ``respond_error: [id, code,
-message, data?]``; ``parse_error``; ``send``: what messages_to_send() drains; ``pending``.
+``notify``; ``cancel`` or ``forget`` + ``returns``; ``respond: [id, result]``; ``respond_error:
+[id, code, message, data?]``; ``parse_error``; ``send``: what messages_to_send() drains;
+``pending``.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def test_rpc_vector(case: dict[str, Any]) -> None:
             endpoint.notify(*step["notify"])
         elif "cancel" in step:
             assert endpoint.cancel(step["cancel"]) is step["returns"]
+        elif "forget" in step:
+            assert endpoint.forget(step["forget"]) is step["returns"]
         elif "respond" in step:
             endpoint.respond(*step["respond"])
         elif "respond_error" in step:
