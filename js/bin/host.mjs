@@ -9,11 +9,15 @@
  *   functions are served (not classes, not names starting with "_"), plus those of its default
  *   export when that is an object (bound to it); a default export that is a function is served
  *   as "default". Named exports win over the default object's members.
- * - The protocol keeps the real stdout. `console.log`/`info`/`debug` (every console method) and
- *   `process.stdout` are pointed at stderr before the module is loaded, so user logging goes to
- *   the terminal (the parent forwards stderr) instead of corrupting the messages.
+ * - The calls travel on the channel socket the parent made (`BOTHWAYS_CHANNEL_FD`, what
+ *   `spawn(argv, {channelFd: true})` and Python's `node.require` do) when there is one: stdout
+ *   stays the module's own, so `console.log`, `process.stdout.write` and even
+ *   `fs.writeSync(1, ...)` go to the parent, which shows them, and cannot corrupt the protocol.
+ * - Without one, the protocol keeps the real stdout. `console.log`/`info`/`debug` (every console
+ *   method) and `process.stdout` are pointed at stderr before the module is loaded, so user
+ *   logging goes to the terminal (the parent forwards stderr) instead of corrupting the messages.
  * - Errors travel back with their name and stack (a RemoteError on the other side).
- * - The host ends when its stdin closes (the parent closed the handle or died), even if the
+ * - The host ends when the channel closes (the parent closed the handle or died), even if the
  *   module left timers running.
  * - Exit codes: 0 at the end of stdin, 1 when the module cannot be loaded (the error is on
  *   stderr), 2 for bad usage.
@@ -24,7 +28,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
 import { Peer } from "../src/peer.js";
-import { StdioChannel } from "../src/transports/stdio.js";
+import { StdioChannel, parentChannelFd } from "../src/transports/stdio.js";
 
 /**
  * Keeps the real stdout for the protocol; from now on everything else writing "to stdout" goes
@@ -97,7 +101,7 @@ async function serve(path, channel) {
   }
   const names = [...functions.keys()].sort();
   peer.expose(() => names, { name: "$/functions" });
-  await peer.run(); // ends when stdin closes
+  await peer.run(); // ends when the channel closes
   await peer.close();
 }
 
@@ -107,7 +111,8 @@ async function main() {
     process.stderr.write("usage: node host.mjs PATH_TO_MODULE.js\n");
     return 2;
   }
-  const channel = new StdioChannel({ stdout: takeStdout() });
+  // With a channel socket, stdout stays the module's; else the protocol takes it.
+  const channel = parentChannelFd() !== null ? new StdioChannel() : new StdioChannel({ stdout: takeStdout() });
   try {
     await serve(args[0], channel);
   } catch (error) {

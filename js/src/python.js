@@ -13,8 +13,11 @@
  * the handle, called with positional arguments; `callWith` takes keyword arguments (an object),
  * a timeout and an AbortSignal. Remote exceptions arrive as RemoteError (`remoteType`
  * `"StatisticsError"`, `remoteTraceback` the Python traceback); a crashed child fails every
- * pending call with ChildExited (exit code, signal, stderr tail). `print()` in the module goes
- * to the child's stderr, which is forwarded to ours (see `stderr`), never into the protocol.
+ * pending call with ChildExited (exit code, signal, stderr tail). The calls travel on a socket of
+ * their own (`spawn`'s `channelFd`), so `print()`, `sys.stdout.write` or `os.write(1, ...)` in
+ * the module cannot corrupt them: the child's stdout and stderr lines are shown on our stderr
+ * (see `stderr`). Synchronous functions run in a thread pool in the child, so a slow one does
+ * not hold up the others.
  *
  * The child ends with the handle: `close()`, `await using`, or our own exit.
  *
@@ -40,10 +43,13 @@ const RESERVED = new Set(["call", "callWith", "close", "constructor", "functions
  *   a module file there can be imported by name.
  * @property {Record<string, string | undefined>} [env] the child's environment (default: ours).
  * @property {import("./transports/stdio.js").StderrMode} [stderr] what to do with the child's
- *   stderr lines (its `print()` output and tracebacks): `"forward"` (default), `"keep"`, or a
- *   function called with each line.
- * @property {string} [name] the prefix of forwarded stderr lines (default `"python MODULE"`).
+ *   output lines, stdout and stderr (its `print()` output and tracebacks): `"forward"` (default:
+ *   to our stderr, prefixed with `name`), `"keep"`, or a function called with each line.
+ * @property {string} [name] the prefix of forwarded lines (default `"python MODULE"`).
  * @property {AbortSignal} [signal] aborting it ends the child, as `close()` does.
+ * @property {number} [threads] run the module's plain (`def`) functions in a pool of this many
+ *   threads, so a slow one does not hold up the others (the module must be thread-safe; each
+ *   call costs more). Default 0: one at a time on the host's event loop, the fastest way.
  */
 
 /**
@@ -143,14 +149,16 @@ export class PythonModule {
  *   tail tells).
  */
 export async function importModule(moduleName, options = {}) {
-  const { python: program, cwd, env, stderr, name, signal } = options;
+  const { python: program, cwd, env, stderr, name, signal, threads = 0 } = options;
   const interpreter = program ?? process.env.BOTHWAYS_PYTHON ?? "python3";
-  const child = spawn([interpreter, "-m", "bothways.host", moduleName], {
+  const pool = threads > 0 ? ["--threads", String(Math.floor(threads))] : [];
+  const child = spawn([interpreter, "-m", "bothways.host", ...pool, moduleName], {
     cwd,
     env,
     stderr,
     signal,
     name: name ?? `python ${moduleName}`,
+    channelFd: true, // print() and friends in the module cannot reach the protocol
   });
   const peer = await new Peer(child).start();
   let functions;

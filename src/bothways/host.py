@@ -1,74 +1,56 @@
-"""Serve a Python module's functions to the process that spawned us: ``python -m bothways.host MOD``.
+"""Serve a Python module's functions to the process that spawned us.
+
+    python -m bothways.host [--threads N] MODULE
+
 
 The parent (Node's ``python.import("statistics")``, or any Peer) calls the module's functions by
 name with JSON values; ``$/functions`` lists them. Rules:
-- The protocol keeps the original stdout; file descriptor 1 is then pointed at stderr, so a
-  ``print()`` in the module goes to the terminal (the parent forwards stderr) instead of
-  corrupting the messages.
+- The calls travel on the channel socket the parent made (``BOTHWAYS_CHANNEL_FD``, what
+  ``spawn(..., channel_fd=True)`` and ``python.import`` do) when there is one: stdout and stderr
+  stay the module's own, so ``print()``, ``sys.stdout.write`` and even ``os.write(1, ...)`` go to
+  the parent, which shows them, and cannot corrupt the protocol.
+- Without one, the protocol keeps the original stdout; file descriptor 1 is then pointed at
+  stderr, so a ``print()`` in the module goes to the terminal (the parent forwards stderr)
+  instead of corrupting the messages.
+- Synchronous functions run one at a time on the event loop by default: the fastest way, and
+  what a module written without threads in mind expects (a slow one holds up the calls behind
+  it). With ``--threads N`` they run in a pool of N threads (as ``asyncio.to_thread`` would), so
+  a slow one does not hold up the others, at about three times the cost per call, and the module
+  must then be thread-safe. ``async def`` functions always run on the event loop. ``sys.stdout``
+  and ``sys.stderr`` write whole lines (``LineWriter``), so the ``print()`` lines of calls
+  running at once do not mix.
 - Exceptions travel back with their type and traceback (a RemoteError on the other side).
-- The host ends when its stdin closes (the parent closed the handle or died).
+- The host ends when the channel closes (the parent closed the handle or died).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import importlib
 import inspect
+import io
 import os
 import sys
-from typing import Any
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TextIO
 
-from .errors import TransportClosed
 from .peer import Peer
-from .transports.base import AsyncChannel, Inbox
-from .transports.stdio import CHUNK, PARENT_ENV, _die_with_parent
-from .wire import encode
+from .transports.base import AsyncChannel
+from .transports.stdio import (
+    PARENT_ENV,
+    AsyncSocketChannel,
+    AsyncStdioChannel,
+    _die_with_parent,
+    parent_channel_fd,
+)
 
-__all__ = ["AsyncStdioChannel", "exported_functions", "main", "serve"]
+__all__ = ["AsyncSocketChannel", "AsyncStdioChannel", "LineWriter", "exported_functions", "main", "serve"]
 
-
-class AsyncStdioChannel(AsyncChannel):
-    """The child's side of the stdio transport, for asyncio: read fd ``stdin_fd``, write ``stdout_fd``."""
-
-    def __init__(self, stdin_fd: int = 0, stdout_fd: int = 1) -> None:
-        self._in = stdin_fd
-        self._out = stdout_fd
-        self._inbox = Inbox()
-        self._reader: asyncio.StreamReader | None = None
-        self._eof = False
-
-    async def _stream(self) -> asyncio.StreamReader:
-        if self._reader is None:
-            loop = asyncio.get_running_loop()
-            reader = asyncio.StreamReader(limit=CHUNK)
-            pipe = os.fdopen(self._in, "rb", buffering=0, closefd=False)
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-            self._reader = reader
-        return self._reader
-
-    async def send(self, value: Any) -> None:
-        data = memoryview(encode(value))
-        try:
-            while data:  # fd 1 is blocking: each write completes or fails
-                data = data[os.write(self._out, data) :]
-        except BrokenPipeError as exc:
-            raise TransportClosed("stdout closed: the parent is gone") from exc
-
-    async def receive(self) -> Any:
-        reader = await self._stream()
-        while not len(self._inbox):
-            if self._eof:
-                raise TransportClosed("stdin closed")
-            data = await reader.read(CHUNK)
-            if data:
-                self._inbox.feed(data)
-            else:
-                self._eof = True
-                self._inbox.feed_eof()
-        return self._inbox.pop()
-
-    async def close(self) -> None:
-        self._eof = True
+THREADS = 0  # default --threads: sync functions run on the event loop
 
 
 def exported_functions(module: Any) -> dict[str, Any]:
@@ -81,28 +63,165 @@ def exported_functions(module: Any) -> dict[str, Any]:
     }
 
 
-async def serve(module_name: str, channel: AsyncChannel) -> None:
-    """Exposes ``module_name``'s functions on ``channel`` until the other side closes it."""
+def _is_async(function: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+class LineWriter(io.TextIOBase):
+    """A text stream that writes whole lines only: what each thread writes is held until its
+    newline (or its ``flush``), then written at once. The module's functions run in threads at
+    the same time, and ``print(x)`` is two writes (``x``, then ``"\\n"``): without this, two calls
+    printing at once could make one line of two halves."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self._pending: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        me = threading.get_ident()
+        with self._lock:
+            held = self._pending.pop(me, "") + text
+            cut = held.rfind("\n") + 1
+            if cut < len(held):
+                self._pending[me] = held[cut:]
+            if cut:
+                self._stream.write(held[:cut])
+                self._stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        """Writes what this thread holds (a line without its newline yet)."""
+        with self._lock:
+            held = self._pending.pop(threading.get_ident(), "")
+            if held:
+                self._stream.write(held)
+            self._stream.flush()
+
+    def flush_all(self) -> None:
+        """Writes what every thread holds (at exit)."""
+        with self._lock:
+            for held in self._pending.values():
+                self._stream.write(held)
+            self._pending.clear()
+            self._stream.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._stream.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self._stream.errors
+
+    def __getattr__(self, name: str) -> Any:  # buffer, line_buffering, reconfigure...
+        return getattr(self._stream, name)
+
+
+def _whole_lines() -> list[LineWriter]:
+    """Points sys.stdout and sys.stderr at LineWriters; returns them."""
+    writers = []
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, LineWriter):
+            writer = LineWriter(stream)
+            setattr(sys, name, writer)
+            writers.append(writer)
+    return writers
+
+
+class _Threads:
+    """The thread pool of the synchronous functions, and how many of them run now."""
+
+    def __init__(self) -> None:
+        self.pool: ThreadPoolExecutor | None = None
+        self.size = THREADS
+        self.running = 0
+        self._lock = threading.Lock()
+
+    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.running += 1
+        try:
+            return function(*args, **kwargs)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+_threads = _Threads()
+
+
+def in_thread(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` as an async function that runs it in the host's thread pool; its signature
+    stays visible (``inspect.signature`` follows ``__wrapped__``)."""
+
+    @functools.wraps(function)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        if _threads.pool is None:
+            _threads.pool = ThreadPoolExecutor(_threads.size, thread_name_prefix="bothways.host")
+        job = functools.partial(_threads.run, function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(_threads.pool, job)
+
+    return call
+
+
+async def serve(module_name: str, channel: AsyncChannel, threads: int = THREADS) -> None:
+    """Exposes ``module_name``'s functions on ``channel`` until the other side closes it.
+
+    Synchronous functions run on the loop, or in a pool of ``threads`` threads when it is above 0
+    (see the module's rules); async ones on the loop.
+    """
     module = importlib.import_module(module_name)
     functions = exported_functions(module)
     peer = Peer(channel)
+    _threads.size = threads
     for name, function in functions.items():
-        peer.expose(function, name=name)
+        pooled = threads > 0 and not _is_async(function)
+        peer.expose(in_thread(function) if pooled else function, name=name)
     peer.expose(lambda: sorted(functions), name="$/functions")
-    await peer.run()  # ends when stdin closes
+    await peer.run()  # ends when the channel closes
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    threads = THREADS
+    if len(args) == 3 and args[0] == "--threads" and args[1].isdigit():
+        threads, args = int(args[1]), args[2:]
     if len(args) != 1:
-        print("usage: python -m bothways.host MODULE", file=sys.stderr)
+        print("usage: python -m bothways.host [--threads N] MODULE", file=sys.stderr)
         return 2
     if os.environ.get(PARENT_ENV) == str(os.getppid()):
         _die_with_parent()
-    protocol_fd = os.dup(1)
-    os.dup2(2, 1)  # print() in user code now goes to stderr, never into the protocol
+    fd = parent_channel_fd()
+    channel: AsyncChannel
+    if fd is not None:
+        channel = AsyncSocketChannel(fd)  # stdout stays the module's own
+    else:
+        protocol_fd = os.dup(1)
+        os.dup2(2, 1)  # print() in user code now goes to stderr, never into the protocol
+        channel = AsyncStdioChannel(0, protocol_fd)
     sys.path.insert(0, os.getcwd())
-    asyncio.run(serve(args[0], AsyncStdioChannel(0, protocol_fd)))
+    writers = _whole_lines()
+    for writer in writers:
+        atexit.register(writer.flush_all)
+    asyncio.run(serve(args[0], channel, threads))
+    if _threads.running:  # a sync function runs on, and nobody waits for its answer: go now
+        for writer in writers:
+            writer.flush_all()
+        os._exit(0)
     return 0
 
 

@@ -8,6 +8,9 @@
 ``async_require`` is the asyncio flavour (``await m.mean([1, 2])``). Remote exceptions arrive as
 RemoteError with the JavaScript error's name and stack; a crashed child fails every pending call
 with ChildExited. The child ends with the handle (``close``, the ``with`` block, or our exit).
+The calls travel on a socket of their own (``spawn``'s ``channel_fd``): ``console.log`` or
+``process.stdout.write`` in the module cannot corrupt them, and its stdout and stderr lines are
+shown on our stderr (``stderr=`` decides: "forward", "keep" or a callable per line).
 """
 
 from __future__ import annotations
@@ -83,7 +86,10 @@ async def async_require(
     module = _existing_module(path)
     program = node or os.environ.get("BOTHWAYS_NODE") or shutil.which("node") or "node"
     child = await async_spawn(
-        [program, str(_host_script()), str(module)], name=f"node {module.name}", stderr=stderr
+        [program, str(_host_script()), str(module)],
+        name=f"node {module.name}",
+        stderr=stderr,
+        channel_fd=True,  # console.log and friends in the module cannot reach the protocol
     )
     peer = await Peer(child).start()
     functions = await peer.call("$/functions")

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -265,3 +266,22 @@ def test_both_ways_on_one_connection(
     peers.append(caller)
     assert caller.finish() == {"answered": 1000, "equal": True}
     assert echo.proc.wait(30 * UNIT) == 0  # the echo ends when the client closes
+
+
+@pytest.mark.parametrize("child", ["py", "py-async", "node"])
+def test_stdio_url_in_a_spawned_child(child: str) -> None:
+    """``listen("stdio:")`` in a child is its own stdin and stdout, as ``stdio()`` gives them."""
+    from bothways.transports import spawn
+
+    values = [{"i": i, "s": "é" * (i % 50)} for i in range(2000)]
+    with spawn(command(child, "echo", "stdio:")) as proc:
+
+        def feed() -> None:  # while we read the answers: both pipes hold only 64 KiB
+            proc.send_many(values)
+            proc.close_stdin()
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        assert list(proc) == values
+        feeder.join(10)
+    assert proc.returncode == 0

@@ -6,19 +6,25 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import pytest
 
-from bothways import ChildExited, RemoteError
+from bothways import ChildExited, RemoteError, TransportClosed
 from bothways.peer import Peer
 from bothways.transports import async_spawn
 
 from ..conftest import FIXTURES
 
 
-def host(module: str, lines: list[str]) -> Any:
-    return async_spawn([sys.executable, "-m", "bothways.host", module], cwd=FIXTURES, stderr=lines.append)
+def host(module: str, lines: list[str], channel_fd: bool = False, threads: int = 0) -> Any:
+    return async_spawn(
+        [sys.executable, "-m", "bothways.host", *(["--threads", str(threads)] if threads else []), module],
+        cwd=FIXTURES,
+        stderr=lines.append,
+        channel_fd=channel_fd,
+    )
 
 
 def test_statistics_from_a_python_child() -> None:
@@ -58,5 +64,67 @@ def test_a_killed_child_fails_pending_calls_with_the_cause() -> None:
             os.kill(child.pid, signal.SIGKILL)
             results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 1)
         assert all(isinstance(r, ChildExited) and r.signal == "SIGKILL" for r in results), results
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("channel_fd", [True, False], ids=["channel socket", "stdin/stdout"])
+def test_output_of_the_module_is_shown_and_cannot_corrupt_200_concurrent_calls(channel_fd: bool) -> None:
+    """print(), sys.stdout.write and a raw os.write(1, ...) during the calls: every call succeeds
+    and every line is shown (forwarded by the parent)."""
+
+    async def main() -> list[str]:
+        lines: list[str] = []
+        async with Peer(await host("host_noisy", lines, channel_fd)) as peer:
+            results = await asyncio.gather(*(peer.call("noisy", i) for i in range(200)))
+            assert results == [2 * i for i in range(200)]
+            assert await peer.call("later", {"a": [1]}) == {"a": [1]}  # async functions too
+        return lines
+
+    lines = asyncio.run(main())
+    for i in range(200):
+        assert {f"print {i}", f"write {i}", f"raw {i}", f"err {i}"} <= set(lines), i
+
+
+def test_with_threads_a_slow_sync_function_does_not_hold_up_a_fast_one() -> None:
+    async def main() -> None:
+        async with Peer(await host("host_noisy", [], channel_fd=True, threads=4)) as peer:
+            finished: list[str] = []
+
+            async def call(name: str, *args: Any) -> None:
+                finished.append(await peer.call(name, *args))
+
+            start = time.monotonic()
+            await asyncio.gather(call("slow", 1.5), call("fast"), call("fast"))
+            assert finished == ["fast", "fast", "slow"]
+            assert time.monotonic() - start < 5
+
+    asyncio.run(main())
+
+
+def test_without_threads_sync_functions_run_one_at_a_time_in_order() -> None:
+    async def main() -> None:
+        async with Peer(await host("host_noisy", [], channel_fd=True)) as peer:
+            finished: list[str] = []
+
+            async def call(name: str, *args: Any) -> None:
+                finished.append(await peer.call(name, *args))
+
+            await asyncio.gather(call("slow", 0.5), call("fast"), call("fast"))
+            assert finished == ["slow", "fast", "fast"]
+
+    asyncio.run(main())
+
+
+def test_the_host_ends_when_the_channel_closes_even_with_a_sync_call_running() -> None:
+    async def main() -> None:
+        child = await host("host_noisy", [], channel_fd=True, threads=2)
+        async with Peer(child) as peer:
+            pending = asyncio.ensure_future(peer.call("slow", 60))
+            assert await peer.call("fast") == "fast"
+            child.close_stdin()  # the host's channel ends: it goes, not waiting for slow()
+            assert await asyncio.wait_for(child.wait(), 10) == 0
+            with pytest.raises(TransportClosed):
+                await pending
 
     asyncio.run(main())

@@ -59,3 +59,18 @@ def test_async_require_and_a_crash_mid_call() -> None:
         assert all(isinstance(r, ChildExited) for r in results), results
 
     asyncio.run(main())
+
+
+def test_console_output_is_shown_and_cannot_corrupt_200_concurrent_calls() -> None:
+    """console.log, process.stdout.write and a raw fs.writeSync(1, ...) in the module during the
+    calls: every call succeeds and every line is shown (forwarded by the parent)."""
+    lines: list[str] = []
+
+    async def main() -> None:
+        async with await node.async_require(FIXTURES / "host_noisy.mjs", stderr=lines.append) as m:
+            results = await asyncio.gather(*(m.noisy(i) for i in range(200)))
+            assert results == [2 * i for i in range(200)]
+
+    asyncio.run(main())
+    for i in range(200):
+        assert {f"log {i}", f"write {i}", f"raw {i}", f"err {i}"} <= set(lines), i

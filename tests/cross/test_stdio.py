@@ -265,3 +265,93 @@ def test_supervise_ends_cleanly_after_a_recovered_crash(tmp_path: Path) -> None:
     with supervise(py_argv("py_flaky.py", str(tmp_path / "marker")), stderr="keep", backoff=0.01) as child:
         assert list(child) == [{"run": 1}, {"run": 2}]
         assert child.restarts == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [node_argv("stdio_noisy_echo.mjs"), py_argv("stdio_noisy_echo.py")],
+    ids=["node", "python"],
+)
+def test_channel_fd_keeps_the_child_output_out_of_the_messages(argv: list[str]) -> None:
+    """With channel_fd=True the messages travel on a socket of their own: the child's stdout
+    (console.log, print, raw writes to fd 1) is shown line by line, never mixed with them."""
+    lines: list[str] = []
+    values = [{"i": i, "text": "é€𝄞"} for i in range(3000)]
+    with spawn(argv, channel_fd=True, stderr=lines.append) as child:
+        assert child.receive() == {"inherited": None}  # stdio() took the variable out of its env
+        writer = threading.Thread(target=send_all, args=(child, values))
+        writer.start()  # close_stdin() at the end half-closes the socket: the echoes still come
+        assert list(child) == values
+        writer.join()
+    assert child.returncode == 0
+    assert {"raw 0", "raw 2999"} <= set(lines)
+    assert "log 2999" in lines or "print 2999" in lines
+
+
+def test_channel_fd_asyncio_and_crash() -> None:
+    async def main() -> None:
+        lines: list[str] = []
+        async with await async_spawn(
+            py_argv("stdio_noisy_echo.py"), channel_fd=True, stderr=lines.append
+        ) as child:
+            assert await child.receive() == {"inherited": None}
+            await child.send_many([{"i": i} for i in range(1000)])
+            child.close_stdin()
+            got = [v async for v in child]
+        assert got == [{"i": i} for i in range(1000)]
+        assert {"print 0", "raw 999"} <= set(lines)
+        async with await async_spawn(py_argv("py_crash.py"), channel_fd=True, stderr="keep") as crash:
+            assert await crash.receive_many() in ([{"step": 1}, {"step": 2}], [{"step": 1}])
+            with pytest.raises(ChildExited) as info:
+                while True:
+                    await crash.receive()
+            assert "ZeroDivisionError" in info.value.stderr_tail
+
+    asyncio.run(main())
+
+
+def test_a_channel_is_not_passed_on_to_a_child_that_did_not_ask_for_one() -> None:
+    env = {**os.environ, "BOTHWAYS_CHANNEL_FD": "0"}  # as if inherited from our own parent
+    show = "import json, os; print(json.dumps(os.environ.get('BOTHWAYS_CHANNEL_FD')))"
+    with spawn([PY, "-c", show], env=env) as child:
+        assert child.receive() is None
+
+
+def test_child_dies_with_its_parent_without_setpriv() -> None:
+    assert_child_dies_with_parent(
+        [PY, str(FIXTURES / "stdio_parent_prctl.py"), str(FIXTURES / "js_sleeper.mjs")],
+        env={**os.environ, "PATH": os.path.dirname(require_tool("node")) + os.pathsep + os.environ["PATH"]},
+    )
+
+
+def test_the_child_leads_its_own_process_group_and_bad_programs_raise_as_popen_does(
+    tmp_path: Path,
+) -> None:
+    with spawn(py_argv("py_stubborn.py")) as child:
+        assert child.receive() == "ready"
+        assert os.getpgid(child.pid) == child.pid
+    with pytest.raises(FileNotFoundError):
+        spawn(["bothways-no-such-program-here"])
+    with pytest.raises(FileNotFoundError):
+        spawn([str(tmp_path / "nope")])
+    with pytest.raises(FileNotFoundError):
+        spawn([PY, "-c", "pass"], cwd=tmp_path / "no-such-dir")
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(PermissionError):
+        spawn([str(script)])
+
+
+def test_a_channel_fd_that_is_not_a_socket_is_ignored_with_a_warning() -> None:
+    code = "from bothways.transports import stdio; stdio().send({'ok': 1})"
+    for value in ("99", "0", "three"):  # not open; /dev/null; not a number
+        proc = subprocess.run(
+            [PY, "-c", code],
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "BOTHWAYS_CHANNEL_FD": value},
+            capture_output=True,
+            timeout=30 * UNIT,
+            check=True,
+        )
+        assert proc.stdout == b'{"ok":1}\n'  # stdin and stdout, as without the variable
+        assert b"BOTHWAYS_CHANNEL_FD=" + value.encode() + b" is not a channel" in proc.stderr

@@ -157,11 +157,10 @@ export class Inbox {
    * @throws {RangeError} the inbox is empty.
    */
   popAll() {
-    const batches = this.#batches;
     /** @type {any[] | null} */
     let out = null;
-    while (this.#head < batches.length) {
-      const batch = batches[this.#head];
+    while (this.#head < this.#batches.length) {
+      const batch = this.#batches[this.#head]; // (#next may replace the array)
       if (batch.length === 1 && batch[0] instanceof Thrown) {
         if (out !== null) {
           break; // the error's turn comes with the next call

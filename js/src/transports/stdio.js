@@ -3,8 +3,15 @@
  * Mirrors `src/bothways/transports/stdio.py` name for name (camelCase here).
  *
  * Parent side: `spawn(argv)` starts any program that speaks NDJSON and returns a `Child` at
- * once: iterate its stdout's messages with `for await`, `send` to its stdin; `supervise(argv)`
- * restarts it after a crash. Child side: `stdio()` reads our stdin and writes our stdout.
+ * once: iterate its stdout's messages with `for await` (or take them a chunk at a time with
+ * `receiveMany()`), `send` to its stdin; `supervise(argv)` restarts it after a crash. Child side:
+ * `stdio()` reads our stdin and writes our stdout.
+ *
+ * With `spawn(argv, {channelFd: true})` the messages travel on a socket of their own instead:
+ * one end of a socketpair, the child's file descriptor 3, named in its `BOTHWAYS_CHANNEL_FD`
+ * (`stdio()` there finds it). The child's stdout is then free and shown line by line like its
+ * stderr, so a `console.log`, `print()` or raw write to fd 1 cannot corrupt the messages.
+ * Python's `spawn(argv, channel_fd=True)` is the same thing.
  *
  * Strategy
  * --------
@@ -13,9 +20,13 @@
  *   stream is paused as soon as the queue holds `READ_AHEAD` bytes' worth of values; it resumes
  *   when `receive()` finds the queue empty. The pipe then fills and the producer blocks: a slow
  *   consumer holds a fast producer back instead of buffering without bound.
+ * - Values wait in the Inbox as the decoder's batches (a chunk of lines is one array), and are
+ *   handed out from there: `for await` gets each one as one resolved promise (no read, no
+ *   promise chain per message), `receiveMany()` a whole batch per `await`.
  * - `send` resolves once `write()` has accepted the line, or after 'drain' when it reports a
- *   full buffer: awaiting each send is all the backpressure a caller needs. Writes are corked
- *   until the next tick, so a burst of sends leaves in one writev(), not a system call each.
+ *   full buffer: awaiting each send is all the backpressure a caller needs. All the sends
+ *   waiting for one 'drain' share one set of listeners. Writes are corked until the next tick,
+ *   so a burst of sends leaves in one writev(), not a system call each.
  * - Lifetime, in three layers: `close()` ends stdin, waits `grace` ms, SIGTERMs the child's
  *   process group, waits, then SIGKILLs it; a process 'exit' hook SIGKILLs every live child's
  *   group; and on Linux, when util-linux `setpriv` is installed, the child runs under
@@ -37,13 +48,14 @@
  */
 
 import { spawn as nodeSpawn, spawnSync } from "node:child_process";
-import { accessSync, constants as fsConstants, statSync } from "node:fs";
+import { accessSync, fstatSync, constants as fsConstants, statSync } from "node:fs";
+import { Socket } from "node:net";
 import { constants as osConstants } from "node:os";
 import { basename, delimiter, isAbsolute, join, resolve } from "node:path";
 
 import { ChildExited, TransportClosed, TransportError } from "../errors.js";
 import { MAX_LINE, encode } from "../wire.js";
-import { Channel, Inbox } from "./base.js";
+import { Channel, Inbox, inboxIterator } from "./base.js";
 
 /** Milliseconds `close()` waits between closing stdin, SIGTERM and SIGKILL. */
 export const GRACE = 2000;
@@ -51,10 +63,13 @@ export const GRACE = 2000;
 export const TAIL_LINES = 50;
 /** The variable that tells a child who spawned it (a bothways child then watches that parent). */
 export const PARENT_ENV = "BOTHWAYS_PARENT_PID";
+/** The variable that gives a child the file descriptor of its channel socket (`channelFd`). */
+export const CHANNEL_ENV = "BOTHWAYS_CHANNEL_FD";
+/** The child's file descriptor of the channel socket when `channelFd` is set. */
+const CHANNEL_FD = 3;
 
 const READ_AHEAD = 256 * 1024; // bytes decoded ahead of the consumer before reading pauses
 const STDERR_LINE = 64 * 1024; // a longer stderr "line" (no newline) is cut into pieces
-const END = Symbol("end");
 
 /**
  * @typedef {"forward" | "keep" | ((line: string) => void)} StderrMode
@@ -75,6 +90,11 @@ const END = Symbol("end");
  * @property {number} [grace] milliseconds `close()` waits between its steps (default 2000).
  * @property {number} [tailLines] stderr lines kept (default 50).
  * @property {AbortSignal} [signal] aborting it closes the child, as `close()` does.
+ * @property {boolean} [channelFd] messages travel on a socket passed to the child as file
+ *   descriptor 3 (the child's `BOTHWAYS_CHANNEL_FD` says so; `stdio()` there finds it) instead of
+ *   its stdin/stdout. Its stdout is then free and shown like its stderr (same `stderr` mode, not
+ *   kept in the tail), so a `console.log`, `print()` or raw write to fd 1 in the child cannot
+ *   corrupt the messages. Its stdin is /dev/null. (Python: `channel_fd=True`.)
  */
 
 // ----------------------------------------------------------------------------------------------
@@ -209,9 +229,10 @@ function exists(path) {
 /**
  * @param {string[]} argv
  * @param {Record<string, string | undefined> | undefined} env
+ * @param {number | null} [channel] the child's fd of the channel socket.
  * @returns {Record<string, string>}
  */
-function childEnv(argv, env) {
+function childEnv(argv, env, channel = null) {
   /** @type {Record<string, string>} */
   const merged = {};
   for (const [key, value] of Object.entries(env ?? process.env)) {
@@ -220,6 +241,10 @@ function childEnv(argv, env) {
     }
   }
   merged[PARENT_ENV] = String(process.pid);
+  delete merged[CHANNEL_ENV]; // never pass on a channel that is not the child's
+  if (channel !== null) {
+    merged[CHANNEL_ENV] = String(channel);
+  }
   if (basename(argv[0]).includes("python")) {
     merged.PYTHONUNBUFFERED ??= "1";
     merged.PYTHONIOENCODING ??= "utf-8";
@@ -382,15 +407,15 @@ class Reader {
   }
 
   /**
-   * The next value, or END once the stream has ended and every value was taken.
-   * @returns {Promise<any>}
-   * @throws {Error} what the inbox's onError policy threw, in its turn.
+   * Waits until a value is in the inbox, reading more when it is empty.
+   * @returns {Promise<boolean>} true: a value waits; false: the stream has ended and every
+   *   value was taken.
    */
-  async next() {
+  async fill() {
     const inbox = this.#inbox;
     while (inbox.length === 0) {
       if (this.#ended) {
-        return END;
+        return false;
       }
       if (!this.#started) {
         this.#start();
@@ -401,11 +426,11 @@ class Reader {
       }
       await new Promise((wake) => this.#waiters.push(wake));
     }
-    return inbox.pop();
+    return true;
   }
 
   /**
-   * Stops reading for good: no end-of-stream report, pending `next()` calls get END.
+   * Stops reading for good: no end-of-stream report; pending `fill()` calls get false.
    * @param {boolean} destroy whether to destroy the stream too (not our own stdin).
    */
   stop(destroy) {
@@ -451,9 +476,11 @@ class Reader {
     }
   };
 
-  /** @param {Error} error */
+  /** @param {NodeJS.ErrnoException} error */
   #onError = (error) => {
-    this.error ??= error;
+    if (error.code !== "ECONNRESET") {
+      this.error ??= error; // (a socket reset by a peer that left with our data unread: the end)
+    }
     this.#onEnd();
   };
 
@@ -537,30 +564,50 @@ function write(stream, data) {
 }
 
 /**
+ * @typedef {{resolve: () => void, reject: (error: Error) => void}} DrainWaiter
+ */
+
+/** @type {WeakMap<import("node:stream").Writable, DrainWaiter[]>} who waits for each 'drain' */
+const drainWaiters = new WeakMap();
+
+/**
  * Waits until `stream` wants more data ('drain').
+ *
+ * However many sends wait at once, the stream gets one set of listeners ('drain', 'error',
+ * 'close'), removed when they fire: a burst of concurrent sends on a full pipe does not pile up
+ * listeners (no MaxListenersExceededWarning), and every waiter is settled in order.
  * @param {import("node:stream").Writable} stream
  * @returns {Promise<void>}
  * @throws {Error} the stream failed or closed first.
  */
 function drained(stream) {
-  return new Promise((resolve, reject) => {
-    const done = (/** @type {Error | undefined} */ error) => {
+  let waiters = drainWaiters.get(stream);
+  if (waiters === undefined) {
+    const queue = /** @type {DrainWaiter[]} */ ([]);
+    waiters = queue;
+    drainWaiters.set(stream, queue);
+    const settle = (/** @type {Error | undefined} */ error) => {
       stream.removeListener("drain", onDrain);
       stream.removeListener("error", onError);
       stream.removeListener("close", onClose);
-      if (error) {
-        reject(error);
-      } else {
-        resolve();
+      drainWaiters.delete(stream); // a send after this one waits for the next 'drain'
+      for (const waiter of queue) {
+        if (error) {
+          waiter.reject(error);
+        } else {
+          waiter.resolve();
+        }
       }
     };
-    const onDrain = () => done(undefined);
-    const onError = (/** @type {Error} */ error) => done(error);
-    const onClose = () => done(writeErrors.get(stream) ?? new Error("the stream closed"));
+    const onDrain = () => settle(undefined);
+    const onError = (/** @type {Error} */ error) => settle(error);
+    const onClose = () => settle(writeErrors.get(stream) ?? new Error("the stream closed"));
     stream.on("drain", onDrain);
     stream.on("error", onError);
     stream.on("close", onClose);
-  });
+  }
+  const queue = waiters;
+  return new Promise((resolve, reject) => queue.push({ resolve, reject }));
 }
 
 /**
@@ -595,8 +642,10 @@ export class Child extends Channel {
   #grace;
   #inbox;
   #stderr;
-  /** @type {import("node:child_process").ChildProcessWithoutNullStreams | null} */
+  /** @type {import("node:child_process").ChildProcess | null} */
   #proc = null;
+  /** @type {import("node:stream").Writable | null} where messages to the child go */
+  #output = null;
   /** @type {Reader | null} */
   #reader = null;
   /** @type {Error | null} it could not be started */
@@ -607,7 +656,7 @@ export class Child extends Channel {
   #signal = null;
   /** @type {Promise<void>} resolves when it has exited (or could not start); never rejects */
   #exited;
-  /** @type {Promise<void>} resolves when its stderr has ended */
+  /** @type {Promise<void>} resolves when its stderr (and, with channelFd, stdout) has ended */
   #stderrDone;
   #stdinClosed = false;
   /** @type {Promise<void> | null} */
@@ -636,6 +685,7 @@ export class Child extends Channel {
       grace = GRACE,
       tailLines = TAIL_LINES,
       signal,
+      channelFd = false,
     } = options;
     const args = Array.from(argv, String);
     if (args.length === 0) {
@@ -658,7 +708,7 @@ export class Child extends Channel {
       stderrDone();
       return;
     }
-    const environment = childEnv(args, env);
+    const environment = childEnv(args, env, channelFd ? CHANNEL_FD : null);
     const missing = checkProgram(args[0], environment.PATH, cwd);
     if (missing !== null) {
       this.#failure = startError(this.#name, args[0], missing);
@@ -667,13 +717,14 @@ export class Child extends Channel {
       return;
     }
     const wrapper = deathWrapper();
-    /** @type {import("node:child_process").ChildProcessWithoutNullStreams} */
+    /** @type {import("node:child_process").ChildProcess} */
     let proc;
     try {
       proc = nodeSpawn(wrapper ?? args[0], wrapper ? ["--pdeathsig", "KILL", "--", ...args] : args.slice(1), {
         env: environment,
         cwd,
-        stdio: "pipe",
+        // with channelFd: stdin /dev/null, stdout and stderr shown, fd 3 a socketpair (duplex)
+        stdio: channelFd ? ["ignore", "pipe", "pipe", "pipe"] : "pipe",
         detached: true, // its own process group, killed as one
       });
     } catch (error) {
@@ -699,15 +750,32 @@ export class Child extends Channel {
       live.delete(/** @type {number} */ (proc.pid));
       exited();
     });
-    watchErrors(proc.stdin); // EPIPE and friends: recorded, then thrown by the next send
-    proc.stderr.setEncoding("utf8");
-    proc.stderr.on("data", (text) => this.#stderr.write(text));
-    proc.stderr.on("error", () => {});
-    proc.stderr.on("close", () => {
-      this.#stderr.end();
-      stderrDone();
-    });
-    this.#reader = new Reader(proc.stdout, this.#inbox);
+    const stdout = /** @type {import("node:stream").Readable} */ (proc.stdout);
+    /** @type {import("node:stream").Duplex | null} */
+    const socket = channelFd ? /** @type {any} */ (proc.stdio[CHANNEL_FD]) : null;
+    if (socket !== null) {
+      socket.allowHalfOpen = true; // closeStdin() ends our side only: its answers still come
+    }
+    const output = socket ?? /** @type {import("node:stream").Writable} */ (proc.stdin);
+    this.#output = output;
+    watchErrors(output); // EPIPE and friends: recorded, then thrown by the next send
+    const shown = [[/** @type {import("node:stream").Readable} */ (proc.stderr), this.#stderr]];
+    if (socket !== null) {
+      shown.push([stdout, new StderrLines(this.#name, stderr, 0)]); // its stdout, not kept
+    }
+    let open = shown.length;
+    for (const [stream, lines] of /** @type {[import("node:stream").Readable, StderrLines][]} */ (shown)) {
+      stream.setEncoding("utf8");
+      stream.on("data", (text) => lines.write(text));
+      stream.on("error", () => {});
+      stream.on("close", () => {
+        lines.end();
+        if (--open === 0) {
+          stderrDone();
+        }
+      });
+    }
+    this.#reader = new Reader(socket ?? stdout, this.#inbox);
     if (proc.pid !== undefined) {
       live.add(proc.pid);
       if (!exitHooked) {
@@ -797,7 +865,7 @@ export class Child extends Channel {
     if (this.#stdinClosed) {
       throw new TransportClosed(`${this.#name}: stdin is closed`);
     }
-    const stdin = /** @type {import("node:stream").Writable} */ (this.#proc?.stdin);
+    const stdin = /** @type {import("node:stream").Writable} */ (this.#output);
     const broken = unwritable(stdin);
     if (broken !== null) {
       throw await this.#writeFailed(broken);
@@ -817,9 +885,9 @@ export class Child extends Channel {
    * @returns {void}
    */
   closeStdin() {
-    if (!this.#stdinClosed && this.#proc !== null) {
+    if (!this.#stdinClosed && this.#output !== null) {
       this.#stdinClosed = true;
-      this.#proc.stdin.end();
+      this.#output.end();
     }
   }
 
@@ -845,20 +913,83 @@ export class Child extends Channel {
   }
 
   async #receive() {
+    const reader = this.#ready();
+    for (;;) {
+      const more = await reader.fill();
+      if (this.#closing !== null) {
+        throw this.#closedError();
+      }
+      if (!more) {
+        return this.#finish();
+      }
+      if (this.#inbox.length > 0) {
+        return this.#inbox.pop(); // (else a concurrent receive() took it: wait again)
+      }
+    }
+  }
+
+  /**
+   * Every message already read from the child's stdout, at least one (waits for it): one
+   * `await` per chunk instead of one per message. Mirror of Python's `receive_many`.
+   * @returns {Promise<any[]>} a fresh array, oldest message first.
+   * @throws {TransportClosed | ChildExited | TransportError} as `receive()`.
+   * @throws {import("../errors.js").DecodeError} a bad line, when `onError` is `raiseError`:
+   *   the messages before it come first, the error with the next call.
+   */
+  receiveMany() {
+    if (this.#closing === null && this.#inbox.length > 0) {
+      try {
+        return Promise.resolve(this.#inbox.popAll());
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return this.#receiveMany();
+  }
+
+  async #receiveMany() {
+    const reader = this.#ready();
+    for (;;) {
+      const more = await reader.fill();
+      if (this.#closing !== null) {
+        throw this.#closedError();
+      }
+      if (!more) {
+        return this.#finish();
+      }
+      if (this.#inbox.length > 0) {
+        return this.#inbox.popAll();
+      }
+    }
+  }
+
+  /**
+   * The reader of the child's stdout, when the child can be read from.
+   * @returns {Reader}
+   * @throws {ChildExited} it could not be started.
+   * @throws {TransportClosed} it was closed.
+   */
+  #ready() {
     if (this.#reader === null) {
       throw /** @type {Error} */ (this.#failure);
     }
     if (this.#closing !== null) {
       throw this.#closedError();
     }
-    const value = await this.#reader.next();
-    if (this.#closing !== null) {
-      throw this.#closedError();
-    }
-    if (value !== END) {
-      return value;
-    }
-    return this.#finish();
+    return this.#reader;
+  }
+
+  /**
+   * `for await (const message of child)`: each message already read is handed out at once (one
+   * resolved promise), the pipe is read only when none is left; breaking out loses nothing.
+   * @returns {AsyncIterableIterator<any>}
+   */
+  [Symbol.asyncIterator]() {
+    return inboxIterator(
+      this.#inbox,
+      () => this.#closing === null,
+      () => this.receive(),
+    );
   }
 
   /**
@@ -905,8 +1036,9 @@ export class Child extends Channel {
     live.delete(proc.pid);
     await within(this.#stderrDone, this.#grace);
     this.#reader?.stop(true);
-    proc.stdin.destroy();
-    proc.stderr.destroy();
+    this.#output?.destroy();
+    proc.stdout?.destroy();
+    proc.stderr?.destroy();
   }
 
   /**
@@ -919,13 +1051,13 @@ export class Child extends Channel {
       throw this.#failure;
     }
     await within(this.#stderrDone, this.#grace);
-    const readError = this.#reader?.error;
-    if (readError) {
-      throw new TransportError(`${this.#name}: reading its stdout failed: ${readError}`, { cause: readError });
-    }
     const error = exitError(this.#name, /** @type {number} */ (this.#returncode), this.#signal, this.stderrTail);
     if (error) {
-      throw error;
+      throw error; // how it ended says more than what reading it said
+    }
+    const readError = this.#reader?.error;
+    if (readError) {
+      throw new TransportError(`${this.#name}: reading its output failed: ${readError}`, { cause: readError });
     }
     throw new TransportClosed(`${this.#name} exited`);
   }
@@ -1077,10 +1209,19 @@ export class Supervisor extends Channel {
    * @throws {TransportClosed} the child exited cleanly, or we were closed.
    * @throws {ChildExited} a crash after `maxRestarts` restarts, or a failed start.
    */
-  async receive() {
+  receive() {
+    return this.#withRestarts(() => this.#child.receive());
+  }
+
+  /**
+   * @template T
+   * @param {() => Promise<T>} receive reads from the current child.
+   * @returns {Promise<T>}
+   */
+  async #withRestarts(receive) {
     for (;;) {
       try {
-        return await this.#child.receive();
+        return await receive();
       } catch (error) {
         if (!(error instanceof ChildExited) || error.returncode === null || this.restarts >= this.maxRestarts) {
           throw error;
@@ -1109,6 +1250,16 @@ export class Supervisor extends Channel {
   }
 
   /**
+   * Every message already read from the current child, at least one, restarting it after a
+   * crash as `receive()` does.
+   * @returns {Promise<any[]>}
+   * @throws {TransportClosed | ChildExited} as `receive()`.
+   */
+  receiveMany() {
+    return this.#withRestarts(() => this.#child.receiveMany());
+  }
+
+  /**
    * Closes the current child and stops restarting; safe to call twice.
    * @returns {Promise<void>} never rejects.
    */
@@ -1134,8 +1285,63 @@ export function supervise(argv, options = {}) {
 // ----------------------------------------------------------------------------------------------
 // The child's side
 
+/** @type {number | null | undefined} undefined: not looked up yet */
+let announced;
+/** @type {Socket | null} */
+let announcedSocket = null;
+
 /**
- * The child's side: messages from our stdin, messages to our stdout.
+ * The file descriptor of the channel socket our parent made for us (`spawn(argv, {channelFd:
+ * true})` or Python's `channel_fd=True`), or null: we talk on stdin and stdout.
+ *
+ * The number comes from `BOTHWAYS_CHANNEL_FD`, which is taken out of `process.env` on the first
+ * call (the answer is kept), so that programs we start do not inherit it. A number that is not
+ * an open socket is ignored with a warning: stdin and stdout are used.
+ * @returns {number | null}
+ */
+export function parentChannelFd() {
+  if (announced === undefined) {
+    announced = null;
+    const value = process.env[CHANNEL_ENV];
+    if (value !== undefined) {
+      delete process.env[CHANNEL_ENV];
+      const fd = Number(value);
+      let problem = "not a file descriptor number";
+      if (Number.isSafeInteger(fd) && fd >= 0) {
+        try {
+          problem = fstatSync(fd).isSocket() ? "" : `file descriptor ${fd} is not a socket`;
+        } catch (error) {
+          problem = String(error);
+        }
+      }
+      if (problem === "") {
+        announced = fd;
+      } else {
+        process.emitWarning(`${CHANNEL_ENV}=${value} is not a channel (${problem}): using stdin and stdout`);
+      }
+    }
+  }
+  return announced;
+}
+
+/**
+ * The channel socket on `fd`, one per process. It reads only once asked (`manualStart`), so a
+ * program that only sends exits when it is done, and it stays open for writing after the parent
+ * has finished sending (`allowHalfOpen`).
+ * @param {number} fd
+ * @returns {Socket}
+ */
+function channelSocket(fd) {
+  announcedSocket ??= new Socket(
+    /** @type {any} */ ({ fd, readable: true, writable: true, allowHalfOpen: true, manualStart: true }),
+  );
+  return announcedSocket;
+}
+
+/**
+ * The child's side: messages from our stdin, messages to our stdout; or, when our parent made
+ * a channel socket for us (`parentChannelFd()`), both on that socket, and stdin/stdout stay the
+ * program's own.
  *
  * Reading starts at the first `receive()` (so a program that only sends exits when it is done)
  * and stops at EOF on stdin: when the parent goes, iteration ends. An EPIPE on stdout (the
@@ -1153,10 +1359,17 @@ export class StdioChannel extends Channel {
   /**
    * @param {{maxLine?: number, onError?: import("./base.js").ErrorHandler,
    *   stdin?: import("node:stream").Readable, stdout?: import("node:stream").Writable}} [options]
-   *   `stdin`/`stdout` default to `process.stdin`/`process.stdout`.
+   *   `stdin`/`stdout` default to the channel socket our parent gave us (`parentChannelFd()`),
+   *   else to `process.stdin`/`process.stdout`.
    */
   constructor({ maxLine = MAX_LINE, onError, stdin, stdout } = {}) {
     super();
+    if (stdin === undefined && stdout === undefined) {
+      const fd = parentChannelFd();
+      if (fd !== null) {
+        stdin = stdout = channelSocket(fd);
+      }
+    }
     this.#in = stdin ?? null; // process.stdin is only touched when we first read
     this.#out = stdout ?? process.stdout;
     this.#inbox = new Inbox({ maxLine, onError });
@@ -1224,16 +1437,81 @@ export class StdioChannel extends Channel {
   }
 
   async #receive() {
+    const reader = this.#ready();
+    for (;;) {
+      if (!(await reader.fill())) {
+        this.#ended(reader);
+      }
+      if (this.#inbox.length > 0) {
+        return this.#inbox.pop(); // (else a concurrent receive() took it: wait again)
+      }
+    }
+  }
+
+  /**
+   * Every message already read from stdin, at least one (waits for it). Mirror of Python's
+   * `receive_many`.
+   * @returns {Promise<any[]>} a fresh array, oldest message first.
+   * @throws {TransportClosed | TransportError} as `receive()`.
+   */
+  receiveMany() {
+    if (!this.#closed && this.#inbox.length > 0) {
+      try {
+        return Promise.resolve(this.#inbox.popAll());
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return this.#receiveMany();
+  }
+
+  async #receiveMany() {
+    const reader = this.#ready();
+    for (;;) {
+      if (!(await reader.fill())) {
+        this.#ended(reader);
+      }
+      if (this.#inbox.length > 0) {
+        return this.#inbox.popAll();
+      }
+    }
+  }
+
+  /**
+   * `for await (const message of channel)`: each message already read is handed out at once;
+   * breaking out loses nothing.
+   * @returns {AsyncIterableIterator<any>}
+   */
+  [Symbol.asyncIterator]() {
+    return inboxIterator(
+      this.#inbox,
+      () => !this.#closed,
+      () => this.receive(),
+    );
+  }
+
+  /**
+   * @returns {Reader} the reader of our input, started on first use.
+   * @throws {TransportClosed} the channel is closed.
+   */
+  #ready() {
     if (this.#closed) {
       throw new TransportClosed("stdin closed");
     }
     this.#reader ??= new Reader((this.#in ??= process.stdin), this.#inbox);
-    const value = await this.#reader.next();
-    if (value !== END) {
-      return value;
-    }
-    if (this.#reader.error) {
-      throw new TransportError(`reading stdin failed: ${this.#reader.error}`, { cause: this.#reader.error });
+    return this.#reader;
+  }
+
+  /**
+   * Throws why reading ended.
+   * @param {Reader} reader
+   * @returns {never}
+   * @throws {TransportError} reading failed.
+   * @throws {TransportClosed} the input reached its end.
+   */
+  #ended(reader) {
+    if (reader.error) {
+      throw new TransportError(`reading stdin failed: ${reader.error}`, { cause: reader.error });
     }
     throw new TransportClosed("stdin closed");
   }
@@ -1272,3 +1550,18 @@ export class StdioChannel extends Channel {
 export function stdio(options = {}) {
   return new StdioChannel(options);
 }
+
+/**
+ * `connect("stdio:")` (and `listen`, the same thing): the channel to whoever spawned us, as
+ * `stdio()` gives it (the parent's channel socket when there is one). Used by `channels.js`.
+ * @param {import("../urls.js").Address} _address
+ * @param {{maxLine?: number, onError?: import("./base.js").ErrorHandler}} [options]
+ * @returns {Promise<StdioChannel>}
+ */
+export async function connect(_address, options = {}) {
+  const channel = stdio(options);
+  /** @type {any} */ (channel).url = "stdio:";
+  return channel;
+}
+
+export { connect as listen };

@@ -4,6 +4,13 @@ Parent side: ``spawn(argv)`` (blocking) and ``async_spawn(argv)`` (asyncio) star
 speaks NDJSON and return a channel: iterate its stdout's messages, ``send`` to its stdin. Child
 side: ``stdio()`` reads our stdin and writes our stdout, unbuffered.
 
+With ``channel_fd=True`` the messages travel on a dedicated socket instead (one end of a
+socketpair, passed to the child as an extra file descriptor whose number is in the child's
+``BOTHWAYS_CHANNEL_FD``): the child's own stdout is then free, and is forwarded line by line
+like its stderr, so a ``print()``, ``os.write(1, ...)`` or ``console.log`` in the child shows up
+on the terminal and cannot corrupt the protocol. ``stdio()`` in the child finds the socket by
+itself. The child's stdin is /dev/null then.
+
 Rules, each answering a bug that python-shell and friends keep getting:
 - stdout is line-framed by the wire Decoder in 64 KiB reads: never ``read(1)``, any line length.
 - stderr is drained all the time (a full stderr pipe would stall the child), kept as a bounded
@@ -11,9 +18,11 @@ Rules, each answering a bug that python-shell and friends keep getting:
 - A Python child gets ``PYTHONUNBUFFERED=1`` and UTF-8 I/O, so output arrives as it is written.
 - A clean exit ends iteration; a non-zero exit or a signal raises ``ChildExited`` with the code
   or signal and the stderr tail (a Python traceback reads as one in the parent).
-- The child runs in its own process group and, on Linux, gets SIGKILL when its parent dies;
-  ``close()`` ends stdin, then SIGTERM to the group after a grace period, then SIGKILL. Every
-  child is reaped: no zombies.
+- The child runs in its own process group and, on Linux, gets SIGKILL when its parent dies:
+  through util-linux ``setpriv --pdeathsig KILL`` when it is installed (nothing runs between
+  fork and exec), else a ``preexec_fn`` that only calls prctl; a bothways child also asks for
+  it itself in ``stdio()``. ``close()`` ends stdin, then SIGTERM to the group after a grace
+  period, then SIGKILL. Every child is reaped: no zombies.
 - Backpressure: ``send`` blocks (or awaits) while the child's stdin pipe is full; we read stdout
   only when asked, so a slow consumer holds the producer back instead of growing memory.
 """
@@ -23,50 +32,143 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import shutil
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ChildExited, TransportClosed
+from ..urls import Address
 from ..wire import MAX_LINE, encode, encode_many
-from .base import AsyncChannel, Channel, ErrorHandler, Inbox, StreamChannel, log
+from .base import AsyncChannel, AsyncListener, Channel, ErrorHandler, Inbox, Listener, StreamChannel, log
 
-__all__ = ["AsyncChild", "Child", "StdioChannel", "Supervisor", "async_spawn", "spawn", "stdio", "supervise"]
+__all__ = [
+    "CHANNEL_ENV",
+    "AsyncChild",
+    "AsyncSocketChannel",
+    "AsyncStdioChannel",
+    "AsyncStdioEnd",
+    "Child",
+    "StdioChannel",
+    "StdioEnd",
+    "Supervisor",
+    "async_connect",
+    "async_listen",
+    "async_spawn",
+    "connect",
+    "listen",
+    "parent_channel_fd",
+    "spawn",
+    "stdio",
+    "supervise",
+]
 
 CHUNK = 64 * 1024
 GRACE = 2.0  # seconds between closing stdin, SIGTERM and SIGKILL
 TAIL_LINES = 50
 PARENT_ENV = "BOTHWAYS_PARENT_PID"
+CHANNEL_ENV = "BOTHWAYS_CHANNEL_FD"  # the child's end of the channel socket (channel_fd=True)
 
 StderrMode = str | Callable[[str], None] | None  # "forward" (default), "keep", or a callback
 _PR_SET_PDEATHSIG = 1
 
 
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once in the parent (never between fork and exec)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - no prctl
+        return None
+
+
+_PRCTL = _prctl()
+
+
 def _die_with_parent() -> None:
     """Asks Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # pragma: no cover - no prctl: stdin EOF still ends stdio()
-        pass
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _child_setup() -> None:  # runs in the child between fork and exec
+def _child_setup() -> None:  # runs in the child between fork and exec (only for bothways.cli)
     os.setpgid(0, 0)
     _die_with_parent()
 
 
-def _child_env(argv: Sequence[str], env: Mapping[str, str] | None) -> dict[str, str]:
+_setpriv: str | None | bool = False  # False: not looked up yet
+
+
+def _death_wrapper() -> str | None:
+    """util-linux ``setpriv`` when it can give the child a parent-death signal (checked once)."""
+    global _setpriv
+    if _setpriv is False:
+        _setpriv = None
+        path = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+        if path is not None:
+            try:
+                help_text = subprocess.run(
+                    [path, "--help"], capture_output=True, text=True, timeout=5, check=False
+                ).stdout
+            except (OSError, subprocess.SubprocessError):  # pragma: no cover
+                help_text = ""
+            if "--pdeathsig" in help_text:
+                _setpriv = path
+    return _setpriv if isinstance(_setpriv, str) else None
+
+
+def _check_program(program: str, env: Mapping[str, str], cwd: str | os.PathLike[str] | None) -> None:
+    """Raises what Popen would for a program that cannot be started, although ``setpriv`` stands
+    in front of it (so that a typo still reads ``FileNotFoundError: ... 'pyhton3'``)."""
+    base = Path.cwd() if cwd is None else Path(cwd)
+    if cwd is not None and not base.is_dir():
+        raise FileNotFoundError(2, "No such file or directory", os.fspath(cwd))
+    if "/" in program:
+        full = base / program
+        if not full.exists():
+            raise FileNotFoundError(2, "No such file or directory", program)
+        if not (full.is_file() and os.access(full, os.X_OK)):
+            raise PermissionError(13, "Permission denied", program)
+    elif shutil.which(program, path=os.pathsep.join(os.get_exec_path(env))) is None:
+        raise FileNotFoundError(2, "No such file or directory", program)
+
+
+def _spawn_options(
+    argv: list[str], env: Mapping[str, str], cwd: str | os.PathLike[str] | None
+) -> tuple[list[str], dict[str, Any]]:
+    """The argv to run and the Popen options that give the child its own process group and a
+    parent-death signal without running Python code between fork and exec when possible."""
+    options: dict[str, Any] = {}
+    if sys.version_info >= (3, 11):
+        options["process_group"] = 0
+    else:  # pragma: no cover - Python 3.10: a new session is a new process group too
+        options["start_new_session"] = True
+    wrapper = _death_wrapper()
+    if wrapper is not None:
+        _check_program(argv[0], env, cwd)
+        return [wrapper, "--pdeathsig", "KILL", "--", *argv], options
+    if _PRCTL is not None:  # pragma: no cover - no setpriv: prctl, the only code after fork
+        options["preexec_fn"] = _die_with_parent
+    return argv, options
+
+
+def _child_env(
+    argv: Sequence[str], env: Mapping[str, str] | None, channel: int | None = None
+) -> dict[str, str]:
     merged = dict(os.environ if env is None else env)
     merged[PARENT_ENV] = str(os.getpid())
+    merged.pop(CHANNEL_ENV, None)  # never pass on a channel that is not the child's
+    if channel is not None:
+        merged[CHANNEL_ENV] = str(channel)
     if "python" in Path(argv[0]).name:
         merged.setdefault("PYTHONUNBUFFERED", "1")
         merged.setdefault("PYTHONIOENCODING", "utf-8")
@@ -122,8 +224,9 @@ def _exit_error(name: str, returncode: int, stderr: _Stderr) -> ChildExited | No
 class Child(StreamChannel):
     """A running child process speaking NDJSON; made by ``spawn``.
 
-    Iterate it (or call ``receive``) for the messages on its stdout; ``send`` writes to its stdin.
-    ``close`` ends it for good; the ``with`` statement calls it.
+    Iterate it (or call ``receive``) for the messages on its stdout (or on the channel socket,
+    with ``channel_fd=True``); ``send`` writes to its stdin (or the socket). ``close`` ends it for
+    good; the ``with`` statement calls it.
     """
 
     def __init__(
@@ -138,34 +241,56 @@ class Child(StreamChannel):
         on_error: ErrorHandler | None = None,
         grace: float = GRACE,
         tail_lines: int = TAIL_LINES,
+        channel_fd: bool = False,
     ) -> None:
         argv = [os.fspath(a) for a in argv]
         self.name = name or _default_name(argv)
         self.grace = grace
         self._inbox = Inbox(max_line=max_line, on_error=on_error)
         self._stderr = _Stderr(self.name, stderr, tail_lines)
-        self._proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_child_env(argv, env),
-            cwd=cwd,
-            preexec_fn=_child_setup,  # noqa: PLW1509 - setpgid + parent-death signal, nothing else
-        )
+        self._sock: socket.socket | None = None
+        theirs: socket.socket | None = None
+        if channel_fd:
+            self._sock, theirs = socket.socketpair()
+        try:
+            environment = _child_env(argv, env, theirs.fileno() if theirs else None)
+            program, options = _spawn_options(argv, environment, cwd)
+            self._proc = subprocess.Popen(
+                program,
+                stdin=subprocess.DEVNULL if theirs else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=environment,
+                cwd=cwd,
+                pass_fds=(theirs.fileno(),) if theirs else (),
+                **options,
+            )
+        except BaseException:
+            if self._sock is not None:
+                self._sock.close()
+            raise
+        finally:
+            if theirs is not None:
+                theirs.close()  # the child has its copy
         self.pid = self._proc.pid
         self._eof = False
         self._closed = False
+        self._stdin_closed = False
         self._lock = threading.Lock()
-        self._stderr_thread = threading.Thread(
-            target=self._drain_stderr, name=f"{self.name} stderr", daemon=True
-        )
-        self._stderr_thread.start()
+        self._drains = [self._drain(self._proc.stderr, self._stderr.line, "stderr")]
+        if self._sock is not None:  # the child's stdout is free: shown like its stderr
+            self._stdout = _Stderr(self.name, stderr, 0)
+            self._drains.append(self._drain(self._proc.stdout, self._stdout.line, "stdout"))
 
-    def _drain_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        for raw in iter(self._proc.stderr.readline, b""):
-            self._stderr.line(raw)
+    def _drain(self, stream: IO[bytes] | None, line: Callable[[bytes], None], what: str) -> threading.Thread:
+        def run() -> None:
+            assert stream is not None
+            for raw in iter(stream.readline, b""):
+                line(raw)
+
+        thread = threading.Thread(target=run, name=f"{self.name} {what}", daemon=True)
+        thread.start()
+        return thread
 
     @property
     def returncode(self) -> int | None:
@@ -188,22 +313,35 @@ class Child(StreamChannel):
     def send_bytes(self, data: bytes) -> None:
         """Writes encoded NDJSON lines as they are."""
         stdin = self._proc.stdin
-        if stdin is None or stdin.closed:
+        closed = self._sock.fileno() == -1 if self._sock is not None else stdin is None or stdin.closed
+        if self._stdin_closed or closed:
             raise TransportClosed(f"{self.name}: stdin is closed")
         try:
-            stdin.write(data)
-            stdin.flush()
-        except (BrokenPipeError, ValueError) as exc:
+            if self._sock is not None:
+                self._sock.sendall(data)
+            else:
+                assert stdin is not None
+                stdin.write(data)
+                stdin.flush()
+        except (BrokenPipeError, ConnectionResetError, ValueError) as exc:
             try:
                 returncode: int | None = self._proc.wait(self.grace)
             except subprocess.TimeoutExpired:  # it closed stdin but runs on
                 returncode = None
-            self._wait_stderr(self.grace)
+            self._wait_output(self.grace)
             error = _exit_error(self.name, returncode, self._stderr) if returncode is not None else None
             raise (error or TransportClosed(f"{self.name} closed its stdin")) from exc
 
     def close_stdin(self) -> None:
         """Signals end of input; a well-behaved child finishes its work and exits."""
+        if self._sock is not None:
+            if not self._stdin_closed:
+                self._stdin_closed = True
+                try:
+                    self._sock.shutdown(socket.SHUT_WR)  # reading the answers goes on
+                except OSError:  # the child is gone already
+                    pass
+            return
         stdin = self._proc.stdin
         if stdin is not None and not stdin.closed:
             try:
@@ -211,33 +349,47 @@ class Child(StreamChannel):
             except BrokenPipeError:
                 pass
 
+    def _read(self) -> bytes:
+        if self._sock is not None:
+            try:
+                return self._sock.recv(CHUNK)
+            except ConnectionResetError:  # it died with our messages unread: the end all the same
+                return b""
+        stdout: IO[bytes] | None = self._proc.stdout
+        assert stdout is not None
+        return stdout.read1(CHUNK)  # type: ignore[attr-defined,no-any-return]
+
     def _fill(self) -> None:
-        """Reads stdout until a message waits.
+        """Reads stdout (or the channel socket) until a message waits.
 
         Raises:
             TransportClosed: the child closed stdout and exited with code 0.
             ChildExited: it exited non-zero or by a signal (with the stderr tail).
         """
         inbox = self._inbox
-        stdout: IO[bytes] | None = self._proc.stdout
-        if stdout is None or stdout.closed:
+        if self._sock is not None:
+            if self._sock.fileno() == -1:
+                raise TransportClosed(f"{self.name}: closed")
+        elif self._proc.stdout is None or self._proc.stdout.closed:
             raise TransportClosed(f"{self.name}: closed")
         while not len(inbox):
             if self._eof:
                 self._finish()
-            data = stdout.read1(CHUNK)  # type: ignore[attr-defined]
+            data = self._read()
             if data:
                 inbox.feed(data)
             else:
                 self._eof = True
                 inbox.feed_eof()
 
-    def _wait_stderr(self, timeout: float) -> None:
-        self._stderr_thread.join(timeout)
+    def _wait_output(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._drains:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _finish(self) -> None:
         returncode = self._proc.wait()
-        self._wait_stderr(self.grace)
+        self._wait_output(self.grace)
         error = _exit_error(self.name, returncode, self._stderr)
         if error:
             raise error
@@ -265,16 +417,21 @@ class Child(StreamChannel):
                 except subprocess.TimeoutExpired:
                     continue
         _kill_group(self._proc.pid, signal.SIGKILL)  # leftovers in the child's group
-        self._wait_stderr(self.grace)
+        self._wait_output(self.grace)
         for stream in (self._proc.stdout, self._proc.stderr):
             if stream is not None:
                 stream.close()
+        if self._sock is not None:
+            self._sock.close()
 
     def __del__(self) -> None:  # a forgotten handle must not leave a process behind
         proc = getattr(self, "_proc", None)
         if proc is not None and proc.poll() is None:
             _kill_group(proc.pid, signal.SIGKILL)
             proc.wait()
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
+            sock.close()
 
 
 def _kill_group(pid: int, sig: int) -> None:
@@ -292,7 +449,10 @@ def spawn(argv: Sequence[str | os.PathLike[str]], **options: Any) -> Child:
         env, cwd: as for subprocess; ``env`` defaults to ours.
         name: the prefix for its forwarded stderr (default: the program and script names).
         stderr: ``"forward"`` (default: to our stderr, prefixed), ``"keep"`` (tail only), or a
-            callable taking each line.
+            callable taking each line. With ``channel_fd``, the child's stdout lines too.
+        channel_fd: messages travel on a socket passed as an extra file descriptor (its number
+            in the child's ``BOTHWAYS_CHANNEL_FD``; ``stdio()`` there finds it) instead of
+            stdin/stdout, so the child's own output cannot corrupt them.
         max_line: the longest stdout line accepted, in bytes (default 16 MiB).
         on_error: what to do with a malformed stdout line (default: log it and go on).
         grace: seconds ``close`` waits between its steps.
@@ -375,7 +535,13 @@ class AsyncChild(AsyncChannel):
     """The asyncio flavour of Child; made by ``await async_spawn(argv)``."""
 
     def __init__(
-        self, proc: asyncio.subprocess.Process, name: str, stderr: _Stderr, inbox: Inbox, grace: float
+        self,
+        proc: asyncio.subprocess.Process,
+        name: str,
+        stderr: _Stderr,
+        inbox: Inbox,
+        grace: float,
+        channel: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None,
     ):
         self._proc = proc
         self.name = name
@@ -385,12 +551,29 @@ class AsyncChild(AsyncChannel):
         self._inbox = inbox
         self._eof = False
         self._closed = False
-        self._stderr_task = asyncio.ensure_future(self._drain_stderr())
+        self._stdin_closed = False
+        self._socket = channel is not None
+        if channel is not None:
+            self._reader, self._writer = channel
+        else:
+            assert proc.stdout is not None and proc.stdin is not None
+            self._reader, self._writer = proc.stdout, proc.stdin
+        self._drains = [asyncio.ensure_future(self._drain(proc.stderr, stderr.line))]
+        if channel is not None:  # the child's stdout is free: shown like its stderr
+            lines = _Stderr(name, stderr.mode, 0)
+            self._drains.append(asyncio.ensure_future(self._drain(proc.stdout, lines.line)))
 
-    async def _drain_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        while raw := await self._proc.stderr.readline():
-            self._stderr.line(raw)
+    @staticmethod
+    async def _drain(stream: asyncio.StreamReader | None, line: Callable[[bytes], None]) -> None:
+        assert stream is not None
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a "line" over the stream's limit: take what is there
+                raw = await stream.read(CHUNK)
+            if not raw:
+                return
+            line(raw)
 
     @property
     def returncode(self) -> int | None:
@@ -403,43 +586,78 @@ class AsyncChild(AsyncChannel):
     async def send(self, value: Any) -> None:
         await self.send_bytes(encode(value))
 
+    async def send_many(self, values: Iterable[Any]) -> None:
+        """Writes several messages at once."""
+        await self.send_bytes(encode_many(values))
+
     async def send_bytes(self, data: bytes) -> None:
-        stdin = self._proc.stdin
-        if stdin is None or stdin.is_closing():
+        writer = self._writer
+        if self._stdin_closed or writer.is_closing():
             raise TransportClosed(f"{self.name}: stdin is closed")
         try:
-            stdin.write(data)
-            await stdin.drain()
+            writer.write(data)
+            await writer.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
             returncode = await self._proc.wait()
-            await asyncio.wait({self._stderr_task}, timeout=self.grace)
+            await self._wait_output()
             error = _exit_error(self.name, returncode, self._stderr)
             raise (error or TransportClosed(f"{self.name} closed its stdin")) from exc
 
     def close_stdin(self) -> None:
-        stdin = self._proc.stdin
-        if stdin is not None and not stdin.is_closing():
-            stdin.close()
+        if self._stdin_closed:
+            return
+        self._stdin_closed = True
+        writer = self._writer
+        if writer.is_closing():
+            return
+        if self._socket:
+            try:
+                writer.write_eof()  # half-close: its answers still come
+            except OSError:  # the child is gone already
+                pass
+        else:
+            writer.close()
 
-    async def receive(self) -> Any:
+    async def _fill(self) -> None:
         inbox = self._inbox
-        stdout = self._proc.stdout
-        assert stdout is not None
         while not len(inbox):
             if self._eof:
                 returncode = await self._proc.wait()
-                await asyncio.wait({self._stderr_task}, timeout=self.grace)
+                await self._wait_output()
                 error = _exit_error(self.name, returncode, self._stderr)
                 if error:
                     raise error
                 raise TransportClosed(f"{self.name} exited")
-            data = await stdout.read(CHUNK)
+            try:
+                data = await self._reader.read(CHUNK)
+            except ConnectionResetError:  # it died with our messages unread
+                data = b""
             if data:
                 inbox.feed(data)
             else:
                 self._eof = True
                 inbox.feed_eof()
-        return inbox.pop()
+
+    async def receive(self) -> Any:
+        await self._fill()
+        return self._inbox.pop()
+
+    async def receive_many(self) -> list[Any]:
+        """Every message already read (at least one); raises as ``receive`` does at the end."""
+        await self._fill()
+        return self._inbox.pop_all()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        while True:
+            try:
+                batch = await self.receive_many()
+            except TransportClosed:
+                return
+            for value in batch:
+                yield value
+
+    async def _wait_output(self) -> None:
+        await asyncio.wait(self._drains, timeout=self.grace)
 
     async def wait(self) -> int:
         return await self._proc.wait()
@@ -458,8 +676,11 @@ class AsyncChild(AsyncChannel):
             except asyncio.TimeoutError:
                 continue
         _kill_group(self._proc.pid, signal.SIGKILL)
-        await asyncio.wait({self._stderr_task}, timeout=self.grace)
-        self._stderr_task.cancel()
+        await self._wait_output()
+        for task in self._drains:
+            task.cancel()
+        if self._socket:
+            self._writer.close()
 
 
 async def async_spawn(
@@ -473,42 +694,99 @@ async def async_spawn(
     on_error: ErrorHandler | None = None,
     grace: float = GRACE,
     tail_lines: int = TAIL_LINES,
+    channel_fd: bool = False,
 ) -> AsyncChild:
     """The asyncio ``spawn``: the same arguments, an ``AsyncChild`` to ``async with``."""
     args = [os.fspath(a) for a in argv]
-    proc = await asyncio.create_subprocess_exec(
-        *args,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_child_env(args, env),
-        cwd=cwd,
-        preexec_fn=_child_setup,
-        limit=CHUNK,
-    )
+    ours: socket.socket | None = None
+    theirs: socket.socket | None = None
+    if channel_fd:
+        ours, theirs = socket.socketpair()
+    try:
+        environment = _child_env(args, env, theirs.fileno() if theirs else None)
+        program, options = _spawn_options(args, environment, cwd)
+        proc = await asyncio.create_subprocess_exec(
+            *program,
+            stdin=subprocess.DEVNULL if theirs else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environment,
+            cwd=cwd,
+            pass_fds=(theirs.fileno(),) if theirs else (),
+            limit=CHUNK,
+            **options,
+        )
+        channel = None
+        if ours is not None:
+            channel = await asyncio.open_unix_connection(sock=ours, limit=CHUNK)
+    except BaseException:
+        if ours is not None:
+            ours.close()
+        raise
+    finally:
+        if theirs is not None:
+            theirs.close()  # the child has its copy
     label = name or _default_name(args)
     return AsyncChild(
-        proc, label, _Stderr(label, stderr, tail_lines), Inbox(max_line=max_line, on_error=on_error), grace
+        proc,
+        label,
+        _Stderr(label, stderr, tail_lines),
+        Inbox(max_line=max_line, on_error=on_error),
+        grace,
+        channel,
     )
+
+
+_UNSET: Any = object()
+_announced: Any = _UNSET
+
+
+def parent_channel_fd() -> int | None:
+    """The file descriptor of the channel our parent made for us (``spawn(..., channel_fd=True)``
+    in either language), or None: we talk on stdin and stdout.
+
+    The number comes from ``BOTHWAYS_CHANNEL_FD``, which is taken out of our environment on the
+    first call (the answer is kept), so that programs we start do not inherit it. A number that
+    is not an open socket is ignored, with a warning: stdin and stdout are used.
+    """
+    global _announced
+    if _announced is _UNSET:
+        _announced = None
+        value = os.environ.pop(CHANNEL_ENV, None)
+        if value is not None:
+            try:
+                fd = int(value)
+                if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    raise OSError(f"file descriptor {fd} is not a socket")
+                _announced = fd
+            except (ValueError, OSError) as exc:
+                log.warning("%s=%s is not a channel (%s): using stdin and stdout", CHANNEL_ENV, value, exc)
+    return _announced  # type: ignore[no-any-return]
 
 
 class StdioChannel(StreamChannel):
     """The child's side: messages from our stdin, messages to our stdout, nothing buffered.
 
     Writes go straight to file descriptor 1 (no Python buffer to flush), so the parent gets each
-    message as it is sent. Reading stops at EOF on stdin: when the parent goes, so do we.
+    message as it is sent. Reading stops at EOF on stdin: when the parent goes, so do we. When
+    the parent gave us a channel socket (``parent_channel_fd()``), both directions use it
+    instead, and stdin and stdout stay the program's own.
     """
 
     def __init__(
         self,
         *,
-        stdin_fd: int = 0,
-        stdout_fd: int = 1,
+        stdin_fd: int | None = None,
+        stdout_fd: int | None = None,
         max_line: int = MAX_LINE,
         on_error: ErrorHandler | None = None,
     ) -> None:
-        self._in = stdin_fd
-        self._out = stdout_fd
+        if stdin_fd is None and stdout_fd is None:
+            channel = parent_channel_fd()
+            if channel is not None:
+                stdin_fd = stdout_fd = channel
+        self._in = 0 if stdin_fd is None else stdin_fd
+        self._out = 1 if stdout_fd is None else stdout_fd
         self._inbox = Inbox(max_line=max_line, on_error=on_error)
         self._eof = False
         if os.environ.get(PARENT_ENV) == str(os.getppid()):
@@ -525,11 +803,12 @@ class StdioChannel(StreamChannel):
     def send_bytes(self, data: bytes) -> None:
         """Writes encoded NDJSON lines as they are, completely (looping over partial writes)."""
         try:
-            sys.stdout.flush()  # anything print()ed before stays before our message
+            if self._out == 1:
+                sys.stdout.flush()  # anything print()ed before stays before our message
             view = memoryview(data)
             while view:
                 view = view[os.write(self._out, view) :]
-        except BrokenPipeError as exc:
+        except (BrokenPipeError, ConnectionResetError) as exc:
             raise TransportClosed("stdout closed: the parent is gone") from exc
 
     def _fill(self) -> None:
@@ -537,7 +816,10 @@ class StdioChannel(StreamChannel):
         while not len(inbox):
             if self._eof:
                 raise TransportClosed("stdin closed")
-            data = os.read(self._in, CHUNK)
+            try:
+                data = os.read(self._in, CHUNK)
+            except ConnectionResetError:  # the parent went with our messages unread
+                data = b""
             if data:
                 inbox.feed(data)
             else:
@@ -546,6 +828,182 @@ class StdioChannel(StreamChannel):
 
     def close(self) -> None:
         self._eof = True
+
+
+class AsyncStdioChannel(AsyncChannel):
+    """The child's side of the stdio transport, for asyncio: read fd ``stdin_fd``, write ``stdout_fd``."""
+
+    def __init__(
+        self,
+        stdin_fd: int = 0,
+        stdout_fd: int = 1,
+        *,
+        max_line: int = MAX_LINE,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        self._in = stdin_fd
+        self._out = stdout_fd
+        self._inbox = Inbox(max_line=max_line, on_error=on_error)
+        self._reader: asyncio.StreamReader | None = None
+        self._eof = False
+
+    async def _stream(self) -> asyncio.StreamReader:
+        if self._reader is None:
+            loop = asyncio.get_running_loop()
+            reader = asyncio.StreamReader(limit=CHUNK)
+            pipe = os.fdopen(self._in, "rb", buffering=0, closefd=False)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+            self._reader = reader
+        return self._reader
+
+    async def send(self, value: Any) -> None:
+        await self.send_bytes(encode(value))
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Writes encoded NDJSON lines as they are."""
+        view = memoryview(data)
+        try:
+            while view:  # fd 1 is blocking: each write completes or fails
+                view = view[os.write(self._out, view) :]
+        except BrokenPipeError as exc:
+            raise TransportClosed("stdout closed: the parent is gone") from exc
+
+    async def _fill(self) -> None:
+        reader = await self._stream()
+        while not len(self._inbox):
+            if self._eof:
+                raise TransportClosed("stdin closed")
+            data = await reader.read(CHUNK)
+            if data:
+                self._inbox.feed(data)
+            else:
+                self._eof = True
+                self._inbox.feed_eof()
+
+    async def receive(self) -> Any:
+        await self._fill()
+        return self._inbox.pop()
+
+    async def receive_many(self) -> list[Any]:
+        """Every message already read (at least one)."""
+        await self._fill()
+        return self._inbox.pop_all()
+
+    async def close(self) -> None:
+        self._eof = True
+
+
+class AsyncSocketChannel(AsyncChannel):
+    """The child's side of a channel socket (``BOTHWAYS_CHANNEL_FD``), for asyncio."""
+
+    def __init__(self, fd: int, *, max_line: int = MAX_LINE, on_error: ErrorHandler | None = None) -> None:
+        self._fd = fd
+        self._inbox = Inbox(max_line=max_line, on_error=on_error)
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._eof = False
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._streams is None:
+            sock = socket.socket(fileno=self._fd)
+            self._streams = await asyncio.open_unix_connection(sock=sock, limit=CHUNK)
+        return self._streams
+
+    async def send(self, value: Any) -> None:
+        await self.send_bytes(encode(value))
+
+    async def send_many(self, values: Iterable[Any]) -> None:
+        await self.send_bytes(encode_many(values))
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Writes encoded NDJSON lines as they are; waits while the socket is full."""
+        _, writer = await self._open()
+        if writer.is_closing():
+            raise TransportClosed("the channel is closed")
+        try:
+            writer.write(data)
+            await writer.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise TransportClosed("the channel closed: the parent is gone") from exc
+
+    async def _fill(self) -> None:
+        reader, _ = await self._open()
+        while not len(self._inbox):
+            if self._eof:
+                raise TransportClosed("the channel closed")
+            try:
+                data = await reader.read(CHUNK)
+            except ConnectionResetError:
+                data = b""
+            if data:
+                self._inbox.feed(data)
+            else:
+                self._eof = True
+                self._inbox.feed_eof()
+
+    async def receive(self) -> Any:
+        await self._fill()
+        return self._inbox.pop()
+
+    async def receive_many(self) -> list[Any]:
+        """Every message already read (at least one)."""
+        await self._fill()
+        return self._inbox.pop_all()
+
+    async def close(self) -> None:
+        self._eof = True
+        if self._streams is not None:
+            self._streams[1].close()
+
+
+class StdioEnd(StdioChannel, Listener):
+    """``stdio:`` as a URL: the channel to whoever spawned us; both ends are the same thing."""
+
+    url = "stdio:"
+
+
+class AsyncStdioEnd(AsyncListener):
+    """The asyncio ``stdio:``: the channel socket when the parent gave one, else stdin/stdout."""
+
+    url = "stdio:"
+
+    def __init__(self, *, max_line: int = MAX_LINE, on_error: ErrorHandler | None = None) -> None:
+        fd = parent_channel_fd()
+        self._channel: AsyncSocketChannel | AsyncStdioChannel = (
+            AsyncStdioChannel(0, 1, max_line=max_line, on_error=on_error)
+            if fd is None
+            else AsyncSocketChannel(fd, max_line=max_line, on_error=on_error)
+        )
+
+    async def send(self, value: Any) -> None:
+        await self._channel.send(value)
+
+    async def receive(self) -> Any:
+        return await self._channel.receive()
+
+    async def receive_many(self) -> list[Any]:
+        """Every message already read (at least one)."""
+        return await self._channel.receive_many()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+def connect(address: Address, *, max_line: int = MAX_LINE, on_error: ErrorHandler | None = None) -> StdioEnd:
+    """``connect("stdio:")``: our own stdin and stdout (or the parent's channel socket)."""
+    return StdioEnd(max_line=max_line, on_error=on_error)
+
+
+listen = connect  # both ends of stdio: are the same channel
+
+
+async def async_connect(
+    address: Address, *, max_line: int = MAX_LINE, on_error: ErrorHandler | None = None
+) -> AsyncStdioEnd:
+    """The asyncio ``connect("stdio:")``."""
+    return AsyncStdioEnd(max_line=max_line, on_error=on_error)
+
+
+async_listen = async_connect
 
 
 def stdio(**options: Any) -> StdioChannel:
