@@ -151,10 +151,19 @@ async function rawsend(url, count) {
   if (address.scheme === "ws") {
     const ws = new WebSocket(`ws://${address.host}:${address.port}${address.path}`);
     await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
-    for (const value of make("small", count)) {
-      ws.send(JSON.stringify(value));
+    const values = make("small", count);
+    for (let i = 0; i < values.length; i++) {
+      if (i % 1000 === 999) {
+        // wait for the socket now and then, as a real producer must (else it only queues)
+        await new Promise((resolve, reject) =>
+          ws.send(JSON.stringify(values[i]), (error) => (error ? reject(error) : resolve(undefined))),
+        );
+      } else {
+        ws.send(JSON.stringify(values[i]));
+      }
     }
-    ws.close(); // after the queued frames
+    await new Promise((resolve) => ws.send("0", () => resolve(undefined))); // the last one is out
+    ws.close();
     await new Promise((resolve) => ws.once("close", resolve));
     return;
   }

@@ -107,12 +107,15 @@ async def ws_rawrecv(address: Address, count: int) -> None:
 
     async def handler(ws: ServerConnection) -> None:
         nonlocal n, start
-        async for text in ws:
-            start = start or time.perf_counter()
-            orjson.loads(text)
-            n += 1
-            if n == count:
-                finished.set()
+        try:
+            async for text in ws:
+                start = start or time.perf_counter()
+                orjson.loads(text)
+                n += 1
+                if n == count:
+                    break
+        finally:
+            finished.set()  # also when the sender went early: the count then tells
 
     async with serve(handler, address.host, 0, max_size=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]

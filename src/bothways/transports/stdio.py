@@ -830,8 +830,45 @@ class StdioChannel(StreamChannel):
         self._eof = True
 
 
-class AsyncStdioChannel(AsyncChannel):
+class _AsyncStreamEnd(AsyncChannel):
+    """What the asyncio child-side channels share: read CHUNK at a time into an Inbox."""
+
+    _inbox: Inbox
+    _eof = False
+    _ended = "closed"  # what TransportClosed says once the stream has ended
+
+    async def _source(self) -> asyncio.StreamReader:
+        raise NotImplementedError
+
+    async def _fill(self) -> None:
+        reader = await self._source()
+        while not len(self._inbox):
+            if self._eof:
+                raise TransportClosed(self._ended)
+            try:
+                data = await reader.read(CHUNK)
+            except ConnectionResetError:
+                data = b""
+            if data:
+                self._inbox.feed(data)
+            else:
+                self._eof = True
+                self._inbox.feed_eof()
+
+    async def receive(self) -> Any:
+        await self._fill()
+        return self._inbox.pop()
+
+    async def receive_many(self) -> list[Any]:
+        """Every message already read (at least one)."""
+        await self._fill()
+        return self._inbox.pop_all()
+
+
+class AsyncStdioChannel(_AsyncStreamEnd):
     """The child's side of the stdio transport, for asyncio: read fd ``stdin_fd``, write ``stdout_fd``."""
+
+    _ended = "stdin closed"
 
     def __init__(
         self,
@@ -847,7 +884,7 @@ class AsyncStdioChannel(AsyncChannel):
         self._reader: asyncio.StreamReader | None = None
         self._eof = False
 
-    async def _stream(self) -> asyncio.StreamReader:
+    async def _source(self) -> asyncio.StreamReader:
         if self._reader is None:
             loop = asyncio.get_running_loop()
             reader = asyncio.StreamReader(limit=CHUNK)
@@ -868,33 +905,14 @@ class AsyncStdioChannel(AsyncChannel):
         except BrokenPipeError as exc:
             raise TransportClosed("stdout closed: the parent is gone") from exc
 
-    async def _fill(self) -> None:
-        reader = await self._stream()
-        while not len(self._inbox):
-            if self._eof:
-                raise TransportClosed("stdin closed")
-            data = await reader.read(CHUNK)
-            if data:
-                self._inbox.feed(data)
-            else:
-                self._eof = True
-                self._inbox.feed_eof()
-
-    async def receive(self) -> Any:
-        await self._fill()
-        return self._inbox.pop()
-
-    async def receive_many(self) -> list[Any]:
-        """Every message already read (at least one)."""
-        await self._fill()
-        return self._inbox.pop_all()
-
     async def close(self) -> None:
         self._eof = True
 
 
-class AsyncSocketChannel(AsyncChannel):
+class AsyncSocketChannel(_AsyncStreamEnd):
     """The child's side of a channel socket (``BOTHWAYS_CHANNEL_FD``), for asyncio."""
+
+    _ended = "the channel closed"
 
     def __init__(self, fd: int, *, max_line: int = MAX_LINE, on_error: ErrorHandler | None = None) -> None:
         self._fd = fd
@@ -925,29 +943,8 @@ class AsyncSocketChannel(AsyncChannel):
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise TransportClosed("the channel closed: the parent is gone") from exc
 
-    async def _fill(self) -> None:
-        reader, _ = await self._open()
-        while not len(self._inbox):
-            if self._eof:
-                raise TransportClosed("the channel closed")
-            try:
-                data = await reader.read(CHUNK)
-            except ConnectionResetError:
-                data = b""
-            if data:
-                self._inbox.feed(data)
-            else:
-                self._eof = True
-                self._inbox.feed_eof()
-
-    async def receive(self) -> Any:
-        await self._fill()
-        return self._inbox.pop()
-
-    async def receive_many(self) -> list[Any]:
-        """Every message already read (at least one)."""
-        await self._fill()
-        return self._inbox.pop_all()
+    async def _source(self) -> asyncio.StreamReader:
+        return (await self._open())[0]
 
     async def close(self) -> None:
         self._eof = True
