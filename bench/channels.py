@@ -158,7 +158,8 @@ def main() -> int:
             "timed at the receiver from its first message. ours: `connect(url).send_many` (1,000 at "
             "a time) into `listen(url)`; ours, asyncio: one `await send()` per message. raw: the "
             "same bytes without the library (ws: a bare `websockets` <-> `ws` pair doing JSON per "
-            f"frame).\n\n{result}",
+            "frame, compression off as in ours). The asyncio rows send one message per `await`; "
+            f"the targets are for `send_many`.\n\n{result}",
             section="channels",
         )
     return 0

@@ -82,7 +82,7 @@ function countNewlines(count) {
 async function rawrecv(url, count) {
   const address = parse(url);
   if (address.scheme === "ws") {
-    const server = new WebSocketServer({ host: address.host ?? "127.0.0.1", port: 0 });
+    const server = new WebSocketServer({ host: address.host ?? "127.0.0.1", port: 0, perMessageDeflate: false });
     await new Promise((resolve) => server.once("listening", resolve));
     say({ listening: address.withPort(/** @type {any} */ (server.address()).port).url });
     let n = 0;
@@ -149,7 +149,7 @@ async function rawrecv(url, count) {
 async function rawsend(url, count) {
   const address = parse(url);
   if (address.scheme === "ws") {
-    const ws = new WebSocket(`ws://${address.host}:${address.port}${address.path}`);
+    const ws = new WebSocket(`ws://${address.host}:${address.port}${address.path}`, { perMessageDeflate: false });
     await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
     const values = make("small", count);
     for (let i = 0; i < values.length; i++) {

@@ -99,7 +99,8 @@ def rawrecv(url: str, count: int) -> None:
 
 
 async def ws_rawrecv(address: Address, count: int) -> None:
-    """A bare `websockets` server: orjson.loads per text frame."""
+    """A bare `websockets` server: orjson.loads per text frame (no compression, as ours: the
+    same bytes on the wire)."""
     from websockets.asyncio.server import ServerConnection, serve
 
     finished = asyncio.Event()
@@ -117,7 +118,7 @@ async def ws_rawrecv(address: Address, count: int) -> None:
         finally:
             finished.set()  # also when the sender went early: the count then tells
 
-    async with serve(handler, address.host, 0, max_size=None) as server:
+    async with serve(handler, address.host, 0, max_size=None, compression=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         say({"listening": address.with_port(port).url})
         await finished.wait()
@@ -128,7 +129,8 @@ async def ws_rawsend(address: Address, count: int) -> None:
     """A bare `websockets` client: orjson.dumps per text frame."""
     from websockets.asyncio.client import connect
 
-    async with connect(f"ws://{address.host}:{address.port}{address.path}", max_size=None) as ws:
+    where = f"ws://{address.host}:{address.port}{address.path}"
+    async with connect(where, max_size=None, compression=None) as ws:
         for value in make("small", count):
             await ws.send(orjson.dumps(value).decode())
 
