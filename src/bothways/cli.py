@@ -25,7 +25,7 @@ from types import FrameType
 from typing import IO, cast
 
 from . import __version__
-from .transports.stdio import _child_setup
+from .transports.stdio import _spawn_options
 from .wire import Decoder, Malformed, Messages, Truncated, encode_many
 
 EXIT_BAD_INPUT = 65  # EX_DATAERR
@@ -72,15 +72,16 @@ class _Part:
         self.name = name
         self.url: str | None = None
         self.url_seen = threading.Event()
+        # its own process group (our Ctrl-C is for us; we stop its group ourselves), and killed
+        # by Linux if the demo itself is killed: the same options as spawn()
+        command, options = _spawn_options(argv, env, None)
         self.process = subprocess.Popen(
-            argv,
+            command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
-            # its own process group (our Ctrl-C is for us; we stop its group ourselves), and
-            # killed by Linux if the demo itself is killed
-            preexec_fn=_child_setup,
+            **options,
         )
         self._show = show
         self._reader = threading.Thread(target=self._read, name=f"demo-{name}", daemon=True)

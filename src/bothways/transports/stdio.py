@@ -100,11 +100,6 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _child_setup() -> None:  # runs in the child between fork and exec (only for bothways.cli)
-    os.setpgid(0, 0)
-    _die_with_parent()
-
-
 _setpriv: str | None | bool = False  # False: not looked up yet
 
 
@@ -436,7 +431,7 @@ class Child(StreamChannel):
 
 def _kill_group(pid: int, sig: int) -> None:
     try:
-        os.killpg(pid, sig)  # the child leads its own group (setpgid in _child_setup)
+        os.killpg(pid, sig)  # the child leads its own group (process_group=0 in _spawn_options)
     except (ProcessLookupError, PermissionError):
         pass
 
