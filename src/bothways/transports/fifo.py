@@ -38,6 +38,7 @@ import errno
 import os
 import select
 import stat
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -322,6 +323,7 @@ class FifoReader(Listener):
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
         self._closed = False
+        self._fd_lock = threading.Lock()  # close() may come from another thread than a reopen
 
     def send(self, value: Any) -> None:
         """Not possible: raises TransportError (a FIFO carries one direction)."""
@@ -354,10 +356,14 @@ class FifoReader(Listener):
 
     def _reopen(self) -> None:
         fd = _open_reader(self.path, self.url)  # before the old one closes: never without reader
-        self._poll.unregister(self._fd)
-        os.close(self._fd)
-        self._fd = fd
-        self._poll.register(fd, select.POLLIN)
+        with self._fd_lock:
+            if self._closed:  # closed meanwhile (from another thread): the old fd is gone
+                os.close(fd)
+                raise TransportClosed(f"{self.url}: closed")
+            self._poll.unregister(self._fd)
+            os.close(self._fd)
+            self._fd = fd
+            self._poll.register(fd, select.POLLIN)
         self._sessions.reopened()
 
     def receive(self) -> Any:
@@ -372,10 +378,11 @@ class FifoReader(Listener):
 
     def close(self) -> None:
         """Closes the FIFO (a writer's next send gets TransportClosed); removes it if we made it."""
-        if self._closed:
-            return
-        self._closed = True
-        os.close(self._fd)
+        with self._fd_lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self._fd)
         if self._created:
             _remove(self.path)
 
