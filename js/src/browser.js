@@ -35,7 +35,7 @@
  */
 
 import { ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError } from "./errors.js";
-import { Channel, logError } from "./transports/base.js";
+import { Channel, backoff, logError } from "./transports/base.js";
 import { Address, parse } from "./urls.js";
 import { MAX_LINE, decode, encode } from "./wire.js";
 
@@ -47,10 +47,6 @@ export { Address, parse } from "./urls.js";
 export const PING_INTERVAL = 20_000;
 /** Milliseconds the opening handshake may take. */
 export const TIMEOUT = 10_000;
-/** Milliseconds before the first reconnection attempt; doubled after each failure. */
-export const BACKOFF = 50;
-/** The longest wait between two reconnection attempts, in milliseconds. */
-export const MAX_BACKOFF = 5_000;
 
 /** Bytes a link may buffer for sending before `send` waits. */
 export const HIGH_WATER = 1024 * 1024;
@@ -392,9 +388,9 @@ export class WsChannel extends Channel {
 
   async #reconnect() {
     const redial = /** @type {() => Promise<Link>} */ (this.#redial);
-    let delay = BACKOFF;
+    let attempt = 0;
     for (;;) {
-      await sleep(delay, this.#stop.signal);
+      await sleep(backoff(attempt), this.#stop.signal);
       if (this.#closed) return;
       let link;
       try {
@@ -405,7 +401,7 @@ export class WsChannel extends Channel {
           this.#queue.end(error);
           return;
         }
-        delay = Math.min(delay * 2, MAX_BACKOFF);
+        attempt++;
         continue;
       }
       if (this.#closed) {

@@ -27,6 +27,21 @@ const asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
  * @returns {void}
  */
 
+/** Milliseconds before a client's first reconnection attempt (tcp, ws); doubled after each failure. */
+export const BACKOFF_FIRST = 50;
+/** The longest wait between two reconnection attempts, in milliseconds. */
+export const BACKOFF_CAP = 5000;
+
+/**
+ * Milliseconds to wait before reconnection attempt `attempt` (from 0): 50 doubling to 5000.
+ * Mirror of Python's `backoff` (in seconds there).
+ * @param {number} attempt
+ * @returns {number}
+ */
+export function backoff(attempt) {
+  return Math.min(BACKOFF_FIRST * 2 ** Math.min(attempt, 30), BACKOFF_CAP);
+}
+
 /**
  * The default policy for bad input: log it (`console.warn`) and go on with the next line.
  * @param {import("../errors.js").DecodeError} error

@@ -60,16 +60,14 @@ import net from "node:net";
 import { ConnectError, DecodeError, TransportClosed, TransportError } from "../errors.js";
 import { Address } from "../urls.js";
 import { MAX_LINE, decode, encode } from "../wire.js";
-import { Channel, Inbox, Listener } from "./base.js";
+import { BACKOFF_CAP, BACKOFF_FIRST, Channel, Inbox, Listener, backoff } from "./base.js";
+
+export { BACKOFF_CAP, BACKOFF_FIRST, backoff }; // part of this module's API, as in tcp.py
 
 /** The longest first line a server reads when looking for a hello, in bytes before the newline. */
 export const HELLO_LIMIT = 4096;
 /** Default milliseconds for connect + handshake (and, on a server with a token, for the hello). */
 export const TIMEOUT = 10_000;
-/** Milliseconds before the first reconnection attempt. */
-export const BACKOFF_FIRST = 50;
-/** The longest wait between reconnection attempts, in ms. */
-export const BACKOFF_CAP = 5000;
 const READ_AHEAD = 1024 * 1024; // bytes read ahead of the consumer, per stream, before pausing
 /**
  * Milliseconds a closed connection goes on reading (and dropping) what the peer still sends,
@@ -107,14 +105,6 @@ export function refusedLine(reason) {
   return encode({ bothways: "refused", reason });
 }
 
-/**
- * Milliseconds to wait before reconnection attempt `attempt` (from 0): 50 doubling to 5000.
- * @param {number} attempt
- * @returns {number}
- */
-export function backoff(attempt) {
-  return Math.min(BACKOFF_FIRST * 2 ** Math.min(attempt, 30), BACKOFF_CAP);
-}
 
 /**
  * `"hello"`, `"welcome"` or `"refused"` for a handshake line's value, else null.

@@ -49,7 +49,7 @@ import { ConnectError, TransportClosed, TransportError } from "../errors.js";
 import { MAX_LINE, encode } from "../wire.js";
 import { Listener } from "./base.js";
 
-export { BACKOFF, MAX_BACKOFF, PING_INTERVAL, TIMEOUT, WsChannel } from "../browser.js";
+export { PING_INTERVAL, TIMEOUT, WsChannel } from "../browser.js";
 
 const CLOSE_TIMEOUT = 2000; // ms close() waits for the peer's close frame
 const CONFIRM_EVERY = 256; // frames sent between two waits for a write to complete

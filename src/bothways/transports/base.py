@@ -23,6 +23,17 @@ log = logging.getLogger("bothways")
 ErrorHandler = Callable[[DecodeError], None]
 
 
+BACKOFF_FIRST = 0.05
+"""Seconds before a client's first reconnection attempt (tcp, ws); doubled after each failure."""
+BACKOFF_CAP = 5.0
+"""The longest wait between two reconnection attempts, in seconds."""
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before reconnection attempt ``attempt`` (from 0): 0.05 doubling to 5."""
+    return float(min(BACKOFF_FIRST * 2.0 ** min(attempt, 30), BACKOFF_CAP))
+
+
 def log_error(error: DecodeError) -> None:
     """The default policy for bad input: log it and go on with the next line."""
     log.warning("%s: %s", error.code, error)

@@ -90,7 +90,19 @@ from typing import Any
 from ..errors import ConnectError, DecodeError, TransportClosed, TransportError
 from ..urls import Address
 from ..wire import MAX_LINE, decode, encode, encode_many
-from .base import AsyncChannel, AsyncListener, Channel, ErrorHandler, Inbox, Listener, log, log_error
+from .base import (
+    BACKOFF_CAP,
+    BACKOFF_FIRST,
+    AsyncChannel,
+    AsyncListener,
+    Channel,
+    ErrorHandler,
+    Inbox,
+    Listener,
+    backoff,
+    log,
+    log_error,
+)
 
 __all__ = [
     "BACKOFF_CAP",
@@ -123,8 +135,6 @@ HELLO_LIMIT = 4096
 """The longest first line a server reads when looking for a hello, in bytes before the newline."""
 TIMEOUT = 10.0
 """Default seconds for connect + handshake (and, on a server with a token, for the hello)."""
-BACKOFF_FIRST = 0.05
-BACKOFF_CAP = 5.0
 READ_AHEAD = 1024 * 1024  # bytes a listener's stream holds before its readers stop reading
 JOIN = 2.0  # seconds to wait for a thread when closing
 LINGER = 2.0
@@ -149,11 +159,6 @@ WELCOME = encode({"bothways": "welcome"})
 def refused_line(reason: str) -> bytes:
     """The server's answer to a connection it does not take."""
     return encode({"bothways": "refused", "reason": reason})
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before reconnection attempt ``attempt`` (from 0): 0.05 doubling to 5."""
-    return float(min(BACKOFF_FIRST * 2.0 ** min(attempt, 30), BACKOFF_CAP))
 
 
 def _control(value: Any) -> str | None:

@@ -96,11 +96,9 @@ from websockets.version import version as _websockets_version
 from ..errors import ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError
 from ..urls import Address
 from ..wire import MAX_LINE, decode, encode
-from .base import AsyncChannel, AsyncListener, Channel, ErrorHandler, Listener, log, log_error
+from .base import AsyncChannel, AsyncListener, Channel, ErrorHandler, Listener, backoff, log, log_error
 
 __all__ = [
-    "BACKOFF",
-    "MAX_BACKOFF",
     "PING_INTERVAL",
     "TIMEOUT",
     "AsyncWsChannel",
@@ -118,10 +116,6 @@ PING_INTERVAL = 20.0
 """Seconds between keepalive pings; a peer silent for as long after a ping is dropped."""
 TIMEOUT = 10.0
 """Seconds the opening handshake may take."""
-BACKOFF = 0.05
-"""Seconds before the first reconnection attempt; doubled after each failure."""
-MAX_BACKOFF = 5.0
-"""The longest wait between two reconnection attempts."""
 
 CLOSE_TIMEOUT = 2.0  # seconds close() waits for the peer's close frame
 TOO_BIG = 1009  # close code: message too big
@@ -437,9 +431,9 @@ class WsChannel(Channel):
                 raise self._refusal
             if self._conn is not broken:
                 return  # another thread has reconnected already
-            delay = BACKOFF
+            attempt = 0
             while True:
-                if self._closing.wait(delay):
+                if self._closing.wait(backoff(attempt)):
                     raise _closed(self.url, None)
                 assert self._redial is not None
                 try:
@@ -448,8 +442,8 @@ class WsChannel(Channel):
                     if _refused(exc):
                         self._refusal = exc
                         raise
-                    log.info("%s; trying again in %.2f s", exc, min(delay * 2, MAX_BACKOFF))
-                    delay = min(delay * 2, MAX_BACKOFF)
+                    attempt += 1
+                    log.info("%s; trying again in %.2f s", exc, backoff(attempt))
                     continue
                 self._frames = _Frames(self._frames.limit, self._frames.on_error)
                 self._conn = fresh
@@ -918,10 +912,10 @@ class AsyncWsChannel(AsyncChannel):
                 raise self._refusal
             if self._conn is not broken:
                 return
-            delay = BACKOFF
+            attempt = 0
             while True:
                 try:
-                    await asyncio.wait_for(self._closing.wait(), delay)
+                    await asyncio.wait_for(self._closing.wait(), backoff(attempt))
                     raise _closed(self.url, None)
                 except asyncio.TimeoutError:
                     pass
@@ -932,8 +926,8 @@ class AsyncWsChannel(AsyncChannel):
                     if _refused(exc):
                         self._refusal = exc
                         raise
-                    log.info("%s; trying again in %.2f s", exc, min(delay * 2, MAX_BACKOFF))
-                    delay = min(delay * 2, MAX_BACKOFF)
+                    attempt += 1
+                    log.info("%s; trying again in %.2f s", exc, backoff(attempt))
                     continue
                 self._frames = _Frames(self._frames.limit, self._frames.on_error)
                 self._conn = fresh
