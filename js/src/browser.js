@@ -173,6 +173,41 @@ class Thrown {
 }
 
 /**
+ * What a link calls as frames arrive: each decoded through `frames` into `queue`, where an error
+ * the `onError` policy throws takes its turn among the messages. Shared by the browser channel
+ * and the Node listener's merged connections.
+ * @param {Frames} frames
+ * @param {MessageQueue} queue
+ * @param {(why: string) => void} closed
+ */
+export function frameHandlers(frames, queue, closed) {
+  return {
+    /**
+     * @param {any} data
+     * @param {boolean} isBinary
+     */
+    message(data, isBinary) {
+      let value;
+      try {
+        value = frames.take(data, isBinary);
+      } catch (error) {
+        queue.pushError(error);
+        return;
+      }
+      if (value !== SKIP) queue.push(value);
+    },
+    tooLarge() {
+      try {
+        frames.tooLarge();
+      } catch (error) {
+        queue.pushError(error);
+      }
+    },
+    closed,
+  };
+}
+
+/**
  * Received values waiting to be taken, with the receivers waiting for them. Above `high` values
  * it calls `onHigh` (pause the sources), and `onLow` once back to a quarter of that.
  */
@@ -348,27 +383,7 @@ export class WsChannel extends Channel {
   #attach(link) {
     this.#link = link;
     const frames = new Frames(this.#limit, this.#onError);
-    const queue = this.#queue;
-    link.attach({
-      message(data, isBinary) {
-        let value;
-        try {
-          value = frames.take(data, isBinary);
-        } catch (error) {
-          queue.pushError(error);
-          return;
-        }
-        if (value !== SKIP) queue.push(value);
-      },
-      tooLarge() {
-        try {
-          frames.tooLarge();
-        } catch (error) {
-          queue.pushError(error);
-        }
-      },
-      closed: (why) => this.#lost(link, why),
-    });
+    link.attach(frameHandlers(frames, this.#queue, (why) => this.#lost(link, why)));
   }
 
   /**

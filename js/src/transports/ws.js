@@ -35,11 +35,11 @@ import {
   HIGH_WATER,
   MessageQueue,
   PING_INTERVAL,
-  SKIP,
   TIMEOUT,
   Frames,
   WsChannel,
   checkOptions,
+  frameHandlers,
   publicUrl,
   refusal,
   refuseUnknown,
@@ -533,30 +533,8 @@ export class WsListener extends Listener {
   /** @param {NodeLink} link */
   #merge(link) {
     const frames = new Frames(this.#maxLine, this.#onError);
-    const queue = this.#queue;
     this.#merged.add(link);
-    link.attach({
-      message(data, isBinary) {
-        let value;
-        try {
-          value = frames.take(data, isBinary);
-        } catch (error) {
-          queue.pushError(error);
-          return;
-        }
-        if (value !== SKIP) queue.push(value);
-      },
-      tooLarge() {
-        try {
-          frames.tooLarge();
-        } catch (error) {
-          queue.pushError(error);
-        }
-      },
-      closed: () => {
-        this.#merged.delete(link);
-      },
-    });
+    link.attach(frameHandlers(frames, this.#queue, () => this.#merged.delete(link)));
   }
 
   #startMerging() {
