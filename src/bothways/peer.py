@@ -5,9 +5,11 @@
         await peer.call("mean", [1, 2, 3])      # we call the other side's "mean"
 
 Rules:
-- One reader task takes every incoming message. A sync function is called right there and
-  answered at once; an async function (or one that returns an awaitable) runs in a task of its
-  own, so many calls are in flight both ways and a handler may call back into its caller.
+- Incoming messages are taken as soon as they are decoded: straight from the channel's protocol
+  callback when it offers that (``deliver_to``: the stream channels of child processes), else by
+  one reader task. A sync function is called right there and answered at once; an async
+  function (or one that returns an awaitable) runs in a task of its own, so many calls are in
+  flight both ways and a handler may call back into its caller.
 - Arguments are checked against the function's signature first: a call that does not fit
   (missing or extra arguments, unknown keywords) is answered INVALID_PARAMS without running it.
 - A handler that raises answers with the exception's type, message and traceback: the caller
@@ -36,7 +38,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any
 
-from .errors import BothwaysError, CallTimeout, EncodeError, TransportClosed
+from .errors import BothwaysError, CallTimeout, EncodeError, TransportClosed, TransportError
 from .rpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -147,7 +149,7 @@ class Peer:
         self._timers: dict[Any, asyncio.TimerHandle] = {}
         self._serving: dict[Any, asyncio.Task[None]] = {}
         self._signatures: dict[str, tuple[Callable[..., Any], _Signature]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._reader: asyncio.Future[None] | None = None  # a reader task, or the end of deliveries
         self._closed: BothwaysError | None = None
         # a stream channel takes encoded lines, many in one write; any other one value per send
         self._send_bytes: Callable[[bytes], Awaitable[Any]] | None = getattr(channel, "send_bytes", None)
@@ -170,8 +172,10 @@ class Peer:
     async def start(self) -> Peer:
         """Starts reading the channel (``async with`` does it)."""
         if self._reader is None:
-            self._loop = asyncio.get_running_loop()
-            self._reader = asyncio.ensure_future(self._read())
+            self._loop = loop = asyncio.get_running_loop()
+            self._reader = loop.create_future()  # (also: start() is under way)
+            if not await self.channel.deliver_to(self._received, self._ended):
+                self._reader = asyncio.ensure_future(self._read())
         return self
 
     async def run(self) -> None:
@@ -386,6 +390,25 @@ class Peer:
             self._fail(TransportClosed("the other side closed the connection"))
         except BothwaysError as exc:  # ChildExited with its stderr tail, a socket error...
             self._fail(exc)
+
+    def _received(self, messages: list[Any]) -> None:
+        """A batch of messages, straight from the channel (push mode): answered at once."""
+        take = self.endpoint.receive
+        dispatch = self._dispatch
+        for message in messages:
+            dispatch(take(message))
+        self._post()
+        self._flush()
+
+    def _ended(self, cause: BaseException) -> None:
+        """The channel's messages ended (push mode): every pending call fails with the cause."""
+        if type(cause) is TransportClosed:
+            cause = TransportClosed("the other side closed the connection")
+        elif not isinstance(cause, BothwaysError):  # an error policy raised something else
+            cause = TransportError(f"the channel ended: {cause!r}")
+        self._fail(cause)
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
 
     def _fail(self, cause: BothwaysError) -> None:
         if self._closed is None:

@@ -30,6 +30,12 @@ def py_argv(script: str, *args: str) -> list[str]:
     return [PY, str(FIXTURES / script), *args]
 
 
+def written_bytes(pid: int) -> int:
+    """What a process has written so far (wchar in /proc/<pid>/io)."""
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["wchar"])
+
+
 def rss_mb(pid: int, field: str = "VmHWM") -> float:
     """Peak (VmHWM) or current (VmRSS) resident set size of a process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -212,9 +218,7 @@ def test_fast_producer_slow_consumer_is_held_back() -> None:
         while time.monotonic() < slow_until:
             received.append(child.receive()["i"])
             time.sleep(0.001)
-        written = int(
-            dict(line.split(": ") for line in Path(f"/proc/{child.pid}/io").read_text().splitlines())["wchar"]
-        )
+        written = written_bytes(child.pid)
         # What it wrote beyond what we read fits in the pipe plus one batch plus our read buffer.
         consumed = len(received) * 70
         assert written - consumed < 2 * 1024 * 1024, (written, consumed)
@@ -224,6 +228,24 @@ def test_fast_producer_slow_consumer_is_held_back() -> None:
         assert rss_mb(child.pid) < 200  # the producer's peak
         assert rss_mb(os.getpid(), "VmRSS") - our_rss_before < 50  # the consumer did not hoard
         child.close()
+
+
+def test_asyncio_fast_producer_slow_consumer_is_held_back() -> None:
+    async def main() -> None:
+        async with await async_spawn(py_argv("py_forever.py"), stderr="keep") as child:
+            received = []
+            slow_until = time.monotonic() + 3 * UNIT
+            while time.monotonic() < slow_until:
+                received.append((await child.receive())["i"])
+                await asyncio.sleep(0.001)
+            written = written_bytes(child.pid)
+            # beyond what we took: the pipe, one batch, and what our Intake holds before it pauses
+            assert written - len(received) * 70 < 2 * 1024 * 1024, (written, len(received))
+            while len(received) < 200_000:  # speed up: everything arrives, in order
+                received.extend(v["i"] for v in await child.receive_many())
+            assert received == list(range(len(received)))
+
+    asyncio.run(main())
 
 
 def test_asyncio_echo_and_crash() -> None:

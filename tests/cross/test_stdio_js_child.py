@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -13,15 +12,16 @@ from bothways import ChildExited, DecodeError, TransportClosed
 from bothways.transports import spawn
 
 from ..conftest import UNIT
-from .test_stdio import assert_child_dies_with_parent, no_leftovers, node_argv, py_argv, rss_mb
+from .test_stdio import (
+    assert_child_dies_with_parent,
+    no_leftovers,
+    node_argv,
+    py_argv,
+    rss_mb,
+    written_bytes,
+)
 
 __all__ = ["no_leftovers"]  # the autouse fixture: no process left after each test
-
-
-def written_bytes(pid: int) -> int:
-    """What a process has written so far (wchar in /proc/<pid>/io)."""
-    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-    return int(fields["wchar"])
 
 
 def test_node_crash_raises_child_exited_with_the_stack() -> None:

@@ -21,6 +21,10 @@ from ..wire import MAX_LINE, Decoder, Messages, decode, encode
 log = logging.getLogger("bothways")
 
 ErrorHandler = Callable[[DecodeError], None]
+MessagesHandler = Callable[[list[Any]], None]
+"""Takes a batch of received messages, in order (push mode: ``AsyncChannel.deliver_to``)."""
+EndHandler = Callable[[BaseException], None]
+"""Takes why a channel's messages ended (what ``receive`` would raise), once."""
 
 
 BACKOFF_FIRST = 0.05
@@ -87,6 +91,222 @@ class Inbox:
                 self._values.extend(event.values)
             else:  # Malformed, Truncated (delivered or not): reported through the policy
                 self._on_error(event.error)
+
+
+HIGH_WATER = 256 * 1024
+"""Bytes an Intake holds unread before it pauses its transport (backpressure)."""
+
+
+class Intake:
+    """The receiving half of an asyncio stream: bytes from a protocol's callbacks go straight into
+    an Inbox, no StreamReader in between. A reader awaits the values (pull: ``wait``, ``take``,
+    ``take_all``), or a target takes each batch as soon as it is decoded, from the callback itself
+    (push: ``deliver_to``; what the RPC Peer uses, one turn of the event loop less per message).
+
+    In pull mode the transport is paused while more than ``high_water`` bytes wait unread, so a
+    slow reader holds the sender back. What the Inbox's policy raises (``raise_error``) is kept
+    and raised by the reader after the values before it; in push mode it ends the stream.
+    """
+
+    __slots__ = (
+        "inbox",
+        "transport",
+        "ended",
+        "error",
+        "_high_water",
+        "_unread",
+        "_paused",
+        "_waiter",
+        "_target",
+        "_on_end",
+    )
+
+    def __init__(self, inbox: Inbox, high_water: int = HIGH_WATER) -> None:
+        self.inbox = inbox
+        self.transport: asyncio.ReadTransport | None = None
+        """Set by the protocol: paused and resumed for backpressure."""
+        self.ended = False
+        """True after the end of the stream."""
+        self.error: BaseException | None = None
+        """What the policy raised, until the reader takes it."""
+        self._high_water = high_water
+        self._unread = 0
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._target: Callable[[list[Any]], None] | None = None
+        self._on_end: Callable[[], None] | None = None
+
+    # -- from the protocol ---------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Bytes received (``data_received``)."""
+        try:
+            self.inbox.feed(data)
+        except Exception as exc:  # noqa: BLE001 - the policy raised: the reader gets it in turn
+            self.error = exc
+        if self._target is not None:
+            self._deliver()
+            return
+        self._unread += len(data)
+        if self._unread > self._high_water and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def feed_eof(self) -> None:
+        """The end of the stream (``eof_received`` or ``connection_lost``; a second call is ignored)."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            self.inbox.feed_eof()
+        except Exception as exc:  # noqa: BLE001 - as in feed
+            self.error = self.error or exc
+        if self._target is not None:
+            self._deliver()
+        else:
+            self._wake()
+
+    # -- pull -------------------------------------------------------------------------------------
+
+    async def wait(self) -> None:
+        """Returns when a value, the policy's error or the end waits (at once if one does)."""
+        while not len(self.inbox) and self.error is None and not self.ended:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def take(self) -> Any:
+        """The oldest value (after ``wait`` saw one)."""
+        value = self.inbox.pop()
+        if not len(self.inbox):
+            self._drained()
+        return value
+
+    def take_all(self) -> list[Any]:
+        """Every value waiting, oldest first."""
+        values = self.inbox.pop_all()
+        self._drained()
+        return values
+
+    def take_error(self) -> BaseException | None:
+        """The policy's error, once."""
+        error, self.error = self.error, None
+        return error
+
+    # -- push -------------------------------------------------------------------------------------
+
+    def deliver_to(self, target: Callable[[list[Any]], None], on_end: Callable[[], None]) -> None:
+        """From now on each batch of values goes to ``target`` as soon as it is decoded (what
+        waits already goes at the next turn of the loop); ``on_end`` is called once after the
+        last batch, at the end of the stream or after the policy's error (``error`` says which)."""
+        self._target = target
+        self._on_end = on_end
+        self._drained()
+        if len(self.inbox) or self.error is not None or self.ended:
+            asyncio.get_running_loop().call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        target = self._target
+        if target is None:
+            return
+        if len(self.inbox):
+            target(self.inbox.pop_all())
+        if self.error is not None or self.ended:
+            on_end, self._target, self._on_end = self._on_end, None, None
+            if self.transport is not None and not self.ended:
+                self.transport.pause_reading()  # the policy ended the stream: read no more
+            if on_end is not None:
+                on_end()
+
+    def close(self) -> None:
+        """We stop reading (our side closed): ``ended``, without a word about a cut last line;
+        no more deliveries."""
+        self.ended = True
+        self._target = self._on_end = None
+        self._wake()
+
+    # --------------------------------------------------------------------------------------------
+
+    def _drained(self) -> None:
+        self._unread = 0
+        if self._paused:
+            self._paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class IntakeProtocol(asyncio.Protocol):
+    """An asyncio protocol for a stream channel: what it reads goes into an Intake; writes wait
+    (``drain``) while the transport's buffer is full. Keeps the write half open after the other
+    side's EOF (a socket's half-close: our answers still go)."""
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+        self.transport: asyncio.Transport | None = None
+        self._lost: BaseException | None = None
+        self._closed = False
+        self._drain: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.intake.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.intake.feed(data)
+
+    def eof_received(self) -> bool:
+        self.intake.feed_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._lost = exc
+        self.intake.feed_eof()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        if self._drain is None:
+            self._drain = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def is_closing(self) -> bool:
+        return self._closed or self.transport is None or self.transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        """Writes ``data`` (buffered by the transport when the socket is full)."""
+        if self.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def write_eof(self) -> None:
+        """Half-closes: the other side reads the end; what it sends still comes."""
+        if not self.is_closing():
+            assert self.transport is not None
+            self.transport.write_eof()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def drain(self) -> None:
+        """Waits while the transport's write buffer is over its limit."""
+        if self._drain is not None:
+            await asyncio.shield(self._drain)
+        if self._closed and self._lost is not None:
+            raise ConnectionResetError(str(self._lost))
 
 
 class Channel(ABC):
@@ -165,6 +385,14 @@ class AsyncChannel(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Releases the channel; safe to call twice."""
+
+    async def deliver_to(self, on_messages: MessagesHandler, on_end: EndHandler) -> bool:
+        """Push mode, for a consumer that reacts to each message at once (the RPC Peer): from now
+        on every batch of messages goes to ``on_messages`` as soon as it is decoded, straight from
+        the protocol's callback, and ``on_end`` gets what ``receive`` would have raised at the
+        end, once. Do not call ``receive`` after this. Returns False (and does nothing) when the
+        channel does not support it: the caller then reads with ``receive``."""
+        return False
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         while True:

@@ -45,10 +45,23 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ChildExited, TransportClosed
+from ..errors import BothwaysError, ChildExited, TransportClosed
 from ..urls import Address
 from ..wire import MAX_LINE, encode, encode_many
-from .base import AsyncChannel, AsyncListener, Channel, ErrorHandler, Inbox, Listener, StreamChannel, log
+from .base import (
+    AsyncChannel,
+    AsyncListener,
+    Channel,
+    EndHandler,
+    ErrorHandler,
+    Inbox,
+    Intake,
+    IntakeProtocol,
+    Listener,
+    MessagesHandler,
+    StreamChannel,
+    log,
+)
 
 __all__ = [
     "CHANNEL_ENV",
@@ -534,27 +547,29 @@ class AsyncChild(AsyncChannel):
         proc: asyncio.subprocess.Process,
         name: str,
         stderr: _Stderr,
-        inbox: Inbox,
+        intake: Intake,
         grace: float,
-        channel: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None,
+        reading: IntakeProtocol,
+        socket: bool,
     ):
         self._proc = proc
         self.name = name
         self.pid = proc.pid
         self.grace = grace
         self._stderr = stderr
-        self._inbox = inbox
-        self._eof = False
+        self._intake = intake  # fed by `reading`: the child's stdout, or the channel socket
+        self._reading = reading
         self._closed = False
         self._stdin_closed = False
-        self._socket = channel is not None
-        if channel is not None:
-            self._reader, self._writer = channel
+        self._socket = socket
+        self._writer: asyncio.StreamWriter | IntakeProtocol
+        if socket:
+            self._writer = reading
         else:
-            assert proc.stdout is not None and proc.stdin is not None
-            self._reader, self._writer = proc.stdout, proc.stdin
+            assert proc.stdin is not None
+            self._writer = proc.stdin
         self._drains = [asyncio.ensure_future(self._drain(proc.stderr, stderr.line))]
-        if channel is not None:  # the child's stdout is free: shown like its stderr
+        if socket:  # the child's stdout is free: shown like its stderr
             lines = _Stderr(name, stderr.mode, 0)
             self._drains.append(asyncio.ensure_future(self._drain(proc.stdout, lines.line)))
 
@@ -614,33 +629,45 @@ class AsyncChild(AsyncChannel):
             writer.close()
 
     async def _fill(self) -> None:
-        inbox = self._inbox
-        while not len(inbox):
-            if self._eof:
-                returncode = await self._proc.wait()
-                await self._wait_output()
-                error = _exit_error(self.name, returncode, self._stderr)
-                if error:
-                    raise error
-                raise TransportClosed(f"{self.name} exited")
-            try:
-                data = await self._reader.read(CHUNK)
-            except ConnectionResetError:  # it died with our messages unread
-                data = b""
-            if data:
-                inbox.feed(data)
-            else:
-                self._eof = True
-                inbox.feed_eof()
+        intake = self._intake
+        while not len(intake.inbox):
+            error = intake.take_error()
+            if error is not None:
+                raise error
+            if intake.ended:
+                raise await self._why_ended()
+            await intake.wait()
+
+    async def _why_ended(self) -> BothwaysError:
+        """Why the messages ended: ChildExited (code or signal, stderr tail), or TransportClosed."""
+        returncode = await self._proc.wait()
+        await self._wait_output()
+        return _exit_error(self.name, returncode, self._stderr) or TransportClosed(f"{self.name} exited")
 
     async def receive(self) -> Any:
         await self._fill()
-        return self._inbox.pop()
+        return self._intake.take()
 
     async def receive_many(self) -> list[Any]:
         """Every message already read (at least one); raises as ``receive`` does at the end."""
         await self._fill()
-        return self._inbox.pop_all()
+        return self._intake.take_all()
+
+    async def deliver_to(self, on_messages: MessagesHandler, on_end: EndHandler) -> bool:
+        """Push mode (see AsyncChannel.deliver_to); ``on_end`` gets what ``receive`` would raise."""
+        intake = self._intake
+
+        def ended() -> None:
+            error = intake.take_error()
+            if error is not None:
+                on_end(error)
+                return
+            asyncio.ensure_future(self._why_ended()).add_done_callback(
+                lambda task: None if task.cancelled() else on_end(task.exception() or task.result())
+            )
+
+        intake.deliver_to(on_messages, ended)
+        return True
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         while True:
@@ -674,8 +701,8 @@ class AsyncChild(AsyncChannel):
         await self._wait_output()
         for task in self._drains:
             task.cancel()
-        if self._socket:
-            self._writer.close()
+        self._intake.close()
+        self._reading.close()
 
 
 async def async_spawn(
@@ -693,17 +720,25 @@ async def async_spawn(
 ) -> AsyncChild:
     """The asyncio ``spawn``: the same arguments, an ``AsyncChild`` to ``async with``."""
     args = [os.fspath(a) for a in argv]
+    # The messages come on a socket (channel_fd) or on a pipe of our own for the child's stdout,
+    # read by our protocol: asyncio's subprocess pipes would add a turn of the loop to each read.
     ours: socket.socket | None = None
     theirs: socket.socket | None = None
+    out_read: int | None = None
+    out_write: int | None = None
     if channel_fd:
         ours, theirs = socket.socketpair()
+    else:
+        out_read, out_write = os.pipe()
+    intake = Intake(Inbox(max_line=max_line, on_error=on_error))
+    loop = asyncio.get_running_loop()
     try:
         environment = _child_env(args, env, theirs.fileno() if theirs else None)
         program, options = _spawn_options(args, environment, cwd)
         proc = await asyncio.create_subprocess_exec(
             *program,
             stdin=subprocess.DEVNULL if theirs else subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.PIPE if theirs else out_write,
             stderr=subprocess.PIPE,
             env=environment,
             cwd=cwd,
@@ -711,10 +746,18 @@ async def async_spawn(
             limit=CHUNK,
             **options,
         )
-        channel = None
         if ours is not None:
-            channel = await asyncio.open_unix_connection(sock=ours, limit=CHUNK)
+            _, reading = await loop.create_unix_connection(lambda: IntakeProtocol(intake), sock=ours)
+        else:
+            assert out_read is not None and out_write is not None
+            os.close(out_write)  # the child has its copy
+            out_write = None
+            pipe, out_read = os.fdopen(out_read, "rb", buffering=0), None  # the transport closes it
+            _, reading = await loop.connect_read_pipe(lambda: IntakeProtocol(intake), pipe)
     except BaseException:
+        for fd in (out_read, out_write):
+            if fd is not None:
+                os.close(fd)
         if ours is not None:
             ours.close()
         raise
@@ -722,14 +765,8 @@ async def async_spawn(
         if theirs is not None:
             theirs.close()  # the child has its copy
     label = name or _default_name(args)
-    return AsyncChild(
-        proc,
-        label,
-        _Stderr(label, stderr, tail_lines),
-        Inbox(max_line=max_line, on_error=on_error),
-        grace,
-        channel,
-    )
+    stderr_tail = _Stderr(label, stderr, tail_lines)
+    return AsyncChild(proc, label, stderr_tail, intake, grace, reading, socket=ours is not None)
 
 
 _UNSET: Any = object()
@@ -826,38 +863,41 @@ class StdioChannel(StreamChannel):
 
 
 class _AsyncStreamEnd(AsyncChannel):
-    """What the asyncio child-side channels share: read CHUNK at a time into an Inbox."""
+    """What the asyncio child-side channels share: their stream feeds an Intake."""
 
-    _inbox: Inbox
-    _eof = False
+    _intake: Intake
     _ended = "closed"  # what TransportClosed says once the stream has ended
 
-    async def _source(self) -> asyncio.StreamReader:
+    async def _open(self) -> None:
+        """Connects the stream to ``_intake`` (once)."""
         raise NotImplementedError
 
     async def _fill(self) -> None:
-        reader = await self._source()
-        while not len(self._inbox):
-            if self._eof:
+        await self._open()
+        intake = self._intake
+        while not len(intake.inbox):
+            error = intake.take_error()
+            if error is not None:
+                raise error
+            if intake.ended:
                 raise TransportClosed(self._ended)
-            try:
-                data = await reader.read(CHUNK)
-            except ConnectionResetError:
-                data = b""
-            if data:
-                self._inbox.feed(data)
-            else:
-                self._eof = True
-                self._inbox.feed_eof()
+            await intake.wait()
 
     async def receive(self) -> Any:
         await self._fill()
-        return self._inbox.pop()
+        return self._intake.take()
 
     async def receive_many(self) -> list[Any]:
         """Every message already read (at least one)."""
         await self._fill()
-        return self._inbox.pop_all()
+        return self._intake.take_all()
+
+    async def deliver_to(self, on_messages: MessagesHandler, on_end: EndHandler) -> bool:
+        """Push mode (see AsyncChannel.deliver_to)."""
+        await self._open()
+        intake = self._intake
+        intake.deliver_to(on_messages, lambda: on_end(intake.take_error() or TransportClosed(self._ended)))
+        return True
 
 
 class AsyncStdioChannel(_AsyncStreamEnd):
@@ -875,18 +915,15 @@ class AsyncStdioChannel(_AsyncStreamEnd):
     ) -> None:
         self._in = stdin_fd
         self._out = stdout_fd
-        self._inbox = Inbox(max_line=max_line, on_error=on_error)
-        self._reader: asyncio.StreamReader | None = None
-        self._eof = False
+        self._intake = Intake(Inbox(max_line=max_line, on_error=on_error))
+        self._opened = False
 
-    async def _source(self) -> asyncio.StreamReader:
-        if self._reader is None:
-            loop = asyncio.get_running_loop()
-            reader = asyncio.StreamReader(limit=CHUNK)
+    async def _open(self) -> None:
+        if not self._opened:
+            self._opened = True
             pipe = os.fdopen(self._in, "rb", buffering=0, closefd=False)
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-            self._reader = reader
-        return self._reader
+            loop = asyncio.get_running_loop()
+            await loop.connect_read_pipe(lambda: IntakeProtocol(self._intake), pipe)
 
     async def send(self, value: Any) -> None:
         await self.send_bytes(encode(value))
@@ -901,7 +938,7 @@ class AsyncStdioChannel(_AsyncStreamEnd):
             raise TransportClosed("stdout closed: the parent is gone") from exc
 
     async def close(self) -> None:
-        self._eof = True
+        self._intake.close()
 
 
 class AsyncSocketChannel(_AsyncStreamEnd):
@@ -911,15 +948,20 @@ class AsyncSocketChannel(_AsyncStreamEnd):
 
     def __init__(self, fd: int, *, max_line: int = MAX_LINE, on_error: ErrorHandler | None = None) -> None:
         self._fd = fd
-        self._inbox = Inbox(max_line=max_line, on_error=on_error)
-        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        self._eof = False
+        self._intake = Intake(Inbox(max_line=max_line, on_error=on_error))
+        self._protocol: IntakeProtocol | None = None
+        self._opening: asyncio.Future[Any] | None = None
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._streams is None:
-            sock = socket.socket(fileno=self._fd)
-            self._streams = await asyncio.open_unix_connection(sock=sock, limit=CHUNK)
-        return self._streams
+    async def _open(self) -> None:
+        if self._opening is None:  # once, even when the first send and receive come together
+            self._protocol = IntakeProtocol(self._intake)
+            protocol = self._protocol
+            self._opening = asyncio.ensure_future(
+                asyncio.get_running_loop().create_unix_connection(
+                    lambda: protocol, sock=socket.socket(fileno=self._fd)
+                )
+            )
+        await asyncio.shield(self._opening)
 
     async def send(self, value: Any) -> None:
         await self.send_bytes(encode(value))
@@ -929,22 +971,18 @@ class AsyncSocketChannel(_AsyncStreamEnd):
 
     async def send_bytes(self, data: bytes) -> None:
         """Writes encoded NDJSON lines as they are; waits while the socket is full."""
-        _, writer = await self._open()
-        if writer.is_closing():
-            raise TransportClosed("the channel is closed")
+        await self._open()
+        assert self._protocol is not None
         try:
-            writer.write(data)
-            await writer.drain()
+            self._protocol.write(data)
+            await self._protocol.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise TransportClosed("the channel closed: the parent is gone") from exc
 
-    async def _source(self) -> asyncio.StreamReader:
-        return (await self._open())[0]
-
     async def close(self) -> None:
-        self._eof = True
-        if self._streams is not None:
-            self._streams[1].close()
+        self._intake.close()
+        if self._protocol is not None:
+            self._protocol.close()
 
 
 class StdioEnd(StdioChannel, Listener):
@@ -975,6 +1013,9 @@ class AsyncStdioEnd(AsyncListener):
     async def receive_many(self) -> list[Any]:
         """Every message already read (at least one)."""
         return await self._channel.receive_many()
+
+    async def deliver_to(self, on_messages: MessagesHandler, on_end: EndHandler) -> bool:
+        return await self._channel.deliver_to(on_messages, on_end)
 
     async def close(self) -> None:
         await self._channel.close()
