@@ -3,11 +3,12 @@
 //   node node_side.mjs WAY PYTHON WARMUP CALLS PIPELINED
 //
 // WAY:
-//   pipe       our Peer to our Peer over the child's stdio pipe: bench/calls/serve.py serves a
-//              plain `def add`, called inline by its reader.
-//   ours       python.import("add_async"): `async def add` on the host's event loop, over the
-//              channel socket python.import makes.
-//   ours-sync  python.import("add"): a plain `def add`, which the host runs in its thread pool.
+//   ours       python.import("add"): a plain `def add`, served by the host without an event loop
+//              (a blocking read), over the channel socket python.import makes.
+//   ours-async python.import("add_async"): `async def add` on the host's event loop.
+//   ours-threads  python.import("add", {threads: 4}): `def add` run in the host's thread pool.
+//   pipe       our Peer to our asyncio Peer over the child's stdio pipe: bench/calls/serve.py
+//              serves a plain `def add`, called inline as each request is decoded.
 //   raw        a pipe ping-pong of the same bytes, no JSON-RPC; asyncio on the Python side.
 //   raw-blocking  the same with blocking os.read/os.write on the Python side.
 //   pythonia   JSPyBridge's Node side.   pyshell   python-shell's JSON mode.
@@ -64,9 +65,12 @@ function check(result, i) {
   }
 }
 
-/** @param {string} module */
-async function ours(module = "add_async") {
-  const m = await importModule(module, { python, cwd: HERE, stderr: "keep" });
+/**
+ * @param {string} module
+ * @param {number} threads
+ */
+async function ours(module, threads = 0) {
+  const m = await importModule(module, { python, cwd: HERE, stderr: "keep", threads });
   try {
     return await measure(
       async (i) => check(await m.add(i, 1), i),
@@ -189,9 +193,10 @@ async function pyshell() {
 }
 
 const ways = {
+  ours: () => ours("add"),
+  "ours-async": () => ours("add_async"),
+  "ours-threads": () => ours("add", 4),
   pipe,
-  ours: () => ours(),
-  "ours-sync": () => ours("add"),
   raw: () => raw(),
   "raw-blocking": () => raw("echo.py"),
   pythonia,

@@ -34,7 +34,7 @@ import inspect
 import sys
 import traceback
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -52,10 +52,10 @@ from .rpc import (
     Response,
     RpcEndpoint,
 )
-from .transports.base import AsyncChannel, log
+from .transports.base import AsyncChannel, Channel, log
 from .wire import encode
 
-__all__ = ["Peer"]
+__all__ = ["Exposed", "Peer", "answer_calls", "encoded", "finish"]
 
 _BACKLOG = 1024  # answers held while requests keep arriving, at most: then they are written
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -98,6 +98,124 @@ def _signature_of(function: Callable[..., Any]) -> _Signature:
         return _Signature(inspect.signature(function))
     except (TypeError, ValueError):
         return _Signature(None)
+
+
+class Exposed:
+    """The functions one side lets the other call, by name, with their signatures (a call that
+    does not fit is refused before it runs). What Peer and ``answer_calls`` both serve from."""
+
+    __slots__ = ("functions", "_signatures")
+
+    def __init__(self, functions: Mapping[str, Callable[..., Any]] | None = None) -> None:
+        self.functions: dict[str, Callable[..., Any]] = dict(functions or {})
+        self._signatures: dict[str, tuple[Callable[..., Any], _Signature]] = {}
+
+    def _signature(self, name: str, function: Callable[..., Any]) -> _Signature:
+        cached = self._signatures.get(name)
+        if cached is not None and cached[0] is function:
+            return cached[1]
+        signature = _signature_of(function)
+        self._signatures[name] = (function, signature)
+        return signature
+
+    def answer(self, endpoint: RpcEndpoint, request: Request) -> Any:
+        """Runs the function ``request`` names and answers it on ``endpoint`` (its result, or the
+        error: unknown method, arguments that do not fit, the exception it raised). A function
+        that gives an awaitable is not answered yet: the awaitable is returned, for ``finish``.
+        Returns None otherwise."""
+        function = self.functions.get(request.method)
+        if function is None:
+            endpoint.respond_error(request.id, METHOD_NOT_FOUND, f"Method not found: {request.method}")
+            return None
+        params = request.params
+        args: list[Any] = params if type(params) is list else []
+        kwargs: dict[str, Any] = params if type(params) is dict else {}
+        refused = self._signature(request.method, function).refuses(args, kwargs)
+        if refused is not None:
+            endpoint.respond_error(request.id, INVALID_PARAMS, f"Invalid params: {refused}")
+            return None
+        try:
+            result = function(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
+            _respond_exception(endpoint, request.id, exc)
+            return None
+        if inspect.isawaitable(result):
+            return result
+        endpoint.respond(request.id, result)
+        return None
+
+
+async def finish(endpoint: RpcEndpoint, request_id: Any, awaitable: Any) -> None:
+    """Awaits what a function gave (``Exposed.answer``) and answers ``request_id`` with its result,
+    its exception, or REQUEST_CANCELLED when the await is cancelled."""
+    try:
+        result = await awaitable
+    except asyncio.CancelledError:
+        endpoint.respond_error(request_id, REQUEST_CANCELLED, "Request cancelled")
+    except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
+        _respond_exception(endpoint, request_id, exc)
+    else:
+        endpoint.respond(request_id, result)
+
+
+def encoded(messages: list[Any]) -> tuple[list[tuple[Any, bytes]], EncodeError | None]:
+    """Each of ``messages`` (an endpoint's ``messages_to_send()``) with its NDJSON line. A result
+    that cannot be encoded is replaced by its INTERNAL_ERROR answer; a request or notification
+    that cannot be encoded is left out, and the first such error is returned with the others."""
+    pairs = []
+    failure: EncodeError | None = None
+    for message in messages:
+        try:
+            pairs.append((message, encode(message)))
+        except EncodeError as exc:
+            repaired = _repaired(message)
+            if repaired is None:
+                failure = failure or exc
+                continue
+            pairs.append((repaired, encode(repaired)))
+    return pairs, failure
+
+
+def answer_calls(channel: Channel, functions: Mapping[str, Callable[..., Any]] | Exposed) -> None:
+    """Answers calls to ``functions`` on a blocking stream channel until the other side closes it.
+
+    The fast path of a process that only serves plain functions (``python -m bothways.host`` when
+    none is ``async def`` and there is no thread pool): a plain blocking read, no event loop, so a
+    round trip costs little more than the function. The rules are a Peer's (arguments checked,
+    errors with type and traceback, a result that cannot be encoded answered INTERNAL_ERROR,
+    batches), and the answers to a chunk of requests leave in one write. There are no calls back
+    to the other side from here; a function that returns an awaitable has it run to its end on a
+    private event loop.
+    """
+    exposed = functions if isinstance(functions, Exposed) else Exposed(functions)
+    endpoint = RpcEndpoint()
+    send_bytes: Callable[[bytes], Any] | None = getattr(channel, "send_bytes", None)
+    loop: asyncio.AbstractEventLoop | None = None
+    try:
+        while True:
+            try:
+                messages = channel.receive_many()
+            except TransportClosed:
+                return
+            for message in messages:
+                for event in endpoint.receive(message):
+                    if type(event) is Request:
+                        pending = exposed.answer(endpoint, event)
+                        if pending is not None:
+                            loop = loop or asyncio.new_event_loop()
+                            loop.run_until_complete(finish(endpoint, event.id, pending))
+            pairs, _ = encoded(endpoint.messages_to_send())
+            if not pairs:
+                continue
+            if send_bytes is None:
+                channel.send_many(message for message, _ in pairs)
+            elif len(pairs) == 1:
+                send_bytes(pairs[0][1])
+            else:
+                send_bytes(b"".join(line for _, line in pairs))
+    finally:
+        if loop is not None:
+            loop.close()
 
 
 class _Answer(asyncio.Future[Any]):
@@ -143,12 +261,12 @@ class Peer:
     def __init__(self, channel: AsyncChannel) -> None:
         self.channel = channel
         self.endpoint = RpcEndpoint()
-        self.functions: dict[str, Callable[..., Any]] = {}
+        self.exposed = Exposed()
+        self.functions = self.exposed.functions  # name -> function: what ``expose`` fills
         self.notification_handler: Callable[[str, Any], Any] | None = None
         self._waiting: dict[Any, asyncio.Future[Any]] = {}
         self._timers: dict[Any, asyncio.TimerHandle] = {}
         self._serving: dict[Any, asyncio.Task[None]] = {}
-        self._signatures: dict[str, tuple[Callable[..., Any], _Signature]] = {}
         self._reader: asyncio.Future[None] | None = None  # a reader task, or the end of deliveries
         self._closed: BothwaysError | None = None
         # a stream channel takes encoded lines, many in one write; any other one value per send
@@ -288,19 +406,9 @@ class Peer:
         messages = self.endpoint.messages_to_send()
         if not messages or self._closed is not None:
             return None  # nothing to send, or nobody to send it to
-        failure: EncodeError | None = None
+        pairs, failure = encoded(messages)
         stream = self._send_bytes is not None
-        out = self._out
-        for message in messages:
-            try:
-                line = encode(message)
-            except EncodeError as exc:
-                repaired = _repaired(message)
-                if repaired is None:
-                    failure = failure or exc
-                    continue
-                message, line = repaired, encode(repaired)
-            out.append(line if stream else message)
+        self._out.extend(line if stream else message for message, line in pairs)
         return failure
 
     def _flush_soon(self) -> None:
@@ -452,50 +560,17 @@ class Peer:
 
     # -- serving ----------------------------------------------------------------------------------
 
-    def _signature(self, name: str, function: Callable[..., Any]) -> _Signature:
-        cached = self._signatures.get(name)
-        if cached is not None and cached[0] is function:
-            return cached[1]
-        signature = _signature_of(function)
-        self._signatures[name] = (function, signature)
-        return signature
-
     def _serve(self, request: Request) -> None:
         """Answers ``request`` now (a sync function), or starts the task that will."""
-        endpoint = self.endpoint
-        function = self.functions.get(request.method)
-        if function is None:
-            endpoint.respond_error(request.id, METHOD_NOT_FOUND, f"Method not found: {request.method}")
-            return
-        params = request.params
-        args: list[Any] = params if type(params) is list else []
-        kwargs: dict[str, Any] = params if type(params) is dict else {}
-        refused = self._signature(request.method, function).refuses(args, kwargs)
-        if refused is not None:
-            endpoint.respond_error(request.id, INVALID_PARAMS, f"Invalid params: {refused}")
-            return
-        try:
-            result = function(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
-            _respond_exception(endpoint, request.id, exc)
-            return
-        if inspect.isawaitable(result):
-            task = _start(self._finish(request.id, result))
+        pending = self.exposed.answer(self.endpoint, request)
+        if pending is not None:
+            task = _start(self._finish(request.id, pending))
             if not task.done():  # (an eager task may be done already: nothing to cancel)
                 self._serving[request.id] = task
-        else:
-            endpoint.respond(request.id, result)
 
     async def _finish(self, request_id: Any, awaitable: Any) -> None:
-        endpoint = self.endpoint
         try:
-            result = await awaitable
-        except asyncio.CancelledError:
-            endpoint.respond_error(request_id, REQUEST_CANCELLED, "Request cancelled")
-        except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
-            _respond_exception(endpoint, request_id, exc)
-        else:
-            endpoint.respond(request_id, result)
+            await finish(self.endpoint, request_id, awaitable)
         finally:
             self._serving.pop(request_id, None)
         self._post()

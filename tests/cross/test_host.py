@@ -128,3 +128,38 @@ def test_the_host_ends_when_the_channel_closes_even_with_a_sync_call_running() -
                 await pending
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("module", "loop"), [("py_plain", False), ("py_plain_async", True)], ids=["plain", "with async def"]
+)
+@pytest.mark.parametrize("channel_fd", [True, False], ids=["channel socket", "stdin/stdout"])
+def test_plain_modules_are_served_without_an_event_loop_by_the_same_rules(
+    module: str, loop: bool, channel_fd: bool
+) -> None:
+    """Only plain functions: the blocking server (no event loop); one async def: the Peer. The
+    same answers either way."""
+
+    async def main() -> None:
+        child = await host(module, [], channel_fd)
+        async with Peer(child) as peer:
+            assert await peer.call("in_event_loop") is loop
+            assert await asyncio.gather(*(peer.call("add", i, 1) for i in range(1000))) == list(
+                range(1, 1001)
+            )
+            assert await peer.call("doubled_later", 21) == 42
+            with pytest.raises(RemoteError, match="Invalid params"):
+                await peer.call("add", 1)
+            with pytest.raises(RemoteError, match="result: ") as info:
+                await peer.call("a_set")
+            assert info.value.rpc_code == -32603  # INTERNAL_ERROR: cannot be encoded
+            with pytest.raises(RemoteError, match="Method not found"):
+                await peer.call("nothing")
+            assert await peer.call("add", 2, 3) == 5  # and it goes on
+        async with await host(module, [], channel_fd) as raw:  # a batch, by hand
+            await raw.send([{"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1}, {"bad": 1}])
+            answers = {answer["id"]: answer for answer in await raw.receive()}  # any order
+            assert answers[1] == {"jsonrpc": "2.0", "result": 3, "id": 1}
+            assert answers[None]["error"]["code"] == -32600  # INVALID_REQUEST
+
+    asyncio.run(main())
