@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -427,28 +428,39 @@ def _name(path: str, index: int) -> str:
 
 
 class _Follower:
-    """Does what Tail asks, with ordinary (quick) calls on local files."""
+    """Does what Tail asks, with ordinary (quick) calls on local files. ``close()`` may come from
+    another thread than the reading one: a lock keeps it from closing the descriptor amid a read
+    or a switch to another file, and the reading thread then gets TransportClosed."""
 
     def __init__(self, url: str, path: str, tail: Tail) -> None:
         self.url = url
         self.path = path
         self.tail = tail
         self.fd: int | None = None
+        self.closed = False
+        self._fd_lock = threading.RLock()
 
     def advance(self) -> bool:
         """Reads until a message waits (True) or nothing more can be done now (False)."""
+        with self._fd_lock:  # a close() from another thread waits for this (quick) step
+            return self._advance()
+
+    def _advance(self) -> bool:
         tail = self.tail
         try:
             while not tail.ready():
-                if self.fd is None:
+                if self.closed:
+                    raise TransportClosed(f"{self.url}: closed")
+                fd = self.fd
+                if fd is None:
                     if not self._start():
                         return False
                     continue
                 named = self._stat(self.path)  # before the fstat: see Tail.step
-                info = os.fstat(self.fd)
+                info = os.fstat(fd)
                 action = tail.step(named, info.st_size)
                 if action == READ:
-                    data = os.pread(self.fd, CHUNK, tail.offset)
+                    data = os.pread(fd, CHUNK, tail.offset)
                     if not data:
                         return False
                     tail.feed(data)
@@ -525,9 +537,11 @@ class _Follower:
         return found
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        with self._fd_lock:
+            self.closed = True
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
 
 
 def _load_state(state: str, url: str) -> dict[str, Any] | None:
