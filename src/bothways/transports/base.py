@@ -169,6 +169,18 @@ class Intake:
 
     # -- pull -------------------------------------------------------------------------------------
 
+    async def ready(self) -> bool:
+        """Waits for a value (True) or the end with none left (False); raises the policy's error
+        in its turn, after the values before it."""
+        while not len(self.inbox):
+            error = self.take_error()
+            if error is not None:
+                raise error
+            if self.ended:
+                return False
+            await self.wait()
+        return True
+
     async def wait(self) -> None:
         """Returns when a value, the policy's error or the end waits (at once if one does)."""
         while not len(self.inbox) and self.error is None and not self.ended:

@@ -629,14 +629,8 @@ class AsyncChild(AsyncChannel):
             writer.close()
 
     async def _fill(self) -> None:
-        intake = self._intake
-        while not len(intake.inbox):
-            error = intake.take_error()
-            if error is not None:
-                raise error
-            if intake.ended:
-                raise await self._why_ended()
-            await intake.wait()
+        if not await self._intake.ready():
+            raise await self._why_ended()
 
     async def _why_ended(self) -> BothwaysError:
         """Why the messages ended: ChildExited (code or signal, stderr tail), or TransportClosed."""
@@ -874,14 +868,8 @@ class _AsyncStreamEnd(AsyncChannel):
 
     async def _fill(self) -> None:
         await self._open()
-        intake = self._intake
-        while not len(intake.inbox):
-            error = intake.take_error()
-            if error is not None:
-                raise error
-            if intake.ended:
-                raise TransportClosed(self._ended)
-            await intake.wait()
+        if not await self._intake.ready():
+            raise TransportClosed(self._ended)
 
     async def receive(self) -> Any:
         await self._fill()
