@@ -58,6 +58,7 @@ from .wire import encode
 __all__ = ["Exposed", "Peer", "answer_calls", "encoded", "finish"]
 
 _BACKLOG = 1024  # answers held while requests keep arriving, at most: then they are written
+_PLAIN = frozenset({type(None), bool, int, float, str, list, dict})  # never awaitable: no check
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
@@ -139,7 +140,7 @@ class Exposed:
         except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
             _respond_exception(endpoint, request.id, exc)
             return None
-        if inspect.isawaitable(result):
+        if type(result) not in _PLAIN and inspect.isawaitable(result):
             return result
         endpoint.respond(request.id, result)
         return None
