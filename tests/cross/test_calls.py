@@ -7,11 +7,13 @@ own answer (js/test/calls.test.js drives the other direction: Node's Peer agains
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from typing import Any
 
 import pytest
 
-from bothways import RemoteError, node
+from bothways import RemoteError, TransportClosed, async_listen, node
 from bothways.peer import Peer
 from bothways.transports import async_spawn
 
@@ -52,6 +54,41 @@ def test_10000_concurrent_calls_to_a_js_module_each_get_their_own_answer() -> No
             results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(N))), 20 * UNIT)
             assert results == [expected(i) for i in range(N)]
             assert module._peer.endpoint.pending == []
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "ws"])
+def test_calls_both_ways_at_once_over_a_network_channel(scheme: str) -> None:
+    """The same Peer over tcp:// and ws:// (a Node Peer connects to our listener): each of 2,000
+    calls to Node calls back into us before it is answered; a crash on the far side fails what
+    is pending."""
+
+    async def main() -> None:
+        url = f"{scheme}://127.0.0.1:0" + ("/calls" if scheme == "ws" else "")
+        async with await async_listen(url) as listener:
+            child = await async_spawn(["node", str(FIXTURES / "calls_peer.mjs"), listener.url], stderr="keep")
+            async with child:
+                connection = await asyncio.wait_for(listener.accept(), 10 * UNIT)
+                async with Peer(connection) as peer:
+
+                    @peer.expose
+                    async def square(n: int) -> int:
+                        if n < 0:
+                            await asyncio.Event().wait()  # never: the call stays pending
+                        await asyncio.sleep((n % 3) / 1000)
+                        return n * n
+
+                    calls = [peer.call("relay", i) for i in range(2000)]
+                    results = await asyncio.wait_for(asyncio.gather(*calls), 20 * UNIT)
+                    assert results == [{"n": i, "square": i * i} for i in range(2000)]
+                    with pytest.raises(RemoteError, match="Method not found"):
+                        await peer.call("nothing")
+                    pending = peer.call("relay", -1)
+                    await asyncio.sleep(0.1)
+                    os.kill(child.pid, signal.SIGKILL)
+                    with pytest.raises(TransportClosed):  # at once, not after a timeout
+                        await asyncio.wait_for(pending, 5 * UNIT)
 
     asyncio.run(main())
 

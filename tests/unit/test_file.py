@@ -351,37 +351,43 @@ def test_close_from_another_thread_amid_rotations_ends_the_reader_cleanly(url: s
     thread at random moments: the reading thread ends with TransportClosed, never an OSError
     about a descriptor closed under it or (worse) reused."""
     for attempt in range(20):
-        stop = threading.Event()
-
-        def write() -> None:
-            with connect(url, max_bytes=300, keep=3) as writer:
-                i = 0
-                while not stop.is_set():
-                    writer.send({"seq": i})
-                    i += 1
-
-        writer = threading.Thread(target=write)
-        writer.start()
-        outcome: list[BaseException | None] = []
-        reader = listen(url, poll=0.001)
-
-        def read() -> None:
-            try:
-                for _ in reader:
-                    pass
-                outcome.append(None)
-            except BaseException as exc:  # noqa: BLE001 - what ended it is the point
-                outcome.append(exc)
-
-        thread = threading.Thread(target=read)
-        thread.start()
-        time.sleep(0.005 + 0.003 * (attempt % 7))
-        reader.close()
-        thread.join(10 * UNIT)
-        stop.set()
-        writer.join(10 * UNIT)
-        assert not thread.is_alive()
+        outcome = close_amid_rotations(url, after=0.005 + 0.003 * (attempt % 7))
         assert outcome == [None] or isinstance(outcome[0], TransportClosed), (attempt, outcome)
+
+
+def close_amid_rotations(url: str, after: float) -> list[BaseException | None]:
+    """Reads ``url`` in a thread while a writer rotates it, closes the reader from here after
+    ``after`` seconds; returns what ended the reading thread (None: the iteration ended)."""
+    stop = threading.Event()
+
+    def write() -> None:
+        with connect(url, max_bytes=300, keep=3) as writer:
+            i = 0
+            while not stop.is_set():
+                writer.send({"seq": i})
+                i += 1
+
+    outcome: list[BaseException | None] = []
+    reader = listen(url, poll=0.001)
+
+    def read() -> None:
+        try:
+            for _ in reader:
+                pass
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - what ended it is the point
+            outcome.append(exc)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=read)]
+    for thread in threads:
+        thread.start()
+    time.sleep(after)
+    reader.close()
+    threads[1].join(10 * UNIT)
+    stop.set()
+    threads[0].join(10 * UNIT)
+    assert not any(thread.is_alive() for thread in threads)
+    return outcome
 
 
 def test_rotation_by_rename_finishes_the_old_file_first(url: str, path: Path) -> None:
