@@ -37,8 +37,11 @@
  * `signal` when called with one argument (a native or bound function gets it at `fn.length - 1`).
  *
  * Rules:
- * - One reader loop takes every incoming message; each incoming request is handled on its own,
- *   so many calls are in flight both ways and a handler may call back into its caller.
+ * - Incoming messages are taken as soon as they are decoded: straight from the channel's 'data'
+ *   handler when it offers that (`deliverTo`: the stream channels of child processes), else by
+ *   one reader loop. Each incoming request is handled on its own, so many calls are in flight
+ *   both ways and a handler may call back into its caller; a sync function is called right there
+ *   and answered with the other answers of its chunk.
  * - A handler that throws answers SERVER_ERROR with the error's name, message and stack: the
  *   caller gets a RemoteError that reads like a local stack trace. A result that cannot be
  *   encoded is answered INTERNAL_ERROR (never a hang).
@@ -49,7 +52,8 @@
  *   with that cause (TransportClosed, ChildExited with the exit code and stderr tail...): never
  *   a hang.
  * - Messages leave in order through one writer: while a write waits for the channel (a full
- *   pipe), the messages of other calls gather and leave together in the next write.
+ *   pipe), the messages of other calls gather and leave together in the next write. A stream
+ *   channel that takes the bytes at once (`sendNow`) is written to right there, no promise.
  * - No `node:*` import: this module loads in a browser, as rpc.js and transports/base.js do.
  *
  * @module bothways/peer
@@ -69,10 +73,13 @@ import {
   RpcEndpoint,
   SERVER_ERROR,
 } from "./rpc.js";
+import { sendNow } from "./transports/base.js";
 import { encode } from "./wire.js";
 
 // Node >= 20.4 and current browsers define it; older runtimes get a registered stand-in.
 const asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
+/** Schedules a microtask without a closure per call: `RESOLVED.then(fn)`. */
+const RESOLVED = Promise.resolve();
 
 /**
  * @typedef {object} CallOptions
@@ -118,8 +125,12 @@ export class Peer {
   #waiting = new Map();
   /** @type {Map<import("./rpc.js").Id, Serving>} */
   #serving = new Map();
-  /** @type {Promise<void> | null} */
+  /** @type {Promise<void> | null} settles when reading has ended (a loop, or push mode's end) */
   #reader = null;
+  /** @type {() => void} push mode: settles #reader */
+  #endReading = () => {};
+  /** No more messages are taken: the channel ended, or close() was called. */
+  #readDone = false;
   /** @type {Error | null} why no more calls can be made */
   #closed = null;
   #closing = false;
@@ -184,7 +195,13 @@ export class Peer {
    * @returns {Promise<Peer>} this peer.
    */
   async start() {
-    this.#reader ??= this.#read();
+    if (this.#reader === null) {
+      const channel = /** @type {any} */ (this.channel);
+      this.#reader = new Promise((resolve) => (this.#endReading = resolve));
+      if (typeof channel.deliverTo !== "function" || !channel.deliverTo(this.#received, this.#ended)) {
+        this.#reader = this.#read();
+      }
+    }
     return this;
   }
 
@@ -303,6 +320,7 @@ export class Peer {
    */
   async close() {
     this.#closing = true;
+    this.#readDone = true;
     this.#stop();
     const cause = new TransportClosed("the peer was closed");
     this.#fail(cause);
@@ -325,9 +343,12 @@ export class Peer {
    * channel), `done(error)` with the EncodeError of one of the messages (the others are sent)
    * or with the channel's error; `done(null)` at once when there is nothing to send.
    *
-   * One writer at a time: while a write waits (for 'drain'), later messages gather in
-   * `#outgoing` and leave together in the next write, in order. Many sends waiting on a full
-   * pipe each for itself would cost a listener each (quadratic); a chunk per round costs one.
+   * One writer at a time: while a write is under way, later messages gather in `#outgoing` and
+   * leave together in the next write, in order. Many sends waiting on a full pipe each for
+   * itself would cost a listener each (quadratic); a chunk per round costs one. A stream channel
+   * with `sendNow` is written to right here, no promise, when no write is under way: `done` is
+   * called before this returns (unless the pipe is full), and the write counts as under way
+   * until the next microtask, so that a burst of calls leaves in two writes, not one each.
    * @param {(error: unknown) => void} done
    */
   #flush(done) {
@@ -336,15 +357,54 @@ export class Peer {
       done(null);
       return;
     }
-    this.#outgoing.push({ messages, done });
-    if (!this.#writing) {
-      this.#writing = true;
-      this.#write();
+    const channel = /** @type {any} */ (this.channel);
+    if (this.#writing || typeof channel[sendNow] !== "function") {
+      this.#outgoing.push({ messages, done });
+      if (!this.#writing) {
+        this.#writing = true;
+        this.#write();
+      }
+      return;
+    }
+    let data = "";
+    let failure = null; // the encoding error of one of the messages
+    for (const message of messages) {
+      try {
+        data += encodeOrRepair(message);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    this.#writing = true;
+    const waiting = data === "" ? null : channel[sendNow](data);
+    if (waiting === null) {
+      done(failure);
+      RESOLVED.then(this.#wrote); // what is flushed until then leaves in one write
+    } else {
+      this.#write(waiting, [[{ messages, done }, failure]]); // the pipe is full: wait for it
     }
   }
 
-  async #write() {
+  /** The microtask after a write that `sendNow` took at once: the next one may go. */
+  #wrote = () => {
+    if (this.#outgoing.length === 0) {
+      this.#writing = false;
+    } else {
+      this.#write();
+    }
+  };
+
+  /**
+   * The writer while messages gather: settles the write under way (if any), then sends what
+   * gathered meanwhile, until nothing is left.
+   * @param {Promise<void>} [waiting] the write under way (`sendNow` returned it).
+   * @param {[Outgoing, unknown][]} [written] its entries, each with its encoding error.
+   */
+  async #write(waiting = undefined, written = []) {
     try {
+      if (waiting !== undefined) {
+        await settleWhen(waiting, written);
+      }
       while (this.#outgoing.length > 0) {
         const batch = this.#outgoing;
         this.#outgoing = [];
@@ -380,19 +440,15 @@ export class Peer {
       }
       written.push([entry, failure]);
     }
+    let sent = null;
     try {
       if (data !== "") {
-        await channel.sendBytes(data);
+        sent = typeof channel[sendNow] === "function" ? channel[sendNow](data) : channel.sendBytes(data);
       }
     } catch (error) {
-      for (const [entry] of written) {
-        entry.done(error);
-      }
-      return;
+      sent = Promise.reject(error); // a channel whose sendBytes() throws instead of rejecting
     }
-    for (const [entry, failure] of written) {
-      entry.done(failure);
-    }
+    await settleWhen(sent ?? undefined, written);
   }
 
   /**
@@ -432,39 +488,70 @@ export class Peer {
 
   // -- reading ----------------------------------------------------------------------------------
 
+  /** The reader loop, for a channel without push mode. */
   async #read() {
-    let cause;
     try {
       const channel = /** @type {any} */ (this.channel);
       const many = typeof channel.receiveMany === "function"; // a whole chunk per await
-      for (;;) {
-        const messages = many ? await channel.receiveMany() : [await channel.receive()];
-        if (this.#closing) {
-          return;
-        }
-        this.#dispatching = true; // the answers of sync functions leave together, below
-        try {
-          for (const message of messages) {
-            this.#dispatch(this.endpoint.receive(message));
-          }
-        } finally {
-          this.#dispatching = false;
-        }
-        this.#flush(reportFailure); // those answers, and the error answers the endpoint queued
+      while (!this.#readDone) {
+        this.#dispatchAll(many ? await channel.receiveMany() : [await channel.receive()]);
       }
     } catch (error) {
-      if (this.#closing) {
-        return;
-      }
-      // ChildExited with its stderr tail, TransportClosed, a DecodeError under raiseError...
-      cause =
-        error instanceof BothwaysError
-          ? error
-          : new TransportError(`the channel failed: ${error}`, { cause: error });
+      this.#ended(error);
     }
-    this.#fail(cause);
-    this.#stopServing(cause); // nobody can receive their answers now
   }
+
+  /**
+   * A chunk of messages (push mode: straight from the channel's 'data' handler): dispatched,
+   * then the answers of sync functions and the endpoint's error answers leave together.
+   * @param {unknown[]} messages
+   */
+  #received = (messages) => {
+    try {
+      this.#dispatchAll(messages);
+    } catch (error) {
+      this.#ended(error); // a bug: the pull loop would end with it too
+    }
+  };
+
+  /**
+   * @param {unknown[]} messages
+   */
+  #dispatchAll(messages) {
+    if (this.#readDone) {
+      return; // closed meanwhile: no more answers
+    }
+    const endpoint = this.endpoint;
+    this.#dispatching = true; // the answers of sync functions leave together, below
+    try {
+      for (let i = 0; i < messages.length; i++) {
+        this.#dispatch(endpoint.receive(messages[i]));
+      }
+    } finally {
+      this.#dispatching = false;
+    }
+    this.#flush(reportFailure); // those answers, and the error answers the endpoint queued
+  }
+
+  /**
+   * Reading has ended: every pending call fails with why, unless we closed the peer ourselves.
+   * @param {unknown} error what `receive()` threw, or the end handler got.
+   */
+  #ended = (error) => {
+    if (!this.#readDone) {
+      this.#readDone = true;
+      if (!this.#closing) {
+        // ChildExited with its stderr tail, TransportClosed, a DecodeError under raiseError...
+        const cause =
+          error instanceof BothwaysError
+            ? error
+            : new TransportError(`the channel failed: ${error}`, { cause: error });
+        this.#fail(cause);
+        this.#stopServing(cause); // nobody can receive their answers now
+      }
+    }
+    this.#endReading();
+  };
 
   /**
    * Ends every pending call with `cause`; the first cause is what later calls throw.
@@ -910,6 +997,27 @@ function isThenable(value) {
     value !== null &&
     typeof (/** @type {any} */ (value).then) === "function"
   );
+}
+
+/**
+ * Settles the entries of a write once it is done: each with its encoding error (or null), or
+ * all with the channel's error.
+ * @param {Promise<void> | undefined} sent the write; undefined: nothing had to be written.
+ * @param {[Outgoing, unknown][]} written
+ * @returns {Promise<void>} never rejects.
+ */
+async function settleWhen(sent, written) {
+  try {
+    await sent;
+  } catch (error) {
+    for (const [entry] of written) {
+      entry.done(error);
+    }
+    return;
+  }
+  for (const [entry, failure] of written) {
+    entry.done(failure);
+  }
 }
 
 /**

@@ -1043,7 +1043,9 @@ export class Decoder {
       return events;
     }
     this.#lines(this.#takeHeld(data.subarray(0, nl)), events);
-    this.#hold(data.subarray(nl + 1), events);
+    if (nl + 1 < data.length) {
+      this.#hold(data.subarray(nl + 1), events);
+    }
     return events;
   }
 
@@ -1150,7 +1152,7 @@ export class Decoder {
         // some line is not UTF-8: line by line below
       }
       if (text !== null) {
-        const lines = text.split("\n");
+        const lines = text.includes("\n") ? text.split("\n") : [text]; // (one line: no split)
         this.#line += lines.length;
         const values = parseLines(lines, text.includes("\\u"));
         if (values !== null) {

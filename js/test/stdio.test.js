@@ -5,6 +5,7 @@
 // must be importable from it. Every timeout is a multiple of $BOTHWAYS_TEST_TIMEOUT_FACTOR.
 import assert from "node:assert/strict";
 import { spawn as rawSpawn } from "node:child_process";
+import { PassThrough, Readable, Writable } from "node:stream";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -16,7 +17,7 @@ import { ChildExited, DecodeError, TransportClosed } from "../src/errors.js";
 import { Peer } from "../src/peer.js";
 import { importModule } from "../src/python.js";
 import { Channel, Inbox, logError, memoryPair, raiseError } from "../src/transports/base.js";
-import { spawn, supervise } from "../src/transports/stdio.js";
+import { StdioChannel, spawn, supervise } from "../src/transports/stdio.js";
 
 const UNIT = Number(process.env.BOTHWAYS_TEST_TIMEOUT_FACTOR ?? "1");
 const S = 1000 * UNIT; // one second, scaled
@@ -738,6 +739,246 @@ describe("receiveMany and iteration: one await per chunk, nothing lost", () => {
       process.removeListener("warning", onWarning);
     }
     assert.deepEqual(warnings.map(String), []);
+  });
+});
+
+/**
+ * Push mode: every batch `deliverTo` hands out, and how the messages ended.
+ * @param {import("../src/transports/base.js").Channel} channel
+ * @returns {{batches: unknown[][], ended: Promise<Error>, supported: boolean}}
+ */
+function delivered(channel) {
+  /** @type {unknown[][]} */
+  const batches = [];
+  let ends = 0;
+  /** @type {(error: Error) => void} */
+  let end = () => {};
+  const ended = new Promise((resolve) => (end = resolve));
+  const supported = channel.deliverTo(
+    (values) => {
+      assert.equal(ends, 0, "a batch after the end");
+      batches.push(values);
+    },
+    (error) => {
+      ends++;
+      assert.equal(ends, 1, "the end handler called twice");
+      end(error);
+    },
+  );
+  return { batches, ended, supported };
+}
+
+describe("deliverTo: push mode, batches straight from the 'data' handler", () => {
+  test("channels without it say so: the caller reads", async () => {
+    const [a, b] = memoryPair();
+    assert.equal(
+      a.deliverTo(
+        () => assert.fail("delivered"),
+        () => assert.fail("ended"),
+      ),
+      false,
+    );
+    await a.send(1);
+    assert.equal(await b.receive(), 1); // nothing was taken over
+    assert.equal(new Channel().deliverTo(() => {}, () => {}), false);
+    await a.close();
+  });
+
+  test("a node producer's messages in order, whole chunks, then TransportClosed", { timeout: 20 * S }, async () => {
+    await withChild(js("js_producer.mjs", "100000"), {}, async (child) => {
+      const { batches, ended, supported } = delivered(child);
+      assert.equal(supported, true);
+      const error = await within(ended, 15 * S);
+      assert.ok(error instanceof TransportClosed, String(error));
+      const values = batches.flat();
+      assert.equal(values.length, 100_000);
+      for (let i = 0; i < values.length; i++) {
+        if (values[i] !== i) assert.equal(values[i], i);
+      }
+      assert.ok(batches.length < values.length / 10, `${batches.length} batches`);
+    });
+  });
+
+  test("a crash ends it with ChildExited and the stack, after the messages before it", { timeout: 10 * S }, async () => {
+    await withChild(js("js_crash.mjs"), { stderr: "keep" }, async (child) => {
+      const { batches, ended } = delivered(child);
+      const error = await within(ended, 5 * S);
+      assert.ok(error instanceof ChildExited, String(error));
+      assert.equal(error.returncode, 1);
+      assert.match(error.stderrTail, /RangeError: division by zero/);
+      assert.deepEqual(batches.flat(), [{ step: 1 }, { step: 2 }]);
+    });
+  });
+
+  test("a strict error ends it in its turn; the default policy goes on", { timeout: 10 * S }, async () => {
+    await withChild(js("js_stray.mjs"), { onError: raiseError }, async (child) => {
+      const { batches, ended } = delivered(child);
+      const error = await within(ended, 5 * S);
+      assert.ok(error instanceof DecodeError && error.line === 2, String(error));
+      assert.deepEqual(batches.flat(), [1]);
+    });
+    await withChild(js("js_stray.mjs"), { onError: () => {} }, async (child) => {
+      const { batches, ended } = delivered(child);
+      assert.ok((await within(ended, 5 * S)) instanceof TransportClosed);
+      assert.deepEqual(batches.flat(), [1, 2, 3]);
+    });
+  });
+
+  test("close() ends it with TransportClosed; nothing comes after", { timeout: 10 * S }, async () => {
+    const child = spawn(js("js_forever.mjs"), { stderr: "keep", grace: 200 * UNIT });
+    const { batches, ended } = delivered(child);
+    assert.ok(await until(() => batches.length > 3, 5 * S));
+    const closing = child.close();
+    const error = await within(ended, 5 * S);
+    assert.ok(error instanceof TransportClosed && /was closed/.test(error.message), String(error));
+    const count = batches.length;
+    await closing;
+    await sleep(20);
+    assert.equal(batches.length, count);
+    const values = batches.flat().map((value) => /** @type {any} */ (value).i);
+    assert.deepEqual(values, Array.from({ length: values.length }, (_, i) => i));
+  });
+
+  test("a program that cannot start: ChildExited with returncode null, after deliverTo returned", async () => {
+    const child = spawn(["/nonexistent/program"]);
+    let returned = false;
+    const { ended } = delivered(child);
+    returned = true;
+    const error = await ended;
+    assert.ok(returned);
+    assert.ok(error instanceof ChildExited && error.returncode === null, String(error));
+    await child.close();
+  });
+
+  test("messages fed from the handler itself wait for the batch being handled", async () => {
+    const stdin = new Readable({ read() {} }); // push() in flowing mode emits 'data' at once
+    const channel = new StdioChannel({ stdin, stdout: new PassThrough() });
+    /** @type {unknown[]} */
+    const got = [];
+    let ended;
+    channel.deliverTo(
+      (values) => {
+        for (const value of values) {
+          got.push(value);
+          if (value === 1) {
+            stdin.push("3\n"); // emits 'data' right now, amid this batch
+          }
+        }
+      },
+      (error) => (ended = error),
+    );
+    await sleep(1); // (the channel's reader starts flowing on the next tick)
+    stdin.push("1\n2\n");
+    await sleep(10);
+    assert.deepEqual(got, [1, 2, 3]);
+    stdin.push(null);
+    await sleep(10);
+    assert.ok(ended instanceof TransportClosed);
+    await channel.close();
+  });
+
+  test("stdio(): what waits already comes first, then the rest; the end of stdin is TransportClosed", async () => {
+    const stdin = new PassThrough();
+    const channel = new StdioChannel({ stdin, stdout: new PassThrough() });
+    stdin.write('1\n2\n{"a":');
+    assert.deepEqual(await channel.receive(), 1); // pull first: 2 waits in the inbox
+    const { batches, ended } = delivered(channel);
+    stdin.write("3}\n4\n");
+    stdin.end("5\n");
+    assert.ok((await within(ended, 5 * S)) instanceof TransportClosed);
+    assert.deepEqual(batches.flat(), [2, { a: 3 }, 4, 5]);
+    await channel.close();
+  });
+});
+
+/**
+ * `promise`, or a rejection after `ms` milliseconds.
+ * @template T
+ * @param {Promise<T>} promise
+ * @param {number} ms
+ * @returns {Promise<T>}
+ */
+async function within(promise, ms) {
+  /** @type {NodeJS.Timeout | undefined} */
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`nothing within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe("the Peer over a stream channel: answers from the 'data' handler, writes gathered", () => {
+  /**
+   * A StdioChannel over in-memory streams whose output records each write.
+   * @param {{highWaterMark?: number, delay?: number}} [options] `delay`: ms before each write
+   *   completes (a slow reader: the output fills up).
+   */
+  function recorded({ highWaterMark = 16 * 1024, delay = 0 } = {}) {
+    /** @type {string[]} */
+    const writes = [];
+    const stdout = new Writable({
+      highWaterMark,
+      write(chunk, _encoding, callback) {
+        writes.push(chunk.toString());
+        if (delay > 0) {
+          setTimeout(callback, delay);
+        } else {
+          callback();
+        }
+      },
+    });
+    const stdin = new PassThrough();
+    return { stdin, writes, channel: new StdioChannel({ stdin, stdout }) };
+  }
+
+  test("a sync function is answered before the 'data' event is over", async () => {
+    const { stdin, writes, channel } = recorded();
+    const peer = await new Peer(channel).start();
+    peer.expose(function add(a, b) {
+      return a + b;
+    });
+    /** @type {string[][]} */
+    const seen = [];
+    stdin.on("data", () => seen.push([...writes])); // runs after the channel's own listener
+    stdin.write('{"jsonrpc":"2.0","method":"add","params":[1,2],"id":7}\n');
+    await sleep(10);
+    assert.deepEqual(seen, [['{"jsonrpc":"2.0","result":3,"id":7}\n']]);
+    await peer.close();
+  });
+
+  test("a burst of calls leaves in two writes, in order", async () => {
+    const { writes, channel } = recorded();
+    const peer = await new Peer(channel).start();
+    const calls = Array.from({ length: 1000 }, (_, i) => peer.call("f", i));
+    await sleep(10);
+    assert.equal(writes.length, 2);
+    const ids = writes.join("").trimEnd().split("\n").map((line) => JSON.parse(line).id);
+    assert.deepEqual(ids, Array.from({ length: 1000 }, (_, i) => i + 1));
+    await peer.close();
+    assert.ok((await Promise.allSettled(calls)).every((result) => result.status === "rejected"));
+  });
+
+  test("while the output is full, the messages of later calls gather", { timeout: 10 * S }, async () => {
+    const { writes, channel } = recorded({ highWaterMark: 64, delay: 5 });
+    const peer = await new Peer(channel).start();
+    /** @type {Promise<unknown>[]} */
+    const calls = [];
+    for (let round = 0; round < 20; round++) {
+      for (let k = 0; k < 10; k++) {
+        calls.push(peer.call("f", round * 10 + k));
+      }
+      await sleep(1);
+    }
+    assert.ok(await until(() => writes.join("").split("\n").length > 200, 5 * S));
+    const ids = writes.join("").trimEnd().split("\n").map((line) => JSON.parse(line).id);
+    assert.deepEqual(ids, Array.from({ length: 200 }, (_, i) => i + 1));
+    assert.ok(writes.length < 100, `${writes.length} writes for 200 calls`);
+    await peer.close();
+    await Promise.allSettled(calls);
   });
 });
 

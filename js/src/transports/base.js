@@ -27,6 +27,31 @@ const asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
  * @returns {void}
  */
 
+/**
+ * @callback MessagesHandler takes a batch of received messages, in order (push mode:
+ *   `Channel.deliverTo`).
+ * @param {any[]} values at least one; the array is the handler's to keep.
+ * @returns {void}
+ */
+
+/**
+ * @callback EndHandler takes why a channel's messages ended (what `receive()` would have thrown:
+ *   TransportClosed, ChildExited with its code and stderr tail, a DecodeError under
+ *   `raiseError`...), once.
+ * @param {Error} error
+ * @returns {void}
+ */
+
+/**
+ * The method of a stream channel that writes encoded lines now, for the RPC Peer's writer:
+ * `channel[sendNow](data)` returns null when the stream took `data` (written, or buffered under
+ * its limit), else a promise that resolves once the stream wants more ('drain') and rejects with
+ * what `sendBytes(data)` would throw. `sendBytes` is this, awaited. A symbol, not a name: it is
+ * no part of the API mirrored in Python, only the Peer's way to write without a promise per
+ * message.
+ */
+export const sendNow = Symbol("bothways.sendNow");
+
 /** Milliseconds before a client's first reconnection attempt (tcp, ws); doubled after each failure. */
 export const BACKOFF_FIRST = 50;
 /** The longest wait between two reconnection attempts, in milliseconds. */
@@ -297,6 +322,22 @@ export class Channel {
    */
   async receiveMany() {
     return [await this.receive()];
+  }
+
+  /**
+   * Push mode, for a consumer that reacts to each message at once (the RPC Peer): from now on
+   * every batch of messages goes to `onMessages` as soon as it is decoded, straight from the
+   * stream's 'data' handler, and `onEnd` gets what `receive()` would have thrown at the end,
+   * once, after the last batch (also when the channel is closed). Do not call `receive()` after
+   * this. Mirror of Python's `deliver_to`.
+   * @param {MessagesHandler} _onMessages
+   * @param {EndHandler} _onEnd
+   * @returns {boolean} false (and nothing done) when the channel does not support it: the
+   *   caller then reads with `receive()`/`receiveMany()`. The stream channels of child
+   *   processes (`spawn`, `stdio()`) support it.
+   */
+  deliverTo(_onMessages, _onEnd) {
+    return false;
   }
 
   /**

@@ -25,8 +25,10 @@
  *   promise chain per message), `receiveMany()` a whole batch per `await`.
  * - `send` resolves once `write()` has accepted the line, or after 'drain' when it reports a
  *   full buffer: awaiting each send is all the backpressure a caller needs. All the sends
- *   waiting for one 'drain' share one set of listeners. Writes are corked until the next tick,
- *   so a burst of sends leaves in one writev(), not a system call each.
+ *   waiting for one 'drain' share one set of listeners. The first write to a stream in a tick
+ *   goes out at once (a lone answer or call is not held back); the ones after it are corked
+ *   until the next tick, so the rest of a burst of sends leaves in one writev(), not a system
+ *   call each.
  * - Lifetime, in three layers: `close()` ends stdin, waits `grace` ms, SIGTERMs the child's
  *   process group, waits, then SIGKILLs it; a process 'exit' hook SIGKILLs every live child's
  *   group; and on Linux, when util-linux `setpriv` is installed, the child runs under
@@ -55,7 +57,7 @@ import { basename, delimiter, isAbsolute, join, resolve } from "node:path";
 
 import { ChildExited, TransportClosed, TransportError } from "../errors.js";
 import { MAX_LINE, encode } from "../wire.js";
-import { Channel, Inbox, inboxIterator } from "./base.js";
+import { Channel, Inbox, inboxIterator, sendNow } from "./base.js";
 
 /** Milliseconds `close()` waits between closing stdin, SIGTERM and SIGKILL. */
 export const GRACE = 2000;
@@ -382,7 +384,8 @@ class StderrLines {
 }
 
 /**
- * Reads a byte stream into an Inbox, only as fast as values are taken out (see Strategy).
+ * Reads a byte stream into an Inbox, only as fast as values are taken out (see Strategy); or,
+ * in push mode (`deliverTo`), hands each decoded batch to a target from the 'data' handler.
  */
 class Reader {
   #stream;
@@ -393,6 +396,11 @@ class Reader {
   #ended = false;
   #paused = false;
   #queued = 0; // bytes fed since the inbox was last empty
+  /** @type {import("./base.js").MessagesHandler | null} push mode: who takes each batch */
+  #target = null;
+  /** @type {((error: unknown) => void) | null} push mode: told once, after the last batch */
+  #onEndPush = null;
+  #delivering = false; // push mode: a batch is with the target
   /** @type {unknown} a failure of the stream itself, after which it ended */
   error = null;
 
@@ -430,7 +438,35 @@ class Reader {
   }
 
   /**
-   * Stops reading for good: no end-of-stream report; pending `fill()` calls get false.
+   * Push mode: from now on every batch of values goes to `onMessages` as soon as it is decoded
+   * (what waits already goes in a microtask), and `onEnd(error)` is called once after the last
+   * batch: with what the inbox's policy threw (the stream is read no further), or with null at
+   * the end of the stream or when `stop()` is called. No read-ahead limit: the target takes
+   * everything at once. `fill()` must not be called afterwards.
+   * @param {import("./base.js").MessagesHandler} onMessages
+   * @param {(error: unknown) => void} onEnd
+   */
+  deliverTo(onMessages, onEnd) {
+    this.#target = onMessages;
+    this.#onEndPush = onEnd;
+    if (this.#inbox.length > 0 || this.#ended) {
+      queueMicrotask(() => this.#deliver());
+    }
+    if (this.#ended) {
+      return;
+    }
+    if (!this.#started) {
+      this.#start();
+    } else if (this.#paused) {
+      this.#paused = false;
+      this.#queued = 0;
+      this.#stream.resume();
+    }
+  }
+
+  /**
+   * Stops reading for good: no end-of-stream report; pending `fill()` calls get false (in push
+   * mode, the end handler gets null).
    * @param {boolean} destroy whether to destroy the stream too (not our own stdin).
    */
   stop(destroy) {
@@ -445,6 +481,7 @@ class Reader {
       stream.pause();
     }
     this.#wake();
+    this.#endPush(null);
   }
 
   #start() {
@@ -459,6 +496,10 @@ class Reader {
   #onData = (chunk) => {
     const inbox = this.#inbox;
     inbox.feed(chunk);
+    if (this.#target !== null) {
+      this.#deliver();
+      return;
+    }
     if (inbox.length === 0) {
       this.#queued = 0;
     } else if ((this.#queued += chunk.length) >= READ_AHEAD && !this.#paused) {
@@ -473,8 +514,55 @@ class Reader {
       this.#ended = true;
       this.#inbox.feedEof();
       this.#wake();
+      if (this.#target !== null) {
+        this.#deliver();
+      }
     }
   };
+
+  /**
+   * Push mode: hands out what the inbox holds, then reports the end if it has come. A stream
+   * fed from the target itself (an in-memory loopback) can emit 'data' while a batch is being
+   * handled: its values wait for the loop below, so that nothing overtakes the batch.
+   */
+  #deliver() {
+    if (this.#delivering) {
+      return;
+    }
+    this.#delivering = true;
+    try {
+      const inbox = this.#inbox;
+      while (inbox.length > 0 && this.#target !== null) {
+        let values;
+        try {
+          values = inbox.popAll();
+        } catch (error) {
+          // the policy threw (raiseError): the values before the bad line went, the error ends it
+          this.#endPush(error);
+          if (!this.#ended) {
+            this.stop(false);
+          }
+          return;
+        }
+        this.#target(values);
+      }
+    } finally {
+      this.#delivering = false;
+    }
+    if (this.#ended) {
+      this.#endPush(null);
+    }
+  }
+
+  /** @param {unknown} error */
+  #endPush(error) {
+    const onEnd = this.#onEndPush;
+    if (onEnd !== null) {
+      this.#target = null;
+      this.#onEndPush = null;
+      onEnd(error);
+    }
+  }
 
   /** @param {NodeJS.ErrnoException} error */
   #onError = (error) => {
@@ -526,39 +614,48 @@ function unwritable(stream) {
   return null;
 }
 
-/** @type {Set<import("node:stream").Writable>} streams corked until the next tick */
-const corked = new Set();
+/** @type {import("node:stream").Writable[]} the streams written to in this tick */
+const touched = [];
+/** @type {import("node:stream").Writable[]} those of them corked until the next tick */
+const corked = [];
 let uncorkHooked = false;
 
+/** The tick is over: what was corked leaves, one writev() per stream. */
 function uncorkAll() {
-  for (const stream of corked) {
-    stream.uncork();
+  while (touched.length > 0) {
+    touched.pop(); // (cheaper than `length = 0` for the one or two there usually are)
   }
-  corked.clear();
+  if (corked.length > 0) {
+    for (const stream of corked.splice(0)) {
+      stream.uncork();
+    }
+  }
 }
 
 /**
- * `stream.write(data)`, corked until the next tick: the lines sent in a burst of `await send()`
- * leave in one writev() instead of one system call each. Order is kept (a `console.log` between
- * two sends goes through the same corked stream), and a process 'exit' hook uncorks, so that
- * `await send(v); process.exit()` loses nothing.
+ * `stream.write(data)`: the first write to a stream in a tick goes out at once, the ones after
+ * it in the same tick are corked until the next tick, so the lines sent in a burst of
+ * `await send()` leave in two writes (the first, then one writev()) instead of one system call
+ * each, and a lone message (an answer, a call) costs no buffering. Order is kept (a
+ * `console.log` between two sends goes through the same stream), and a process 'exit' hook
+ * uncorks, so that `await send(v); process.exit()` loses nothing.
  * @param {import("node:stream").Writable} stream
  * @param {string | Uint8Array} data
  * @returns {boolean} false: wait for 'drain'.
  */
 function write(stream, data) {
-  if (!corked.has(stream)) {
+  if (touched.length === 0) {
     if (!uncorkHooked) {
       uncorkHooked = true;
       process.on("exit", uncorkAll);
     }
-    corked.add(stream);
+    process.nextTick(uncorkAll);
+    touched.push(stream);
+  } else if (!touched.includes(stream)) {
+    touched.push(stream);
+  } else if (!corked.includes(stream)) {
+    corked.push(stream);
     stream.cork();
-    process.nextTick(() => {
-      if (corked.delete(stream)) {
-        stream.uncork();
-      }
-    });
   }
   return stream.write(data);
 }
@@ -608,6 +705,15 @@ function drained(stream) {
   }
   const queue = waiters;
   return new Promise((resolve, reject) => queue.push({ resolve, reject }));
+}
+
+/**
+ * @param {unknown} error
+ * @returns {never}
+ * @throws {unknown} `error`.
+ */
+function rethrow(error) {
+  throw error;
 }
 
 /**
@@ -856,27 +962,37 @@ export class Child extends Channel {
    * @throws {TransportClosed} stdin is closed.
    */
   async sendBytes(data) {
+    const waiting = this[sendNow](data);
+    if (waiting !== null) {
+      await waiting;
+    }
+  }
+
+  /**
+   * `sendBytes` without a promise when the pipe takes the data at once (see `sendNow` in
+   * base.js): what the Peer's writer calls.
+   * @param {string | Uint8Array} data one or more complete lines.
+   * @returns {Promise<void> | null} null: taken; else settles as `sendBytes` does.
+   */
+  [sendNow](data) {
     if (this.#failure !== null) {
-      throw this.#failure;
+      return Promise.reject(this.#failure);
     }
     if (this.#closing !== null) {
-      throw this.#closedError();
+      return Promise.reject(this.#closedError());
     }
     if (this.#stdinClosed) {
-      throw new TransportClosed(`${this.#name}: stdin is closed`);
+      return Promise.reject(new TransportClosed(`${this.#name}: stdin is closed`));
     }
     const stdin = /** @type {import("node:stream").Writable} */ (this.#output);
     const broken = unwritable(stdin);
     if (broken !== null) {
-      throw await this.#writeFailed(broken);
+      return this.#writeFailed(broken).then(rethrow);
     }
-    if (!write(stdin, data)) {
-      try {
-        await drained(stdin);
-      } catch (error) {
-        throw await this.#writeFailed(error);
-      }
+    if (write(stdin, data)) {
+      return null;
     }
+    return drained(stdin).catch((error) => this.#writeFailed(error).then(rethrow));
   }
 
   /**
@@ -961,6 +1077,39 @@ export class Child extends Channel {
         return this.#inbox.popAll();
       }
     }
+  }
+
+  /**
+   * Push mode (see `Channel.deliverTo`): each batch of messages from the child's stdout goes to
+   * `onMessages` from the 'data' handler; `onEnd` gets what `receive()` would throw at the end
+   * (ChildExited with the code and stderr tail, TransportClosed after a clean exit or `close()`,
+   * a DecodeError under `raiseError`...).
+   * @param {import("./base.js").MessagesHandler} onMessages
+   * @param {import("./base.js").EndHandler} onEnd
+   * @returns {boolean} true.
+   */
+  deliverTo(onMessages, onEnd) {
+    const reader = this.#reader;
+    if (reader === null || this.#closing !== null) {
+      const why = reader === null ? /** @type {Error} */ (this.#failure) : this.#closedError();
+      queueMicrotask(() => onEnd(why));
+      return true;
+    }
+    reader.deliverTo(onMessages, (error) => {
+      if (error !== null) {
+        onEnd(/** @type {Error} */ (error)); // what the onError policy threw
+        return;
+      }
+      // (close() stops the reader before it is marked as closing: look once it is)
+      queueMicrotask(() => {
+        if (this.#closing !== null) {
+          onEnd(this.#closedError());
+        } else {
+          this.#finish().catch(onEnd);
+        }
+      });
+    });
+    return true;
   }
 
   /**
@@ -1401,21 +1550,33 @@ export class StdioChannel extends Channel {
    * @throws {TransportClosed} stdout is closed: the parent is gone, or we closed the channel.
    */
   async sendBytes(data) {
+    const waiting = this[sendNow](data);
+    if (waiting !== null) {
+      await waiting;
+    }
+  }
+
+  /**
+   * `sendBytes` without a promise when stdout takes the data at once (see `sendNow` in
+   * base.js): what the Peer's writer calls.
+   * @param {string | Uint8Array} data
+   * @returns {Promise<void> | null} null: taken; else settles as `sendBytes` does.
+   */
+  [sendNow](data) {
     if (this.#closed) {
-      throw new TransportClosed("the channel is closed");
+      return Promise.reject(new TransportClosed("the channel is closed"));
     }
     const out = this.#out;
     const broken = unwritable(out);
     if (broken !== null) {
-      throw new TransportClosed("stdout closed: the parent is gone", { cause: broken });
+      return Promise.reject(new TransportClosed("stdout closed: the parent is gone", { cause: broken }));
     }
-    if (!write(out, data)) {
-      try {
-        await drained(out);
-      } catch (error) {
-        throw new TransportClosed("stdout closed: the parent is gone", { cause: error });
-      }
+    if (write(out, data)) {
+      return null;
     }
+    return drained(out).catch((error) => {
+      throw new TransportClosed("stdout closed: the parent is gone", { cause: error });
+    });
   }
 
   /**
@@ -1475,6 +1636,37 @@ export class StdioChannel extends Channel {
         return this.#inbox.popAll();
       }
     }
+  }
+
+  /**
+   * Push mode (see `Channel.deliverTo`): each batch of messages from stdin goes to `onMessages`
+   * from the 'data' handler; `onEnd` gets what `receive()` would throw at the end
+   * (TransportClosed at the end of stdin or after `close()`, TransportError when reading
+   * failed, a DecodeError under `raiseError`).
+   * @param {import("./base.js").MessagesHandler} onMessages
+   * @param {import("./base.js").EndHandler} onEnd
+   * @returns {boolean} true.
+   */
+  deliverTo(onMessages, onEnd) {
+    /** @type {Reader} */
+    let reader;
+    try {
+      reader = this.#ready();
+    } catch (error) {
+      queueMicrotask(() => onEnd(/** @type {Error} */ (error))); // closed already
+      return true;
+    }
+    reader.deliverTo(onMessages, (error) => {
+      if (error === null) {
+        try {
+          this.#ended(reader);
+        } catch (why) {
+          error = why;
+        }
+      }
+      onEnd(/** @type {Error} */ (error));
+    });
+    return true;
   }
 
   /**
