@@ -62,7 +62,7 @@ CANCEL_METHOD = "$/cancelRequest"  # notification {"id": ...}: the caller gave u
 Id = Union[int, str]  # noqa: UP007 - a runtime alias, Python 3.10 too
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """The peer calls ``method``; answer with ``respond`` or ``respond_error``."""
 
@@ -71,7 +71,7 @@ class Request:
     params: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notification:
     """The peer tells us something; no answer is expected."""
 
@@ -79,14 +79,14 @@ class Notification:
     params: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cancelled:
     """The peer no longer wants the answer to its request ``id`` (stop the work if you can)."""
 
     id: Id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Response:
     """Our call ``id`` succeeded."""
 
@@ -94,7 +94,7 @@ class Response:
     result: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ErrorResponse:
     """Our call ``id`` failed (``id`` is None when the peer could not tell which call).
 
@@ -106,6 +106,8 @@ class ErrorResponse:
     error: BothwaysError
 
 
+# (The event classes are plain slotted records, not frozen: a frozen dataclass costs three
+# times as much to make, and one is made per message on the hot path.)
 RpcEvent = Union[Request, Notification, Cancelled, Response, ErrorResponse]  # noqa: UP007
 
 

@@ -352,7 +352,7 @@ def _excerpt(text: str, at: int) -> str:
 # Decoding a stream
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Messages:
     """Values decoded from consecutive lines: ``values[i]`` came from line ``line + i``."""
 
@@ -360,7 +360,7 @@ class Messages:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Malformed:
     """A line that is not a message (``DecodeError``) or is too long (``FrameTooLarge``).
 
@@ -370,13 +370,15 @@ class Malformed:
     error: DecodeError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Truncated:
     """The stream ended in the middle of a line (``error.delivered``: it still parsed)."""
 
     error: TruncatedLine
 
 
+# (The event classes are plain slotted records, not frozen: a frozen dataclass costs three
+# times as much to make, and one is made per message on the hot path.)
 Event = Union[Messages, Malformed, Truncated]  # noqa: UP007 - a runtime alias, Python 3.10 too
 
 
