@@ -425,13 +425,7 @@ class Reader {
       if (this.#ended) {
         return false;
       }
-      if (!this.#started) {
-        this.#start();
-      } else if (this.#paused) {
-        this.#paused = false;
-        this.#queued = 0;
-        this.#stream.resume();
-      }
+      this.#flow();
       await new Promise((wake) => this.#waiters.push(wake));
     }
     return true;
@@ -452,9 +446,13 @@ class Reader {
     if (this.#inbox.length > 0 || this.#ended) {
       queueMicrotask(() => this.#deliver());
     }
-    if (this.#ended) {
-      return;
+    if (!this.#ended) {
+      this.#flow();
     }
+  }
+
+  /** Starts reading, or resumes it after a pause. */
+  #flow() {
     if (!this.#started) {
       this.#start();
     } else if (this.#paused) {
