@@ -40,7 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
-from .peer import Exposed, Peer, answer_calls
+from .peer import Peer, answer_calls
 from .transports.base import AsyncChannel
 from .transports.stdio import (
     PARENT_ENV,
@@ -181,19 +181,26 @@ def in_thread(function: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def _served(functions: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """``functions``, and ``$/functions`` that lists them."""
+    return {**functions, "$/functions": lambda: sorted(functions)}
+
+
 async def serve(module_name: str, channel: AsyncChannel, threads: int = THREADS) -> None:
     """Exposes ``module_name``'s functions on ``channel`` until the other side closes it.
 
     Synchronous functions run on the loop, or in a pool of ``threads`` threads when it is above 0
     (see the module's rules); async ones on the loop.
     """
-    functions = exported_functions(importlib.import_module(module_name))
+    await _serve(exported_functions(importlib.import_module(module_name)), channel, threads)
+
+
+async def _serve(functions: dict[str, Callable[..., Any]], channel: AsyncChannel, threads: int) -> None:
     peer = Peer(channel)
     _threads.size = threads
-    for name, function in functions.items():
-        pooled = threads > 0 and not _is_async(function)
+    for name, function in _served(functions).items():
+        pooled = threads > 0 and name in functions and not _is_async(function)  # (not the listing)
         peer.expose(in_thread(function) if pooled else function, name=name)
-    peer.expose(lambda: sorted(functions), name="$/functions")
     await peer.run()  # ends when the channel closes
 
 
@@ -219,12 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         atexit.register(writer.flush_all)
     functions = exported_functions(importlib.import_module(args[0]))
     if threads == 0 and not any(_is_async(f) for f in functions.values()):
-        exposed = Exposed(functions)
-        exposed.functions["$/functions"] = lambda: sorted(functions)
-        answer_calls(StdioChannel(stdin_fd=fd_in, stdout_fd=fd_out), exposed)  # no event loop needed
+        answer_calls(StdioChannel(stdin_fd=fd_in, stdout_fd=fd_out), _served(functions))  # no event loop
     else:
         channel = AsyncSocketChannel(fd) if fd is not None else AsyncStdioChannel(fd_in, fd_out)
-        asyncio.run(serve(args[0], channel, threads))
+        asyncio.run(_serve(functions, channel, threads))
     if _threads.running:  # a sync function runs on, and nobody waits for its answer: go now
         for writer in writers:
             writer.flush_all()
