@@ -8,11 +8,12 @@ the same bytes (no JSON-RPC), JSPyBridge (PyPI ``javascript``: Python calls Node
     python bench/calls.py [--rounds 5] [--record bench/RESULTS.md] [--require-all]
 
 Rounds are interleaved (every way once per round) and each number is the best of the rounds:
-the machine is shared and noisy. Each way runs twice per round: once with this process and its
+the machine is shared and noisy. Each way runs once per round with this process and its
 children pinned to one CPU, for the sequential latencies (on a virtual machine a wake-up across
 idle vCPUs costs tens of microseconds and swamps every difference between the ways; on one CPU
-a round trip is two context switches plus the work, the same for all), and once on every CPU,
-for the pipelined rate (which needs both processes running at once). A comparison library that
+a round trip is two context switches plus the work, the same for all), and a way that has a
+pipelined rate runs again on every CPU for it (both processes must run at once; the latencies
+of that second run are not kept). A comparison library that
 is not installed is reported as missing; ``--require-all`` makes that an error (exit 1).
 """
 
