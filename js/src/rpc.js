@@ -338,7 +338,27 @@ export class RpcEndpoint {
    * @returns {RpcEvent[]}
    */
   receive(message) {
-    if (Array.isArray(message)) {
+    if (typeof message === "object" && message !== null && message.jsonrpc === "2.0") {
+      // The common cases first, told by what they are: a request with an id and params, an
+      // answer to one of our calls. Whatever else the message is (an error, a notification,
+      // invalid) is for the full checks below. (None of the names read here is a member of
+      // Object.prototype, so on a parsed message a read finds only its own members.)
+      const messageId = message.id;
+      if (typeof messageId === "string" || Number.isInteger(messageId)) {
+        const method = message.method;
+        if (typeof method === "string") {
+          const params = message.params;
+          if (typeof params === "object" && params !== null) {
+            return [new Request(messageId, method, params)];
+          }
+        } else if (method === undefined && "result" in message && !("error" in message)) {
+          if (!this.#pending.delete(messageId)) {
+            return []; // an answer to nothing we asked (or cancelled): dropped
+          }
+          return [new Response(messageId, message.result)];
+        }
+      }
+    } else if (Array.isArray(message)) {
       return this.#receiveBatch(message);
     }
     /** @type {RpcEvent[]} */

@@ -226,3 +226,39 @@ describe("JavaScript specifics", () => {
     assert.ok(!/require\(|process\.|Date\.now|performance\.now|setTimeout/.test(code));
   });
 });
+
+const ABSENT = Symbol("absent"); // the key is missing
+/** Every value a field takes below (mirror of tests/unit/test_rpc.py). */
+const FIELDS = {
+  jsonrpc: ["2.0", "1.0", 2, ABSENT],
+  id: [1, 7, "a", null, true, 1.5, [1], ABSENT], // 1: pending; 7, "a": not
+  method: ["add", CANCEL_METHOD, null, 3, ABSENT],
+  params: [[1, 2], { id: 1 }, {}, null, 5, "x", ABSENT],
+  result: [3, null, ABSENT],
+  error: [{ code: -32000, message: "boom" }, ABSENT],
+};
+
+test("the quick path of receive agrees with the full checks on every message shape", () => {
+  // receive() tells the usual request and answer apart in a few steps before its full checks;
+  // a batch of one message always takes the full checks. Both must say the same of every
+  // combination of fields, valid or not: the same events, the same error answers.
+  /** @type {Record<string, unknown>[]} */
+  let messages = [{}];
+  for (const [key, values] of Object.entries(FIELDS)) {
+    messages = messages.flatMap((m) => values.map((v) => (v === ABSENT ? m : { ...m, [key]: v })));
+  }
+  assert.equal(messages.length, 6720);
+  for (const message of messages) {
+    const quick = new RpcEndpoint();
+    const full = new RpcEndpoint();
+    for (const endpoint of [quick, full]) {
+      assert.equal(endpoint.request("add", [1, 2]), 1);
+      endpoint.messagesToSend();
+    }
+    const text = JSON.stringify(message);
+    assert.deepStrictEqual(quick.receive(message).map(flat), full.receive([message]).map(flat), text);
+    const answers = full.messagesToSend(); // a batch's error answers come as one array
+    assert.deepStrictEqual(quick.messagesToSend(), answers.length > 0 ? answers[0] : [], text);
+    assert.deepStrictEqual(quick.pending, full.pending, text);
+  }
+});

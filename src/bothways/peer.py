@@ -112,9 +112,6 @@ class Exposed:
         self._signatures: dict[str, tuple[Callable[..., Any], _Signature]] = {}
 
     def _signature(self, name: str, function: Callable[..., Any]) -> _Signature:
-        cached = self._signatures.get(name)
-        if cached is not None and cached[0] is function:
-            return cached[1]
         signature = _signature_of(function)
         self._signatures[name] = (function, signature)
         return signature
@@ -131,10 +128,15 @@ class Exposed:
         params = request.params
         args: list[Any] = params if type(params) is list else []
         kwargs: dict[str, Any] = params if type(params) is dict else {}
-        refused = self._signature(request.method, function).refuses(args, kwargs)
-        if refused is not None:
-            endpoint.respond_error(request.id, INVALID_PARAMS, f"Invalid params: {refused}")
-            return None
+        cached = self._signatures.get(request.method)  # (the function, its signature)
+        signature = cached[1] if cached is not None and cached[0] is function else None
+        if signature is None:
+            signature = self._signature(request.method, function)
+        if kwargs or not signature.least <= len(args) <= signature.most:  # else: it fits
+            refused = signature.refuses(args, kwargs)
+            if refused is not None:
+                endpoint.respond_error(request.id, INVALID_PARAMS, f"Invalid params: {refused}")
+                return None
         try:
             result = function(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
@@ -205,13 +207,18 @@ def answer_calls(channel: Channel, functions: Mapping[str, Callable[..., Any]] |
                         if pending is not None:
                             loop = loop or asyncio.new_event_loop()
                             loop.run_until_complete(finish(endpoint, event.id, pending))
-            pairs, _ = encoded(endpoint.messages_to_send())
+            answers = endpoint.messages_to_send()
+            if send_bytes is not None and len(answers) == 1:  # the usual case: one line
+                try:
+                    send_bytes(encode(answers[0]))
+                    continue
+                except EncodeError:
+                    pass  # a result that cannot cross: encoded() answers INTERNAL_ERROR instead
+            pairs, _ = encoded(answers)
             if not pairs:
                 continue
             if send_bytes is None:
                 channel.send_many(message for message, _ in pairs)
-            elif len(pairs) == 1:
-                send_bytes(pairs[0][1])
             else:
                 send_bytes(b"".join(line for _, line in pairs))
     finally:

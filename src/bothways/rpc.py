@@ -234,7 +234,11 @@ class RpcEndpoint:
 
     def respond(self, request_id: Id, result: Any) -> None:
         """Answers the peer's request ``request_id`` with ``result``."""
-        self._answer(request_id, {"jsonrpc": "2.0", "result": result, "id": request_id})
+        answer = {"jsonrpc": "2.0", "result": result, "id": request_id}
+        if self._batches:
+            self._answer(request_id, answer)
+        else:  # no batch waits for answers: straight to the queue
+            self._outbox.append(answer)
 
     def respond_error(self, request_id: Id | None, code: int, message: str, data: Any = None) -> None:
         """Answers the peer's request with an error (``request_id`` None: unknown request)."""
@@ -262,7 +266,22 @@ class RpcEndpoint:
 
         After handling the events (and answering each ``Request``), call ``messages_to_send``.
         """
-        if isinstance(message, list):
+        if type(message) is dict and message.get("jsonrpc") == "2.0":
+            # The common cases first, told by what they are (exact types: never a bool id): a
+            # request with an id and params, an answer to one of our calls. Whatever else the
+            # message is (an error, a notification, invalid) is for the full checks below.
+            message_id = message.get("id")
+            if type(message_id) is int or type(message_id) is str:
+                method = message.get("method")
+                if type(method) is str:
+                    params = message.get("params")
+                    if type(params) is list or type(params) is dict:
+                        return [Request(message_id, method, params)]
+                elif "method" not in message and "result" in message and "error" not in message:
+                    if self._pending.pop(message_id, None) is None:
+                        return []  # an answer to nothing we asked (or cancelled): dropped
+                    return [Response(message_id, message["result"])]
+        elif isinstance(message, list):
             return self._receive_batch(message)
         events: list[RpcEvent] = []
         error = self._take(message, events)

@@ -425,8 +425,20 @@ class Decoder:
         """Takes the next chunk of the stream; returns the events it completes (often [])."""
         if self._ended:
             raise RuntimeError("feed() after feed_eof()")
+        buf = data if type(data) is bytes else bytes(data)
+        if not self._buf and self._started and not self._skipping:
+            # The common case, one whole line: parsed here without splitting. Anything else
+            # (and a line that does not parse) takes the general path below.
+            nl = buf.find(b"\n")
+            if nl == len(buf) - 1 and 0 < nl <= self._max_line:
+                try:
+                    value = _loads(buf)
+                except _JSONDecodeError:
+                    pass
+                else:
+                    self._line += 1
+                    return [Messages([value], self._line)]
         events: list[Event] = []
-        buf = bytes(data)
         if self._skipping:
             nl = buf.find(b"\n")
             if nl < 0:

@@ -108,3 +108,40 @@ def test_remote_error_reads_well_in_a_traceback() -> None:
     )
     assert isinstance(event, ErrorResponse)
     assert str(event.error) == "ZeroDivisionError: division by zero\n--- remote traceback ---\ntb"
+
+
+ABSENT = object()
+FIELDS: dict[str, list[Any]] = {  # every value a field takes below, ABSENT: the key is missing
+    "jsonrpc": ["2.0", "1.0", 2, ABSENT],
+    "id": [1, 7, "a", None, True, 1.5, [1], ABSENT],  # 1: pending; 7, "a": not
+    "method": ["add", "$/cancelRequest", None, 3, ABSENT],
+    "params": [[1, 2], {"id": 1}, {}, None, 5, "x", ABSENT],
+    "result": [3, None, ABSENT],
+    "error": [{"code": -32000, "message": "boom"}, ABSENT],
+}
+
+
+def every_message() -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = [{}]
+    for key, values in FIELDS.items():
+        messages = [{**m, key: v} if v is not ABSENT else m for m in messages for v in values]
+    return messages
+
+
+def test_the_quick_path_of_receive_agrees_with_the_full_checks_on_every_message_shape() -> None:
+    # receive() tells the usual request and answer apart in a few steps before its full checks;
+    # a batch of one message always takes the full checks. Both must say the same of every
+    # combination of fields, valid or not: the same events, the same error answers.
+    messages = every_message()
+    assert len(messages) == 6720
+    for message in messages:
+        quick, full = RpcEndpoint(), RpcEndpoint()
+        for endpoint in (quick, full):
+            assert endpoint.request("add", [1, 2]) == 1
+            endpoint.messages_to_send()
+        quick_events = [flat(e) for e in quick.receive(message)]
+        full_events = [flat(e) for e in full.receive([message])]
+        assert quick_events == full_events, message
+        answers = full.messages_to_send()  # a batch's error answers come as one array
+        assert quick.messages_to_send() == (answers[0] if answers else []), message
+        assert quick.pending == full.pending, message

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import select
+import stat
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -36,6 +39,27 @@ BACKOFF_CAP = 5.0
 def backoff(attempt: int) -> float:
     """Seconds to wait before reconnection attempt ``attempt`` (from 0): 0.05 doubling to 5."""
     return float(min(BACKOFF_FIRST * 2.0 ** min(attempt, 30), BACKOFF_CAP))
+
+
+def socket_wait(fd: int) -> Callable[[], object] | None:
+    """What a blocking reader of ``fd`` calls before each read when ``fd`` is a socket that this
+    side also writes to (a channel socket: one socketpair for both directions); None when ``fd``
+    is not a socket.
+
+    Linux wakes every task blocked in ``read`` on a Unix socket each time the other side reads
+    what this side wrote (the "room to write" wake-up is not filtered for readers), so a reader
+    that answers on the same socket is woken once per round trip for nothing: two context
+    switches more. Waiting in ``poll`` for POLLIN first filters that wake-up out, for one cheap
+    system call (measured: 1.4 context switches per call instead of 1.0 on the host's side).
+    """
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return None
+    except OSError:
+        return None
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return poller.poll
 
 
 def log_error(error: DecodeError) -> None:
@@ -67,13 +91,20 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._values)
 
-    def feed(self, data: bytes) -> None:
-        """Feeds received bytes; the values they complete become available to ``pop``."""
-        self._take(self._decoder.feed(data))
+    def feed(self, data: bytes) -> int:
+        """Feeds received bytes; the values they complete become available to ``pop``. Returns
+        how many values wait (``len(inbox)``, without another call)."""
+        events = self._decoder.feed(data)
+        if len(events) == 1 and type(events[0]) is Messages:  # the usual case, in one step
+            values = self._values
+            values.extend(events[0].values)
+            return len(values)
+        return self._take(events)
 
-    def feed_eof(self) -> None:
-        """Ends the stream (an unterminated last line is delivered or reported)."""
-        self._take(self._decoder.feed_eof())
+    def feed_eof(self) -> int:
+        """Ends the stream (an unterminated last line is delivered or reported). Returns how
+        many values wait."""
+        return self._take(self._decoder.feed_eof())
 
     def pop(self) -> Any:
         """The oldest undelivered value (check ``len(inbox)`` first)."""
@@ -85,12 +116,14 @@ class Inbox:
         self._values.clear()
         return values
 
-    def _take(self, events: list[Any]) -> None:
+    def _take(self, events: list[Any]) -> int:
+        values = self._values
         for event in events:
             if type(event) is Messages:
-                self._values.extend(event.values)
+                values.extend(event.values)
             else:  # Malformed, Truncated (delivered or not): reported through the policy
                 self._on_error(event.error)
+        return len(values)
 
 
 HIGH_WATER = 256 * 1024

@@ -61,6 +61,7 @@ from .base import (
     MessagesHandler,
     StreamChannel,
     log,
+    socket_wait,
 )
 
 __all__ = [
@@ -258,8 +259,10 @@ class Child(StreamChannel):
         self._stderr = _Stderr(self.name, stderr, tail_lines)
         self._sock: socket.socket | None = None
         theirs: socket.socket | None = None
+        self._wait: Callable[[], object] | None = None
         if channel_fd:
             self._sock, theirs = socket.socketpair()
+            self._wait = socket_wait(self._sock.fileno())
         try:
             environment = _child_env(argv, env, theirs.fileno() if theirs else None)
             program, options = _spawn_options(argv, environment, cwd)
@@ -360,6 +363,8 @@ class Child(StreamChannel):
     def _read(self) -> bytes:
         if self._sock is not None:
             try:
+                if self._wait is not None:
+                    self._wait()
                 return self._sock.recv(CHUNK)
             except ConnectionResetError:  # it died with our messages unread: the end all the same
                 return b""
@@ -814,6 +819,7 @@ class StdioChannel(StreamChannel):
         self._in = 0 if stdin_fd is None else stdin_fd
         self._out = 1 if stdout_fd is None else stdout_fd
         self._inbox = Inbox(max_line=max_line, on_error=on_error)
+        self._wait = socket_wait(self._in) if self._in == self._out else None
         self._eof = False
         if os.environ.get(PARENT_ENV) == str(os.getppid()):
             _die_with_parent()  # spawned by bothways: go when the parent goes, even mid-write
@@ -831,26 +837,33 @@ class StdioChannel(StreamChannel):
         try:
             if self._out == 1:
                 sys.stdout.flush()  # anything print()ed before stays before our message
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._out, view) :]
+            written = os.write(self._out, data)
+            if written < len(data):  # a full pipe took part of it: the rest, piece by piece
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(self._out, view) :]
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise TransportClosed("stdout closed: the parent is gone") from exc
 
     def _fill(self) -> None:
         inbox = self._inbox
-        while not len(inbox):
-            if self._eof:
-                raise TransportClosed("stdin closed")
+        if len(inbox):
+            return
+        while not self._eof:
             try:
+                if self._wait is not None:
+                    self._wait()
                 data = os.read(self._in, CHUNK)
             except ConnectionResetError:  # the parent went with our messages unread
                 data = b""
             if data:
-                inbox.feed(data)
+                if inbox.feed(data):
+                    return
             else:
                 self._eof = True
-                inbox.feed_eof()
+                if inbox.feed_eof():
+                    return
+        raise TransportClosed("stdin closed")
 
     def close(self) -> None:
         self._eof = True
