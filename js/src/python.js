@@ -74,7 +74,7 @@ export class PythonModule {
     for (const name of functions) {
       if (!RESERVED.has(name)) {
         Object.defineProperty(this, name, {
-          value: (/** @type {unknown[]} */ ...args) => peer.call(name, ...args),
+          value: (/** @type {unknown[]} */ ...args) => peer.callWith(name, args.length > 0 ? args : null),
           enumerable: true,
         });
       }

@@ -1013,9 +1013,21 @@ export class Decoder {
     if (this.#ended) {
       throw new Error("feed() after feedEof()");
     }
+    let data = asBytes(chunk);
+    if (this.#heldSize === 0 && this.#started && !this.#skipping) {
+      // The common case, one whole line: decoded here without splitting. Anything else (and a
+      // line that does not parse) takes the general path below.
+      const nl = data.indexOf(NL);
+      if (nl === data.length - 1 && nl > 0 && nl <= this.#maxLine) {
+        const values = oneLine(data);
+        if (values !== null) {
+          this.#line++;
+          return [new Messages(values, this.#line)];
+        }
+      }
+    }
     /** @type {Event[]} */
     const events = [];
-    let data = asBytes(chunk);
     if (this.#skipping) {
       const nl = data.indexOf(NL);
       if (nl < 0) {
@@ -1223,6 +1235,21 @@ export class Decoder {
       events.push(new Messages(run, runStart));
     }
   }
+}
+
+/**
+ * The values of one whole line (its "\n" included: JSON.parse takes it as white space).
+ * @param {Uint8Array} line
+ * @returns {any[] | null} null: not UTF-8, or the line needs the general path.
+ */
+function oneLine(line) {
+  let text;
+  try {
+    text = fatalUtf8.decode(line);
+  } catch {
+    return null;
+  }
+  return parseLines([text], text.includes("\\u"));
 }
 
 /**

@@ -138,7 +138,7 @@ class Exposed:
                 endpoint.respond_error(request.id, INVALID_PARAMS, f"Invalid params: {refused}")
                 return None
         try:
-            result = function(*args, **kwargs)
+            result = function(*args, **kwargs) if kwargs else function(*args)
         except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
             _respond_exception(endpoint, request.id, exc)
             return None
@@ -194,16 +194,17 @@ def answer_calls(channel: Channel, functions: Mapping[str, Callable[..., Any]] |
     endpoint = RpcEndpoint()
     send_bytes: Callable[[bytes], Any] | None = getattr(channel, "send_bytes", None)
     loop: asyncio.AbstractEventLoop | None = None
+    receive_many, receive, answer = channel.receive_many, endpoint.receive, exposed.answer
     try:
         while True:
             try:
-                messages = channel.receive_many()
+                messages = receive_many()
             except TransportClosed:
                 return
             for message in messages:
-                for event in endpoint.receive(message):
+                for event in receive(message):
                     if type(event) is Request:
-                        pending = exposed.answer(endpoint, event)
+                        pending = answer(endpoint, event)
                         if pending is not None:
                             loop = loop or asyncio.new_event_loop()
                             loop.run_until_complete(finish(endpoint, event.id, pending))
