@@ -111,7 +111,9 @@ class Exposed:
         self.functions: dict[str, Callable[..., Any]] = dict(functions or {})
         self._signatures: dict[str, tuple[Callable[..., Any], _Signature]] = {}
 
-    def _signature(self, name: str, function: Callable[..., Any]) -> _Signature:
+    def _learn(self, name: str, function: Callable[..., Any]) -> _Signature:
+        """Reads ``function``'s signature and keeps it for the calls to come (``answer`` looks
+        there first; a function exposed again under ``name`` is read again)."""
         signature = _signature_of(function)
         self._signatures[name] = (function, signature)
         return signature
@@ -131,7 +133,7 @@ class Exposed:
         cached = self._signatures.get(request.method)  # (the function, its signature)
         signature = cached[1] if cached is not None and cached[0] is function else None
         if signature is None:
-            signature = self._signature(request.method, function)
+            signature = self._learn(request.method, function)
         if kwargs or not signature.least <= len(args) <= signature.most:  # else: it fits
             refused = signature.refuses(args, kwargs)
             if refused is not None:
