@@ -15,22 +15,18 @@ shown on our stderr (``stderr=`` decides: "forward", "keep" or a callable per li
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from .errors import ConnectError
-from .peer import Peer
-from .transports.stdio import StderrMode, async_spawn
+from .peer import Caller, Peer
+from .transports.stdio import StderrMode, async_spawn, spawn
 
 __all__ = ["AsyncJsModule", "JsModule", "async_require", "require"]
-
-T = TypeVar("T")
 
 
 def _host_script() -> Path:
@@ -47,6 +43,16 @@ def _existing_module(path: str | os.PathLike[str]) -> Path:
     return module
 
 
+def _argv(module: Path, node: str | None) -> list[str]:
+    """The command of a Node child serving ``module``."""
+    program = node or os.environ.get("BOTHWAYS_NODE") or shutil.which("node") or "node"
+    return [program, str(_host_script()), str(module)]
+
+
+def _not_exported(path: str, name: str, functions: list[str]) -> AttributeError:
+    return AttributeError(f"{path} exports no function {name!r} (it has: {', '.join(functions)})")
+
+
 class AsyncJsModule:
     """A JavaScript module in a Node child; each exported function is an awaitable attribute."""
 
@@ -57,9 +63,7 @@ class AsyncJsModule:
 
     def __getattr__(self, name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
         if name.startswith("_") or name not in self.functions:
-            raise AttributeError(
-                f"{self.path} exports no function {name!r} (it has: {', '.join(self.functions)})"
-            )
+            raise _not_exported(self.path, name, self.functions)
 
         async def call(*args: Any, timeout: float | None = None) -> Any:
             return await self._peer.call(name, *args, timeout=timeout)
@@ -84,9 +88,8 @@ async def async_require(
 ) -> AsyncJsModule:
     """Starts a Node child serving the module at ``path`` (relative to the working directory)."""
     module = _existing_module(path)
-    program = node or os.environ.get("BOTHWAYS_NODE") or shutil.which("node") or "node"
     child = await async_spawn(
-        [program, str(_host_script()), str(module)],
+        _argv(module, node),
         name=f"node {module.name}",
         stderr=stderr,
         channel_fd=True,  # console.log and friends in the module cannot reach the protocol
@@ -97,42 +100,42 @@ async def async_require(
 
 
 class JsModule:
-    """The blocking flavour: calls run on a private event loop thread; attributes are functions."""
+    """The blocking flavour: attributes are functions, and each call is made in the calling
+    thread (no event loop, no thread of ours): about the cost of a raw pipe round trip. Threads
+    may call at once; their calls are in flight together (see ``peer.Caller``)."""
 
-    def __init__(self, path: str | os.PathLike[str], **options: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="bothways.node", daemon=True)
-        self._thread.start()
+    def __init__(
+        self, path: str | os.PathLike[str], *, node: str | None = None, stderr: StderrMode = "forward"
+    ) -> None:
+        module = _existing_module(path)
+        self.path = str(module)
+        self._caller = Caller(
+            spawn(
+                _argv(module, node),
+                name=f"node {module.name}",
+                stderr=stderr,
+                channel_fd=True,  # console.log and friends in the module cannot reach the protocol
+            )
+        )
         try:
-            self._module = self._run(async_require(path, **options))
+            self.functions: list[str] = list(self._caller.call("$/functions"))
         except BaseException:
-            self._stop()
+            self._caller.close()
             raise
-        self.functions = self._module.functions
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        remote = getattr(self._module, name)
+        if name.startswith("_") or name not in self.functions:
+            raise _not_exported(self.path, name, self.functions)
+        call = self._caller.call
 
-        def call(*args: Any, timeout: float | None = None) -> Any:
-            return self._run(remote(*args, timeout=timeout))
+        def function(*args: Any, timeout: float | None = None) -> Any:
+            return call(name, *args, timeout=timeout)
 
-        return call
+        return function
 
     def close(self) -> None:
-        """Ends the Node child and the loop thread."""
-        if self._loop.is_running():
-            self._run(self._module.close())
-        self._stop()
-
-    def _stop(self) -> None:
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-        if not self._loop.is_closed():
-            self._loop.close()
+        """Ends the Node child."""
+        self._caller.close()
 
     def __enter__(self) -> JsModule:
         return self

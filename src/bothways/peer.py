@@ -32,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
+import threading
+import time
 import traceback
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
@@ -55,7 +57,7 @@ from .rpc import (
 from .transports.base import AsyncChannel, Channel, log
 from .wire import encode
 
-__all__ = ["Exposed", "Peer", "answer_calls", "encoded", "finish"]
+__all__ = ["Caller", "Exposed", "Peer", "answer_calls", "encoded", "finish"]
 
 _BACKLOG = 1024  # answers held while requests keep arriving, at most: then they are written
 _PLAIN = frozenset({type(None), bool, int, float, str, list, dict})  # never awaitable: no check
@@ -227,6 +229,152 @@ def answer_calls(channel: Channel, functions: Mapping[str, Callable[..., Any]] |
     finally:
         if loop is not None:
             loop.close()
+
+
+class Caller:
+    """Blocking calls over a blocking stream channel (a ``spawn``ed child): ``call`` sends the
+    request and waits for its answer in the calling thread, with no event loop and no thread of
+    its own. Threads may call at once, with their calls in flight together: one of the waiting
+    threads reads for all and hands each answer to its caller, then another takes over.
+
+    A Peer's rules, as a caller: ``timeout`` per call (the other side is told to stop), a
+    RemoteError for a remote exception, and when the channel ends every waiting call fails with
+    the cause (ChildExited with the exit code and stderr tail, TransportClosed). Requests from
+    the other side are answered METHOD_NOT_FOUND: nothing is exposed here. A timeout needs a
+    channel with ``readable(timeout)`` (``Child`` has it); on others a call waits as long as
+    it takes.
+    """
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.endpoint = RpcEndpoint()
+        self._lock = threading.Lock()  # the endpoint, the answers, who reads
+        self._answered = threading.Condition(self._lock)
+        self._sending = threading.Lock()  # one write at a time
+        self._answers: dict[Any, Response | ErrorResponse] = {}
+        self._reading = False
+        self._waiting = 0  # threads waiting for the reader
+        self._ended: BothwaysError | None = None
+        self._readable: Callable[[float | None], bool] | None = getattr(channel, "readable", None)
+        self._send_bytes: Callable[[bytes], Any] | None = getattr(channel, "send_bytes", None)
+
+    def call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Calls ``method`` with positional or keyword arguments (not both); returns the result.
+
+        Raises:
+            RemoteError: the remote function raised (type, message, traceback inside).
+            CallTimeout: no answer within ``timeout`` seconds (the other side is told to stop).
+            EncodeError: an argument cannot be sent (nothing was sent).
+            TransportClosed, ChildExited: the connection ended before the answer.
+        """
+        if args and kwargs:
+            raise TypeError("JSON-RPC takes positional or keyword arguments, not both")
+        with self._lock:
+            if self._ended is not None:
+                raise self._ended
+            call_id = self.endpoint.request(method, list(args) if args else (kwargs or None))
+            pairs, failure = encoded(self.endpoint.messages_to_send())
+            if failure is not None:  # our request cannot be encoded: it never leaves
+                self.endpoint.forget(call_id)
+        try:
+            self._send(pairs)
+        except BaseException:
+            with self._lock:
+                self.endpoint.forget(call_id)
+            raise
+        if failure is not None:
+            raise failure
+        answer = self._wait_for(call_id, method, timeout)
+        if isinstance(answer, ErrorResponse):
+            raise answer.error
+        return answer.result
+
+    def close(self) -> None:
+        """Closes the channel; calls still waiting fail with TransportClosed."""
+        with self._lock:
+            self._ended = self._ended or TransportClosed("the caller was closed")
+            self._answered.notify_all()
+        self.channel.close()
+
+    def _send(self, pairs: list[tuple[Any, bytes]]) -> None:
+        if not pairs:
+            return
+        with self._sending:
+            if self._send_bytes is None:
+                self.channel.send_many(message for message, _ in pairs)
+            else:
+                self._send_bytes(pairs[0][1] if len(pairs) == 1 else b"".join(line for _, line in pairs))
+
+    def _wait_for(self, call_id: Any, method: str, timeout: float | None) -> Response | ErrorResponse:
+        """Waits for the answer to ``call_id``, reading for every caller while nobody else does."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                answer = self._answers.pop(call_id, None)
+                if answer is not None:
+                    return answer
+                if self._ended is not None:
+                    raise self._ended
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    cancelled = self.endpoint.cancel(call_id)  # tell the other side to stop
+                    pairs, _ = encoded(self.endpoint.messages_to_send())
+                    self._lock.release()
+                    try:
+                        if cancelled:
+                            self._send(pairs)
+                    except BothwaysError:
+                        pass  # the channel is gone: there is nothing left to stop
+                    finally:
+                        self._lock.acquire()
+                    raise CallTimeout(f"{method}: no answer within {timeout} s")
+                if self._reading:
+                    self._waiting += 1
+                    try:
+                        self._answered.wait(left)
+                    finally:
+                        self._waiting -= 1
+                    continue
+                self._read(left)
+
+    def _read(self, left: float | None) -> None:
+        """One read for every caller (called with the lock held; released while reading)."""
+        self._reading = True
+        self._lock.release()
+        messages: list[Any] = []
+        ended: BothwaysError | None = None
+        try:
+            if left is None or self._readable is None or self._readable(left):
+                messages = self.channel.receive_many()
+        except BothwaysError as exc:  # ChildExited with its stderr tail, a socket error...
+            clean = type(exc) is TransportClosed
+            ended = TransportClosed("the other side closed the connection") if clean else exc
+        finally:
+            self._lock.acquire()
+            self._reading = False
+            if self._waiting:  # (a Condition's notify is Python code: not for nobody)
+                self._answered.notify_all()  # their answers, or the end; or another reads now
+        if ended is not None:
+            self._ended = self._ended or ended
+            self.endpoint.fail_all(ended)
+            return
+        endpoint = self.endpoint
+        for message in messages:
+            for event in endpoint.receive(message):
+                if type(event) is Response or type(event) is ErrorResponse:
+                    if event.id is not None:
+                        self._answers[event.id] = event
+                elif type(event) is Request:
+                    endpoint.respond_error(event.id, METHOD_NOT_FOUND, f"Method not found: {event.method}")
+        pairs, _ = encoded(endpoint.messages_to_send())  # error answers to what the other side sent
+        if pairs:
+            self._lock.release()
+            try:
+                self._send(pairs)
+            except BothwaysError:
+                pass  # the reader sees the end next
+            finally:
+                self._lock.acquire()
 
 
 class _Answer(asyncio.Future[Any]):

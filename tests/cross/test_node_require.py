@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bothways import ChildExited, ConnectError, RemoteError, node
+from bothways import CallTimeout, ChildExited, ConnectError, EncodeError, RemoteError, TransportClosed, node
 
-from ..conftest import FIXTURES, require_tool
+from ..conftest import FIXTURES, UNIT, require_tool
 
 MODULE = FIXTURES / "js_module.mjs"
 
@@ -74,3 +75,44 @@ def test_console_output_is_shown_and_cannot_corrupt_200_concurrent_calls() -> No
     asyncio.run(main())
     for i in range(200):
         assert {f"log {i}", f"write {i}", f"raw {i}", f"err {i}"} <= set(lines), i
+
+
+def test_blocking_calls_time_out_and_a_late_answer_is_not_taken_for_another() -> None:
+    with node.require(MODULE, stderr="keep") as m:
+        started = time.monotonic()
+        with pytest.raises(CallTimeout, match=r"nap: no answer within 0\.2 s"):
+            m.nap(400, timeout=0.2)
+        assert 0.15 < time.monotonic() - started < 2 * UNIT
+        assert m._caller.endpoint.pending == []
+        assert m.nap(600) == 600  # the first nap's answer comes meanwhile: dropped, not taken
+        assert m.mean([1, 2], timeout=5) == 1.5
+
+
+def test_a_crash_fails_the_blocking_calls_of_every_thread_within_a_second() -> None:
+    with node.require(MODULE, stderr="keep") as m, ThreadPoolExecutor(4) as pool:
+        waiting = [pool.submit(m.nap, 30_000) for _ in range(4)]
+        time.sleep(0.3)
+        os.kill(m._caller.channel.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+        errors = [future.exception(timeout=1 * UNIT) for future in waiting]
+        assert all(isinstance(e, ChildExited) for e in errors), errors
+        assert "SIGKILL" in str(errors[0])
+        with pytest.raises(ChildExited):
+            m.mean([1])
+
+
+def test_an_argument_that_cannot_cross_is_refused_before_anything_is_sent() -> None:
+    with node.require(MODULE, stderr="keep") as m:
+        with pytest.raises(EncodeError, match=r"\$\.params\[0\]\[0\]: object is not JSON"):
+            m.mean([object()])
+        assert m._caller.endpoint.pending == []
+        assert m.mean([1, 3]) == 2
+    with pytest.raises(TransportClosed, match="the caller was closed"):
+        m.mean([1])
+
+
+def test_blocking_calls_from_many_threads_answered_out_of_order_each_get_their_own() -> None:
+    # One thread reads for all; answers come back in another order than the calls left.
+    with node.require(FIXTURES / "calls_module.mjs", stderr="keep") as m, ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: m.later(i, f"l{i}", (i * 7) % 11), range(800)))
+        assert results == [{"n": i, "label": f"l{i}"} for i in range(800)]
+        assert m._caller.endpoint.pending == []

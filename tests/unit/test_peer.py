@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from bothways import CallTimeout, EncodeError, RemoteError, TransportClosed, decode
-from bothways.peer import Peer
+from bothways.peer import Caller, Peer
+from bothways.rpc import METHOD_NOT_FOUND
 from bothways.transports import memory_pair
 from bothways.transports.base import AsyncChannel
+from bothways.transports.stdio import StdioChannel
 
 
 def run(body: Callable[[Peer, Peer], Awaitable[None]]) -> None:
@@ -280,3 +285,25 @@ def test_writes_that_wait_keep_order_and_lose_nothing() -> None:
             assert clogged.writes > 20
 
     asyncio.run(main())
+
+
+def test_a_blocking_caller_answers_a_request_from_the_other_side_method_not_found() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        caller = Caller(StdioChannel(stdin_fd=ours.fileno(), stdout_fd=ours.fileno()))
+        seen: list[Any] = []
+
+        def other_side() -> None:
+            with theirs.makefile("rb") as lines:
+                request = json.loads(lines.readline())
+                theirs.sendall(b'{"jsonrpc":"2.0","method":"ask","params":[],"id":"s1"}\n')
+                seen.append(json.loads(lines.readline()))  # our question's answer
+                answer = {"jsonrpc": "2.0", "result": request["params"][0] * 2, "id": request["id"]}
+                theirs.sendall(json.dumps(answer).encode() + b"\n")
+
+        thread = threading.Thread(target=other_side)
+        thread.start()
+        assert caller.call("double", 21) == 42
+        thread.join(5)
+    refused = {"code": METHOD_NOT_FOUND, "message": "Method not found: ask"}
+    assert seen == [{"jsonrpc": "2.0", "error": refused, "id": "s1"}]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import select
 import shutil
 import signal
 import socket
@@ -359,6 +360,23 @@ class Child(StreamChannel):
                 stdin.close()
             except BrokenPipeError:
                 pass
+
+    def readable(self, timeout: float | None = None) -> bool:
+        """Whether ``receive`` can go on within ``timeout`` seconds (None: as long as it takes):
+        a message waits, or bytes came, or the stream ended. For a caller with a deadline (a
+        line that came in part still makes ``receive`` wait for its rest)."""
+        if len(self._inbox) or self._eof:
+            return True
+        if self._sock is not None:
+            fd = self._sock.fileno()
+        else:
+            stdout = self._proc.stdout
+            fd = -1 if stdout is None or stdout.closed else stdout.fileno()
+        if fd == -1:
+            return True  # closed: receive says so at once
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
 
     def _read(self) -> bytes:
         if self._sock is not None:
