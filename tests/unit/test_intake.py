@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
 
 from bothways.errors import DecodeError
-from bothways.transports.base import Inbox, Intake, raise_error
+from bothways.transports.base import READ_SIZE, Inbox, Intake, IntakeProtocol, raise_error
 
 
 class FakeTransport:
@@ -141,3 +142,19 @@ def test_any_chunking_gives_the_same_values(split: int) -> None:
     for start in range(0, len(data), split):
         intake.feed(data[start : start + split])
     assert intake.take_all() == [{"i": i, "s": "été"} for i in range(500)]
+
+
+def test_the_protocol_makes_its_transport_read_64_kib_at_a_time() -> None:
+    # asyncio's 256 KiB reads are served by mmap in glibc: a page-faulting mmap/munmap per read.
+    async def main() -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            transport, _ = await asyncio.get_running_loop().create_unix_connection(
+                lambda: IntakeProtocol(Intake(Inbox())), sock=ours
+            )
+            try:
+                assert getattr(transport, "max_size", None) == READ_SIZE == 64 * 1024
+            finally:
+                transport.close()
+
+    asyncio.run(main())

@@ -126,6 +126,23 @@ class Inbox:
         return len(values)
 
 
+READ_SIZE = 64 * 1024
+"""Bytes asked for by each read of an asyncio transport (``small_reads``)."""
+
+
+def small_reads(transport: asyncio.BaseTransport) -> None:
+    """Makes an asyncio socket or pipe transport read ``READ_SIZE`` bytes at a time, not 256 KiB.
+
+    asyncio's transports ask for 256 KiB per read (their ``max_size``), which glibc's malloc
+    serves with ``mmap``: it is over its 128 KiB threshold, a threshold that only rises once such
+    a block is freed whole, and a read's block is always shrunk first. Then every read, however
+    small the message, costs an mmap, an mremap, a munmap and fresh page faults: measured at
+    14 µs more per round trip of a small call (twice the system time). 64 KiB comes from the heap.
+    """
+    if hasattr(transport, "max_size"):
+        transport.max_size = READ_SIZE
+
+
 HIGH_WATER = 256 * 1024
 """Bytes an Intake holds unread before it pauses its transport (backpressure)."""
 
@@ -303,6 +320,7 @@ class IntakeProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.intake.transport = transport  # type: ignore[assignment]
+        small_reads(transport)
 
     def data_received(self, data: bytes) -> None:
         self.intake.feed(data)

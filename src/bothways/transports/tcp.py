@@ -102,6 +102,7 @@ from .base import (
     backoff,
     log,
     log_error,
+    small_reads,
 )
 
 __all__ = [
@@ -1258,6 +1259,7 @@ async def _async_open(
         raise _connect_error(TimeoutError(), host, timeout, url) from exc
     except OSError as exc:
         raise _connect_error(exc, host, timeout, url) from None
+    small_reads(writer.transport)
     try:
         raw = writer.get_extra_info("socket")
         if raw is not None:
@@ -1545,6 +1547,7 @@ class AsyncTcpListener(AsyncListener, _AsyncBatched):
         return len(self._board.members())
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        small_reads(writer.transport)
         peer = _AsyncPeer(reader, writer, self._token, self._max_line)
         if self._board.closed:
             writer.close()

@@ -96,7 +96,17 @@ from websockets.version import version as _websockets_version
 from ..errors import ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError
 from ..urls import Address
 from ..wire import MAX_LINE, decode, encode
-from .base import AsyncChannel, AsyncListener, Channel, ErrorHandler, Listener, backoff, log, log_error
+from .base import (
+    AsyncChannel,
+    AsyncListener,
+    Channel,
+    ErrorHandler,
+    Listener,
+    backoff,
+    log,
+    log_error,
+    small_reads,
+)
 
 __all__ = [
     "PING_INTERVAL",
@@ -965,7 +975,7 @@ async def async_connect(
 
     async def dial() -> _AsyncConnection:
         try:
-            return await _async_dial(
+            conn = await _async_dial(
                 request_url,
                 open_timeout=timeout,
                 max_size=max_line,
@@ -978,6 +988,8 @@ async def async_connect(
             )
         except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
             raise _connect_error(url, exc, timeout) from exc
+        small_reads(conn.transport)
+        return conn
 
     return AsyncWsChannel(
         await dial(), url=url, max_line=max_line, on_error=on_error, redial=dial if reconnect else None
@@ -1087,6 +1099,7 @@ class AsyncWsListener(AsyncListener):
         return None if refusal is None else connection.respond(*refusal)
 
     async def _handle(self, conn: _AsyncServerConnection) -> None:
+        small_reads(conn.transport)
         slot = _Slot(conn, _Frames(self._max_line, self._on_error), asyncio.Event())
         if self._closed:
             return
