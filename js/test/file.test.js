@@ -355,10 +355,16 @@ test("rotation by the writer keeps the newest files", async () => {
 });
 
 test("the reader follows rotations", async () => {
+  /** @type {() => void} */
+  let following = () => {};
+  const first = new Promise((resolve) => (following = () => resolve(undefined)));
   const writing = (async () => {
     const writer = await connect(url, { maxBytes: 2000, keep: 100 });
     for (let seq = 0; seq < 3000; seq++) {
       await writer.send({ seq });
+      if (seq === 0) {
+        await first; // (a reader that starts after a rotation begins at the newest file)
+      }
     }
     await writer.close();
   })();
@@ -367,6 +373,7 @@ test("the reader follows rotations", async () => {
   const got = [];
   for await (const message of reader) {
     got.push(message.seq);
+    following();
     if (message.seq === 2999) break;
   }
   await reader.close();

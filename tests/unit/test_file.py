@@ -327,10 +327,14 @@ def test_rotation_by_the_writer_keeps_the_newest_files(url: str, path: Path) -> 
 
 
 def test_the_reader_follows_rotations(url: str) -> None:
+    following = threading.Event()  # the reader has the first message: it is on the file
+
     def write() -> None:
         with connect(url, max_bytes=2000, keep=100) as writer:
             for i in range(3000):
                 writer.send({"seq": i})
+                if i == 0:  # (a reader that starts after a rotation begins at the newest file)
+                    assert following.wait(10)
                 if i % 200 == 0:
                     time.sleep(0.01)
 
@@ -340,6 +344,7 @@ def test_the_reader_follows_rotations(url: str) -> None:
     with listen(url, poll=0.01) as reader:
         for message in reader:
             got.append(message["seq"])
+            following.set()
             if message["seq"] == 2999:
                 break
     thread.join()
