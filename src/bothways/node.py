@@ -101,8 +101,9 @@ async def async_require(
 
 class JsModule:
     """The blocking flavour: attributes are functions, and each call is made in the calling
-    thread (no event loop, no thread of ours): about the cost of a raw pipe round trip. Threads
-    may call at once; their calls are in flight together (see ``peer.Caller``)."""
+    thread (no event loop, no thread of ours; quicker than the asyncio flavour, see
+    bench/RESULTS.md). Threads may call at once; their calls are in flight together (see
+    ``peer.Caller``)."""
 
     def __init__(
         self, path: str | os.PathLike[str], *, node: str | None = None, stderr: StderrMode = "forward"
@@ -124,8 +125,9 @@ class JsModule:
             raise
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_") or name not in self.functions:
-            raise _not_exported(self.path, name, self.functions)
+        functions = self.__dict__.get("functions", [])  # (not self.functions: not set yet in __init__)
+        if name.startswith("_") or name not in functions:
+            raise _not_exported(self.__dict__.get("path", "the module"), name, functions)
         call = self._caller.call
 
         def function(*args: Any, timeout: float | None = None) -> Any:
