@@ -100,7 +100,7 @@ async def py_ours() -> Result:
 
 
 def py_ours_blocking() -> Result:
-    """bothways.node.require: the blocking API (calls run on a private event loop thread)."""
+    """bothways.node.require: the blocking API (each call made in the calling thread, peer.Caller)."""
     with node.require(CALLS_DIR / "add.mjs", stderr="keep") as module:
         add = module.add
         for i in range(WARMUP):
