@@ -346,9 +346,8 @@ class Caller:
         try:
             if left is None or self._readable is None or self._readable(left):
                 messages = self.channel.receive_many()
-        except BothwaysError as exc:  # ChildExited with its stderr tail, a socket error...
-            clean = type(exc) is TransportClosed
-            ended = TransportClosed("the other side closed the connection") if clean else exc
+        except BothwaysError as exc:  # TransportClosed, ChildExited with its stderr tail...
+            ended = exc
         finally:
             self._lock.acquire()
             self._reading = False
@@ -653,10 +652,8 @@ class Peer:
                     for message in received:
                         dispatch(take(message))
                 self._post()  # answers of sync functions, and the error answers the endpoint queued
-        except TransportClosed:
-            self._fail(TransportClosed("the other side closed the connection"))
-        except BothwaysError as exc:  # ChildExited with its stderr tail, a socket error...
-            self._fail(exc)
+        except BothwaysError as exc:  # TransportClosed, ChildExited with its stderr tail...
+            self._fail(exc)  # in the channel's words, as the JavaScript Peer does
 
     def _received(self, messages: list[Any]) -> None:
         """A batch of messages, straight from the channel (push mode): answered at once."""
@@ -669,9 +666,7 @@ class Peer:
 
     def _ended(self, cause: BaseException) -> None:
         """The channel's messages ended (push mode): every pending call fails with the cause."""
-        if type(cause) is TransportClosed:
-            cause = TransportClosed("the other side closed the connection")
-        elif not isinstance(cause, BothwaysError):  # an error policy raised something else
+        if not isinstance(cause, BothwaysError):  # an error policy raised something else
             cause = TransportError(f"the channel ended: {cause!r}")
         self._fail(cause)
         if self._reader is not None and not self._reader.done():
