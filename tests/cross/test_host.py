@@ -144,6 +144,7 @@ def test_plain_modules_are_served_without_an_event_loop_by_the_same_rules(
         child = await host(module, [], channel_fd)
         async with Peer(child) as peer:
             assert await peer.call("in_event_loop") is loop
+            assert await peer.call("frozen_objects") > 1000  # what the imports made: out of GC passes
             assert await asyncio.gather(*(peer.call("add", i, 1) for i in range(1000))) == list(
                 range(1, 1001)
             )
