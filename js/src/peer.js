@@ -366,15 +366,7 @@ export class Peer {
       }
       return;
     }
-    let data = "";
-    let failure = null; // the encoding error of one of the messages
-    for (const message of messages) {
-      try {
-        data += encodeOrRepair(message);
-      } catch (error) {
-        failure ??= error;
-      }
-    }
+    const [data, failure] = encoded(messages);
     this.#writing = true;
     const waiting = data === "" ? null : channel[sendNow](data);
     if (waiting === null) {
@@ -430,14 +422,8 @@ export class Peer {
     /** @type {[Outgoing, unknown][]} each entry with the encoding error of one of its messages */
     const written = [];
     for (const entry of batch) {
-      let failure = null;
-      for (const message of entry.messages) {
-        try {
-          data += encodeOrRepair(message);
-        } catch (error) {
-          failure ??= error;
-        }
-      }
+      const [lines, failure] = encoded(entry.messages);
+      data += lines;
       written.push([entry, failure]);
     }
     let sent = null;
@@ -967,6 +953,26 @@ function repairAnswer(answer) {
       id: answer.id,
     };
   }
+}
+
+/**
+ * The NDJSON lines of `messages` (an endpoint's `messagesToSend()`; mirror of Python's
+ * `encoded`). A result that cannot be encoded is replaced by its INTERNAL_ERROR answer; a request
+ * or notification that cannot be encoded is left out, and the first such error comes back too.
+ * @param {unknown[]} messages
+ * @returns {[string, unknown]} the lines, and that error or null.
+ */
+function encoded(messages) {
+  let data = "";
+  let failure = null;
+  for (const message of messages) {
+    try {
+      data += encodeOrRepair(message);
+    } catch (error) {
+      failure ??= error;
+    }
+  }
+  return [data, failure];
 }
 
 /**

@@ -183,6 +183,17 @@ def encoded(messages: list[Any]) -> tuple[list[tuple[Any, bytes]], EncodeError |
     return pairs, failure
 
 
+def _write(
+    channel: Channel, send_bytes: Callable[[bytes], Any] | None, pairs: list[tuple[Any, bytes]]
+) -> None:
+    """Writes ``encoded`` pairs on a blocking channel: their lines in one ``send_bytes`` on a
+    stream channel (``send_bytes`` is its method), else the messages in one ``send_many``."""
+    if send_bytes is None:
+        channel.send_many(message for message, _ in pairs)
+    else:
+        send_bytes(pairs[0][1] if len(pairs) == 1 else b"".join(line for _, line in pairs))
+
+
 def answer_calls(channel: Channel, functions: Mapping[str, Callable[..., Any]] | Exposed) -> None:
     """Answers calls to ``functions`` on a blocking stream channel until the other side closes it.
 
@@ -220,15 +231,14 @@ def answer_calls(channel: Channel, functions: Mapping[str, Callable[..., Any]] |
                 except EncodeError:
                     pass  # a result that cannot cross: encoded() answers INTERNAL_ERROR instead
             pairs, _ = encoded(answers)
-            if not pairs:
-                continue
-            if send_bytes is None:
-                channel.send_many(message for message, _ in pairs)
-            else:
-                send_bytes(b"".join(line for _, line in pairs))
+            if pairs:
+                _write(channel, send_bytes, pairs)
     finally:
         if loop is not None:
             loop.close()
+
+
+_NOTHING_EXPOSED = Exposed()  # what a Caller serves: every request is answered METHOD_NOT_FOUND
 
 
 class Caller:
@@ -297,13 +307,22 @@ class Caller:
         self.channel.close()
 
     def _send(self, pairs: list[tuple[Any, bytes]]) -> None:
+        if pairs:
+            with self._sending:
+                _write(self.channel, self._send_bytes, pairs)
+
+    def _send_unlocked(self, pairs: list[tuple[Any, bytes]]) -> None:
+        """Sends with the lock (held by the caller) released meanwhile. A channel that is gone
+        already is not an error here: the reader sees its end."""
         if not pairs:
             return
-        with self._sending:
-            if self._send_bytes is None:
-                self.channel.send_many(message for message, _ in pairs)
-            else:
-                self._send_bytes(pairs[0][1] if len(pairs) == 1 else b"".join(line for _, line in pairs))
+        self._lock.release()
+        try:
+            self._send(pairs)
+        except BothwaysError:
+            pass
+        finally:
+            self._lock.acquire()
 
     def _wait_for(self, call_id: Any, method: str, timeout: float | None) -> Response | ErrorResponse:
         """Waits for the answer to ``call_id``, reading for every caller while nobody else does."""
@@ -317,16 +336,8 @@ class Caller:
                     raise self._ended
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    cancelled = self.endpoint.cancel(call_id)  # tell the other side to stop
-                    pairs, _ = encoded(self.endpoint.messages_to_send())
-                    self._lock.release()
-                    try:
-                        if cancelled:
-                            self._send(pairs)
-                    except BothwaysError:
-                        pass  # the channel is gone: there is nothing left to stop
-                    finally:
-                        self._lock.acquire()
+                    if self.endpoint.cancel(call_id):  # tell the other side to stop
+                        self._send_unlocked(encoded(self.endpoint.messages_to_send())[0])
                     raise CallTimeout(f"{method}: no answer within {timeout} s")
                 if self._reading:
                     self._waiting += 1
@@ -364,16 +375,8 @@ class Caller:
                     if event.id is not None:
                         self._answers[event.id] = event
                 elif type(event) is Request:
-                    endpoint.respond_error(event.id, METHOD_NOT_FOUND, f"Method not found: {event.method}")
-        pairs, _ = encoded(endpoint.messages_to_send())  # error answers to what the other side sent
-        if pairs:
-            self._lock.release()
-            try:
-                self._send(pairs)
-            except BothwaysError:
-                pass  # the reader sees the end next
-            finally:
-                self._lock.acquire()
+                    _NOTHING_EXPOSED.answer(endpoint, event)  # METHOD_NOT_FOUND
+        self._send_unlocked(encoded(endpoint.messages_to_send())[0])  # error answers, if any
 
 
 class _Answer(asyncio.Future[Any]):
