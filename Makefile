@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 TEST_ENV := PYTHONWARNINGS=default PYTHONASYNCIODEBUG=1
 
-.PHONY: setup demo test test-py test-js lint types bench clean
+.PHONY: setup demo test test-py test-js test-matrix lint types bench clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ test-py: setup
 test-js: setup
 	cd js && $(TEST_ENV) BOTHWAYS_PYTHON=$(abspath $(PY)) npm test
 
+# Every other claimed Python (unit + cross suites) and Node LTS line (JavaScript suites): scripts/matrix.
+test-matrix: setup
+	PY=$(PY) bash scripts/matrix
+
 lint: setup
 	$(PY) -m ruff check src tests bench spec examples
 	$(PY) -m ruff format --check src tests bench spec examples
@@ -46,4 +50,4 @@ bench: setup
 	$(PY) bench/calls.py --record bench/RESULTS.md
 
 clean:
-	rm -rf $(VENV) js/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .matrix js/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -657,6 +657,9 @@ class Peer:
                 self._post()  # answers of sync functions, and the error answers the endpoint queued
         except BothwaysError as exc:  # TransportClosed, ChildExited with its stderr tail...
             self._fail(exc)  # in the channel's words, as the JavaScript Peer does
+        except Exception as exc:  # a bug of ours: pending calls fail with it rather than hang
+            self._fail(TransportError(f"the peer's reader failed: {exc!r}"))
+            raise
 
     def _received(self, messages: list[Any]) -> None:
         """A batch of messages, straight from the channel (push mode): answered at once."""
@@ -721,7 +724,7 @@ class Peer:
         """Answers ``request`` now (a sync function), or starts the task that will."""
         pending = self.exposed.answer(self.endpoint, request)
         if pending is not None:
-            task = _start(self._finish(request.id, pending))
+            task = _start(self._finish(request.id, pending), self._loop or asyncio.get_running_loop())
             if not task.done():  # (an eager task may be done already: nothing to cancel)
                 self._serving[request.id] = task
 
@@ -739,12 +742,18 @@ class Peer:
 
 if sys.version_info >= (3, 12):
 
-    def _start(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """A task that runs at once up to its first wait (and is done at once if it never waits)."""
-        return asyncio.Task(coroutine, eager_start=True)
+    def _start(coroutine: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        """A task that runs at once up to its first wait (and is done at once if it never waits).
+
+        The loop is passed explicitly: without it, 3.12's and 3.13's C Task raises AttributeError
+        ('NoneType' object has no attribute 'is_running') and leaves the coroutine unstarted."""
+        return asyncio.Task(coroutine, loop=loop, eager_start=True)
 
 else:
-    _start = asyncio.ensure_future
+
+    def _start(coroutine: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        """A task for ``coroutine`` (scheduled: eager start needs Python 3.12)."""
+        return loop.create_task(coroutine)
 
 
 def _respond_exception(endpoint: RpcEndpoint, request_id: Any, exc: Exception) -> None:

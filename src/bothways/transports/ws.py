@@ -86,6 +86,7 @@ from websockets.asyncio.connection import Connection as _AsyncConnection
 from websockets.asyncio.server import ServerConnection as _AsyncServerConnection
 from websockets.asyncio.server import serve as _async_serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.sync.client import connect as _sync_dial
 from websockets.sync.connection import Connection as _SyncConnection
@@ -620,6 +621,7 @@ class WsListener(Listener):
         self._mailbox = _Mailbox(_MAILBOX)
         self._ready: deque[tuple[_Frames, Any]] = deque()  # raw messages taken from the mailbox
         self._merged: set[_SyncServerConnection] = set()
+        self._open: set[_SyncServerConnection] = set()  # every connection, merged or accepted
         self._failure: BaseException | None = None
         self._closed = False
         try:
@@ -653,15 +655,20 @@ class WsListener(Listener):
         with self._cond:
             if self._closed:
                 return
+            self._open.add(conn)
             if self._router.arrived(slot):
                 self._claim(slot, _MERGED)
             else:
                 self._cond.notify_all()  # an accept() may be waiting
-        slot.claimed.wait()
-        if slot.mode is _MERGED:
-            self._pump(slot)
-        elif slot.mode is _ACCEPTED:
-            conn.recv_events_thread.join()  # until the connection ends; the channel reads it
+        try:
+            slot.claimed.wait()
+            if slot.mode is _MERGED:
+                self._pump(slot)
+            elif slot.mode is _ACCEPTED:
+                conn.recv_events_thread.join()  # until the connection ends; the channel reads it
+        finally:
+            with self._cond:
+                self._open.discard(conn)
 
     def _claim(self, slot: _Slot, mode: str) -> None:
         slot.mode = mode
@@ -793,11 +800,16 @@ class WsListener(Listener):
             self._closed = True
             held = list(self._router.held)
             self._router.held.clear()
+            open_now = list(self._open)
             self._cond.notify_all()
         for slot in held:
             self._claim(slot, _CLOSED)
         self._mailbox.close()
         self._server.shutdown()
+        # websockets 17's shutdown() closes the connections too, but 16 (the last for Python
+        # 3.10) only stops accepting: close them here, so that every version says 1001.
+        for conn in open_now:
+            conn.close(CloseCode.GOING_AWAY)
         self._thread.join()
 
 
