@@ -33,8 +33,8 @@ test-matrix: setup
 	PY=$(PY) bash scripts/matrix
 
 lint: setup
-	$(PY) -m ruff check src tests bench spec examples
-	$(PY) -m ruff format --check src tests bench spec examples
+	$(PY) -m ruff check src tests bench spec examples setup.py
+	$(PY) -m ruff format --check src tests bench spec examples setup.py
 	$(PY) -m mypy
 	cd js && npm run lint
 	for f in examples/tutorial/*.js; do node --check "$$f" || exit 1; done

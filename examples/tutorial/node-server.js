@@ -15,13 +15,15 @@
  */
 
 import http from "node:http";
-import { parseArgs } from "node:util";
 import { DecodeError, decode, encode } from "../../js/src/index.js";
+import { flags as readFlags } from "./flags.js";
 
 const LIMIT = 1024 * 1024; // bytes of JSON per POST
 const received = [];
 
-const { values: flags } = parseArgs({ options: { port: { type: "string", default: "3000" } } });
+const flags = readFlags("The tutorial's Node.js web server: GET and POST JSON at /hello.", {
+  port: { type: "string", default: "3000", help: "the port on 127.0.0.1 (default: 3000; 0 picks a free one)" },
+});
 
 function reply(response, status, value) {
   response.writeHead(status, { "Content-Type": "application/json" });

@@ -8,14 +8,12 @@
  * repeatable series), and a quiet stop when the listener goes away (EPIPE) instead of a crash.
  */
 
-import { parseArgs } from "node:util";
+import { flags as readFlags } from "./flags.js";
 
-const { values: flags } = parseArgs({
-  options: {
-    interval: { type: "string" }, // seconds between readings (default: random 0-5)
-    count: { type: "string" }, // stop after N readings (default: never)
-    seed: { type: "string" }, // seed the generator, for a repeatable series
-  },
+const flags = readFlags("Prints one temperature reading (°C) per line, the tutorial's Node.js sensor.", {
+  interval: { type: "string", help: "seconds between readings (default: random 0-5)" },
+  count: { type: "string", help: "stop after N readings (default: never)" },
+  seed: { type: "string", help: "seed the generator, for a repeatable series" },
 });
 
 // Math.random() cannot be seeded; mulberry32 is a small, well-known generator that can.

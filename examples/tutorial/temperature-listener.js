@@ -17,16 +17,14 @@
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { Decoder, Messages } from "../../js/src/index.js";
+import { flags as readFlags } from "./flags.js";
 
-const { values: flags } = parseArgs({
-  options: {
-    interval: { type: "string" },
-    count: { type: "string" },
-    seed: { type: "string" },
-    json: { type: "boolean", default: false },
-  },
+const flags = readFlags("Spawns sensor.py and prints the readings it sends, framed by bothways' Decoder.", {
+  interval: { type: "string", help: "passed on to sensor.py: seconds between readings" },
+  count: { type: "string", help: "passed on to sensor.py: stop after N readings" },
+  seed: { type: "string", help: "passed on to sensor.py: seed its generator" },
+  json: { type: "boolean", default: false, help: "print only the final list, as one JSON line" },
 });
 const sensorFlags = ["interval", "count", "seed"].flatMap((name) =>
   flags[name] === undefined ? [] : [`--${name}`, flags[name]],

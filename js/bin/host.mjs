@@ -16,6 +16,9 @@
  * - Without one, the protocol keeps the real stdout. `console.log`/`info`/`debug` (every console
  *   method) and `process.stdout` are pointed at stderr before the module is loaded, so user
  *   logging goes to the terminal (the parent forwards stderr) instead of corrupting the messages.
+ * - The parent's first call is `$/hello` (the handshake): the answer gives our protocol and package
+ *   versions and the list of functions; a parent that speaks another protocol is refused with a
+ *   ProtocolMismatch naming both versions.
  * - Errors travel back with their name and stack (a RemoteError on the other side).
  * - The host ends when the channel closes (the parent closed the handle or died), even if the
  *   module left timers running.
@@ -28,7 +31,14 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
 import { Peer } from "../src/peer.js";
+import { HELLO_METHOD, hello, helloRefusal } from "../src/rpc.js";
 import { StdioChannel, parentChannelFd } from "../src/transports/stdio.js";
+import { VERSION } from "../src/version.js";
+
+/** The parent's `$/hello` names another protocol (its RemoteError carries the message). */
+class ProtocolMismatch extends Error {
+  name = "ProtocolMismatch";
+}
 
 /**
  * Keeps the real stdout for the protocol; from now on everything else writing "to stdout" goes
@@ -101,6 +111,15 @@ async function serve(path, channel) {
   }
   const names = [...functions.keys()].sort();
   peer.expose(() => names, { name: "$/functions" });
+  const ours = hello(VERSION, "javascript");
+  peer.expose(
+    (/** @type {unknown} */ theirs) => {
+      const refusal = helloRefusal(ours, theirs);
+      if (refusal !== null) throw new ProtocolMismatch(refusal);
+      return { ...ours, functions: names };
+    },
+    { name: HELLO_METHOD },
+  );
   await peer.run(); // ends when the channel closes
   await peer.close();
 }

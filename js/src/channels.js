@@ -32,6 +32,24 @@ export const TRANSPORTS = Object.freeze({
 });
 
 /**
+ * What `connect` takes in code: the options of every transport's sending side, by their
+ * JavaScript names (each transport refuses, with a TypeError, those it does not know).
+ * @typedef {import("./transports/tcp.js").TcpOptions
+ *   & import("./transports/ws.js").ConnectOptions
+ *   & import("./transports/fifo.js").FifoConnectOptions
+ *   & import("./transports/file.js").FileConnectOptions} ConnectOptions
+ */
+
+/**
+ * What `listen` takes in code: the options of every transport's receiving side, by their
+ * JavaScript names (each transport refuses, with a TypeError, those it does not know).
+ * @typedef {import("./transports/tcp.js").TcpOptions
+ *   & import("./transports/ws.js").ListenOptions
+ *   & import("./transports/fifo.js").FifoListenOptions
+ *   & import("./transports/file.js").FileListenOptions} ListenOptions
+ */
+
+/**
  * @param {string | Address} url
  * @param {"connect" | "listen"} side
  * @param {Record<string, any>} options
@@ -46,7 +64,7 @@ async function resolve(url, side, options) {
 /**
  * Opens the sending side of `url` (a client, a FIFO's or a file's writer).
  * @param {string | Address} url
- * @param {Record<string, any>} [options]
+ * @param {ConnectOptions} [options]
  * @returns {Promise<import("./transports/base.js").Channel>}
  * @throws {import("./errors.js").UrlError} the URL cannot be used.
  * @throws {import("./errors.js").ConnectError} the other side cannot be reached.
@@ -59,7 +77,7 @@ export async function connect(url, options = {}) {
 /**
  * Opens the receiving side of `url` (a server, a FIFO's or a file's reader).
  * @param {string | Address} url
- * @param {Record<string, any>} [options]
+ * @param {ListenOptions} [options]
  * @returns {Promise<import("./transports/base.js").Listener>}
  * @throws {import("./errors.js").UrlError} the URL cannot be used.
  */

@@ -3,10 +3,14 @@
  * Mirrors `src/bothways/peer.py` name for name (camelCase here).
  *
  * ```js
- * await using peer = await new Peer(channel).start();
- * peer.expose(Math.hypot, { name: "hypot" });     // the other side may call "hypot"
- * await peer.call("mean", [1, 2, 3]);              // we call the other side's "mean"
- * await peer.callWith("quantiles", { data: [1, 2, 3], n: 4 }, { timeout: 500 });
+ * const peer = await new Peer(channel).start();
+ * try {
+ *   peer.expose(Math.hypot, { name: "hypot" });   // the other side may call "hypot"
+ *   await peer.call("mean", [1, 2, 3]);            // we call the other side's "mean"
+ *   await peer.callWith("quantiles", { data: [1, 2, 3], n: 4 }, { timeout: 500 });
+ * } finally {
+ *   await peer.close();                             // (Node 24+: `await using peer = ...`)
+ * }
  * ```
  *
  * Calling
@@ -76,7 +80,9 @@ import {
 import { sendNow } from "./transports/base.js";
 import { encode } from "./wire.js";
 
-// Node >= 20.4 and current browsers define it; older runtimes get a registered stand-in.
+// Node >= 20.4 and current browsers define it; older runtimes get a registered stand-in. The
+// type says it is `Symbol.asyncDispose`, so that the declarations show `[Symbol.asyncDispose]()`.
+/** @type {typeof Symbol.asyncDispose} */
 const asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
 /** Schedules a microtask without a closure per call: `RESOLVED.then(fn)`. */
 const RESOLVED = Promise.resolve();

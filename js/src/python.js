@@ -3,13 +3,20 @@
  *
  * ```js
  * import { python } from "bothways/python";
- * await using m = await python.import("statistics");   // a Python child serving the module
- * await m.mean([1, 2, 3]);                              // -> 2, JSON values in and out
- * await m.callWith("quantiles", { data: [1, 2, 3, 4], n: 4 }, { timeout: 1000 });
+ * const m = await python.import("statistics");          // a Python child serving the module
+ * try {
+ *   await m.mean([1, 2, 3]);                              // -> 2, JSON values in and out
+ *   await m.callWith("quantiles", { data: [1, 2, 3, 4], n: 4 }, { timeout: 1000 });
+ * } finally {
+ *   await m.close();                                      // (Node 24+: `await using m = ...`)
+ * }
  * ```
  *
- * The child is `python -m bothways.host MODULE` (src/bothways/host.py), so bothways must be
- * importable by that interpreter. Each function of the module is an async function property of
+ * The child is `python -m bothways.host MODULE`, run by any Python 3.10+ with nothing installed
+ * into it: this package carries the Python host and core (its `python/` folder, put first on the
+ * child's PYTHONPATH; they need only the standard library, and use orjson when the interpreter
+ * has it). The first call is the `$/hello` handshake: a host that speaks another protocol
+ * version is refused at once, with both versions named. Each function of the module is an async function property of
  * the handle, called with positional arguments; `callWith` takes keyword arguments (an object),
  * a timeout and an AbortSignal. Remote exceptions arrive as RemoteError (`remoteType`
  * `"StatisticsError"`, `remoteTraceback` the Python traceback); a crashed child fails every
@@ -24,10 +31,32 @@
  * @module bothways/python
  */
 
+import { existsSync } from "node:fs";
+import { delimiter } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { ConnectError, RemoteError } from "./errors.js";
 import { Peer } from "./peer.js";
+import { HELLO_METHOD, hello, helloRefusal } from "./rpc.js";
 import { spawn } from "./transports/stdio.js";
+import { VERSION } from "./version.js";
+
+/**
+ * Where the Python host and core are: in a checkout, the repository's `src/` (beside the
+ * repository's pyproject.toml); else the npm package's `python/` (scripts/bundle-python.mjs
+ * puts them there when it is packed).
+ */
+const PYTHON_PATH = [
+  [new URL("../../src/", import.meta.url), new URL("../../pyproject.toml", import.meta.url)],
+  [new URL("../python/", import.meta.url), new URL("../python/bothways/host.py", import.meta.url)],
+]
+  .filter(([dir, marker]) => existsSync(fileURLToPath(marker)) && existsSync(fileURLToPath(new URL("bothways/host.py", dir))))
+  .map(([dir]) => fileURLToPath(dir))[0];
+
+const HELLO = hello(VERSION, "javascript");
 
 // Node >= 20.4 defines it; older runtimes get a registered stand-in.
+/** @type {typeof Symbol.asyncDispose} */
 const asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
 
 /**
@@ -35,6 +64,22 @@ const asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
  * would make the handle look like a promise to `await`). Call those with `m.call(name, ...)`.
  */
 const RESERVED = new Set(["call", "callWith", "close", "constructor", "functions", "module", "peer", "then"]);
+
+/** The handle's own methods: called through the Proxy, they run on the handle itself. */
+const METHODS = new Set(["call", "callWith", "close"]);
+/** Names that tools read to find out what an object is; a handle lacking them reads undefined. */
+const INTROSPECTED = new Set(["then", "toJSON", "constructor", "inspect", "asymmetricMatch", "nodeType", "$$typeof"]);
+
+/**
+ * The message for a function the module lacks (Python's `node.require` handle says the same).
+ * @param {string} module
+ * @param {string} name
+ * @param {readonly string[]} functions
+ * @returns {string}
+ */
+function notExported(module, name, functions) {
+  return `${module} exports no function '${name}' (it has: ${functions.join(", ")})`;
+}
 
 /**
  * @typedef {object} ImportOptions
@@ -79,6 +124,18 @@ export class PythonModule {
         });
       }
     }
+    // Reading a name the module lacks throws, as Python's handle raises AttributeError (same
+    // words); introspection (symbols, `then`, `toJSON`, `_private`...) still reads undefined.
+    return new Proxy(this, {
+      get(target, key) {
+        if (typeof key === "symbol" || key in target) {
+          const value = Reflect.get(target, key, target);
+          return typeof value === "function" && METHODS.has(key) ? value.bind(target) : value;
+        }
+        if (key.startsWith("_") || INTROSPECTED.has(key)) return undefined;
+        throw new TypeError(notExported(module, key, target.#functions));
+      },
+    });
   }
 
   /**
@@ -140,10 +197,30 @@ export class PythonModule {
 }
 
 /**
+ * The functions a Python host lists in its answer to our `$/hello`.
+ * @param {string} moduleName
+ * @param {unknown} answer the answer, or the RemoteError the host refused us with.
+ * @returns {string[]}
+ * @throws {ConnectError} the host speaks another protocol, or refused ours (both versions named).
+ */
+function greeted(moduleName, answer) {
+  if (answer instanceof RemoteError) {
+    throw new ConnectError(answer.reason, { url: moduleName, cause: answer });
+  }
+  const refusal = helloRefusal(HELLO, answer);
+  if (refusal !== null) {
+    throw new ConnectError(refusal, { url: moduleName });
+  }
+  const functions = /** @type {{ functions?: unknown }} */ (answer).functions;
+  return Array.isArray(functions) ? functions.map(String) : [];
+}
+
+/**
  * Starts a Python child serving `moduleName` and returns its handle once it lists its functions.
  * @param {string} moduleName a module importable by the child, e.g. `"statistics"`.
  * @param {ImportOptions} [options]
- * @returns {Promise<PythonModule>} always `close()` it (or `await using`).
+ * @returns {Promise<PythonModule & {readonly [name: string]: any}>} always `close()` it (or
+ *   `await using`); the module's functions are its properties: `await m.mean([1, 2])`.
  * @throws {import("./errors.js").ChildExited} the interpreter could not be started, or the child
  *   failed before listing its functions (no such module, bothways not installed...: the stderr
  *   tail tells).
@@ -152,9 +229,14 @@ export async function importModule(moduleName, options = {}) {
   const { python: program, cwd, env, stderr, name, signal, threads = 0 } = options;
   const interpreter = program ?? process.env.BOTHWAYS_PYTHON ?? "python3";
   const pool = threads > 0 ? ["--threads", String(Math.floor(threads))] : [];
+  const childEnv = { ...(env ?? process.env) };
+  if (PYTHON_PATH !== undefined) {
+    const rest = childEnv.PYTHONPATH;
+    childEnv.PYTHONPATH = rest ? `${PYTHON_PATH}${delimiter}${rest}` : PYTHON_PATH;
+  }
   const child = spawn([interpreter, "-m", "bothways.host", ...pool, moduleName], {
     cwd,
-    env,
+    env: childEnv,
     stderr,
     signal,
     name: name ?? `python ${moduleName}`,
@@ -163,12 +245,15 @@ export async function importModule(moduleName, options = {}) {
   const peer = await new Peer(child).start();
   let functions;
   try {
-    functions = await peer.call("$/functions");
+    functions = greeted(moduleName, await peer.callWith(HELLO_METHOD, { ...HELLO }).catch((error) => {
+      if (error instanceof RemoteError) return error;
+      throw error;
+    }));
   } catch (error) {
     await peer.close();
     throw error;
   }
-  return new PythonModule(peer, moduleName, Array.isArray(functions) ? functions.map(String) : []);
+  return new PythonModule(peer, moduleName, functions);
 }
 
 /**

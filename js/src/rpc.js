@@ -49,6 +49,56 @@ export const SERVER_ERROR = -32000;
 export const REQUEST_CANCELLED = -32800;
 /** Notification `{"id": ...}`: the caller gave up on that call. */
 export const CANCEL_METHOD = "$/cancelRequest";
+/** The first call to a served module: the handshake (spec/PROTOCOL.md section 8). */
+export const HELLO_METHOD = "$/hello";
+/** The calls protocol's version: a peer that speaks another one is refused at once. */
+export const PROTOCOL = 1;
+
+/**
+ * @typedef {object} Hello what one side says of itself in the handshake.
+ * @property {number} protocol the calls protocol's version (`PROTOCOL`).
+ * @property {string} version the bothways package's version.
+ * @property {string} language `"javascript"` or `"python"`.
+ */
+
+/**
+ * What one side says of itself in the handshake: the params of the parent's `$/hello` call,
+ * and (with the module's functions added) the served module's answer.
+ * @param {string} version this package's version.
+ * @param {string} language `"javascript"` here.
+ * @returns {Hello}
+ */
+export function hello(version, language) {
+  return { protocol: PROTOCOL, version, language };
+}
+
+/**
+ * @param {unknown} side
+ * @returns {string}
+ */
+function described(side) {
+  if (!isObject(side)) {
+    return `a peer without the handshake (it said ${show(side)})`;
+  }
+  const get = (/** @type {string} */ key) => {
+    const value = member(side, key);
+    return value === undefined || value === null ? "?" : typeof value === "string" ? value : show(value);
+  };
+  return `bothways ${get("version")} for ${get("language")} (protocol ${get("protocol")})`;
+}
+
+/**
+ * Why a peer whose hello is `theirs` cannot be talked to (a message naming both versions).
+ * @param {Hello} ours
+ * @param {unknown} theirs
+ * @returns {string | null} null when it speaks our protocol.
+ */
+export function helloRefusal(ours, theirs) {
+  if (isObject(theirs) && member(theirs, "protocol") === ours.protocol) {
+    return null;
+  }
+  return `protocol mismatch: ${described(ours)} cannot talk to ${described(theirs)}`;
+}
 
 /** @typedef {string | number} Id a string or an integer (never a boolean). */
 

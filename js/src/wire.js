@@ -1006,7 +1006,7 @@ export class Decoder {
    * Takes the next chunk of the stream; returns the events it completes (often none).
    * @param {Uint8Array | ArrayBuffer | ArrayBufferView | string} chunk bytes (a Buffer is a
    *   Uint8Array); a string is encoded to UTF-8 first.
-   * @returns {Event[]}
+   * @returns {(Messages | Malformed | Truncated)[]}
    * @throws {Error} after `feedEof()`.
    */
   feed(chunk) {
@@ -1026,7 +1026,7 @@ export class Decoder {
         }
       }
     }
-    /** @type {Event[]} */
+    /** @type {(Messages | Malformed | Truncated)[]} */
     const events = [];
     if (this.#skipping) {
       const nl = data.indexOf(NL);
@@ -1065,8 +1065,8 @@ export class Decoder {
    * Ends the stream; reports an unterminated final line (delivering it if it parses).
    *
    * Call it once, when the peer has closed its side; later calls return `[]`.
-   * @returns {Event[]} `[]`, `[Truncated]` (the line did not parse), or
-   *   `[Messages, Truncated]` (it did, and was delivered).
+   * @returns {(Messages | Malformed | Truncated)[]} `[]`, `[Truncated]` (the line did not
+   *   parse), or `[Messages, Truncated]` (it did, and was delivered).
    */
   feedEof() {
     if (this.#ended) {

@@ -75,6 +75,23 @@ describe("Node's Peer against a Python child, 10,000 calls at once", () => {
     }
   });
 
+  test("a function the module lacks is named, with those it has, as Python's handle names it", async () => {
+    const m = await importModule("calls_module", { python: PYTHON, cwd: FIXTURES, stderr: "keep" });
+    try {
+      const functions = m.functions.join(", ");
+      assert.ok(functions.includes("tag"), functions);
+      assert.throws(() => m.nope(1), {
+        name: "TypeError",
+        message: `calls_module exports no function 'nope' (it has: ${functions})`,
+      });
+      assert.equal(m.then, undefined); // still not a promise to `await`
+      assert.equal(m._private, undefined);
+      assert.deepEqual(await m.call("tag", 1, "x"), await m.tag(1, "x")); // methods run through the handle
+    } finally {
+      await m.close();
+    }
+  });
+
   test("calls both ways over one pipe: each call calls back into us before it is answered", async () => {
     const child = spawn([PYTHON, join(FIXTURES, "calls_peer.py")], { stderr: "keep" });
     const peer = await new Peer(child).start();

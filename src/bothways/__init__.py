@@ -5,6 +5,7 @@ points (``connect``/``listen`` and their asyncio flavours, ``bothways.channels``
 here; transports live in ``bothways.transports``.
 """
 
+from ._version import __version__ as __version__
 from .channels import async_connect, async_listen, connect, listen
 from .errors import (
     BothwaysError,
@@ -32,8 +33,6 @@ from .wire import (
     encode,
     encode_many,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MAX_LINE",

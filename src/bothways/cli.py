@@ -57,8 +57,12 @@ def _check(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # bothways demo
 
-# src/bothways/cli.py -> the repository root. The examples are not installed with the package.
-TUTORIAL = Path(__file__).resolve().parents[2] / "examples" / "tutorial"
+# The tutorial's programs: the wheel carries them (setup.py), a checkout has them in examples/.
+_HERE = Path(__file__).resolve().parent
+TUTORIAL = next(
+    (p for p in (_HERE / "examples" / "tutorial", _HERE.parents[1] / "examples" / "tutorial") if p.is_dir()),
+    _HERE / "examples" / "tutorial",
+)
 DEFAULT_PORT = 5000
 STARTUP = 15.0  # seconds for the Flask app to print its URL
 GRACE = 3.0  # seconds between SIGTERM and SIGKILL when stopping
@@ -84,6 +88,7 @@ class _Part:
             **options,
         )
         self._show = show
+        self.stopped_by_us = False
         self._reader = threading.Thread(target=self._read, name=f"demo-{name}", daemon=True)
         self._reader.start()
 
@@ -99,9 +104,19 @@ class _Part:
         stdout.close()
         self.url_seen.set()  # no URL will come: the process ended
 
+    def ending(self) -> str:
+        """How it ended, in words: ``flask (stopped)``, ``py->js (exited 1)``..."""
+        code = self.process.returncode
+        if self.stopped_by_us:  # it ran until we stopped it (-15 from Python, 143 from a shell)
+            return f"{self.name} (stopped)"
+        if code is not None and code < 0:
+            return f"{self.name} (killed by {signal.Signals(-code).name})"
+        return f"{self.name} (exited {code})"
+
     def stop(self) -> None:
         """SIGTERM to the process group (the program and what it spawned), then SIGKILL."""
         if self.process.poll() is None:
+            self.stopped_by_us = True
             _kill_group(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(GRACE)
@@ -210,8 +225,7 @@ class _Demo:
         self.say("bothways demo: stopping")
         for part in reversed(self.parts):
             part.stop()
-        codes = ", ".join(f"{part.name} {part.process.returncode}" for part in self.parts)
-        self.say(f"bothways demo: stopped (exit codes: {codes})")
+        self.say("bothways demo: stopped " + ", ".join(part.ending() for part in self.parts))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -219,9 +233,8 @@ def _demo(args: argparse.Namespace) -> int:
     tutorial: Path = args.examples
     if not (tutorial / "app.py").is_file():
         print(
-            f"bothways demo: the tutorial's programs are not in {tutorial}. They are not installed "
-            "with the package: run the demo from a clone of the repository (make demo), "
-            "or pass --examples DIR.",
+            f"bothways demo: the tutorial's programs are not in {tutorial} (the wheel carries "
+            "them: reinstall bothways, or pass --examples DIR).",
             file=sys.stderr,
         )
         return 2
@@ -248,11 +261,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"bothways {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="validate an NDJSON stream from stdin")
+    check = commands.add_parser(
+        "check",
+        help="validate an NDJSON stream from stdin",
+        description="Reads NDJSON from stdin and reports every bad line with its line, column and an "
+        "excerpt (the same checks as bothways' Decoder); exits 65 (EX_DATAERR) when any line was bad.",
+    )
     check.add_argument("--max-line", type=int, default=16 * 1024 * 1024, help="longest line, bytes")
     check.add_argument("-q", "--quiet", action="store_true", help="only report bad lines")
     check.set_defaults(run=_check)
-    demo = commands.add_parser("demo", help="run the tutorial's system: Flask app, sensors, listeners")
+    demo = commands.add_parser(
+        "demo",
+        help="run the tutorial's system: Flask app, sensors, listeners",
+        description="Starts the tutorial's Flask app and both sensor -> listener pairs (Python -> "
+        "Node.js and Node.js -> Python), prints the URL to open, and stops everything on Ctrl-C.",
+    )
     demo.add_argument("--port", type=int, help=f"Flask's port (default: {DEFAULT_PORT}, or any if taken)")
     demo.add_argument("--interval", type=float, help="seconds between readings (default: random 0-5)")
     demo.add_argument("--duration", type=float, help="stop after this many seconds (default: at Ctrl-C)")

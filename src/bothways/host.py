@@ -21,6 +21,9 @@ name with JSON values; ``$/functions`` lists them. Rules:
   the cost per call, and the module must then be thread-safe. ``async def`` functions always
   run on the event loop. ``sys.stdout`` and ``sys.stderr`` write whole lines (``LineWriter``),
   so the ``print()`` lines of calls running at once do not mix.
+- The parent's first call is ``$/hello`` (the handshake): the answer gives our protocol and
+  package versions and the list of functions; a parent that speaks another protocol is refused
+  with a ProtocolMismatch naming both versions.
 - Exceptions travel back with their type and traceback (a RemoteError on the other side).
 - The host ends when the channel closes (the parent closed the handle or died).
 """
@@ -41,7 +44,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
+from ._version import __version__
 from .peer import Peer, answer_calls
+from .rpc import HELLO_METHOD, hello, hello_refusal
 from .transports.base import AsyncChannel
 from .transports.stdio import (
     PARENT_ENV,
@@ -182,9 +187,23 @@ def in_thread(function: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+class ProtocolMismatch(Exception):
+    """The parent's ``$/hello`` names another protocol (its RemoteError carries the message)."""
+
+
 def _served(functions: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """``functions``, and ``$/functions`` that lists them."""
-    return {**functions, "$/functions": lambda: sorted(functions)}
+    """``functions``, ``$/functions`` that lists them, and ``$/hello`` (the handshake: our
+    versions and the list, or ProtocolMismatch naming both sides' versions)."""
+    names = sorted(functions)
+    ours = hello(__version__, "python")
+
+    def greet(**theirs: Any) -> dict[str, Any]:
+        refusal = hello_refusal(ours, theirs)
+        if refusal is not None:
+            raise ProtocolMismatch(refusal)
+        return {**ours, "functions": names}
+
+    return {**functions, "$/functions": lambda: names, HELLO_METHOD: greet}
 
 
 async def serve(module_name: str, channel: AsyncChannel, threads: int = THREADS) -> None:

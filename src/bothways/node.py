@@ -22,17 +22,36 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import ConnectError
+from ._version import __version__
+from .errors import ConnectError, RemoteError
 from .peer import Caller, Peer
+from .rpc import HELLO_METHOD, hello, hello_refusal
 from .transports.stdio import StderrMode, async_spawn, spawn
 
 __all__ = ["AsyncJsModule", "JsModule", "async_require", "require"]
 
 
+_HERE = Path(__file__).resolve().parent
+HOSTS = (
+    _HERE / "js" / "bin" / "host.mjs",  # the wheel's copy (setup.py puts the Node side there)
+    _HERE.parents[1] / "js" / "bin" / "host.mjs",  # a checkout (an editable install)
+)
+
+
 def _host_script() -> Path:
-    """js/bin/host.mjs of this checkout (BOTHWAYS_JS_HOST overrides)."""
+    """The Node host: BOTHWAYS_JS_HOST, else the one the wheel carries, else the checkout's."""
     override = os.environ.get("BOTHWAYS_JS_HOST")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "js" / "bin" / "host.mjs"
+    if override:
+        return Path(override)
+    for host in HOSTS:
+        if host.is_file():
+            return host
+    raise ConnectError(
+        "bothways' Node host is missing from this installation (looked in: "
+        + ", ".join(str(h) for h in HOSTS)
+        + "); reinstall bothways, or set BOTHWAYS_JS_HOST",
+        url=str(HOSTS[0]),
+    )
 
 
 def _existing_module(path: str | os.PathLike[str]) -> Path:
@@ -47,6 +66,20 @@ def _argv(module: Path, node: str | None) -> list[str]:
     """The command of a Node child serving ``module``."""
     program = node or os.environ.get("BOTHWAYS_NODE") or shutil.which("node") or "node"
     return [program, str(_host_script()), str(module)]
+
+
+_HELLO = hello(__version__, "python")
+
+
+def _greeted(module: Path, answer_or_error: Any) -> list[str]:
+    """The functions a Node host lists in its answer to our ``$/hello``; ConnectError when it
+    speaks another protocol (or refused ours), naming both versions."""
+    if isinstance(answer_or_error, RemoteError):
+        raise ConnectError(answer_or_error.reason, url=str(module)) from answer_or_error
+    refusal = hello_refusal(_HELLO, answer_or_error)
+    if refusal is not None:
+        raise ConnectError(refusal, url=str(module))
+    return [str(name) for name in answer_or_error.get("functions", [])]
 
 
 def _not_exported(path: str, name: str, functions: list[str]) -> AttributeError:
@@ -95,8 +128,16 @@ async def async_require(
         channel_fd=True,  # console.log and friends in the module cannot reach the protocol
     )
     peer = await Peer(child).start()
-    functions = await peer.call("$/functions")
-    return AsyncJsModule(peer, list(functions), str(module))
+    try:
+        try:
+            answer: Any = await peer.call(HELLO_METHOD, **_HELLO)
+        except RemoteError as exc:
+            answer = exc
+        functions = _greeted(module, answer)
+    except BaseException:
+        await peer.close()
+        raise
+    return AsyncJsModule(peer, functions, str(module))
 
 
 class JsModule:
@@ -119,7 +160,11 @@ class JsModule:
             )
         )
         try:
-            self.functions: list[str] = list(self._caller.call("$/functions"))
+            try:
+                answer: Any = self._caller.call(HELLO_METHOD, **_HELLO)
+            except RemoteError as exc:
+                answer = exc
+            self.functions: list[str] = _greeted(module, answer)
         except BaseException:
             self._caller.close()
             raise

@@ -33,6 +33,8 @@ from .errors import BothwaysError, RemoteError
 
 __all__ = [
     "CANCEL_METHOD",
+    "HELLO_METHOD",
+    "PROTOCOL",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
@@ -47,6 +49,8 @@ __all__ = [
     "Response",
     "RpcEndpoint",
     "RpcEvent",
+    "hello",
+    "hello_refusal",
     "remote_error",
 ]
 
@@ -58,6 +62,34 @@ INTERNAL_ERROR = -32603
 SERVER_ERROR = -32000  # the callee raised: bothways' range is -32000..-32099
 REQUEST_CANCELLED = -32800  # the caller cancelled (as the Language Server Protocol numbers it)
 CANCEL_METHOD = "$/cancelRequest"  # notification {"id": ...}: the caller gave up on that call
+HELLO_METHOD = "$/hello"  # the first call to a served module: the handshake (spec/PROTOCOL.md 8)
+PROTOCOL = 1  # the calls protocol's version: a peer that speaks another one is refused at once
+
+
+def hello(version: str, language: str) -> dict[str, Any]:
+    """What one side says of itself in the handshake: the params of the parent's ``$/hello``
+    call, and (with the module's functions added) the served module's answer."""
+    return {"protocol": PROTOCOL, "version": version, "language": language}
+
+
+def _described(side: Any) -> str:
+    if not isinstance(side, dict):
+        return f"a peer without the handshake (it said {json.dumps(side)})"
+
+    def get(key: str) -> str:
+        value = side.get(key)
+        return "?" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+    return f"bothways {get('version')} for {get('language')} (protocol {get('protocol')})"
+
+
+def hello_refusal(ours: dict[str, Any], theirs: Any) -> str | None:
+    """Why a peer whose hello is ``theirs`` cannot be talked to (a message naming both versions),
+    or None when it speaks our protocol."""
+    if isinstance(theirs, dict) and theirs.get("protocol") == ours["protocol"]:
+        return None
+    return f"protocol mismatch: {_described(ours)} cannot talk to {_described(theirs)}"
+
 
 Id = Union[int, str]  # noqa: UP007 - a runtime alias, Python 3.10 too
 

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from bothways import CallTimeout, ChildExited, ConnectError, EncodeError, RemoteError, TransportClosed, node
+from bothways import (
+    CallTimeout,
+    ChildExited,
+    ConnectError,
+    EncodeError,
+    RemoteError,
+    TransportClosed,
+    __version__,
+    node,
+)
 
-from ..conftest import FIXTURES, UNIT, require_tool
+from ..conftest import FIXTURES, ROOT, UNIT, require_tool
 
 MODULE = FIXTURES / "js_module.mjs"
 
@@ -116,3 +127,29 @@ def test_blocking_calls_from_many_threads_answered_out_of_order_each_get_their_o
         results = list(pool.map(lambda i: m.later(i, f"l{i}", (i * 7) % 11), range(800)))
         assert results == [{"n": i, "label": f"l{i}"} for i in range(800)]
         assert m._caller.endpoint.pending == []
+
+
+def test_a_host_of_another_protocol_is_refused_naming_both_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy of the Node side altered to speak protocol 2: the handshake refuses it at once."""
+    js = tmp_path / "js"
+    shutil.copytree(ROOT / "js" / "src", js / "src")
+    shutil.copytree(ROOT / "js" / "bin", js / "bin")
+    shutil.copy2(ROOT / "js" / "package.json", js / "package.json")
+    rpc = js / "src" / "rpc.js"
+    original = rpc.read_text()
+    rpc.write_text(original.replace("export const PROTOCOL = 1;", "export const PROTOCOL = 2;"))
+    assert rpc.read_text() != original
+    monkeypatch.setenv("BOTHWAYS_JS_HOST", str(js / "bin" / "host.mjs"))
+    with pytest.raises(ConnectError, match="protocol mismatch") as info:
+        node.require(MODULE, stderr="keep")
+    message = str(info.value)
+    assert f"bothways {__version__} for python (protocol 1)" in message
+    assert f"bothways {__version__} for javascript (protocol 2)" in message
+
+    async def main() -> None:
+        with pytest.raises(ConnectError, match="protocol mismatch"):
+            await node.async_require(MODULE, stderr="keep")
+
+    asyncio.run(main())

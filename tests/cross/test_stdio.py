@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from bothways import ChildExited, DecodeError, TransportClosed, decode
 from bothways.transports import Child, async_spawn, spawn, supervise
 
-from ..conftest import FIXTURES, UNIT, require_tool
+from ..conftest import FIXTURES, ROOT, UNIT, require_tool
 
 PY = sys.executable
 
@@ -346,22 +347,48 @@ def test_child_dies_with_its_parent_without_setpriv() -> None:
     )
 
 
-def test_the_child_leads_its_own_process_group_and_bad_programs_raise_as_popen_does(
+def test_the_child_leads_its_own_process_group_and_bad_programs_raise_as_in_javascript(
     tmp_path: Path,
 ) -> None:
     with spawn(py_argv("py_stubborn.py")) as child:
         assert child.receive() == "ready"
         assert os.getpgid(child.pid) == child.pid
-    with pytest.raises(FileNotFoundError):
-        spawn(["bothways-no-such-program-here"])
-    with pytest.raises(FileNotFoundError):
-        spawn([str(tmp_path / "nope")])
-    with pytest.raises(FileNotFoundError):
-        spawn([PY, "-c", "pass"], cwd=tmp_path / "no-such-dir")
     script = tmp_path / "not-executable"
     script.write_text("#!/bin/sh\n")
-    with pytest.raises(PermissionError):
-        spawn([str(script)])
+    cases = [
+        (
+            (["bothways-no-such-program-here"], None),
+            "bothways-no-such-program-here: could not start "
+            "bothways-no-such-program-here: no such file or directory (ENOENT)",
+        ),
+        (
+            ([str(tmp_path / "nope")], None),
+            f"nope: could not start {tmp_path / 'nope'}: no such file or directory (ENOENT)",
+        ),
+        (
+            ([PY, "-c", "pass"], tmp_path / "no-such-dir"),
+            f"{Path(PY).name}: could not start {PY} in "
+            f"{tmp_path / 'no-such-dir'}: no such file or directory (ENOENT)",
+        ),
+        (([str(script)], None), f"not-executable: could not start {script}: permission denied (EACCES)"),
+    ]
+    node = require_tool("node")
+    for (argv, cwd), message in cases:
+        with pytest.raises(ChildExited) as info:
+            spawn(argv, cwd=cwd)
+        assert str(info.value) == message
+        assert info.value.returncode is None and isinstance(info.value.__cause__, OSError)
+        # the JavaScript spawn says the same, word for word
+        code = (
+            "import { spawn } from './js/src/transports/stdio.js';"
+            f"const cwd = {json.dumps(str(cwd) if cwd else None)} ?? undefined;"
+            f"const c = spawn({json.dumps(argv)}, {{ cwd }});"
+            "try { await c.receive(); } catch (e) { console.log(e.constructor.name + ': ' + e.message); }"
+        )
+        out = subprocess.run(
+            [node, "--input-type=module", "-e", code], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == f"ChildExited: {message}"
 
 
 def test_a_channel_fd_that_is_not_a_socket_is_ignored_with_a_warning() -> None:

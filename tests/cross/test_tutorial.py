@@ -378,7 +378,7 @@ def test_demo_runs_everything_and_stops_at_duration(tmp_path: Path) -> None:
     demo = run(demo_argv("--duration", "3"), env=env, cwd=tmp_path, timeout=30)
     assert demo.returncode == 0, demo.stderr
     check_demo_output(demo.stdout)
-    assert demo.stdout[-1].startswith("bothways demo: stopped")
+    assert demo.stdout[-1] == "bothways demo: stopped flask (stopped), py->js (stopped), js->py (stopped)"
     assert wait_none_marked(mark) == []  # no child or grandchild left
 
 
@@ -396,10 +396,44 @@ def test_demo_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         assert demo.wait(15) == 0
     finally:
         demo.stop()
-    assert demo.stdout[-1].startswith("bothways demo: stopped"), demo.stdout
+    assert demo.stdout[-1] == "bothways demo: stopped flask (stopped), py->js (stopped), js->py (stopped)"
     assert wait_none_marked(mark) == []
 
 
 def test_demo_without_the_examples_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["demo", "--examples", str(tmp_path)]) == 2
-    assert "not installed with the package" in capsys.readouterr().err
+    assert "the wheel carries them" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "program",
+    sorted(p.name for p in TUTORIAL.iterdir() if p.suffix in (".py", ".js") and p.name != "flags.js"),
+)
+def test_every_program_answers_help_with_a_description_and_its_options(program: str) -> None:
+    interpreter = require_tool("node") if program.endswith(".js") else PY
+    out = subprocess.run(
+        [interpreter, str(TUTORIAL / program), "--help"], capture_output=True, text=True, timeout=30 * UNIT
+    )
+    assert out.returncode == 0, out.stderr
+    usage, description, *rest = out.stdout.split("\n\n")  # (argparse wraps a long usage)
+    assert usage.startswith(f"usage: {'node ' if program.endswith('.js') else ''}{program} ")
+    assert description.strip() and not description.startswith((" ", "options:")), out.stdout
+    assert any(line.strip().startswith("--") for line in "\n".join(rest).splitlines()), out.stdout
+    wrong = subprocess.run(
+        [interpreter, str(TUTORIAL / program), "--no-such-flag"],
+        capture_output=True,
+        text=True,
+        timeout=30 * UNIT,
+    )
+    assert wrong.returncode == 2 and "usage: " in wrong.stderr and "Traceback" not in wrong.stderr
+    assert "ERR_PARSE_ARGS" not in wrong.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "demo"])
+def test_every_cli_command_answers_help_with_a_description(command: str) -> None:
+    out = subprocess.run(
+        [PY, "-m", "bothways.cli", command, "--help"], capture_output=True, text=True, check=True
+    )
+    usage, *rest = out.stdout.split("\n\n")
+    assert usage.startswith(f"usage: bothways {command}")
+    assert rest[0].strip() and not rest[0].startswith("options:"), out.stdout

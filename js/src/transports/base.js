@@ -18,7 +18,9 @@
 import { TransportClosed, TransportError } from "../errors.js";
 import { Decoder, MAX_LINE, Messages, Truncated, decode, encode, encodeMany } from "../wire.js";
 
-// Node >= 20.4 and current browsers define it; older runtimes get a registered stand-in.
+// Node >= 20.4 and current browsers define it; older runtimes get a registered stand-in. The
+// type says it is `Symbol.asyncDispose`, so that the declarations show `[Symbol.asyncDispose]()`.
+/** @type {typeof Symbol.asyncDispose} */
 const asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
 
 /**

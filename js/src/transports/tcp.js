@@ -148,7 +148,8 @@ export class ServerGate {
   /**
    * Takes bytes received while waiting.
    * @param {Uint8Array} data
-   * @returns {[string, Buffer]} the reply to send ("" for none) and the bytes for the Inbox.
+   * @returns {[string, Uint8Array]} the reply to send ("" for none) and the bytes for the Inbox
+   *   (a Buffer).
    */
   feed(data) {
     const buf = this.#held.length > 0 ? Buffer.concat([this.#held, data]) : Buffer.from(data);
@@ -183,7 +184,7 @@ export class ServerGate {
 
   /**
    * The connection ended while waiting.
-   * @returns {Buffer} the bytes for the Inbox (without a token), else empty.
+   * @returns {Uint8Array} the bytes for the Inbox (without a token), else empty (a Buffer).
    */
   feedEof() {
     const buf = this.#held;
@@ -485,7 +486,7 @@ class Link {
   #waiters = new Waiters();
 
   /**
-   * @param {net.Socket} socket
+   * @param {import("node:net").Socket} socket
    * @param {Inbox} inbox
    * @param {boolean} fresh nothing received yet (a client without token checks for a refusal).
    */
@@ -974,11 +975,11 @@ class Peer {
   paused = false;
   pending = 0; // values of it in the merged stream
   waiters = new Waiters();
-  /** @type {NodeJS.Timeout | undefined} */
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
   timer;
 
   /**
-   * @param {net.Socket} socket
+   * @param {import("node:net").Socket} socket
    * @param {string | undefined} token
    * @param {Inbox} inbox
    */
@@ -1033,7 +1034,7 @@ export class TcpListener extends Listener {
 
   /**
    * Made by `listen`.
-   * @param {net.Server} server not yet listening.
+   * @param {import("node:net").Server} server not yet listening.
    * @param {ReturnType<typeof checkOptions>} options
    */
   constructor(server, options) {

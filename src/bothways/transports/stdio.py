@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import os
 import select
 import shutil
@@ -150,6 +151,25 @@ def _check_program(program: str, env: Mapping[str, str], cwd: str | os.PathLike[
             raise PermissionError(13, "Permission denied", program)
     elif shutil.which(program, path=os.pathsep.join(os.get_exec_path(env))) is None:
         raise FileNotFoundError(2, "No such file or directory", program)
+
+
+_REASONS = {  # the words for the usual errors, as js/src/transports/stdio.js has them
+    errno.ENOENT: "no such file or directory",
+    errno.EACCES: "permission denied",
+    errno.EAGAIN: "resource temporarily unavailable",
+    errno.EMFILE: "too many open files",
+    errno.ENFILE: "too many open files in system",
+}
+
+
+def _start_error(name: str, program: str, exc: OSError, cwd: str | os.PathLike[str] | None) -> ChildExited:
+    """The ChildExited for a child that could not be started, worded as the JavaScript spawn
+    words it: ``node x.js: could not start node: no such file or directory (ENOENT)``."""
+    reason = _REASONS.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+    name_of = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+    code = f" ({name_of})" if name_of else ""
+    where = f" in {os.fspath(cwd)}" if cwd is not None and exc.filename == os.fspath(cwd) else ""
+    return ChildExited(f"{name}: could not start {program}{where}: {reason}{code}", returncode=None)
 
 
 def _spawn_options(
@@ -277,6 +297,10 @@ class Child(StreamChannel):
                 pass_fds=(theirs.fileno(),) if theirs else (),
                 **options,
             )
+        except OSError as exc:
+            if self._sock is not None:
+                self._sock.close()
+            raise _start_error(self.name, argv[0], exc, cwd) from exc
         except BaseException:
             if self._sock is not None:
                 self._sock.close()
@@ -751,18 +775,21 @@ async def async_spawn(
     loop = asyncio.get_running_loop()
     try:
         environment = _child_env(args, env, theirs.fileno() if theirs else None)
-        program, options = _spawn_options(args, environment, cwd)
-        proc = await asyncio.create_subprocess_exec(
-            *program,
-            stdin=subprocess.DEVNULL if theirs else subprocess.PIPE,
-            stdout=subprocess.PIPE if theirs else out_write,
-            stderr=subprocess.PIPE,
-            env=environment,
-            cwd=cwd,
-            pass_fds=(theirs.fileno(),) if theirs else (),
-            limit=CHUNK,
-            **options,
-        )
+        try:
+            program, options = _spawn_options(args, environment, cwd)
+            proc = await asyncio.create_subprocess_exec(
+                *program,
+                stdin=subprocess.DEVNULL if theirs else subprocess.PIPE,
+                stdout=subprocess.PIPE if theirs else out_write,
+                stderr=subprocess.PIPE,
+                env=environment,
+                cwd=cwd,
+                pass_fds=(theirs.fileno(),) if theirs else (),
+                limit=CHUNK,
+                **options,
+            )
+        except OSError as exc:
+            raise _start_error(name or _default_name(args), args[0], exc, cwd) from exc
         if ours is not None:
             _, reading = await loop.create_unix_connection(lambda: IntakeProtocol(intake), sock=ours)
         else:
