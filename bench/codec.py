@@ -1,7 +1,11 @@
 """Codec benchmark (not a test): our encoder/decoder beside bare orjson and, via bench/codec.js,
 ours beside bare JSON.stringify/JSON.parse. Ratios come from one run, side by side.
 
+The rows marked "stdlib backend" time bothways.wire as a plain python3 without orjson gets it
+(the module loaded a second time with orjson hidden) beside bare json.dumps/json.loads.
+
     python bench/codec.py                       print the table
+    python bench/codec.py --seconds 0.3 --rounds 1    a quick run
     python bench/codec.py --record bench/RESULTS.md   also rewrite the codec section there
 """
 
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -18,19 +23,41 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import orjson
 
+import bothways.wire
 from bothways import Decoder, encode
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK = 64 * 1024
 loads, dumps = orjson.loads, orjson.dumps
+STDLIB = ", stdlib backend"
 TARGETS = {  # name -> minimum ratio ours/reference, from the foundation issue
     "encode small": 0.8,
     "decode small (64 KiB chunks)": 0.6,
+    "encode small" + STDLIB: 0.8,  # the no-dependency issue: at least 0.8x bare json
+    "decode small (64 KiB chunks)" + STDLIB: 0.8,
 }
+
+
+def stdlib_wire() -> ModuleType:
+    """bothways.wire as a plain python3 gets it: the module loaded again with orjson hidden."""
+    name = "bothways._wire_stdlib"
+    spec = importlib.util.spec_from_file_location(name, bothways.wire.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get("orjson")
+    sys.modules["orjson"] = None  # type: ignore[assignment] # None: "import orjson" raises
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules["orjson"] = saved  # type: ignore[assignment]
+    assert module.BACKEND == "json"
+    return module
 
 
 def reading(i: int) -> dict[str, Any]:
@@ -65,6 +92,7 @@ def rate(fn: Callable[[], int], seconds: float) -> float:
 def python_rows(seconds: float, rounds: int) -> list[dict[str, Any]]:
     small = [reading(i) for i in range(20_000)]
     big = [large(i) for i in range(20)]
+    std = stdlib_wire()
     rows = []
     for label, values in (("small", small), ("large", big)):
         stream = b"".join(encode(v) for v in values)
@@ -97,11 +125,40 @@ def python_rows(seconds: float, rounds: int) -> list[dict[str, Any]]:
                 _wrapper(v)
             return len(values)
 
-        assert ours_decode() == len(values)
+        def std_encode(values: list[Any] = values) -> int:
+            for v in values:
+                std.encode(v)
+            return len(values)
+
+        def json_encode(values: list[Any] = values) -> int:
+            for v in values:
+                json.dumps(v)
+            return len(values)
+
+        def std_decode(chunks: list[bytes] = chunks) -> int:
+            decoder = std.Decoder()
+            n = 0
+            for chunk in chunks:
+                for event in decoder.feed(chunk):
+                    n += len(event.values)
+            return n
+
+        def json_decode(lines: list[bytes] = lines) -> int:
+            return len([json.loads(line) for line in lines])
+
+        assert ours_decode() == len(values) == std_decode()
+        assert all(std.encode(v) == encode(v) for v in values[:100])
         pairs = [
             (f"encode {label}", ours_encode, bare_encode, "orjson.dumps"),
             (f"encode {label}", ours_encode, wrapped_encode, "a bare Python function around orjson.dumps"),
             (f"decode {label} (64 KiB chunks)", ours_decode, bare_decode, "orjson.loads, pre-split lines"),
+            (f"encode {label}{STDLIB}", std_encode, json_encode, "json.dumps"),
+            (
+                f"decode {label} (64 KiB chunks){STDLIB}",
+                std_decode,
+                json_decode,
+                "json.loads, pre-split lines",
+            ),
         ]
         for name, ours, ref, ref_name in pairs:
             best_ours = best_ref = 0.0

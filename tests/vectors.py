@@ -1,15 +1,57 @@
-"""Reading spec/vectors: tagged values, the flat event form, and a type-strict comparison."""
+"""Reading spec/vectors: tagged values, the flat event form, a type-strict comparison, and the
+codec module for each backend of bothways.wire."""
 
 from __future__ import annotations
 
 import base64
+import functools
+import importlib.util
 import json
 import math
+import sys
+from types import ModuleType
 from typing import Any
 
-from bothways.wire import Event, Malformed, Messages, Truncated
+import pytest
+
+import bothways.wire
 
 from .conftest import SPEC
+
+BACKENDS = ["orjson", "json"]
+
+
+def codec(backend: str) -> ModuleType:
+    """bothways.wire with ``backend``: the module itself when it is the active one, else (for
+    "json") a twin loaded from the same file with orjson hidden, as on a plain python3."""
+    if backend == bothways.wire.BACKEND:
+        return bothways.wire
+    if backend != "json":
+        pytest.skip(f"{backend} is not installed")
+    return _stdlib_twin()
+
+
+@functools.cache
+def _stdlib_twin() -> ModuleType:
+    """Imports src/bothways/wire.py a second time, as ``bothways._wire_stdlib``, with
+    ``sys.modules["orjson"] = None`` (so ``import orjson`` raises ImportError) while it runs.
+    Its event classes are its own; bothways.errors is shared."""
+    name = "bothways._wire_stdlib"
+    spec = importlib.util.spec_from_file_location(name, bothways.wire.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get("orjson")
+    sys.modules["orjson"] = None  # type: ignore[assignment] # None: "import orjson" raises
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del sys.modules["orjson"]
+        else:
+            sys.modules["orjson"] = saved
+    assert module.BACKEND == "json"
+    return module
 
 
 def load(name: str) -> list[dict[str, Any]]:
@@ -72,15 +114,16 @@ def input_bytes(case: dict[str, Any]) -> bytes:
     return str(text).encode("utf-8", "surrogatepass")
 
 
-def flat(events: list[Event]) -> list[dict[str, Any]]:
-    """The flat event form of spec/PROTOCOL.md section 2."""
+def flat(events: list[Any]) -> list[dict[str, Any]]:
+    """The flat event form of spec/PROTOCOL.md section 2 (events of either backend's module)."""
     out: list[dict[str, Any]] = []
     for event in events:
-        if isinstance(event, Messages):
+        kind = type(event).__name__  # (by name: each backend's codec module has its own classes)
+        if kind == "Messages":
             out.extend({"message": v, "line": event.line + i} for i, v in enumerate(event.values))
-        elif isinstance(event, Malformed):
+        elif kind == "Malformed":
             out.append({"error": event.error.code, "line": event.error.line})
-        elif isinstance(event, Truncated):
+        elif kind == "Truncated":
             out.append(
                 {"error": event.error.code, "line": event.error.line, "delivered": event.error.delivered}
             )

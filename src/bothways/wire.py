@@ -12,10 +12,31 @@ Strategy
 - The decoder never raises on bad input: it returns ``Malformed`` / ``Truncated`` events holding
   the error, and the adapter chooses to raise or to log and go on.
 
+Backends
+--------
+``BACKEND`` says which one was chosen, once, at import: ``"orjson"`` when it imports, else
+``"json"``, the standard library's, for a plain ``python3`` with nothing installed. Both give the
+same bytes for every value and the same values, verdicts and error messages for every input;
+only the speed differs. The stdlib backend keeps its hot path one C call as well:
+
+- encode: ``json``'s C encoder, built once (compact, UTF-8, NaN refused), then a few substring
+  tests on the output, each of which can only be set off by something orjson would write
+  differently or refuse: a run of 16 digits after ``[ , :`` (an integer beyond 2**53), a key that
+  ``json`` made from an int/float/bool/None, ``e-0`` (Python's ``1e-05``, orjson's ``0.00001``),
+  a text long enough to nest 1,025 deep. Any hit, and any exception, takes the slow path shared
+  with orjson (the Python walk that names the path), which settles it.
+- decode: ``json``'s C scanner, again behind substring tests on the input (a number that could
+  leave orjson's int/float range, a surrogate escape, a long text: a second look with orjson's
+  number rules); whatever it rejects is read again by ``_read_strict``, a port of the error
+  handling of yyjson (orjson's parser), so the DecodeError has orjson's message and column.
+
+Tests run every case on both: tests/vectors.py loads a twin of this module with orjson hidden.
+
 Rules
 -----
 This module does no I/O, reads no clock and imports nothing from the standard library that could
-(tests/unit/test_purity.py checks the imports).
+(tests/unit/test_purity.py checks the imports): datetime, UUID and Enum values are recognised by
+their class names, not by importing datetime, uuid or enum.
 """
 
 from __future__ import annotations
@@ -23,16 +44,22 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, fields, is_dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any, Union
 
-import orjson
-
 from .errors import DecodeError, EncodeError, FrameTooLarge, TruncatedLine
 
+try:
+    import orjson
+
+    BACKEND = "orjson"
+except ImportError:  # a plain python3 (the tests load this in a twin module: tests/vectors.py)
+    BACKEND = "json"
+
 __all__ = [
+    "BACKEND",
     "MAX_LINE",
     "MAX_SAFE_INTEGER",
     "Decoder",
@@ -56,24 +83,10 @@ MAX_DEPTH = 1024  # nested arrays/objects: orjson's decoding limit, and so both 
 BOM = b"\xef\xbb\xbf"
 EXCERPT = 40  # characters of context shown in an error
 
-# numpy goes through _default (tolist), not OPT_SERIALIZE_NUMPY: orjson's native numpy path
-# would send int64 values beyond 2**53 without the strict-integer check.
-_OPTIONS = orjson.OPT_APPEND_NEWLINE
-_SAFE_INT_OPTIONS = _OPTIONS | orjson.OPT_STRICT_INTEGER
-_loads = orjson.loads
-_dumps = orjson.dumps
-_JSONEncodeError = orjson.JSONEncodeError
-_JSONDecodeError = orjson.JSONDecodeError
 _IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*\Z")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
-
-# --------------------------------------------------------------------------------------------
-# Encoding
-
-
-def encode(value: Any, *, strict: bool = False, big_ints: bool = False) -> bytes:
-    """Encodes one message as one NDJSON line (UTF-8, no raw newline inside, ``\\n`` at the end).
+_ENCODE_DOC = """Encodes one message as one NDJSON line (UTF-8, no raw newline inside, ``\\n`` at the end).
 
     Args:
         value: dict (str keys), list, tuple, str, int, float, bool, None, datetime/date/time,
@@ -87,12 +100,76 @@ def encode(value: Any, *, strict: bool = False, big_ints: bool = False) -> bytes
     Raises:
         EncodeError: the value cannot cross; its ``path`` names where, e.g. ``$.readings[3].t``.
     """
-    if strict or big_ints:
-        return _encode_with_options(value, strict, big_ints)
-    try:
-        return _dumps(value, _default, _SAFE_INT_OPTIONS)  # the hot path: one orjson call
-    except _JSONEncodeError as exc:
-        return _encode_failed(value, exc, strict=False, big_ints=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding: the hot path of each backend
+
+
+if BACKEND == "orjson":
+    # numpy goes through _default (tolist), not OPT_SERIALIZE_NUMPY: orjson's native numpy path
+    # would send int64 values beyond 2**53 without the strict-integer check.
+    _OPTIONS = orjson.OPT_APPEND_NEWLINE
+    _SAFE_INT_OPTIONS = _OPTIONS | orjson.OPT_STRICT_INTEGER
+    _dumps = orjson.dumps
+    _JSONEncodeError = orjson.JSONEncodeError
+
+    def encode(value: Any, *, strict: bool = False, big_ints: bool = False) -> bytes:
+        if strict or big_ints:
+            return _encode_with_options(value, strict, big_ints)
+        try:
+            return _dumps(value, _default, _SAFE_INT_OPTIONS)  # the hot path: one orjson call
+        except _JSONEncodeError as exc:
+            return _encode_failed(value, exc, strict=False, big_ints=False)
+
+    def _encode_with_options(value: Any, strict: bool, big_ints: bool) -> bytes:
+        if strict:
+            _raise_problem(value, strict=True, big_ints=big_ints)
+        try:
+            return _dumps(value, _default, _OPTIONS if big_ints else _SAFE_INT_OPTIONS)
+        except _JSONEncodeError as exc:
+            return _encode_failed(value, exc, strict=strict, big_ints=big_ints)
+
+    def _dumps_plain(value: Any) -> bytes:
+        """One value as JSON, no newline, none of our checks (a scalar, in the slow paths)."""
+        return _dumps(value, _default)
+
+else:
+
+    def encode(value: Any, *, strict: bool = False, big_ints: bool = False) -> bytes:
+        if strict or big_ints:
+            if strict:
+                _raise_problem(value, strict=True, big_ints=big_ints)
+            return _json_encode_slow(value, strict, big_ints)
+        try:
+            text = _join(_c_encode(value, 0))  # the hot path: one call of json's C encoder
+            line = text.encode()  # (a lone surrogate fails here)
+        except Exception:  # noqa: BLE001 - NaN, a cycle, an unknown type: the slow path judges
+            _markers.clear()
+            return _json_encode_slow(value, False, False)
+        # (the tests run on str: `in` costs a quarter of what it costs on bytes)
+        scan = line.translate(_ENCODED_SCAN).decode("latin-1")
+        raw = line.decode("latin-1") if len(line) != len(text) else text  # one byte per character
+        if (
+            ",0000000000000000" in scan  # 16 digits after [ , or : : an integer beyond 2**53
+            or ":0000000000000000" in scan
+            or ',"0' in scan  # a key that json made from an int or a float
+            or "e-0" in raw  # 1e-05: orjson writes 0.00001, 1e-6
+            or '"true":' in raw  # a key that json made from True, False or None
+            or '"false":' in raw
+            or '"null":' in raw
+            or scan.startswith("0000000000000000")
+            or (len(text) > _MAY_NEST_TOO_DEEP and _too_deep(text))
+        ):
+            return _json_encode_slow(value, False, False)
+        return line + b"\n"
+
+    def _dumps_plain(value: Any) -> bytes:
+        """One value as JSON, no newline, none of our checks (a scalar, in the slow paths)."""
+        return _json_text(value).encode()
+
+
+encode.__doc__ = _ENCODE_DOC
 
 
 def encode_many(values: Iterable[Any], *, strict: bool = False, big_ints: bool = False) -> bytes:
@@ -111,42 +188,91 @@ def encode_many(values: Iterable[Any], *, strict: bool = False, big_ints: bool =
     return bytes(out)
 
 
-def _encode_with_options(value: Any, strict: bool, big_ints: bool) -> bytes:
-    if strict:
-        _raise_problem(value, strict=True, big_ints=big_ints)
-    try:
-        return _dumps(value, _default, _OPTIONS if big_ints else _SAFE_INT_OPTIONS)
-    except _JSONEncodeError as exc:
-        return _encode_failed(value, exc, strict=strict, big_ints=big_ints)
+# --------------------------------------------------------------------------------------------
+# Encoding: the slow path, shared by both backends
 
 
 def _encode_failed(value: Any, exc: Exception, *, strict: bool, big_ints: bool) -> bytes:
-    """orjson refused ``value``: raise the precise EncodeError, or encode it the slow way.
+    """The encoder refused ``value``: raise the precise EncodeError, or encode it the slow way.
 
-    When our own rules find nothing wrong, orjson refused only for its limits: 255 levels of
-    nesting, integers beyond 64 bits, or a big integer that JavaScript reads back unchanged.
-    All are rare, so they take a slower path that still lets orjson write every scalar.
+    When our own rules find nothing wrong, the encoder refused only for its limits (orjson: 255
+    levels of nesting, integers beyond 64 bits or a big integer that JavaScript reads back
+    unchanged, a float or tuple subclass; json: NaN, Python's recursion limit). All are rare,
+    so they take a slower path that still lets the encoder write every scalar.
     """
     _raise_problem(value, strict=strict, big_ints=big_ints)
     try:
-        return _encode_iteratively(value, _OPTIONS & ~orjson.OPT_APPEND_NEWLINE) + b"\n"
-    except _JSONEncodeError as inner:  # pragma: no cover - a type orjson and our walk judge apart
+        return _encode_iteratively(value) + b"\n"
+    except (TypeError, ValueError) as inner:  # pragma: no cover - a type the encoder and our walk judge apart
         raise EncodeError(str(inner)) from exc
 
 
 def _default(value: Any) -> Any:
-    """orjson's hook for types it does not know: numpy arrays and scalars become lists/numbers."""
+    """The encoders' hook for types they do not know: numpy arrays and scalars become lists/numbers."""
     tolist = getattr(value, "tolist", None)
     if callable(tolist) and hasattr(value, "dtype"):
         return tolist()
-    raise TypeError
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+# What orjson writes by itself, recognised by class (exact classes, as orjson does) and cached.
+_OTHER, _DATETIME, _DATE, _TIME, _UUID, _ENUM, _DATACLASS = range(7)
+_KINDS: dict[type, int] = {}
+_NAMED_KINDS: dict[tuple[Any, Any], int] = {
+    ("datetime", "datetime"): _DATETIME,
+    ("datetime", "date"): _DATE,
+    ("datetime", "time"): _TIME,
+    ("uuid", "UUID"): _UUID,
+}
+
+
+def _kind(cls: type) -> int:
+    kind = _KINDS.get(cls)
+    if kind is None:
+        kind = _KINDS[cls] = _classify(cls)
+    return kind
+
+
+def _classify(cls: type) -> int:
+    """Which of orjson's own types ``cls`` is: by name (see Rules above), exact classes only,
+    except Enum (any subclass) and dataclasses (``__dataclass_fields__`` in the class itself)."""
+    kind = _NAMED_KINDS.get((getattr(cls, "__module__", None), getattr(cls, "__qualname__", None)))
+    if kind is not None:
+        return kind
+    if any(getattr(c, "__module__", None) == "enum" and c.__qualname__ == "Enum" for c in cls.__mro__):
+        return _ENUM
+    if "__dataclass_fields__" in vars(cls):
+        return _DATACLASS
+    return _OTHER
+
+
+def _dataclass_items(value: Any) -> list[tuple[str, Any]]:
+    """The members orjson writes for a dataclass: its ``__dict__`` (or, for a slots class, its
+    fields), without the names that start with ``_``."""
+    attrs = getattr(value, "__dict__", None)
+    if attrs is None or "__slots__" in vars(type(value)):
+        return [(f.name, getattr(value, f.name)) for f in fields(value) if not f.name.startswith("_")]
+    return [(key, item) for key, item in attrs.items() if not key.startswith("_")]
+
+
+def _unwrap(value: Any) -> Any:
+    """What an Enum, a dataclass or a numpy value is written as; ``_END`` for anything else."""
+    kind = _kind(type(value))
+    if kind == _ENUM and not isinstance(value, (str, int)):  # str and int enums are str and int
+        return value.value
+    if kind == _DATACLASS:
+        return dict(_dataclass_items(value))
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and hasattr(value, "dtype"):
+        return tolist()
+    return _END
 
 
 _END = object()
 
 
-def _encode_iteratively(value: Any, option: int) -> bytes:
-    """Writes containers and integers ourselves, without recursion; every other value with orjson."""
+def _encode_iteratively(value: Any) -> bytes:
+    """Writes containers and integers ourselves, without recursion; every other value with the backend."""
     parts: list[bytes] = []
     stack: list[list[Any]] = []  # [iterator over items, closing bracket, is_dict, first item]
     pending: Any = value
@@ -158,10 +284,16 @@ def _encode_iteratively(value: Any, option: int) -> bytes:
             elif isinstance(pending, (list, tuple)):
                 parts.append(b"[")
                 stack.append([iter(pending), b"]", False, True])
-            elif type(pending) is int:
-                parts.append(str(pending).encode())
+            elif isinstance(pending, int) and not isinstance(pending, bool):  # IntEnum too
+                parts.append(int.__repr__(pending).encode())
+            elif isinstance(pending, float):  # float subclasses too (numpy.float64 is one)
+                parts.append(_dumps_plain(float(pending)))
             else:
-                parts.append(orjson.dumps(pending, default=_default, option=option))
+                inner = _unwrap(pending)
+                if inner is not _END:
+                    pending = inner
+                    continue
+                parts.append(_dumps_plain(pending))
         if not stack:
             return b"".join(parts)
         frame = stack[-1]
@@ -177,8 +309,8 @@ def _encode_iteratively(value: Any, option: int) -> bytes:
         if frame[2]:
             key, pending = item
             if not isinstance(key, str):
-                raise orjson.JSONEncodeError("Dict key must be str")
-            parts.append(orjson.dumps(key) + b":")
+                raise TypeError("Dict key must be str")
+            parts.append(_dumps_plain(key) + b":")
         else:
             pending = item
 
@@ -192,6 +324,7 @@ def _raise_problem(value: Any, *, strict: bool, big_ints: bool) -> None:
     An iterative depth-first walk (no recursion limit to hit): each stack entry is a container's
     member (parent path, key, child, depth, whether the key is an object key to check), and
     ``_LEAVE`` entries close a container, so ``open_ids`` holds exactly the current ancestors.
+    An Enum or a numpy scalar is a wrapper: its one child (key ``None``) keeps its path and depth.
     """
     stack: list[tuple[str, object, Any, int, bool]] = [("$", None, value, 0, False)]
     open_ids: set[int] = set()
@@ -214,15 +347,17 @@ def _raise_problem(value: Any, *, strict: bool, big_ints: bool) -> None:
             continue
         if id(item) in open_ids:
             raise EncodeError("circular reference", path=path)
-        if depth >= MAX_DEPTH:
+        wrapper = len(children) == 1 and children[0][0] is None
+        if depth >= MAX_DEPTH and not wrapper:
             raise EncodeError(
                 f"nesting deeper than {MAX_DEPTH} arrays/objects (the decoders' limit)", path=path
             )
         open_ids.add(id(item))
         stack.append((path, _LEAVE, item, depth, False))
         is_dict = isinstance(item, dict)
+        child_depth = depth if wrapper else depth + 1
         for child_key, child in reversed(children):
-            stack.append((path, child_key, child, depth + 1, is_dict))
+            stack.append((path, child_key, child, child_depth, is_dict))
 
 
 def _leaf_problem(value: Any, *, strict: bool, big_ints: bool) -> str | None:
@@ -243,8 +378,8 @@ def _leaf_problem(value: Any, *, strict: bool, big_ints: bool) -> str | None:
         return "string contains a lone surrogate" if _has_surrogate(value) else None
     if _children(value) is None:
         try:
-            orjson.dumps(value, default=_default)
-        except orjson.JSONEncodeError:
+            _dumps_plain(value)
+        except (TypeError, ValueError):
             return f"{type(value).__name__} is not JSON serializable"
     return None
 
@@ -281,13 +416,21 @@ def _has_surrogate(text: str) -> bool:
 
 
 def _children(value: Any) -> list[tuple[object, Any]] | None:
-    """The (key, child) pairs of a container we know how to walk, else None."""
+    """The (key, child) pairs of a container we know how to walk, else None.
+
+    Dataclasses give the members orjson writes; an Enum and a numpy scalar give one pair
+    ``(None, what it is written as)``."""
     if isinstance(value, dict):
         return list(value.items())
     if isinstance(value, (list, tuple)):
         return list(enumerate(value))
-    if is_dataclass(value) and not isinstance(value, type):
-        return [(f.name, getattr(value, f.name)) for f in fields(value)]
+    if isinstance(value, (str, int, float)):
+        return None
+    kind = _kind(type(value))
+    if kind == _ENUM:
+        return [(None, value.value)]
+    if kind == _DATACLASS:
+        return list(_dataclass_items(value))
     tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, without importing numpy
     if callable(tolist) and hasattr(value, "dtype"):
         items = tolist()
@@ -317,7 +460,7 @@ def decode(data: bytes | bytearray | memoryview | str) -> Any:
 
 
 def _decode_error(raw: Any, exc: ValueError, first_line: int = 1) -> DecodeError:
-    """A DecodeError for ``raw`` (bytes or str) that orjson rejected with ``exc``."""
+    """A DecodeError for ``raw`` (bytes or str) that the parser rejected with ``exc``."""
     if isinstance(raw, str):
         text = raw
     else:
@@ -541,3 +684,632 @@ class Decoder:
                 events.append(Malformed(error))
         if run:
             events.append(Messages(run, run_start))
+
+
+# --------------------------------------------------------------------------------------------
+# The standard library backend: json's C encoder and scanner, made to agree with orjson.
+# (Defined with either backend, so that mypy and the twin-module tests see one text.)
+
+_MAY_NEST_TOO_DEEP = 2 * MAX_DEPTH  # a text nesting 1,025 deep is at least 2,050 characters
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)  # (not in typeshed)
+_markers: dict[int, Any] = {}  # json's record of the containers being written (cycle check)
+_nan_markers: dict[int, Any] = {}
+_join = "".join
+
+
+def _json_default(value: Any) -> Any:
+    """json's hook for the types it does not know: what orjson writes for them, in orjson's order."""
+    kind = _kind(type(value))
+    if kind == _DATETIME:
+        return _iso_datetime(value)
+    if kind == _DATE:
+        return f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+    if kind == _TIME:
+        if value.tzinfo is not None:
+            raise TypeError("datetime.time must not have tzinfo set")
+        return f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}" + _fraction(value.microsecond)
+    if kind == _UUID:
+        return str(value)
+    if kind == _ENUM:
+        return value.value
+    if kind == _DATACLASS:
+        return dict(_dataclass_items(value))
+    return _default(value)
+
+
+def _iso_datetime(value: Any) -> str:
+    """RFC 3339 as orjson writes it: microseconds only when set, the offset in whole minutes
+    (seconds rounded, as orjson rounds them: +05:30:45 -> +05:31, +05:59:30 -> +05:60)."""
+    text = (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}{_fraction(value.microsecond)}"
+    )
+    tzinfo = value.tzinfo
+    if tzinfo is None:
+        return text
+    if (
+        type(tzinfo).__name__ != "ZoneInfo"
+        and not hasattr(tzinfo, "convert")
+        and hasattr(tzinfo, "normalize")
+    ):
+        value = tzinfo.normalize(value)  # pytz, as orjson asks it
+    offset = value.utcoffset()
+    seconds = offset.seconds if offset is not None else 0
+    if seconds == 0:
+        return text + "+00:00"
+    sign = "+"
+    if offset.days == -1:
+        sign, seconds = "-", 86400 - seconds
+    minutes = seconds // 60
+    return f"{text}{sign}{minutes // 60:02d}:{minutes % 60 + (seconds % 60 >= 30):02d}"
+
+
+def _fraction(microsecond: int) -> str:
+    return f".{microsecond:06d}" if microsecond else ""
+
+
+def _new_c_encoder(markers: dict[int, Any], allow_nan: bool) -> Callable[[Any, int], Any]:
+    """json's C encoder, compact and UTF-8, built once (json.dumps builds one per call)."""
+    if _make_c_encoder is not None:
+        try:
+            encoder: Callable[[Any, int], Any] = _make_c_encoder(
+                markers,
+                _json_default,
+                json.encoder.encode_basestring,
+                None,
+                ":",
+                ",",
+                False,
+                False,
+                allow_nan,
+            )
+            return encoder
+        except TypeError:  # pragma: no cover - its signature changed: json's own way, below
+            pass
+    python_encoder = json.JSONEncoder(  # pragma: no cover - an interpreter without _json
+        ensure_ascii=False, allow_nan=allow_nan, separators=(",", ":"), default=_json_default
+    )
+    return lambda value, _indent: python_encoder.iterencode(value, True)  # pragma: no cover
+
+
+_c_encode = _new_c_encoder(_markers, False)
+_c_encode_nan = _new_c_encoder(_nan_markers, True)
+
+# For the substring tests on encoded output: digits and '-' -> '0', '[' -> ':', '{' -> ','.
+_ENCODED_SCAN = bytes.maketrans(b"0123456789-[{", b"00000000000:,")
+# Where Python's text differs from orjson's, outside strings: NaN/Infinity (orjson: null) and
+# exponents -5 to -9 (1e-05 -> 0.00001, 1.5e-07 -> 1.5e-7).
+_DIFFERENT = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?)(\d)(?:\.(\d+))?e-0(\d)|NaN|-?Infinity', re.S)
+
+
+def _orjson_token(match: re.Match[str]) -> str:
+    token = match.group()
+    if token[0] == '"':
+        return token
+    if match.group(2) is None:
+        return "null"
+    sign, lead, fraction, exponent = match.group(1, 2, 3, 4)
+    if exponent == "5":
+        return f"{sign}0.0000{lead}{fraction or ''}"
+    return f"{sign}{lead}{'.' + fraction if fraction else ''}e-{exponent}"
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as orjson writes it (no newline), none of our checks; raises as json does."""
+    try:
+        text = _join(_c_encode(value, 0))
+    except ValueError:  # NaN or an infinity (orjson writes null), or a cycle
+        _markers.clear()
+        try:
+            text = _join(_c_encode_nan(value, 0))
+        finally:
+            _nan_markers.clear()
+        return _DIFFERENT.sub(_orjson_token, text)
+    except BaseException:
+        _markers.clear()
+        raise
+    return _DIFFERENT.sub(_orjson_token, text) if "e-0" in text else text
+
+
+def _json_encode_slow(value: Any, strict: bool, big_ints: bool) -> bytes:
+    """What the stdlib hot path does not vouch for: encoded again, and walked when in doubt."""
+    try:
+        text = _json_text(value)
+        line = text.encode()
+    except Exception as exc:  # noqa: BLE001 - any refusal: the shared slow path names it
+        return _encode_failed(value, exc, strict=strict, big_ints=big_ints)
+    scan = line.translate(_ENCODED_SCAN).decode("latin-1")
+    if (
+        (
+            not big_ints
+            and (
+                ",0000000000000000" in scan
+                or ":0000000000000000" in scan
+                or scan.startswith("0000000000000000")
+            )
+        )
+        or ',"0' in scan
+        or '"true":' in text
+        or '"false":' in text
+        or '"null":' in text
+        or '"NaN":' in text
+        or 'Infinity":' in text
+        or (len(text) > _MAY_NEST_TOO_DEEP and _too_deep(text))
+    ):
+        _raise_problem(value, strict=strict, big_ints=big_ints)  # raises, or it was a false alarm
+    return line + b"\n"
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_CURLY_AS_SQUARE = str.maketrans("{}", "[]")
+
+
+def _too_deep(text: str) -> bool:
+    """Whether a valid JSON text nests more than MAX_DEPTH arrays/objects."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).translate(_CURLY_AS_SQUARE)
+    removed = 0  # each pass takes the innermost pairs away: one level of nesting
+    while brackets and removed < 32:
+        brackets = brackets.replace("[]", "")
+        removed += 1
+    depth = deepest = 0
+    for bracket in brackets:  # (only for texts nesting over 32 deep)
+        depth += 1 if bracket == "[" else -1
+        deepest = max(deepest, depth)
+    return removed + deepest > MAX_DEPTH
+
+
+# Decoding ------------------------------------------------------------------------------------
+
+_INVALID_STR = "str is not valid UTF-8: surrogates not allowed"
+# For the substring tests on input: digits and signs -> '0', 'E' -> 'e', '{' -> '[' (so that
+# 19 zeros is an integer that may leave orjson's range, "e000" an exponent that may overflow).
+_NUMBER_SCAN = bytes.maketrans(b"0123456789+-E{", b"000000000000e[")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# one escape, whole: a surrogate pair, a lone surrogate (group 1), or any other
+_ESCAPE = re.compile(
+    r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(u[dD][89a-fA-F][0-9a-fA-F]{2})|.)", re.S
+)
+_WHITESPACE = " \t\n\r"
+_WHITESPACE_RUN = re.compile(r"[ \t\n\r]*")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _orjson_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError("number is infinity when parsed as double")
+    return number
+
+
+def _orjson_int(text: str) -> int | float:
+    """orjson's integers: exact from -2**63 to 2**64-1, floats beyond."""
+    if len(text) < 19:
+        return int(text)
+    if len(text) <= 21:
+        number = int(text)
+        if -(2**63) <= number < 2**64:
+            return number
+    return _orjson_float(text)
+
+
+def _scanner(**hooks: Any) -> Callable[[str, int], tuple[Any, int]]:
+    """json's scanner (its C one when there is one): one value at an index, ``(value, end)``."""
+    scan: Callable[[str, int], tuple[Any, int]] = vars(
+        json.JSONDecoder(parse_constant=_reject_constant, **hooks)
+    )["scan_once"]
+    return scan
+
+
+_scan = _scanner()
+_scan_careful = _scanner(parse_int=_orjson_int, parse_float=_orjson_float)
+
+
+def _json_loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """One JSON text, as orjson.loads reads it (value, or JSONDecodeError with orjson's message)."""
+    if type(data) is not bytes:
+        if isinstance(data, str):
+            if not data.isascii() and _SURROGATE.search(data):
+                raise json.JSONDecodeError(_INVALID_STR, "", 0)
+            return _json_loads_careful(data)
+        data = bytes(data)
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise json.JSONDecodeError(_INVALID_STR, "", 0) from None
+    scan = data.translate(_NUMBER_SCAN).decode("latin-1")  # (`in` is 4x faster on str)
+    if "0000000000000000000" in scan or "e000" in scan or ("\\" in scan and "\\u" in scan):
+        return _json_loads_careful(text)  # a number that may leave orjson's range, an escape
+    try:
+        value, end = _scan(text, 0)
+    except Exception:  # noqa: BLE001 - a syntax error, NaN, Python's recursion limit...
+        return _json_loads_careful(text)
+    if end != len(text) and text[end:].strip(_WHITESPACE):
+        return _json_loads_careful(text)
+    if len(text) > _MAY_NEST_TOO_DEEP and scan.count("[") > MAX_DEPTH and _too_deep(text):
+        return _read_strict(text)  # raises
+    return value
+
+
+def _json_loads_careful(text: str) -> Any:
+    """The C scanner with orjson's number rules and every check; ``_read_strict`` for the rest."""
+    try:
+        value, end = _scan_careful(text, _end_of(_WHITESPACE_RUN, text, 0))
+        if end != len(text) and text[end:].strip(_WHITESPACE):
+            raise ValueError("unexpected content after document")
+    except Exception:  # noqa: BLE001 - RecursionError too: _read_strict has no recursion
+        return _read_strict(text)
+    if (_SURROGATE_ESCAPE.search(text) and _lone_surrogate_escape(text)) or (
+        len(text) > _MAY_NEST_TOO_DEEP and _too_deep(text)
+    ):
+        return _read_strict(text)  # raises
+    return value
+
+
+def _lone_surrogate_escape(text: str) -> bool:
+    """Whether a valid JSON text escapes a lone surrogate (json's scanner lets them through).
+
+    Read from the text, not the value: a duplicate key may have dropped the string that had it.
+    Escapes are taken whole, left to right, so ``\\\\ud800`` (a backslash, then text) is no escape."""
+    return any(match.group(1) for match in _ESCAPE.finditer(text))
+
+
+# _read_strict: yyjson's reader (orjson's parser), its verdicts, messages and positions -----
+
+_MSG_VALUE = "unexpected character, expected a JSON value"
+_MSG_END = "unexpected end of data"
+_LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_HEX = frozenset("0123456789abcdefABCDEF")
+_DIGITS = frozenset("0123456789")
+_NUMBER_START = frozenset("0123456789-+.")
+_PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
+_RUN_OF_DIGITS = re.compile(r"[0-9]*")
+# error kinds, which decide when an error at the end of the text is "unexpected end of data"
+_E_STRING, _E_NUMBER, _E_LITERAL, _E_ALLOC, _E_OTHER = range(5)
+
+
+class _Failed(Exception):
+    """Where and why _read_strict stopped (turned into orjson's JSONDecodeError by the caller)."""
+
+    def __init__(self, kind: int, pos: int, msg: str) -> None:
+        super().__init__(msg)
+        self.kind, self.pos, self.msg = kind, pos, msg
+
+
+def _read_strict(text: str) -> Any:
+    """Reads ``text`` as orjson does; raises JSONDecodeError with orjson's message and position.
+
+    A port of yyjson's reader (its error cases, not its speed): one left-to-right pass, the
+    first problem wins, positions in characters. It also reads what json's C scanner cannot:
+    texts nested deeper than Python's recursion limit.
+    """
+    if not text:
+        raise json.JSONDecodeError("Input is a zero-length, empty document", "", 0)
+    if _SURROGATE.search(text):
+        raise json.JSONDecodeError(_INVALID_STR, "", 0)
+    try:
+        return _read_document(text)
+    except _Failed as failed:
+        kind, pos, msg = failed.kind, failed.pos, failed.msg
+    if _truncated(text, pos, kind):
+        pos, msg = len(text), _MSG_END
+    elif pos == 0 and kind != _E_ALLOC and text[0] == "\ufeff":
+        msg = "UTF-8 byte order mark (BOM) is not supported"
+    raise json.JSONDecodeError(msg, text, pos)
+
+
+def _at(text: str, i: int) -> str:
+    return text[i] if i < len(text) else "\0"  # yyjson reads zero padding past the end
+
+
+def _end_of(pattern: re.Pattern[str], text: str, i: int) -> int:
+    """Where a run of ``pattern`` (which matches the empty string too) starting at ``i`` ends."""
+    match = pattern.match(text, i)
+    return match.end() if match else i
+
+
+def _hex4(text: str, i: int) -> int | None:
+    digits = text[i : i + 4]
+    return int(digits, 16) if len(digits) == 4 and _HEX.issuperset(digits) else None
+
+
+def _truncated(text: str, pos: int, kind: int) -> bool:
+    """yyjson's is_truncated_end: whether the text is fine up to where it ends too early."""
+    n = len(text)
+    if pos >= n:
+        return True
+    rest = text[pos:]
+    if kind == _E_LITERAL:
+        return any(len(rest) < len(word) and word.startswith(rest) for word in ("true", "false", "null"))
+    if kind != _E_STRING or rest[0] != "\\":
+        return False
+    if len(rest) == 1:
+        return True
+    if len(rest) <= 5:
+        return rest[1] == "u" and _HEX.issuperset(rest[2:])
+    if len(rest) > 11 or rest[1] != "u":
+        return False
+    high = _hex4(rest, 2)
+    if high is None or high & 0xF800 != 0xD800:
+        return False
+    for index, allowed in ((6, "\\"), (7, "u"), (8, "dD"), (9, "cdefCDEF")):
+        if index >= len(rest):
+            return True
+        if rest[index] not in allowed:
+            return False
+    return len(rest) == 10 or rest[10] in _HEX
+
+
+def _read_document(text: str) -> Any:
+    n = len(text)
+    if text in ("[]", "{}", '""'):
+        return [] if text == "[]" else {} if text == "{}" else ""
+    i = 0
+    while i < n and text[i] in _WHITESPACE:
+        i += 1
+    if i >= n:
+        raise _Failed(_E_OTHER, 0, "input data is empty")
+    if text[i] in "[{":
+        return _read_containers(text, i)
+    value, i = _read_value(text, i)
+    while i < n and text[i] in _WHITESPACE:
+        i += 1
+    if i < n:
+        raise _Failed(_E_OTHER, i, "unexpected content after document")
+    return value
+
+
+def _read_value(text: str, i: int) -> tuple[Any, int]:
+    """A string, number or literal at ``i`` (yyjson: fail_character when it is none of them)."""
+    char = _at(text, i)
+    if char == '"':
+        return _read_string(text, i)
+    if char in _NUMBER_START:
+        return _read_number(text, i)
+    if char in _LITERALS:
+        word, value = _LITERALS[char]
+        if text.startswith(word, i):
+            return value, i + len(word)
+        raise _Failed(_E_LITERAL, i, f"invalid literal, expected '{word}'")
+    raise _Failed(_E_OTHER, i, _MSG_VALUE)
+
+
+def _read_string(text: str, i: int) -> tuple[str, int]:
+    parts: list[str] = []
+    j = i + 1
+    while True:
+        end = _end_of(_PLAIN, text, j)
+        if end > j:
+            parts.append(text[j:end])
+            j = end
+        char = _at(text, j)
+        if char == '"':
+            return "".join(parts), j + 1
+        if char != "\\":
+            raise _Failed(_E_STRING, j, "unexpected control character in string")
+        escape = _at(text, j + 1)
+        if escape in _ESCAPES:
+            parts.append(_ESCAPES[escape])
+            j += 2
+            continue
+        high = _hex4(text, j + 2) if escape == "u" else None
+        if high is None:
+            raise _Failed(_E_STRING, j, "invalid escaped sequence in string")
+        if high & 0xF800 != 0xD800:
+            parts.append(chr(high))
+            j += 6
+            continue
+        if high & 0xFC00 != 0xD800:
+            raise _Failed(_E_STRING, j, "invalid high surrogate in string")
+        if text[j + 6 : j + 8] != "\\u":
+            raise _Failed(_E_STRING, j, "no low surrogate in string")
+        low = _hex4(text, j + 8)
+        if low is None:
+            raise _Failed(_E_STRING, j, "invalid escape in string")
+        if low & 0xFC00 != 0xDC00:
+            raise _Failed(_E_STRING, j, "invalid low surrogate in string")
+        parts.append(chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)))
+        j += 12
+
+
+def _read_number(text: str, i: int) -> tuple[Any, int]:
+    j = i + 1 if text[i] == "-" else i
+    if _at(text, j) not in _DIGITS:
+        raise _Failed(_E_NUMBER, j, "no digit after sign")
+    if text[j] == "0":
+        j += 1
+        if _at(text, j) in _DIGITS:
+            raise _Failed(_E_NUMBER, j - 1, "number with leading zero is not allowed")
+    else:
+        j = _end_of(_RUN_OF_DIGITS, text, j)
+    integral = True
+    if _at(text, j) == ".":
+        integral = False
+        j += 1
+        if _at(text, j) not in _DIGITS:
+            raise _Failed(_E_NUMBER, j, "no digit after decimal point")
+        j = _end_of(_RUN_OF_DIGITS, text, j)
+    if _at(text, j) in "eE":
+        integral = False
+        j += 1
+        if _at(text, j) in "+-":
+            j += 1
+        if _at(text, j) not in _DIGITS:
+            raise _Failed(_E_NUMBER, j, "no digit after exponent sign")
+        j = _end_of(_RUN_OF_DIGITS, text, j)
+    token = text[i:j]
+    try:
+        return (_orjson_int(token) if integral else _orjson_float(token)), j
+    except ValueError:
+        raise _Failed(_E_NUMBER, i, "number is infinity when parsed as double") from None
+
+
+class _Pool:
+    """orjson's fixed buffer for yyjson (its pool allocator): whether the value array can grow.
+
+    Only an unterminated text can outgrow it; orjson then says "failed to allocate memory"."""
+
+    def __init__(self, text: str, root: int) -> None:
+        size = len(text.encode("utf-8"))
+        self.capacity = ((size // 2) * 24 + 256 + 4095) & ~4095
+        self.free = self.capacity - 16  # one free chunk after the pool's header
+        self.take(size + 4)  # the copy of the input, with its padding
+        pretty = _at(text, root + 1) in _WHITESPACE and _at(text, root + 2) in _WHITESPACE
+        self.slots = 4 + (size - root) // (16 if pretty else 6) + 4  # values (16 bytes each)
+        self.chunk = self.take(self.slots * 16) or 0
+        self.used = 4  # the document header's slots, then the root
+
+    def take(self, size: int) -> int | None:
+        if size >= self.capacity:
+            return None
+        need = ((size + 15) & ~15) + 16
+        if self.free < need:
+            return None
+        if self.free >= need + 32:
+            self.free -= need
+            return need
+        need, self.free = self.free, 0
+        return need
+
+    def next_value(self) -> bool:
+        """yyjson's val_incr: one more value; False when the array cannot grow for it."""
+        self.used += 1
+        if self.used < self.slots - 2:
+            return True
+        slots = self.slots + self.slots // 2
+        need = slots * 16 + 16
+        if slots * 16 >= self.capacity or not self.free or self.chunk + self.free < need:
+            return False
+        rest = self.chunk + self.free - need
+        self.chunk, self.free = (need, rest) if rest > 32 else (self.chunk + self.free, 0)
+        self.slots = slots
+        return True
+
+
+def _read_containers(text: str, i: int) -> Any:
+    """An array or object at ``i``, iteratively: yyjson's state machine, label for label."""
+    n = len(text)
+    pool = _Pool(text, i)
+    out_of_memory: int | None = None  # where orjson's buffer ran out, if it did
+
+    def failed(kind: int, pos: int, msg: str) -> _Failed:
+        if out_of_memory is not None:  # orjson stopped there, before this
+            return _Failed(_E_ALLOC, out_of_memory, "failed to allocate memory")
+        return _Failed(kind, pos, msg)
+
+    def grow(pos: int) -> None:
+        nonlocal out_of_memory
+        if not pool.next_value() and out_of_memory is None:
+            out_of_memory = pos
+
+    stack: list[Any] = []  # open containers
+    counts: list[int] = []  # members read in each (yyjson's ctn_len > 0 test)
+    keys: list[str] = []  # the pending key of each open object
+    root: Any = {} if text[i] == "{" else []
+    stack.append(root)
+    counts.append(0)
+    i += 1
+    state = "key" if isinstance(root, dict) else "value"
+    while True:
+        char = _at(text, i)
+        if char in _WHITESPACE and i < n:
+            i += 1
+            continue
+        container = stack[-1]
+        is_object = isinstance(container, dict)
+        if state == "value" or state == "member":  # an array element, or an object member's value
+            if char in "[{":
+                i += 1
+                if len(stack) >= MAX_DEPTH:
+                    raise failed(_E_OTHER, i, "depth limit exceeded")
+                grow(i)
+                counts[-1] += 1
+                child: Any = {} if char == "{" else []
+                _attach(container, keys, child)
+                stack.append(child)
+                counts.append(0)
+                state = "key" if char == "{" else "value"
+                continue
+            if char == "]" and not is_object:
+                i += 1
+                if counts[-1]:
+                    raise failed(_E_OTHER, text.rindex(",", 0, i), "trailing comma is not allowed")
+            else:
+                if char not in _LITERALS and char != '"' and char not in _NUMBER_START:
+                    raise failed(_E_OTHER, i, _MSG_VALUE)
+                if not is_object:  # (an object's value has its slot already, from its key)
+                    grow(i)
+                counts[-1] += 1
+                try:
+                    value, i = _read_value(text, i)
+                except _Failed as error:
+                    raise failed(error.kind, error.pos, error.msg) from None
+                _attach(container, keys, value)
+                state = "after"
+                continue
+        elif state == "key":
+            if char == '"':
+                grow(i)
+                counts[-1] += 1
+                try:
+                    key, i = _read_string(text, i)
+                except _Failed as error:
+                    raise failed(error.kind, error.pos, error.msg) from None
+                keys.append(key)
+                state = "colon"
+                continue
+            if char != "}":
+                raise failed(_E_OTHER, i, "unexpected character, expected a string key")
+            i += 1
+            if counts[-1]:
+                raise failed(_E_OTHER, text.rindex(",", 0, i), "trailing comma is not allowed")
+        elif state == "colon":
+            if char != ":":
+                raise failed(_E_OTHER, i, "unexpected character, expected ':' after key")
+            i += 1
+            state = "member"
+            continue
+        else:  # "after": a value was read
+            close = "}" if is_object else "]"
+            if char == ",":
+                i += 1
+                state = "key" if is_object else "value"
+                continue
+            if char != close:
+                raise failed(_E_OTHER, i, f"unexpected character, expected ',' or '{close}'")
+            i += 1
+        # the container at the top of the stack is closed
+        stack.pop()
+        counts.pop()
+        if not stack:
+            break
+        state = "after"
+    while i < n and text[i] in _WHITESPACE:
+        i += 1
+    if i < n:
+        raise failed(_E_OTHER, i, "unexpected content after document")
+    return root
+
+
+def _attach(container: Any, keys: list[str], value: Any) -> None:
+    if isinstance(container, dict):
+        container[keys.pop()] = value
+    else:
+        container.append(value)
+
+
+# --------------------------------------------------------------------------------------------
+# The decoding hot path of each backend
+
+if BACKEND == "orjson":
+    _loads: Callable[[Any], Any] = orjson.loads
+    _JSONDecodeError: type[ValueError] = orjson.JSONDecodeError
+else:
+    _loads = _json_loads
+    _JSONDecodeError = json.JSONDecodeError

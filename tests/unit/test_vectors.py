@@ -5,18 +5,21 @@ values.json cases: ``value`` + ``text``: encode(value) is text + newline and dec
 ``text``/``base64`` alone: decode gives ``decodes_to`` or raises ``decode_error``.
 streams.json cases: the Decoder's flat events, fed whole, a byte at a time, split at every offset
 and in random chunks.
+
+Every case runs once per backend of bothways.wire (orjson, and the standard library's json).
 """
 
 from __future__ import annotations
 
 import random
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-from bothways import BothwaysError, Decoder, decode, encode
+from bothways import BothwaysError
 
-from ..vectors import flat, input_bytes, load, same, same_events, untag
+from ..vectors import BACKENDS, codec, flat, input_bytes, load, same, same_events, untag
 
 VALUES = [c for c in load("values.json") if not c.get("js_only")]
 STREAMS = load("streams.json")
@@ -27,12 +30,19 @@ def test_vector_files_are_big_enough() -> None:
     assert len(STREAMS) >= 40
 
 
+@pytest.fixture(params=BACKENDS, scope="module")
+def wire(request: pytest.FixtureRequest) -> ModuleType:
+    """The codec module of one backend."""
+    return codec(request.param)
+
+
 def _options(case: dict[str, Any]) -> dict[str, Any]:
     return dict(case.get("options", {}))
 
 
 @pytest.mark.parametrize("case", VALUES, ids=[c["name"] for c in VALUES])
-def test_value(case: dict[str, Any]) -> None:
+def test_value(wire: ModuleType, case: dict[str, Any]) -> None:
+    encode, decode = wire.encode, wire.decode
     if "value" in case:
         value = untag(case["value"])
         if "encode_error" in case:
@@ -57,8 +67,8 @@ def test_value(case: dict[str, Any]) -> None:
         assert same(decode(data), untag(case["decodes_to"]))
 
 
-def _feed(data: bytes, cuts: list[int], max_line: int | None) -> list[dict[str, Any]]:
-    decoder = Decoder(max_line=max_line) if max_line else Decoder()
+def _feed(wire: ModuleType, data: bytes, cuts: list[int], max_line: int | None) -> list[dict[str, Any]]:
+    decoder = wire.Decoder(max_line=max_line) if max_line else wire.Decoder()
     events = []
     start = 0
     for cut in [*cuts, len(data)]:
@@ -69,16 +79,16 @@ def _feed(data: bytes, cuts: list[int], max_line: int | None) -> list[dict[str, 
 
 
 @pytest.mark.parametrize("case", STREAMS, ids=[c["name"] for c in STREAMS])
-def test_stream(case: dict[str, Any]) -> None:
+def test_stream(wire: ModuleType, case: dict[str, Any]) -> None:
     data = input_bytes(case)
     max_line = case.get("max_line")
     expected = case["events"]
-    whole = _feed(data, [], max_line)
+    whole = _feed(wire, data, [], max_line)
     assert same_events(whole, expected), whole
-    assert same_events(_feed(data, list(range(1, len(data))), max_line), expected), "byte at a time"
+    assert same_events(_feed(wire, data, list(range(1, len(data))), max_line), expected), "byte at a time"
     if len(data) <= 300:
         for cut in range(1, len(data)):
-            assert same_events(_feed(data, [cut], max_line), expected), f"split at {cut}"
+            assert same_events(_feed(wire, data, [cut], max_line), expected), f"split at {cut}"
     rng = random.Random(case["name"])
     for _ in range(20):
         cuts = (
@@ -86,4 +96,4 @@ def test_stream(case: dict[str, Any]) -> None:
             if len(data) > 1
             else []
         )
-        assert same_events(_feed(data, cuts, max_line), expected), f"cuts {cuts}"
+        assert same_events(_feed(wire, data, cuts, max_line), expected), f"cuts {cuts}"

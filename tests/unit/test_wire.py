@@ -1,11 +1,25 @@
-"""The Python wire core beyond the shared vectors: types only Python has, limits, properties."""
+"""The Python wire core beyond the shared vectors: types only Python has, limits, properties.
+
+Every test takes the ``wire`` fixture and so runs once per backend of bothways.wire: orjson, and
+the standard library's json (a twin of the module loaded with orjson hidden, tests/vectors.py).
+The tests after "Both backends" check that the two give the same bytes, values and errors.
+"""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import enum
+import importlib.util
+import json
+import os
+import subprocess
+import sys
 import uuid
+import zoneinfo
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -13,21 +27,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bothways import (
-    MAX_LINE,
-    DecodeError,
-    Decoder,
-    EncodeError,
-    FrameTooLarge,
-    Malformed,
-    Messages,
-    Truncated,
-    decode,
-    encode,
-    encode_many,
-)
+import bothways.wire
+from bothways import DecodeError, EncodeError, FrameTooLarge
 
-from ..vectors import flat, same
+from ..conftest import ROOT
+from ..vectors import BACKENDS, codec, flat, same
+
+
+@pytest.fixture(params=BACKENDS, scope="module")
+def wire(request: pytest.FixtureRequest) -> ModuleType:
+    """The codec module of one backend (module-scoped: hypothesis tests take it too)."""
+    return codec(request.param)
 
 
 @dataclasses.dataclass
@@ -41,7 +51,7 @@ class Unit(enum.Enum):
     CELSIUS = "C"
 
 
-def test_python_types_map_as_the_table_says() -> None:
+def test_python_types_map_as_the_table_says(wire: ModuleType) -> None:
     when = datetime.datetime(2026, 11, 24, 18, 43, 42, 500000, tzinfo=datetime.timezone.utc)
     value = {
         "tuple": (1, 2),
@@ -55,7 +65,7 @@ def test_python_types_map_as_the_table_says() -> None:
         "array": np.arange(3, dtype=np.int64),
         "matrix": np.array([[1.5, 2.0]]),
     }
-    assert decode(encode(value)) == {
+    assert wire.decode(wire.encode(value)) == {
         "tuple": [1, 2],
         "when": "2026-11-24T18:43:42.500000+00:00",
         "day": "2026-11-24",
@@ -79,40 +89,54 @@ def test_python_types_map_as_the_table_says() -> None:
         ({"n": np.array([2**60])}, "$.n[0]", "beyond ±(2**53-1)"),
     ],
 )
-def test_encode_error_names_the_path(value: Any, path: str, words: str) -> None:
+def test_encode_error_names_the_path(wire: ModuleType, value: Any, path: str, words: str) -> None:
     with pytest.raises(EncodeError) as info:
-        encode(value)
+        wire.encode(value)
     assert info.value.path == path
     assert words in str(info.value)
     assert isinstance(info.value, ValueError)
     assert info.value.to_json()["path"] == path
 
 
-def test_strict_mode_sees_nan_inside_numpy_and_dataclasses() -> None:
+def test_strict_mode_sees_nan_inside_numpy_and_dataclasses(wire: ModuleType) -> None:
     with pytest.raises(EncodeError, match=r"\$\.x\[1\]: nan"):
-        encode({"x": np.array([1.0, np.nan])}, strict=True)
+        wire.encode({"x": np.array([1.0, np.nan])}, strict=True)
     with pytest.raises(EncodeError, match=r"\$\[0\]\.celsius: inf"):
-        encode([Reading("s", 1, float("inf"))], strict=True)
-    assert encode({"x": np.array([1.0, np.nan])}) == b'{"x":[1.0,null]}\n'
+        wire.encode([Reading("s", 1, float("inf"))], strict=True)
+    assert wire.encode({"x": np.array([1.0, np.nan])}) == b'{"x":[1.0,null]}\n'
 
 
-def test_deep_nesting_beyond_orjson_recursion_limit() -> None:
+def test_deep_nesting_beyond_orjson_recursion_limit(wire: ModuleType) -> None:
     value: Any = {"leaf": [1.5, "x"]}
     for _ in range(600):
         value = [value]
-    line = encode(value)
+    line = wire.encode(value)
     assert line == b"[" * 600 + b'{"leaf":[1.5,"x"]}' + b"]" * 600 + b"\n"
     deep_bad: Any = {"a": 2**60}
     for _ in range(300):
         deep_bad = [deep_bad]
     with pytest.raises(EncodeError) as info:
-        encode(deep_bad)
+        wire.encode(deep_bad)
     assert info.value.path == "$" + "[0]" * 300 + ".a"
 
 
-def test_decode_error_says_where() -> None:
+def test_nesting_limit_is_1024_both_ways(wire: ModuleType) -> None:
+    deepest: Any = []
+    for _ in range(1023):
+        deepest = [deepest]  # 1024 arrays
+    assert wire.encode(deepest) == b"[" * 1024 + b"]" * 1024 + b"\n"
+    assert same(wire.decode(b"[" * 1024 + b"]" * 1024), deepest)
+    with pytest.raises(EncodeError, match="nesting deeper than 1024") as encode_info:
+        wire.encode([deepest])
+    assert encode_info.value.path == "$" + "[0]" * 1024
+    with pytest.raises(DecodeError) as decode_info:
+        wire.decode(b"[" * 1025 + b"]" * 1025)
+    assert (decode_info.value.column, decode_info.value.reason) == (1026, "depth limit exceeded")
+
+
+def test_decode_error_says_where(wire: ModuleType) -> None:
     with pytest.raises(DecodeError) as info:
-        decode(b'{"sensor": "s1",\n "celsius": 12.5 "seq": 3}')
+        wire.decode(b'{"sensor": "s1",\n "celsius": 12.5 "seq": 3}')
     err = info.value
     assert (err.line, err.column) == (2, 18)
     assert '"seq"' in err.excerpt
@@ -120,63 +144,75 @@ def test_decode_error_says_where() -> None:
     assert err.to_json()["code"] == "DECODE_ERROR"
 
 
-def test_excerpt_is_short_and_marks_cuts() -> None:
+def test_numbers_read_as_orjson_reads_them(wire: ModuleType) -> None:
+    assert same(wire.decode(b"[1E2,-0.0,-0,1e-400,18446744073709551615]"), [100.0, -0.0, 0, 0.0, 2**64 - 1])
+    assert same(wire.decode(b"[18446744073709551616,-9223372036854775809]"), [2.0**64, -(2.0**63)])
+    assert same(wire.decode(b"-9223372036854775808"), -(2**63))
+    for text in (b"1e400", b"[-1e400]", b"1" * 400, b"9" * 5000):
+        with pytest.raises(DecodeError, match="number is infinity when parsed as double"):
+            wire.decode(text)
+    for text in (b"NaN", b"[Infinity]", b"-Infinity", b"01", b"1.", b"+1", b'"\\ud800"', b'"\xed\xa0\x80"'):
+        with pytest.raises(DecodeError):
+            wire.decode(text)
+
+
+def test_excerpt_is_short_and_marks_cuts(wire: ModuleType) -> None:
     line = b'{"a": "' + b"x" * 200 + b'" oops}\n'
-    [event] = Decoder().feed(line)
-    assert isinstance(event, Malformed)
+    [event] = wire.Decoder().feed(line)
+    assert isinstance(event, wire.Malformed)
     assert len(event.error.excerpt) <= 42
     assert event.error.excerpt.startswith("…") and "oops" in event.error.excerpt
 
 
-def test_over_long_line_is_dropped_not_buffered() -> None:
-    decoder = Decoder(max_line=1000)
+def test_over_long_line_is_dropped_not_buffered(wire: ModuleType) -> None:
+    decoder = wire.Decoder(max_line=1000)
     events = decoder.feed(b"1\n" + b"x" * 600)
     assert flat(events) == [{"message": 1, "line": 1}]
     events = decoder.feed(b"x" * 600)
-    assert [type(e) for e in events] == [Malformed]
-    assert isinstance(events[0].error, FrameTooLarge)  # type: ignore[union-attr]
-    assert events[0].error.limit == 1000  # type: ignore[union-attr]
+    assert [type(e) for e in events] == [wire.Malformed]
+    assert isinstance(events[0].error, FrameTooLarge)
+    assert events[0].error.limit == 1000
     for _ in range(100):  # 10 MB more of the same line: nothing is held
         assert decoder.feed(b"x" * 100_000) == []
         assert decoder.buffered == 0
     assert flat(decoder.feed(b'x\n"next"\n')) == [{"message": "next", "line": 3}]
 
 
-def test_default_limit_is_16_mib() -> None:
-    assert MAX_LINE == 16 * 1024 * 1024
-    decoder = Decoder()
-    big = b'"' + b"a" * (MAX_LINE - 2) + b'"'
-    assert flat(decoder.feed(big + b"\n")) == [{"message": "a" * (MAX_LINE - 2), "line": 1}]
+def test_default_limit_is_16_mib(wire: ModuleType) -> None:
+    assert wire.MAX_LINE == 16 * 1024 * 1024
+    decoder = wire.Decoder()
+    big = b'"' + b"a" * (wire.MAX_LINE - 2) + b'"'
+    assert flat(decoder.feed(big + b"\n")) == [{"message": "a" * (wire.MAX_LINE - 2), "line": 1}]
     events = decoder.feed(big + b"a\n")
-    assert isinstance(events[0], Malformed) and events[0].error.code == "FRAME_TOO_LARGE"
+    assert isinstance(events[0], wire.Malformed) and events[0].error.code == "FRAME_TOO_LARGE"
 
 
-def test_feed_after_eof_is_a_usage_error() -> None:
-    decoder = Decoder()
+def test_feed_after_eof_is_a_usage_error(wire: ModuleType) -> None:
+    decoder = wire.Decoder()
     assert decoder.feed_eof() == []
     assert decoder.feed_eof() == []
     with pytest.raises(RuntimeError):
         decoder.feed(b"1\n")
     with pytest.raises(ValueError):
-        Decoder(max_line=0)
+        wire.Decoder(max_line=0)
 
 
-def test_truncated_events_carry_the_excerpt() -> None:
-    decoder = Decoder()
+def test_truncated_events_carry_the_excerpt(wire: ModuleType) -> None:
+    decoder = wire.Decoder()
     decoder.feed(b'{"celsius": 4')
     [event] = decoder.feed_eof()
-    assert isinstance(event, Truncated)
+    assert isinstance(event, wire.Truncated)
     assert not event.error.delivered
     assert event.error.excerpt == '{"celsius": 4'
-    decoder = Decoder()
+    decoder = wire.Decoder()
     decoder.feed(b"4")
     messages, truncated = decoder.feed_eof()
-    assert isinstance(messages, Messages) and messages.values == [4]
-    assert isinstance(truncated, Truncated) and truncated.error.delivered
+    assert isinstance(messages, wire.Messages) and messages.values == [4]
+    assert isinstance(truncated, wire.Truncated) and truncated.error.delivered
 
 
-def test_line_counter_and_buffered() -> None:
-    decoder = Decoder()
+def test_line_counter_and_buffered(wire: ModuleType) -> None:
+    decoder = wire.Decoder()
     decoder.feed(b"1\n\n2\n[")
     assert decoder.line == 3
     assert decoder.buffered == 1
@@ -195,34 +231,34 @@ JSON_VALUES = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(JSON_VALUES)
-def test_any_json_value_round_trips(value: Any) -> None:
-    line = encode(value)
+@given(value=JSON_VALUES)
+def test_any_json_value_round_trips(wire: ModuleType, value: Any) -> None:
+    line = wire.encode(value)
     assert line.endswith(b"\n") and b"\n" not in line[:-1]
-    assert same(decode(line), value)
+    assert same(wire.decode(line), value)
 
 
 LINES = st.one_of(
-    JSON_VALUES.map(lambda v: encode(v)[:-1]),
+    JSON_VALUES.map(lambda v: bothways.wire.encode(v)[:-1]),
     st.sampled_from([b"", b"  ", b"{bad", b"NaN", b'"\xff"', b"\xef\xbb\xbf1", b"1 2"]),
 )
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.tuples(LINES, st.sampled_from([b"\n", b"\r\n"])), max_size=12),
-    st.binary(max_size=3).filter(lambda b: b"\n" not in b),
-    st.lists(st.integers(min_value=0, max_value=10_000), max_size=10),
-    st.integers(min_value=5, max_value=200),
+    lines=st.lists(st.tuples(LINES, st.sampled_from([b"\n", b"\r\n"])), max_size=12),
+    tail=st.binary(max_size=3).filter(lambda b: b"\n" not in b),
+    cut_points=st.lists(st.integers(min_value=0, max_value=10_000), max_size=10),
+    max_line=st.integers(min_value=5, max_value=200),
 )
 def test_any_chunking_gives_the_events_of_feeding_whole(
-    lines: list[tuple[bytes, bytes]], tail: bytes, cut_points: list[int], max_line: int
+    wire: ModuleType, lines: list[tuple[bytes, bytes]], tail: bytes, cut_points: list[int], max_line: int
 ) -> None:
     data = b"".join(line + end for line, end in lines) + tail
     cuts = sorted({c % (len(data) + 1) for c in cut_points})
 
     def run(pieces: list[bytes]) -> list[Any]:
-        decoder = Decoder(max_line=max_line)
+        decoder = wire.Decoder(max_line=max_line)
         events = [e for piece in pieces for e in decoder.feed(piece)]
         return flat(events + decoder.feed_eof())
 
@@ -230,27 +266,382 @@ def test_any_chunking_gives_the_events_of_feeding_whole(
     assert repr(run(pieces)) == repr(run([data]))
 
 
-def test_encode_errors_come_in_document_order() -> None:
+def test_encode_errors_come_in_document_order(wire: ModuleType) -> None:
     with pytest.raises(EncodeError) as info:
-        encode({"a\ud800": 1, "b\ud800": 2})
+        wire.encode({"a\ud800": 1, "b\ud800": 2})
     assert info.value.path == '$["a\\ud800"]'
     with pytest.raises(EncodeError) as info:
-        encode({"x": 2**60, "k\ud800": 1})
+        wire.encode({"x": 2**60, "k\ud800": 1})
     assert info.value.path == "$.x"
 
 
-def test_a_cycle_is_named_as_such() -> None:
+def test_a_cycle_is_named_as_such(wire: ModuleType) -> None:
     loop: dict[str, Any] = {"a": [1]}
     loop["self"] = loop
     with pytest.raises(EncodeError, match=r"^\$\.self: circular reference"):
-        encode(loop)
+        wire.encode(loop)
     shared = [1, 2]
-    assert encode({"x": shared, "y": shared}) == b'{"x":[1,2],"y":[1,2]}\n'  # shared is not a cycle
+    assert wire.encode({"x": shared, "y": shared}) == b'{"x":[1,2],"y":[1,2]}\n'  # shared is not a cycle
 
 
-def test_encode_many_is_the_lines_of_encode() -> None:
+def test_encode_many_is_the_lines_of_encode(wire: ModuleType) -> None:
     values = [{"a": 1}, [2.5, None], "x\u2028", float("nan")]
-    assert encode_many(values) == b"".join(encode(v) for v in values)
-    assert encode_many([]) == b""
+    assert wire.encode_many(values) == b"".join(wire.encode(v) for v in values)
+    assert wire.encode_many([]) == b""
     with pytest.raises(EncodeError, match=r"^\$: nan"):
-        encode_many(values, strict=True)
+        wire.encode_many(values, strict=True)
+
+
+# Both backends: the same bytes, values and errors -----------------------------------------------
+
+
+def test_the_backend_is_orjson_when_it_imports() -> None:
+    expected = "orjson" if importlib.util.find_spec("orjson") else "json"
+    assert bothways.wire.BACKEND == expected
+
+
+def test_without_orjson_the_standard_library_takes_over() -> None:
+    """A fresh interpreter where ``import orjson`` fails, at Python's default recursion limit:
+    the json backend is chosen, and reads and writes at the nesting limit all the same."""
+    code = """if True:
+        import sys
+        sys.modules["orjson"] = None
+        import bothways, bothways.wire as w
+        assert w.BACKEND == "json", w.BACKEND
+        assert sys.getrecursionlimit() == 1000
+        assert w.encode({"t": 1e-05, "n": float("nan")}) == b'{"t":0.00001,"n":null}\\n'
+        deep = b"[" * 1024 + b"]" * 1024
+        assert w.encode(w.decode(deep)) == deep + b"\\n"
+        try:
+            w.decode(b"[" * 1025 + b"]" * 1025)
+        except bothways.DecodeError as exc:
+            assert exc.reason == "depth limit exceeded", exc
+        else:
+            raise AssertionError("1025 deep was accepted")
+        print("ok")
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "ok"), result.stderr
+
+
+@pytest.fixture(scope="module")
+def backends() -> tuple[ModuleType, ModuleType]:
+    """(orjson's module, json's module); skipped where orjson is not installed."""
+    return codec("orjson"), codec("json")
+
+
+def outcome(call: Callable[[], Any]) -> tuple[Any, ...]:
+    """What a call gives, comparable across backends: its value, or its error in full."""
+    try:
+        result = call()
+    except (EncodeError, DecodeError) as exc:
+        return (type(exc).__name__, str(exc), getattr(exc, "path", None))
+    if isinstance(result, bytes):
+        return ("bytes", result)
+    return ("value", json.dumps(result, default=repr, allow_nan=True))
+
+
+class Small(enum.IntEnum):
+    TWO = 2
+    HUGE = 2**60
+
+
+class Letter(str, enum.Enum):
+    A = "a"
+
+
+class Odd(enum.Enum):
+    PAIR = (1, 2.5)
+    BIG = 2**60
+    DAY = datetime.date(2020, 1, 2)
+    BAD_KEY = {1: 2}
+
+
+class Celsius(float):
+    pass
+
+
+class Count(int):
+    pass
+
+
+@dataclasses.dataclass
+class WithExtras:
+    a: Any
+    _hidden: Any = 2**60  # orjson does not write "_" attributes, so neither is checked
+    init: dataclasses.InitVar[int] = 0
+
+    def __post_init__(self, init: int) -> None:
+        self.extra = init  # orjson writes __dict__, so this is written (and checked)
+
+
+@dataclasses.dataclass(slots=True)
+class Slotted:
+    a: Any
+    _b: Any = None
+
+
+class NotADataclass(Reading):  # a subclass without the decorator: orjson does not take it
+    pass
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+def _nested(depth: int, leaf: Any = None) -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _tz(**offset: int) -> datetime.timezone:
+    return datetime.timezone(datetime.timedelta(**offset))
+
+
+def _cycle() -> Any:
+    loop: dict[str, Any] = {"a": []}
+    loop["a"].append(loop)
+    return loop
+
+
+ODD_VALUES: list[Any] = [
+    # floats where Python's repr is not orjson's
+    [1e-05, 2.5e-05, 9.999999999999999e-05, 1e-06, 1.5e-07, 2.3523573848418126e-09, 1e-10, 1e-4, 1e16],
+    [-1e-05, -0.0, 0.0, 5e-324, 1.7976931348623157e308, 0.30000000000000004, 1234567890123456.0],
+    [float("nan"), float("inf"), -float("inf"), {"x": float("nan")}, np.array([np.nan, 1e-5])],
+    # integers at the edges
+    [2**53 - 1, -(2**53 - 1), 2**53, 2**53 + 1, 10**20, 32533379248343410, 2**63, 2**64, -(2**63) - 1],
+    10**400,
+    [Count(5), Count(2**64 + 1), Small.TWO, Small.HUGE, np.int64(2**60), np.uint64(2**63), True],
+    # strings and keys
+    ['\x00\x1f\x7f\u2028\u2029\ufeff é😀 "\\/', "x\ud800", "\udfff"],
+    {"1": 1, "2024": 2, "true": 3, "null": 4, "-1": 5, "e-05": 6},
+    {1: "x"},
+    {-3: "x"},
+    {1.5: "x"},
+    {float("nan"): "x"},
+    {True: "x"},
+    {None: "x"},
+    {(1,): "x"},
+    {"k\ud800": 1},
+    {Letter.A: 1, "b": collections.OrderedDict(c=1)},
+    {"a": [1, {"b": 2}], 1: 2},
+    # datetimes, as orjson writes them
+    [datetime.datetime(2020, 1, 2, 3, 4, 5), datetime.datetime(5, 1, 2, 3, 4, 5, 6)],
+    [datetime.datetime(2020, 1, 2, tzinfo=tz) for tz in (datetime.timezone.utc, _tz(hours=5, minutes=30))],
+    [
+        datetime.datetime(2020, 1, 2, tzinfo=_tz(**o))
+        for o in ({"seconds": 45}, {"seconds": -30}, {"seconds": 29})
+    ],
+    [datetime.datetime(2020, 1, 2, tzinfo=_tz(hours=5, minutes=59, seconds=30))],
+    [datetime.datetime(2020, 11, 1, 1, 30, fold=1, tzinfo=zoneinfo.ZoneInfo("America/New_York"))],
+    [datetime.date(12, 1, 2), datetime.time(1, 2, 3), datetime.time(1, 2, 3, 400)],
+    datetime.time(1, 2, tzinfo=datetime.timezone.utc),
+    [uuid.UUID(int=2**128 - 1), Unit.CELSIUS, Letter.A, Odd.PAIR, Odd.DAY],
+    Odd.BIG,
+    [Odd.BAD_KEY],
+    # dataclasses, subclasses, sequences
+    [WithExtras(1), WithExtras(2**60), WithExtras(1, init=2**60), Slotted(1, _b=object())],
+    NotADataclass("s", 1, 1.0),
+    [Celsius(1.5), Celsius(float("nan")), Point(1, 2), (1, (2,)), [Point(3, [4])]],
+    {"p": [WithExtras(Point(1, Celsius(2.5)))]},
+    # what cannot be sent
+    [{1, 2}],
+    [b"bytes"],
+    {"o": object()},
+    [complex(1, 2)],
+    _cycle(),
+    # nesting around orjson's 255 and the 1024 limit
+    _nested(254, 1),
+    _nested(256, {"a": 2**60}),
+    _nested(600, WithExtras(_nested(300))),
+    _nested(1023, np.float32(1.5)),
+    _nested(1024),
+    _nested(1025),
+]
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"strict": True}, {"big_ints": True}], ids=["default", "strict", "big_ints"]
+)
+@pytest.mark.parametrize("value", ODD_VALUES, ids=[f"odd{i}" for i in range(len(ODD_VALUES))])
+def test_both_backends_write_odd_values_alike(
+    backends: tuple[ModuleType, ModuleType], value: Any, options: dict[str, bool]
+) -> None:
+    ours, theirs = (outcome(lambda w=w: w.encode(value, **options)) for w in backends)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ([1e-05, 2.5e-07, -1.5e-05], b"[0.00001,2.5e-7,-0.000015]"),
+        (
+            datetime.datetime(2020, 1, 2, tzinfo=_tz(hours=5, minutes=30, seconds=45)),
+            b'"2020-01-02T00:00:00+05:31"',
+        ),
+        (datetime.datetime(2020, 1, 2, tzinfo=_tz(seconds=-30)), b'"2020-01-02T00:00:00-00:01"'),
+        (WithExtras(1, init=7), b'{"a":1,"extra":7}'),
+        (Slotted(1), b'{"a":1}'),
+        ([Celsius(1.5), Point(1, 2), Small.TWO, Odd.PAIR], b"[1.5,[1,2],2,[1,2.5]]"),
+        ({"k": "\u2028\x1f"}, b'{"k":"\xe2\x80\xa8\\u001f"}'),
+    ],
+)
+def test_what_orjson_writes_the_standard_library_writes(
+    backends: tuple[ModuleType, ModuleType], value: Any, line: bytes
+) -> None:
+    for wire in backends:
+        assert wire.encode(value) == line + b"\n", wire.BACKEND
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "reason"),
+    [
+        (b"[1,]", 3, "trailing comma is not allowed"),
+        (b'{"a" 1}', 6, "unexpected character, expected ':' after key"),
+        (b"[1 2]", 4, "unexpected character, expected ',' or ']'"),
+        (b"[tru]", 2, "invalid literal, expected 'true'"),
+        (b"[tr", 4, "unexpected end of data"),
+        (b'"\\ud800"', 2, "no low surrogate in string"),
+        (b'"\\ud800\\u0041"', 2, "invalid low surrogate in string"),
+        (b'"\\x"', 2, "invalid escaped sequence in string"),
+        (b'"a\x01"', 3, "unexpected control character in string"),
+        (b"-Infinity", 2, "no digit after sign"),
+        (b"[01]", 2, "number with leading zero is not allowed"),
+        (b"[1.5e+]", 7, "no digit after exponent sign"),
+        (b"  ", 1, "input data is empty"),
+        (b"\xef\xbb\xbf\xef\xbb\xbf1", 1, "UTF-8 byte order mark (BOM) is not supported"),
+        (b"1 x", 3, "unexpected content after document"),
+        (b"[" * 191, 191, "failed to allocate memory"),  # orjson's buffer, outgrown by an unfinished text
+        (b"[" * 190, 191, "unexpected end of data"),
+    ],
+)
+def test_decode_errors_are_orjsons_on_both(
+    backends: tuple[ModuleType, ModuleType], text: bytes, column: int, reason: str
+) -> None:
+    for wire in backends:
+        with pytest.raises(DecodeError) as info:
+            wire.decode(text)
+        assert (info.value.line, info.value.column, info.value.reason) == (1, column, reason), wire.BACKEND
+
+
+# Both backends, on random input
+
+SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+ANY_TEXT = st.text(st.characters(exclude_categories=()) | SURROGATES, max_size=8)
+ANY_INTS = st.integers() | st.sampled_from([2**53, 2**53 + 1, 10**20, 2**63, 2**64, -(2**63) - 1])
+ANY_FLOATS = st.floats() | st.sampled_from([1e-05, 2.5e-07, -1e-09, 1e16, 5e-324])
+ODD_LEAVES = st.sampled_from(
+    [
+        Small.TWO,
+        Small.HUGE,
+        Letter.A,
+        Odd.PAIR,
+        Odd.BIG,
+        Celsius(2.5),
+        Count(2**70),
+        np.float32(0.1),
+        np.int64(2**60),
+    ]
+    + [datetime.date(2020, 1, 2), datetime.time(4, 5, 6, 7), uuid.UUID(int=7), {1, 2}, b"x", Point(1, 2)]
+)
+ANY_KEYS = ANY_TEXT | st.sampled_from([1, -2, 1.5, float("nan"), True, None, "1", "2024", "true", Letter.A])
+ANY_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | ANY_INTS
+    | ANY_FLOATS
+    | ANY_TEXT
+    | ODD_LEAVES
+    | st.datetimes(timezones=st.timezones()),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.dictionaries(ANY_KEYS, children, max_size=4)
+        | st.builds(WithExtras, children)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=ANY_VALUES, options=st.sampled_from([{}, {"strict": True}, {"big_ints": True}]))
+def test_both_backends_write_the_same_bytes(
+    backends: tuple[ModuleType, ModuleType], value: Any, options: dict[str, bool]
+) -> None:
+    ours, theirs = (outcome(lambda w=w: w.encode(value, **options)) for w in backends)
+    assert ours == theirs
+
+
+def _mutated(text: str, edits: list[tuple[int, int, str]]) -> str:
+    for position, kind, piece in edits:
+        at = position % (len(text) + 1)
+        text = text[:at] + piece + text[at + kind :]  # kind 0: insert, 1: replace one, 2: cut two
+    return text
+
+
+JSON_TEXTS = st.builds(
+    _mutated,
+    st.builds(lambda v, ascii: json.dumps(v, ensure_ascii=ascii), JSON_VALUES, st.booleans()),
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0),
+            st.integers(min_value=0, max_value=2),
+            st.sampled_from(
+                ["", " ", ",", ":", "[", "]", "{", "}", '"', "\\", "-", ".", "e", "0", "1" * 20, "tr", "nul"]
+                + ["\\ud800", "\\udc00", "\\u00", "1e400", "NaN", "\x00", "\x1f", "é", "\ufeff", "\n", "\r"]
+            ),
+        ),
+        max_size=3,
+    ),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(data=st.binary(max_size=24) | JSON_TEXTS.map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_both_backends_read_the_same_values_and_errors(
+    backends: tuple[ModuleType, ModuleType], data: bytes
+) -> None:
+    ours, theirs = (outcome(lambda w=w: w.decode(data)) for w in backends)
+    assert ours == theirs
+    try:
+        text = data.decode("utf-8", "surrogatepass")  # str input too, lone surrogates and all
+    except UnicodeDecodeError:
+        return
+    ours, theirs = (outcome(lambda w=w: w.decode(text)) for w in backends)
+    assert ours == theirs
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(
+        JSON_TEXTS.map(lambda t: t.replace("\n", "").encode("utf-8", "surrogatepass")), max_size=8
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+)
+def test_both_backends_give_the_same_events(
+    backends: tuple[ModuleType, ModuleType], lines: list[bytes], cuts: list[int]
+) -> None:
+    data = b"\n".join(lines)
+    points = sorted({c % (len(data) + 1) for c in cuts})
+
+    def events(wire: ModuleType) -> list[Any]:
+        decoder = wire.Decoder(max_line=300)
+        got = [
+            e
+            for a, b in zip([0, *points], [*points, len(data)], strict=False)
+            for e in decoder.feed(data[a:b])
+        ]
+        got += decoder.feed_eof()
+        return [(row, str(getattr(e, "error", ""))) for e in got for row in flat([e])]
+
+    ours, theirs = (events(w) for w in backends)
+    assert repr(ours) == repr(theirs)
