@@ -24,8 +24,8 @@ export const SCHEMES = Object.freeze(["stdio", ...NETWORK, ...PATHS]);
 /** @type {Record<string, string[]>} */
 const PARAMS = {
   stdio: ["max_line"],
-  tcp: ["max_line", "token", "reconnect", "timeout"],
-  ws: ["max_line", "token", "reconnect", "timeout"],
+  tcp: ["max_line", "token", "reconnect", "timeout", "backlog"],
+  ws: ["max_line", "token", "reconnect", "timeout", "backlog"],
   fifo: ["max_line", "timeout", "reopen"],
   file: ["max_line", "state", "poll", "follow", "max_bytes", "keep"],
 };
@@ -36,6 +36,7 @@ const SIDE = {
   max_bytes: "connect",
   keep: "connect",
   reopen: "listen",
+  backlog: "listen",
   state: "listen",
   poll: "listen",
   follow: "listen",
@@ -48,7 +49,7 @@ const HOSTNAME =
 const IPV6 = /^[0-9A-Fa-f:.]+$/;
 const NUMBER = /^[0-9]+(\.[0-9]+)?$/;
 const DIGITS = /^[0-9]+$/;
-const WHOLE = ["max_line", "max_bytes", "keep"];
+const WHOLE = ["max_line", "max_bytes", "keep", "backlog"];
 const FLAGS = ["reconnect", "reopen", "follow"];
 /** @type {Record<string, boolean>} */
 const BOOLEANS = { 1: true, true: true, yes: true, 0: false, false: false, no: false };

@@ -37,8 +37,8 @@ SCHEMES = ("stdio", *NETWORK, *PATHS)
 
 _PARAMS: dict[str, tuple[str, ...]] = {
     "stdio": ("max_line",),
-    "tcp": ("max_line", "token", "reconnect", "timeout"),
-    "ws": ("max_line", "token", "reconnect", "timeout"),
+    "tcp": ("max_line", "token", "reconnect", "timeout", "backlog"),
+    "ws": ("max_line", "token", "reconnect", "timeout", "backlog"),
     "fifo": ("max_line", "timeout", "reopen"),
     "file": ("max_line", "state", "poll", "follow", "max_bytes", "keep"),
 }
@@ -48,6 +48,7 @@ _SIDE = {  # options for one end only; the rest apply to both
     "max_bytes": "connect",
     "keep": "connect",
     "reopen": "listen",
+    "backlog": "listen",
     "state": "listen",
     "poll": "listen",
     "follow": "listen",
@@ -57,7 +58,7 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
-_WHOLE = ("max_line", "max_bytes", "keep")
+_WHOLE = ("max_line", "max_bytes", "keep", "backlog")
 _FLAGS = ("reconnect", "reopen", "follow")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 

@@ -254,6 +254,7 @@ def test_a_killed_node_listener_ends_the_client_or_with_reconnect_it_resumes() -
                 assert second.next() == {"url": url}
                 steady.send("two")  # waits for the new connection
                 assert result.get(timeout=WAIT) == {"echo": "two"}
+                steady.close()  # while the server runs: it confirms (after it, close() would say so)
 
 
 def test_async_python_client_with_node_listener() -> None:

@@ -665,12 +665,19 @@ def test_plain_ndjson_peers_interoperate() -> None:
             assert take(server, 2) == [21.5, -3.25]
     with socket.create_server(("127.0.0.1", 0)) as raw_server:
         port = raw_server.getsockname()[1]
-        with connect(f"tcp://127.0.0.1:{port}") as client:
+        got: list[bytes] = []
+
+        def serve() -> None:  # a plain server: reads to the end, then closes (its FIN confirms)
             raw, _ = raw_server.accept()
-            client.send({"a": 1})
-            client.close()
             with raw:
-                assert read_until_eof(raw) == b'{"a":1}\n'
+                got.append(read_until_eof(raw))
+
+        server_thread = in_thread(serve)
+        with connect(f"tcp://127.0.0.1:{port}") as client:
+            client.send({"a": 1})
+            client.close()  # returns once the server has read it all and closed
+        server_thread.join(5 * UNIT)
+        assert got == [b'{"a":1}\n']
 
 
 def test_send_blocks_while_the_listener_does_not_read() -> None:
@@ -935,3 +942,86 @@ def test_async_and_blocking_talk_to_each_other() -> None:
                 assert got == list(range(1000))
 
         run(body)
+
+
+def test_reconnect_waits_for_a_server_that_starts_a_moment_later() -> None:
+    """With reconnect, the first connect is retried until ``timeout``; without, it fails at once."""
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    with pytest.raises(ConnectError):
+        connect(url)  # nothing listens, no reconnect: at once
+    started = time.monotonic()
+    with pytest.raises(ConnectError):
+        connect(url + "?reconnect=1&timeout=0.5")  # nothing comes: gives up after ~0.5 s
+    assert 0.3 <= time.monotonic() - started < 3 * UNIT
+
+    def start_later() -> None:
+        time.sleep(0.3)
+        with listen(url) as server:
+            assert server.receive() == "hello"
+
+    later = in_thread(start_later)
+    with connect(url + "?reconnect=1&timeout=5") as client:
+        client.send("hello")
+    later.join(5 * UNIT)
+    assert not later.is_alive()
+
+    async def main() -> None:
+        later = in_thread(start_later)
+        client = await async_connect(url + "?reconnect=1&timeout=5")
+        await client.send("hello")
+        await client.close()
+        await asyncio.to_thread(later.join, 5 * UNIT)
+
+    asyncio.run(main())
+
+
+def test_close_says_so_when_the_peer_never_confirms_and_returns_when_it_does() -> None:
+    """A server that takes the connection but never reads to the end nor closes: close() raises
+    TransportClosed naming the bytes at stake, after ``timeout``; against one that reads and
+    closes, close() returns. Both flavours, the same words as tcp.js."""
+    with socket.create_server(("127.0.0.1", 0)) as raw_server:
+        port = raw_server.getsockname()[1]
+        url = f"tcp://127.0.0.1:{port}"
+        client = connect(url + "?timeout=0.5")
+        held, _ = raw_server.accept()  # accepted, never read, never closed
+        with held:
+            client.send({"a": 1})  # 8 bytes
+            started = time.monotonic()
+            with pytest.raises(TransportClosed) as info:
+                client.close()
+            assert time.monotonic() - started < 3 * UNIT
+            assert str(info.value) == (
+                f"{url}: close: the peer did not confirm within 0.5 s that it read what we sent "
+                "(8 bytes on this connection); it may be lost"
+            )
+            client.close()  # once is enough
+
+        async def main() -> None:
+            client = await async_connect(url + "?timeout=0.5")
+            held, _ = await asyncio.to_thread(raw_server.accept)
+            with held:
+                await client.send_many([1, 2, 3])  # 6 bytes
+                with pytest.raises(TransportClosed, match=r"within 0\.5 s .* \(6 bytes on this connection\)"):
+                    await client.close()
+
+        asyncio.run(main())
+        quiet = connect(url + "?timeout=0.5")  # sent nothing: nothing to lose, nothing to say
+        held, _ = raw_server.accept()
+        with held:
+            quiet.close()
+
+
+def test_a_server_reset_before_the_confirmation_is_reported() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as raw_server:
+        url = f"tcp://127.0.0.1:{raw_server.getsockname()[1]}"
+        client = connect(url + "?timeout=5")
+        held, _ = raw_server.accept()
+        client.send("x" * 100)
+        time.sleep(0.1)
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        held.close()  # with unread input and linger 0: a reset
+        with pytest.raises(
+            TransportClosed, match="close: the connection was reset before the peer confirmed"
+        ):
+            client.close()

@@ -392,6 +392,26 @@ def test_unknown_and_bad_options() -> None:
             channels.listen(listener.url)  # the port is taken
 
 
+def open_then_hold(server: socket.socket) -> socket.socket:
+    """A raw server's side: accepts one client, answers its opening handshake, then never reads
+    nor answers anything again (no pong, no close frame); returns the connection."""
+    conn, _ = server.accept()
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += conn.recv(4096)
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    conn.sendall(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+    return conn
+
+
 def handshake_by_hand(port: int, path: str = "/feed") -> socket.socket:
     """A raw socket that opened a WebSocket and will never answer anything (no pong)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
@@ -419,27 +439,8 @@ def test_a_peer_that_does_not_answer_pings_is_dropped_by_the_listener() -> None:
 
 
 def test_a_server_that_does_not_answer_pings_is_dropped_by_the_client() -> None:
-    guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
     with socket.create_server(("127.0.0.1", 0)) as server:
-
-        def answer_handshake_then_sleep() -> socket.socket:
-            conn, _ = server.accept()
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += conn.recv(4096)
-            key = next(
-                line.split(b":", 1)[1].strip()
-                for line in request.split(b"\r\n")
-                if line.lower().startswith(b"sec-websocket-key:")
-            )
-            accept = base64.b64encode(hashlib.sha1(key + guid.encode()).digest())
-            conn.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            )
-            return conn
-
-        serving = Background(answer_handshake_then_sleep)
+        serving = Background(lambda: open_then_hold(server))
         url = f"ws://127.0.0.1:{server.getsockname()[1]}/feed"
         with channels.connect(url, ping_interval=0.2) as client, serving.result():
             started = time.monotonic()
@@ -505,6 +506,7 @@ def test_a_killed_server_ends_the_client_or_with_reconnect_resumes() -> None:
                 sending = Background(lambda: steady.send("two"))  # waits for the new connection
                 assert receiving.result() == {"echo": "two"}
                 sending.result()
+                steady.close()  # while the server runs: it confirms (after it, close() would say so)
 
 
 def test_reconnect_is_stopped_by_close_and_by_a_refusal() -> None:
@@ -712,3 +714,43 @@ def test_async_keepalive_drops_a_silent_peer() -> None:
                 await server_side.close()
 
     run(main)
+
+
+def test_reconnect_waits_for_a_listener_that_starts_a_moment_later() -> None:
+    """With reconnect, the first dial is retried until ``timeout``; without, it fails at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/feed"
+    with pytest.raises(ConnectError):
+        channels.connect(url)
+
+    def start_later() -> None:
+        time.sleep(0.3)
+        with channels.listen(url) as listener:
+            assert listener.receive() == "hello"
+
+    later = Background(start_later)
+    with channels.connect(url + "?reconnect=1&timeout=5") as client:
+        client.send("hello")
+    later.result()
+    with pytest.raises(ConnectError):  # nothing comes within the timeout
+        channels.connect(url + "?reconnect=1&timeout=0.5")
+
+
+def test_close_says_so_when_the_peer_never_answers_the_close_handshake() -> None:
+    """A server that completed the opening handshake and then never reads: close() waits for its
+    close frame (the confirmation) CLOSE_TIMEOUT s, then raises TransportClosed naming the count."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        serving = Background(lambda: open_then_hold(server))
+        url = f"ws://127.0.0.1:{server.getsockname()[1]}/feed"
+        client = channels.connect(url, ping_interval=0)
+        with serving.result():
+            client.send({"a": 1})
+            client.send({"a": 2})
+            with pytest.raises(TransportClosed) as info:
+                client.close()
+            assert str(info.value) == (
+                f"{url}: close: the peer did not confirm within 2 s that it read what we sent "
+                "(2 messages on this connection); it may be lost"
+            )

@@ -36,9 +36,29 @@ BACKOFF_CAP = 5.0
 """The longest wait between two reconnection attempts, in seconds."""
 
 
+BACKLOG = 4096
+"""Connections the kernel holds for a tcp or ws listener before it accepts them (``backlog``);
+the kernel caps it at ``net.core.somaxconn``. Past it, a client's handshake completes on its side
+only, and what it sends waits for an accept that may never come (tcp.py says more)."""
+
+
+def check_backlog(backlog: int) -> int:
+    """``backlog`` when it is a whole number >= 1; ValueError otherwise."""
+    if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
+        raise ValueError(f"backlog must be a whole number >= 1, not {backlog!r}")
+    return backlog
+
+
 def backoff(attempt: int) -> float:
     """Seconds to wait before reconnection attempt ``attempt`` (from 0): 0.05 doubling to 5."""
     return float(min(BACKOFF_FIRST * 2.0 ** min(attempt, 30), BACKOFF_CAP))
+
+
+def first_retry(reconnect: bool, attempt: int, left: float) -> float | None:
+    """How long a client with ``reconnect`` waits before trying its first connection again
+    (``backoff``), or None: no ``reconnect``, or no time left of its ``timeout`` (``left`` s)."""
+    wait = backoff(attempt)
+    return wait if reconnect and wait < left else None
 
 
 def socket_wait(fd: int) -> Callable[[], object] | None:

@@ -75,6 +75,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -98,12 +99,15 @@ from ..errors import ConnectError, DecodeError, FrameTooLarge, TransportClosed, 
 from ..urls import Address
 from ..wire import MAX_LINE, decode, encode
 from .base import (
+    BACKLOG,
     AsyncChannel,
     AsyncListener,
     Channel,
     ErrorHandler,
     Listener,
     backoff,
+    check_backlog,
+    first_retry,
     log,
     log_error,
     small_reads,
@@ -371,6 +375,7 @@ class WsChannel(Channel):
         self._lock = threading.Lock()  # one reconnection at a time
         self._failure: BaseException | None = None  # raised by on_error in receive_many, kept for later
         self._refusal: ConnectError | None = None  # the server refused to take us back: final
+        self._sent = 0  # messages sent on this connection (close() must see them confirmed)
 
     def send(self, value: Any) -> None:
         """Sends one message; blocks while the peer does not read (and, reconnecting, while away)."""
@@ -378,17 +383,20 @@ class WsChannel(Channel):
         conn = self._conn
         try:
             conn.send(payload, text=True)  # the hot path: nothing more than websockets' own send
+            self._sent += 1
         except ConnectionClosed as exc:
             self._resend(payload, conn, exc)
 
     def _resend(self, payload: bytes | memoryview, conn: _SyncConnection, exc: ConnectionClosed) -> None:
         while True:
             if self._closed or self._redial is None:
+                self._sent = 0  # its loss is reported by this error
                 raise _closed(self.url, None if self._closed else exc) from exc
             self._reconnect(conn)
             conn = self._conn
             try:
                 conn.send(payload, text=True)
+                self._sent += 1
                 return
             except ConnectionClosed as again:
                 exc = again
@@ -433,6 +441,7 @@ class WsChannel(Channel):
         if conn is self._conn and _was_too_big(exc):
             self._frames.too_large()
         if self._redial is None:
+            self._sent = 0  # its loss is reported by this error
             raise _closed(self.url, exc) from exc
         self._reconnect(conn)
 
@@ -458,6 +467,7 @@ class WsChannel(Channel):
                     continue
                 self._frames = _Frames(self._frames.limit, self._frames.on_error)
                 self._conn = fresh
+                self._sent = 0
                 if self._closed:  # close() ran meanwhile and may have closed the old one only
                     fresh.close()
                     raise _closed(self.url, None)
@@ -465,12 +475,36 @@ class WsChannel(Channel):
                 return
 
     def close(self) -> None:
-        """Closes the connection (code 1000) and stops any reconnection; idempotent."""
+        """Closes the connection (code 1000) and stops any reconnection; idempotent.
+
+        Returns once the peer has answered with its close frame: it has received every message
+        sent before ours (the WebSocket close handshake is the confirmation).
+
+        Raises:
+            TransportClosed: no close frame came within the close timeout (the connect
+                ``timeout``): what was sent may be lost (the message says how many messages).
+        """
         if self._closed:
             return
         self._closed = True
         self._closing.set()
-        self._conn.close()
+        conn = self._conn
+        conn.close()
+        _confirmed(conn, self.url, self._sent)
+
+
+def _confirmed(conn: _SyncConnection | _AsyncConnection, url: str, sent: int) -> None:
+    """After our close: raises TransportClosed when messages were sent on ``conn`` and the peer's
+    close frame never came (the same words as ws.js)."""
+    if sent and conn.protocol.close_rcvd is None:
+        what = f"what we sent ({sent} messages on this connection); it may be lost"
+        if conn.protocol.close_sent is None:  # the connection failed before our close frame left
+            raise TransportClosed(
+                f"{url}: close: the connection was reset before the peer confirmed it read {what}"
+            )
+        raise TransportClosed(
+            f"{url}: close: the peer did not confirm within {conn.close_timeout:g} s that it read {what}"
+        )
 
 
 def _dial(
@@ -490,7 +524,7 @@ def _dial(
             compression=None,
             ping_interval=ping_interval,
             ping_timeout=ping_interval,
-            close_timeout=CLOSE_TIMEOUT,
+            close_timeout=CLOSE_TIMEOUT,  # (close() waits this long for the confirmation)
             origin=origin,  # type: ignore[arg-type]
             **_SYNC_DIRECT,
         )
@@ -515,7 +549,8 @@ def connect(
         address: ``ws://host:port/path``.
         token: the listener's token (sent as ``?token=``).
         timeout: seconds the opening handshake may take.
-        reconnect: dial again, with back-off, whenever the connection is lost.
+        reconnect: dial again, with back-off, whenever the connection is lost; the first dial
+            too, until ``timeout`` runs out (a listener not up yet is waited for).
         max_line: the largest message accepted, in bytes.
         on_error: called with each DecodeError (bad message, binary frame, FrameTooLarge).
         ping_interval: seconds between keepalive pings (None or 0: none).
@@ -538,9 +573,19 @@ def connect(
             origin=origin,
         )
 
-    return WsChannel(
-        dial(), url=url, max_line=max_line, on_error=on_error, redial=dial if reconnect else None
-    )
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:  # with reconnect, a listener not up yet is waited for, ``timeout`` s at most
+        try:
+            first = dial()
+            break
+        except ConnectError as exc:
+            wait = None if _refused(exc) else first_retry(reconnect, attempt, deadline - time.monotonic())
+            if wait is None:
+                raise
+            time.sleep(wait)
+            attempt += 1
+    return WsChannel(first, url=url, max_line=max_line, on_error=on_error, redial=dial if reconnect else None)
 
 
 class _Slot:
@@ -610,6 +655,7 @@ class WsListener(Listener):
         max_line: int,
         on_error: ErrorHandler | None,
         ping_interval: float | None,
+        backlog: int = BACKLOG,
     ) -> None:
         self._path = address.path
         self._token = token
@@ -636,6 +682,7 @@ class WsListener(Listener):
                 ping_interval=ping_interval or None,
                 ping_timeout=ping_interval or None,
                 close_timeout=CLOSE_TIMEOUT,
+                backlog=backlog,  # (to socket.create_server)
             )
         except OSError as exc:
             raise TransportError(f"{_public_url(address)}: cannot listen: {exc.strerror or exc}") from exc
@@ -835,6 +882,7 @@ def listen(
     on_error: ErrorHandler | None = None,
     ping_interval: float | None = PING_INTERVAL,
     reconnect: bool = False,
+    backlog: int = BACKLOG,
 ) -> WsListener:
     """Serves WebSocket connections on ``address`` (port 0: a free port, see ``.url``).
 
@@ -847,6 +895,7 @@ def listen(
         on_error: called with each DecodeError (bad message, binary frame, FrameTooLarge).
         ping_interval: seconds between keepalive pings (None or 0: none).
         reconnect: a client option, ignored here.
+        backlog: connections the kernel holds until they are accepted (see base.BACKLOG).
 
     Raises:
         TransportError: the address cannot be listened on (in use, not local...).
@@ -861,6 +910,7 @@ def listen(
         max_line=max_line,
         on_error=on_error,
         ping_interval=ping_interval,
+        backlog=check_backlog(backlog),
     )
 
 
@@ -888,6 +938,7 @@ class AsyncWsChannel(AsyncChannel):
         self._closing = asyncio.Event()
         self._lock = asyncio.Lock()
         self._refusal: ConnectError | None = None  # the server refused to take us back: final
+        self._sent = 0  # messages sent on this connection (close() must see them confirmed)
 
     async def send(self, value: Any) -> None:
         """Sends one message; waits while the peer does not read (and, reconnecting, while away)."""
@@ -895,14 +946,17 @@ class AsyncWsChannel(AsyncChannel):
         conn = self._conn
         try:
             await conn.send(payload, text=True)
+            self._sent += 1
         except ConnectionClosed as exc:
             while True:
                 if self._closed or self._redial is None:
+                    self._sent = 0  # its loss is reported by this error
                     raise _closed(self.url, None if self._closed else exc) from exc
                 await self._reconnect(conn)
                 conn = self._conn
                 try:
                     await conn.send(payload, text=True)
+                    self._sent += 1
                     return
                 except ConnectionClosed as again:
                     exc = again
@@ -921,6 +975,7 @@ class AsyncWsChannel(AsyncChannel):
                 if conn is self._conn and _was_too_big(exc):
                     self._frames.too_large()
                 if self._redial is None:
+                    self._sent = 0  # its loss is reported by this error
                     raise _closed(self.url, exc) from exc
                 await self._reconnect(conn)
                 continue
@@ -953,6 +1008,7 @@ class AsyncWsChannel(AsyncChannel):
                     continue
                 self._frames = _Frames(self._frames.limit, self._frames.on_error)
                 self._conn = fresh
+                self._sent = 0
                 if self._closed:
                     await fresh.close()
                     raise _closed(self.url, None)
@@ -960,12 +1016,16 @@ class AsyncWsChannel(AsyncChannel):
                 return
 
     async def close(self) -> None:
-        """Closes the connection (code 1000) and stops any reconnection; idempotent."""
+        """Closes the connection (code 1000) and stops any reconnection; idempotent. Returns
+        once the peer has answered with its close frame; else raises TransportClosed, as
+        ``WsChannel.close`` does."""
         if self._closed:
             return
         self._closed = True
         self._closing.set()
-        await self._conn.close()
+        conn = self._conn
+        await conn.close()
+        _confirmed(conn, self.url, self._sent)
 
 
 async def async_connect(
@@ -994,7 +1054,7 @@ async def async_connect(
                 compression=None,
                 ping_interval=interval,
                 ping_timeout=interval,
-                close_timeout=CLOSE_TIMEOUT,
+                close_timeout=CLOSE_TIMEOUT,  # (close() waits this long for the confirmation)
                 origin=origin,  # type: ignore[arg-type]
                 **_DIRECT,
             )
@@ -1003,8 +1063,21 @@ async def async_connect(
         small_reads(conn.transport)
         return conn
 
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    attempt = 0
+    while True:  # with reconnect, a listener not up yet is waited for, ``timeout`` s at most
+        try:
+            first = await dial()
+            break
+        except ConnectError as exc:
+            wait = None if _refused(exc) else first_retry(reconnect, attempt, deadline - loop.time())
+            if wait is None:
+                raise
+            await asyncio.sleep(wait)
+            attempt += 1
     return AsyncWsChannel(
-        await dial(), url=url, max_line=max_line, on_error=on_error, redial=dial if reconnect else None
+        first, url=url, max_line=max_line, on_error=on_error, redial=dial if reconnect else None
     )
 
 
@@ -1015,40 +1088,59 @@ class _AsyncMailbox:
         self._items: deque[tuple[_Slot, Any]] = deque()
         self._size = size
         self._closed = False
-        self._getters: list[asyncio.Future[None]] = []
-        self._putters: list[asyncio.Future[None]] = []
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._putters: deque[asyncio.Future[None]] = deque()
 
     @staticmethod
-    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+    def _wake(waiters: deque[asyncio.Future[None]]) -> None:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
         waiters.clear()
 
+    @staticmethod
+    def _wake_one(waiters: deque[asyncio.Future[None]]) -> None:
+        """Wakes the longest waiting one (not all: with a thousand connections waiting to put,
+        waking all for each free place made every message cost a thousand task switches)."""
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    @classmethod
+    async def _wait(cls, waiters: deque[asyncio.Future[None]]) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                cls._wake_one(waiters)  # it was our turn: pass it on
+            raise
+
     async def put(self, item: tuple[_Slot, Any]) -> bool:
         while len(self._items) >= self._size and not self._closed:
-            waiter = asyncio.get_running_loop().create_future()
-            self._putters.append(waiter)
-            await waiter
+            await self._wait(self._putters)
         if self._closed:
             return False
         self._items.append(item)
-        if self._getters:
-            self._wake(self._getters)
+        self._wake_one(self._getters)
+        if len(self._items) < self._size:
+            self._wake_one(self._putters)  # room for more: the next putter need not wait for a get
         return True
 
     async def get(self) -> tuple[_Slot, Any]:
         while not self._items:
             if self._closed:
                 raise TransportClosed("closed")
-            waiter = asyncio.get_running_loop().create_future()
-            self._getters.append(waiter)
-            await waiter
+            await self._wait(self._getters)
         if self._closed:
             raise TransportClosed("closed")
         item = self._items.popleft()
-        if self._putters:
-            self._wake(self._putters)
+        self._wake_one(self._putters)
+        if self._items:
+            self._wake_one(self._getters)
         return item
 
     def close(self) -> None:
@@ -1086,7 +1178,9 @@ class AsyncWsListener(AsyncListener):
         self._closed = False
         self.url = _public_url(address)
 
-    async def _start(self, timeout: float | None, ping_interval: float | None) -> None:
+    async def _start(
+        self, timeout: float | None, ping_interval: float | None, backlog: int = BACKLOG
+    ) -> None:
         address = self._address
         try:
             self._server = await _async_serve(
@@ -1100,6 +1194,7 @@ class AsyncWsListener(AsyncListener):
                 ping_interval=ping_interval or None,
                 ping_timeout=ping_interval or None,
                 close_timeout=CLOSE_TIMEOUT,
+                backlog=backlog,  # (to loop.create_server)
             )
         except OSError as exc:
             raise TransportError(f"{self.url}: cannot listen: {exc.strerror or exc}") from exc
@@ -1228,10 +1323,11 @@ async def async_listen(
     on_error: ErrorHandler | None = None,
     ping_interval: float | None = PING_INTERVAL,
     reconnect: bool = False,
+    backlog: int = BACKLOG,
 ) -> AsyncWsListener:
     """The asyncio ``listen``: the same options, an AsyncWsListener."""
     del reconnect
     _check_options(max_line, timeout, token)
     listener = AsyncWsListener(address, token=token, origins=origins, max_line=max_line, on_error=on_error)
-    await listener._start(timeout, ping_interval)
+    await listener._start(timeout, ping_interval, check_backlog(backlog))
     return listener
