@@ -24,7 +24,9 @@
  *
  * Browser specifics:
  * - The browser does not say why a handshake failed (wrong token, origin refused, wrong path,
- *   nothing listening all look the same), so `connect` throws one ConnectError naming them all.
+ *   nothing listening all look the same), so `connect` throws one ConnectError naming them all,
+ *   and with `reconnect` (which retries the first connection until `timeout` runs out, as in
+ *   Node) a refusal is retried like a listener not up yet.
  * - The browser answers the server's keepalive pings itself; it sends none.
  * - The browser's WebSocket has no flow control for reading: messages not yet taken queue up
  *   in memory. Sending waits while more than 1 MiB is buffered (`bufferedAmount`).
@@ -35,7 +37,7 @@
  */
 
 import { ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError } from "./errors.js";
-import { Channel, backoff, logError } from "./transports/base.js";
+import { Channel, backoff, firstRetry, logError } from "./transports/base.js";
 import { Address, parse } from "./urls.js";
 import { MAX_LINE, decode, encode } from "./wire.js";
 
@@ -45,8 +47,13 @@ export { Address, parse } from "./urls.js";
 
 /** Milliseconds between keepalive pings (the Node side; browsers only answer pings). */
 export const PING_INTERVAL = 20_000;
-/** Milliseconds the opening handshake may take. */
+/** Milliseconds the opening handshake may take, and the peer's confirmation of a client's `close()`. */
 export const TIMEOUT = 10_000;
+/**
+ * Milliseconds a `close()` waits for the peer's close frame when there is nothing to confirm (no
+ * message sent, or the connection's loss already reported), and a listener's connections.
+ */
+export const CLOSE_TIMEOUT = 2000;
 
 /** Bytes a link may buffer for sending before `send` waits. */
 export const HIGH_WATER = 1024 * 1024;
@@ -67,8 +74,13 @@ export const SKIP = Symbol("skip");
  * @property {(text: string) => Promise<void> | undefined} send writes one text frame; returns a
  *   promise when the caller must wait for the buffer to drain.
  * @property {() => boolean} isOpen whether frames can be sent.
+ * @property {number} sent how many messages were sent on it.
  * @property {(code: number) => Promise<void>} close starts the closing handshake; resolves once
  *   the connection is closed.
+ * @property {(timeout: number) => Promise<"confirmed" | "timeout" | "reset">} confirm closes
+ *   with 1000 (if still open) and waits at most `timeout` ms for the peer's close frame, which
+ *   it sends once it has read every frame before ours (what still comes meanwhile is dropped):
+ *   "confirmed" when it came (also before the call), "timeout", or "reset" (closed without it).
  * @property {() => void} pause stops reading the socket (a no-op in browsers).
  * @property {() => void} resume reads it again.
  * @property {Promise<void>} closed resolves once the connection is closed (after `sink.closed`).
@@ -97,6 +109,16 @@ export function refusal(url, status, body) {
   const error = new ConnectError(text ? `refused: ${text} (HTTP ${status})` : `refused (HTTP ${status})`, { url });
   REFUSED.add(error);
   return error;
+}
+
+/**
+ * Whether `error` is final for a client that reconnects: a refusal made by `refusal` (or, in a
+ * browser, a URL its WebSocket rejects outright). Mirror of Python's `_refused`.
+ * @param {unknown} error
+ * @returns {boolean}
+ */
+export function refused(error) {
+  return typeof error === "object" && error !== null && REFUSED.has(error);
 }
 
 /**
@@ -223,6 +245,7 @@ export class MessageQueue {
   #onHigh;
   #onLow;
   #paused = false;
+  #told = false;
 
   /**
    * @param {{high?: number, onHigh?: () => void, onLow?: () => void}} [options]
@@ -236,6 +259,11 @@ export class MessageQueue {
   /** @returns {number} values waiting. */
   get length() {
     return this.#items.length - this.#head;
+  }
+
+  /** @returns {boolean} whether a receiver has been handed the error that ended the queue. */
+  get told() {
+    return this.#told;
   }
 
   /**
@@ -271,7 +299,10 @@ export class MessageQueue {
   end(error) {
     if (this.#end !== null) return;
     this.#end = error;
-    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    for (const waiter of this.#waiters.splice(0)) {
+      this.#told = true;
+      waiter.reject(error);
+    }
   }
 
   /**
@@ -295,7 +326,10 @@ export class MessageQueue {
       }
       return item instanceof Thrown ? Promise.reject(item.error) : Promise.resolve(item);
     }
-    if (this.#end !== null) return Promise.reject(this.#end);
+    if (this.#end !== null) {
+      this.#told = true;
+      return Promise.reject(this.#end);
+    }
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
   }
 }
@@ -303,19 +337,19 @@ export class MessageQueue {
 /**
  * Waits `ms` milliseconds, or less if `signal` aborts.
  * @param {number} ms
- * @param {AbortSignal} signal
+ * @param {AbortSignal} [signal]
  * @returns {Promise<void>}
  */
 function sleep(ms, signal) {
   return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
+    if (signal?.aborted) return resolve();
     const done = () => {
       clearTimeout(timer);
-      signal.removeEventListener("abort", done);
+      signal?.removeEventListener("abort", done);
       resolve();
     };
     const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
+    signal?.addEventListener("abort", done, { once: true });
   });
 }
 
@@ -328,6 +362,17 @@ function sleep(ms, signal) {
  * connection is dialled again (back-off from 50 ms, doubling up to 5 s) until it works or
  * `close()` is called: `receive` goes on, `send` waits; messages in flight may be lost; a
  * refusal (HTTP 403/404) ends the channel with that ConnectError.
+ *
+ * A client's `close()` (one made with `timeout`) loses nothing silently: it resolves once the
+ * peer's close frame has come, which the peer sends after it has read every message before our
+ * close frame (the closing handshake is the confirmation). Without it within `timeout` ms, or
+ * when the connection fails first (close code 1006), it rejects with TransportClosed, as tcp's
+ * `close()` does: `<url>: close: the peer did not confirm within <s> s that it read what we sent
+ * (<n> messages on this connection); it may be lost`, or `<url>: close: the connection was reset
+ * before the peer confirmed it read what we sent (<n> messages on this connection); it may be
+ * lost`. Nothing sent on the connection, or its loss already reported by `send`/`receive` (or,
+ * reconnecting, the connection replaced): nothing to confirm, it resolves. In a browser, a close
+ * that is not clean (1006) is all it can see; its own close timeout may come before ours.
  */
 export class WsChannel extends Channel {
   #url;
@@ -344,6 +389,9 @@ export class WsChannel extends Channel {
   #reconnecting = null;
   /** @type {unknown} a refusal that ended the reconnection */
   #failure = null;
+  /** @type {number | null} ms close() waits for the peer's confirmation; null: no check */
+  #timeout;
+  #spent = false; // the current link's loss has been reported (or it is being replaced)
   #stop = new AbortController();
   /** @type {AbortSignal | undefined} */
   #signal;
@@ -352,13 +400,16 @@ export class WsChannel extends Channel {
   /**
    * @param {Link} link the open connection.
    * @param {{url: string, maxLine?: number, onError?: import("./transports/base.js").ErrorHandler,
-   *   redial?: (() => Promise<Link>) | null, signal?: AbortSignal}} options `url`: shown in
-   *   messages (never with the token); `redial`: opens a new link, for reconnecting; `signal`:
-   *   aborting it closes the channel.
+   *   redial?: (() => Promise<Link>) | null, signal?: AbortSignal, timeout?: number | null}}
+   *   options `url`: shown in messages (never with the token); `redial`: opens a new link, for
+   *   reconnecting; `signal`: aborting it closes the channel; `timeout`: ms `close()` waits for
+   *   the peer to confirm what was sent (clients), else it rejects; null: no check (a
+   *   listener's channels).
    */
-  constructor(link, { url, maxLine = MAX_LINE, onError, redial = null, signal }) {
+  constructor(link, { url, maxLine = MAX_LINE, onError, redial = null, signal, timeout = null }) {
     super();
     this.#url = url;
+    this.#timeout = timeout;
     this.#limit = maxLine;
     this.#onError = onError ?? logError;
     this.#redial = redial;
@@ -382,6 +433,7 @@ export class WsChannel extends Channel {
   /** @param {Link} link */
   #attach(link) {
     this.#link = link;
+    this.#spent = false;
     const frames = new Frames(this.#limit, this.#onError);
     link.attach(frameHandlers(frames, this.#queue, (why) => this.#lost(link, why)));
   }
@@ -397,6 +449,7 @@ export class WsChannel extends Channel {
     } else if (this.#redial === null) {
       this.#queue.end(new TransportClosed(`${this.#url}: connection closed (${why})`));
     } else {
+      this.#spent = true; // what was in flight may be lost (see the class doc)
       this.#reconnecting = this.#reconnect();
     }
   }
@@ -411,7 +464,7 @@ export class WsChannel extends Channel {
       try {
         link = await redial();
       } catch (error) {
-        if (REFUSED.has(/** @type {object} */ (error))) {
+        if (refused(error)) {
           this.#failure = error;
           this.#queue.end(error);
           return;
@@ -449,7 +502,10 @@ export class WsChannel extends Channel {
       }
       const link = this.#link;
       if (!link.isOpen()) {
-        if (this.#redial === null) throw new TransportClosed(`${this.#url}: connection closed`);
+        if (this.#redial === null) {
+          this.#spent = true; // reported here
+          throw new TransportClosed(`${this.#url}: connection closed`);
+        }
         await link.closed; // then #lost has started the reconnection
         continue;
       }
@@ -458,6 +514,7 @@ export class WsChannel extends Channel {
         try {
           await wait;
         } catch (error) {
+          if (link === this.#link) this.#spent = true;
           throw new TransportClosed(`${this.#url}: connection closed while sending`, { cause: error });
         }
       }
@@ -477,18 +534,55 @@ export class WsChannel extends Channel {
   }
 
   /**
-   * Closes the connection (code 1000) and stops any reconnection; safe to call twice.
+   * Closes the connection (code 1000) and stops any reconnection. A client's resolves once the
+   * peer has confirmed that it read every message sent (its close frame; see the class doc).
+   * Safe to call twice: a call while the first waits has its outcome, a later one resolves.
    * @returns {Promise<void>}
+   * @throws {TransportClosed} a client's peer did not confirm within `timeout`, or the
+   *   connection failed first: what was sent may be lost (the message says how many messages).
    */
   close() {
     if (this.#closing === null) {
       this.#closed = true;
       this.#stop.abort();
       this.#signal?.removeEventListener("abort", this.#onAbort);
+      const told = this.#redial === null && this.#queue.told; // receive() reported the loss
       this.#queue.end(new TransportClosed(`${this.#url}: closed`));
-      this.#closing = this.#link.close(1000);
+      const closing = this.#finish(this.#spent || told);
+      this.#closing = closing;
+      const settled = () => {
+        this.#closing = Promise.resolve();
+      };
+      closing.then(settled, settled);
     }
     return this.#closing;
+  }
+
+  /**
+   * @param {boolean} spent nothing to confirm: the link's loss was reported.
+   * @returns {Promise<void>}
+   */
+  async #finish(spent) {
+    const link = this.#link;
+    const timeout = this.#timeout;
+    if (timeout === null) {
+      await link.close(1000);
+      return;
+    }
+    if (spent || link.sent === 0) {
+      await link.confirm(Math.min(timeout, CLOSE_TIMEOUT));
+      return;
+    }
+    const within = Math.min(timeout, CLOSE_TIMEOUT); // (Python's websockets close_timeout too)
+    const outcome = await link.confirm(within);
+    if (outcome !== "confirmed") {
+      const what = `what we sent (${link.sent} messages on this connection); it may be lost`;
+      throw new TransportClosed(
+        outcome === "timeout"
+          ? `${this.#url}: close: the peer did not confirm within ${within / 1000} s that it read ${what}`
+          : `${this.#url}: close: the connection was reset before the peer confirmed it read ${what}`,
+      );
+    }
   }
 }
 
@@ -556,8 +650,12 @@ class BrowserLink {
   /** @type {[string, any, boolean?][]} events that came before attach() */
   #early = [];
   #tooLarge = false;
+  #dropping = false; // closing: what still comes is dropped
+  #code = 1006; // the close code, once closed
   /** @type {Promise<void>} */
   closed;
+  /** Messages sent on it. @type {number} */
+  sent = 0;
 
   /**
    * @param {WebSocket} ws an open WebSocket.
@@ -569,7 +667,7 @@ class BrowserLink {
     let done = () => {};
     this.closed = new Promise((resolve) => (done = resolve));
     ws.onmessage = (event) => {
-      if (this.#tooLarge) return;
+      if (this.#tooLarge || this.#dropping) return;
       const data = event.data;
       if (typeof data === "string") {
         // A string of n UTF-16 units holds n to 3n bytes of UTF-8: count only when it may matter.
@@ -586,6 +684,7 @@ class BrowserLink {
     };
     ws.onerror = () => {}; // a close event follows, with the code
     ws.onclose = (event) => {
+      this.#code = event.code;
       this.#emit("closed", `code ${event.code}${event.reason ? `: ${event.reason}` : ""}`);
       done();
     };
@@ -621,6 +720,7 @@ class BrowserLink {
    */
   send(text) {
     const ws = this.#ws;
+    this.sent++;
     ws.send(text);
     return ws.bufferedAmount > HIGH_WATER ? drained(ws) : undefined;
   }
@@ -636,6 +736,25 @@ class BrowserLink {
   close(code) {
     if (this.#ws.readyState <= 1) this.#ws.close(code);
     return this.closed;
+  }
+
+  /**
+   * See `Link.confirm`: the browser cannot end the connection at the timeout, only stop waiting
+   * (it closes in its own time), and all it tells of a failed close is the code 1006.
+   * @param {number} timeout ms.
+   * @returns {Promise<"confirmed" | "timeout" | "reset">}
+   */
+  confirm(timeout) {
+    const ws = this.#ws;
+    this.#dropping = true;
+    if (ws.readyState <= 1) ws.close(1000);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve("timeout"), timeout);
+      this.closed.then(() => {
+        clearTimeout(timer);
+        resolve(this.#code === 1006 ? "reset" : "confirmed");
+      });
+    });
   }
 
   pause() {}
@@ -686,7 +805,9 @@ function openBrowser(target, url, { timeout, maxLine, signal }) {
     try {
       ws = new WebSocket(target);
     } catch (error) {
-      reject(new ConnectError(`cannot open a WebSocket: ${/** @type {Error} */ (error).message}`, { url, cause: error }));
+      const failure = new ConnectError(`cannot open a WebSocket: ${/** @type {Error} */ (error).message}`, { url, cause: error });
+      REFUSED.add(failure); // a bad URL or a blocked port: trying again would not help
+      reject(failure);
       return;
     }
     const socket = ws;
@@ -728,11 +849,15 @@ function openBrowser(target, url, { timeout, maxLine, signal }) {
  * @param {{token?: string, timeout?: number, reconnect?: boolean, maxLine?: number,
  *   onError?: import("./transports/base.js").ErrorHandler, signal?: AbortSignal}} [options]
  *   override the URL's query options: `timeout` in milliseconds (default 10 s), `reconnect`
- *   (default false), `maxLine` in bytes (default 16 MiB), `onError` for bad messages (default:
- *   `console.warn` and go on), `signal` to close the channel.
+ *   (default false: dial again whenever the connection is lost, and retry the first dial, with
+ *   back-off from 50 ms doubling up to 5 s, until `timeout` runs out), `maxLine` in bytes
+ *   (default 16 MiB), `onError` for bad messages (default: `console.warn` and go on), `signal`
+ *   to close the channel (or stop connecting).
  * @returns {Promise<WsChannel>}
  * @throws {import("./errors.js").UrlError} the URL cannot be used.
- * @throws {ConnectError} the listener cannot be reached or refused the handshake.
+ * @throws {ConnectError} the listener cannot be reached or refused the handshake (with
+ *   `reconnect`: the last attempt's error, once `timeout` has run out).
+ * @throws {TransportClosed} the signal was aborted.
  * @throws {TypeError} an unknown option.
  */
 export async function connect(url, options = {}) {
@@ -754,6 +879,18 @@ export async function connect(url, options = {}) {
   const shown = publicUrl(address);
   const target = requestUrl(address, token);
   const dial = () => openBrowser(target, shown, { timeout, maxLine, signal });
-  const link = await dial();
-  return new WsChannel(link, { url: shown, maxLine, onError, redial: reconnect ? dial : null, signal });
+  const deadline = performance.now() + timeout;
+  // With reconnect, a listener not up yet is waited for, `timeout` ms at most.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const link = await dial();
+      return new WsChannel(link, { url: shown, maxLine, onError, redial: reconnect ? dial : null, signal });
+    } catch (error) {
+      const retry = error instanceof ConnectError && !refused(error);
+      const wait = retry ? firstRetry(reconnect, attempt, deadline - performance.now()) : null;
+      if (wait === null) throw error;
+      await sleep(wait, signal);
+      if (signal?.aborted) throw new TransportClosed(`${shown}: aborted`, { cause: signal.reason });
+    }
+  }
 }

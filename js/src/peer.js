@@ -323,6 +323,8 @@ export class Peer {
    * Closes the channel; pending calls fail with TransportClosed, running handlers are aborted.
    * Safe to call twice.
    * @returns {Promise<void>}
+   * @throws {TransportClosed} what the channel's `close()` throws: a tcp or ws client's peer did
+   *   not confirm that it read everything sent.
    */
   async close() {
     this.#closing = true;

@@ -1,4 +1,8 @@
 // Helpers shared by the test files (node --test lists this file too; it holds no tests).
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import net from "node:net";
+
 import { Malformed, Messages, Truncated } from "../src/index.js";
 
 /**
@@ -92,4 +96,67 @@ export function utf8Bytes(text) {
     }
   }
   return Uint8Array.from(bytes);
+}
+
+/**
+ * What the kernel holds for the listening socket on 127.0.0.1:`port` while this process does not
+ * accept: a child process opens `clients` connections to it, waits 300 ms and asks `ss`; our
+ * event loop is blocked all along (execFileSync), so nothing is accepted meanwhile. Linux only.
+ * @param {number} port
+ * @param {number} clients
+ * @returns {{connected: number, queued: number, backlog: number} | null} `connected`: the
+ *   child's sockets whose connect succeeded; `queued` and `backlog`: the listening socket's
+ *   Recv-Q (its accept queue) and Send-Q (the backlog the kernel took). null: no `ss` here.
+ */
+export function acceptQueue(port, clients) {
+  try {
+    execFileSync("ss", ["-V"], { stdio: "ignore" });
+  } catch {
+    return null;
+  }
+  const child = `
+    const net = require("node:net");
+    const { execFileSync } = require("node:child_process");
+    let connected = 0;
+    for (let i = 0; i < ${clients}; i++) {
+      net.connect(${port}, "127.0.0.1").on("connect", () => connected++).on("error", () => {});
+    }
+    setTimeout(() => {
+      const row = execFileSync("ss", ["-ltnH", "sport = :${port}"], { encoding: "utf8" }).trim().split(/\\s+/);
+      console.log(JSON.stringify({ connected, queued: Number(row[1]), backlog: Number(row[2]) }));
+      process.exit(0);
+    }, 300);`;
+  return JSON.parse(execFileSync(process.execPath, ["-e", child], { encoding: "utf8", timeout: 10_000 }));
+}
+
+/**
+ * `net.Server.prototype.listen`'s first argument, for each call `body` makes.
+ * @param {() => Promise<void>} body
+ * @returns {Promise<any[]>}
+ */
+export async function listenCalls(body) {
+  const calls = [];
+  const original = net.Server.prototype.listen;
+  net.Server.prototype.listen = function (...args) {
+    calls.push(args[0]);
+    return original.apply(this, args);
+  };
+  try {
+    await body();
+  } finally {
+    net.Server.prototype.listen = original;
+  }
+  return calls;
+}
+
+/**
+ * The kernel's cap on a listener's backlog (`net.core.somaxconn`), or null when unknown.
+ * @returns {number | null}
+ */
+export function somaxconn() {
+  try {
+    return Number(readFileSync("/proc/sys/net/core/somaxconn", "utf8"));
+  } catch {
+    return null;
+  }
 }

@@ -13,8 +13,9 @@ import { fileURLToPath } from "node:url";
 
 import { connect, listen } from "../src/channels.js";
 import { ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError } from "../src/errors.js";
-import { raiseError } from "../src/transports/base.js";
+import { firstRetry, raiseError } from "../src/transports/base.js";
 import {
+  BACKLOG,
   ClientHandshake,
   HELLO_LIMIT,
   Refused,
@@ -25,6 +26,7 @@ import {
 } from "../src/transports/tcp.js";
 import { parse } from "../src/urls.js";
 import { decode, encode } from "../src/wire.js";
+import { acceptQueue, listenCalls, somaxconn } from "./support.js";
 
 const UNIT = Number(process.env.BOTHWAYS_TEST_TIMEOUT_FACTOR ?? "1");
 const S = 1000 * UNIT; // one second, scaled
@@ -541,6 +543,69 @@ describe("cannot connect", () => {
   });
 });
 
+describe("the first connect with reconnect", () => {
+  // Mirrors tests/unit/test_tcp.py::test_reconnect_waits_for_a_server_that_starts_a_moment_later.
+  test("firstRetry: the back-off while time is left, only with reconnect", () => {
+    assert.equal(firstRetry(true, 0, 1000), 50);
+    assert.equal(firstRetry(true, 3, 1000), 400);
+    assert.equal(firstRetry(true, 20, 10_000), 5000);
+    assert.equal(firstRetry(true, 3, 400), null); // the wait would use up what is left
+    assert.equal(firstRetry(true, 0, 0), null);
+    assert.equal(firstRetry(false, 0, 10_000), null);
+  });
+
+  test("without reconnect, nothing listening: ConnectError at once", T, async () => {
+    const url = `tcp://127.0.0.1:${await freePort()}`;
+    const started = Date.now();
+    await assert.rejects(connect(url, { timeout: 5000 }), (e) => e instanceof ConnectError && /connection refused/.test(e.message));
+    assert.ok(Date.now() - started < 1 * S, `took ${Date.now() - started} ms`);
+  });
+
+  test("with reconnect, nothing listening: the last ConnectError once the timeout has run out", T, async () => {
+    const url = `tcp://127.0.0.1:${await freePort()}`;
+    const started = Date.now();
+    await assert.rejects(connect(`${url}?reconnect=1&timeout=0.5`), (e) => e instanceof ConnectError && e.url === url && /connection refused/.test(e.message));
+    const took = Date.now() - started;
+    assert.ok(took >= 300 && took < 3 * S, `took ${took} ms`);
+  });
+
+  test("with reconnect, a server started 300 ms later is waited for", T, async () => {
+    const url = `tcp://127.0.0.1:${await freePort()}`;
+    const later = sleep(300).then(() => listen(url));
+    const started = Date.now();
+    const client = await connect(url, { reconnect: true, timeout: 5000 });
+    const server = await later;
+    await using([server, client], async () => {
+      assert.ok(Date.now() - started >= 250, `connected after ${Date.now() - started} ms`);
+      await client.send({ hello: "late server" });
+      assert.deepEqual(await server.receive(), { hello: "late server" });
+      assert.equal(client.reconnects, 0); // the first connection, not a reconnection
+    });
+  });
+
+  test("with reconnect, a refused token is thrown at once, not retried", T, async () => {
+    const server = await listen("tcp://127.0.0.1:0", { token: "right" });
+    await using([server], async () => {
+      const started = Date.now();
+      await assert.rejects(
+        connect(server.url, { token: "wrong", reconnect: true, timeout: 5000 }),
+        (e) => e instanceof ConnectError && e.url === server.url && /refused by the server: wrong token/.test(e.message),
+      );
+      assert.ok(Date.now() - started < 1 * S, `took ${Date.now() - started} ms`);
+    });
+  });
+
+  test("with reconnect, an AbortSignal stops the waiting", T, async () => {
+    const url = `tcp://127.0.0.1:${await freePort()}`;
+    const started = Date.now();
+    await assert.rejects(connect(url, { reconnect: true, timeout: 10_000, signal: AbortSignal.timeout(200) }), (e) => e instanceof TransportClosed && /aborted/.test(e.message));
+    assert.ok(Date.now() - started < 2 * S, `took ${Date.now() - started} ms`);
+    const stopped = new AbortController();
+    stopped.abort();
+    await assert.rejects(connect(url, { reconnect: true, signal: stopped.signal }), TransportClosed);
+  });
+});
+
 describe("many clients, accept, broadcast, plain peers", () => {
   test("many clients are merged, each in order", T, async () => {
     const server = await listen("tcp://127.0.0.1:0");
@@ -613,9 +678,10 @@ describe("many clients, accept, broadcast, plain peers", () => {
     const [rawSrv, port, next] = await rawServer();
     const client = await connect(`tcp://127.0.0.1:${port}`);
     const socket = await next();
+    const reading = readAll(socket); // it reads to the end, then its FIN confirms our close()
     await client.send({ a: 1 });
     await client.close();
-    assert.equal((await readAll(socket)).toString(), '{"a":1}\n');
+    assert.equal((await reading).toString(), '{"a":1}\n');
     rawSrv.close();
   });
 
@@ -736,5 +802,223 @@ describe("killed peers and reconnection (real processes)", () => {
     await sleep(500);
     await client.close();
     await receiving;
+  });
+});
+
+describe("backlog and a confirmed close", () => {
+  const unconfirmed = (url, seconds, bytes) =>
+    `${url}: close: the peer did not confirm within ${seconds} s that it read what we sent (${bytes} bytes on this connection); it may be lost`;
+  const reset = (url, bytes) =>
+    `${url}: close: the connection was reset before the peer confirmed it read what we sent (${bytes} bytes on this connection); it may be lost`;
+
+  test("backlog: the URL's, the option's, or 4096, given to listen()", T, async () => {
+    assert.equal(BACKLOG, 4096);
+    const calls = await listenCalls(async () => {
+      for (const [url, options] of [
+        ["tcp://127.0.0.1:0", {}],
+        ["tcp://127.0.0.1:0?backlog=7", {}],
+        ["tcp://127.0.0.1:0?backlog=7", { backlog: 3 }],
+      ]) {
+        await (await listen(url, options)).close();
+      }
+    });
+    assert.deepEqual(
+      calls.map((options) => options.backlog),
+      [4096, 7, 3],
+    );
+    await assert.rejects(listen("tcp://127.0.0.1:0", { backlog: 0 }), RangeError);
+    await assert.rejects(listen("tcp://127.0.0.1:0", { backlog: 2.5 }), /backlog must be a whole number >= 1/);
+    const client = await tcpConnect(parse("tcp://127.0.0.1:1"), { backlog: 5 }).catch((e) => e); // ignored
+    assert.ok(client instanceof ConnectError);
+  });
+
+  test("the kernel holds backlog + 1 connections that are not accepted yet", T, async (t) => {
+    const small = await listen("tcp://127.0.0.1:0?backlog=1");
+    const big = await listen("tcp://127.0.0.1:0");
+    await using([small, big], async () => {
+      const held = acceptQueue(portOf(small.url), 10);
+      if (held === null) {
+        t.skip("no ss here");
+        return;
+      }
+      assert.equal(held.backlog, 1);
+      assert.ok(held.queued <= 2 && held.connected <= 2, JSON.stringify(held));
+      const all = acceptQueue(portOf(big.url), 10);
+      assert.equal(all.backlog, Math.min(BACKLOG, somaxconn() ?? BACKLOG));
+      assert.deepEqual([all.queued, all.connected], [10, 10]);
+    });
+  });
+
+  test("close() against a server that never reads: TransportClosed after the timeout", T, async () => {
+    const [rawSrv, port, next] = await rawServer();
+    const url = `tcp://127.0.0.1:${port}`;
+    try {
+      const client = await connect(url, { timeout: 500 });
+      const socket = await next();
+      socket.pause(); // never reads, never ends
+      await client.sendMany([1, 2, 3]);
+      const started = Date.now();
+      const closing = client.close();
+      const again = client.close(); // while it waits: the same outcome
+      await assert.rejects(closing, (e) => e instanceof TransportClosed && e.message === unconfirmed(url, 0.5, 6));
+      await assert.rejects(again, TransportClosed);
+      const waited = Date.now() - started;
+      assert.ok(waited >= 450 && waited < 3 * S, `waited ${waited} ms`);
+      await client.close(); // after: resolves
+      socket.destroy();
+
+      // with a token: the hello is not counted
+      const connecting = connect(url, { token: "t", timeout: 500 });
+      const guarded = await next();
+      await once(guarded, "data"); // the hello
+      guarded.pause();
+      guarded.write(WELCOME);
+      const withToken = await connecting;
+      await withToken.send("x".repeat(100_000)); // more than the kernel takes unread, some of it
+      await assert.rejects(withToken.close(), (e) => e.message === unconfirmed(url, 0.5, 100_003));
+      guarded.destroy();
+    } finally {
+      rawSrv.close();
+    }
+  });
+
+  test("close() against a server that reads to the end and closes: resolves", T, async () => {
+    const received = [];
+    const server = net.createServer((socket) => socket.on("data", (chunk) => received.push(chunk)));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    try {
+      const client = await connect(`tcp://127.0.0.1:${server.address().port}`, { timeout: 500 });
+      await client.sendMany(Array.from({ length: 1000 }, (_, i) => ({ i, pad: "p".repeat(100) })));
+      await client.close();
+      assert.equal(Buffer.concat(received).toString().split("\n").length - 1, 1000);
+    } finally {
+      server.close();
+    }
+  });
+
+  test("close() after a reset: TransportClosed that says so", T, async () => {
+    const server = net.createServer((socket) => socket.once("data", () => socket.resetAndDestroy()));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const url = `tcp://127.0.0.1:${server.address().port}`;
+    try {
+      const client = await connect(url);
+      await client.send("hi");
+      const started = Date.now();
+      await assert.rejects(client.close(), (e) => e instanceof TransportClosed && e.message === reset(url, 5) && e.cause?.code === "ECONNRESET");
+      assert.ok(Date.now() - started < 3 * S);
+    } finally {
+      server.close();
+    }
+  });
+
+  test("nothing sent, or the loss already reported: nothing to confirm", T, async () => {
+    const [rawSrv, port, next] = await rawServer();
+    const url = `tcp://127.0.0.1:${port}`;
+    try {
+      const quiet = await connect(url, { timeout: 5000 });
+      (await next()).pause();
+      const started = Date.now();
+      await quiet.close(); // sent nothing: resolves at once, though the server never reads
+      assert.ok(Date.now() - started < 1 * S);
+
+      const client = await connect(url);
+      const socket = await next();
+      await client.send(1);
+      socket.resetAndDestroy();
+      await assert.rejects(client.receive(), TransportClosed); // reported here...
+      await client.close(); // ...so not again
+    } finally {
+      rawSrv.close();
+    }
+  });
+
+  test("a listener answers the FIN at once, merged or accepted", T, async () => {
+    const server = await listen("tcp://127.0.0.1:0");
+    await using([server], async () => {
+      const merged = await connect(server.url, { timeout: 2000 });
+      await merged.sendMany([1, 2]);
+      const started = Date.now();
+      await merged.close();
+      assert.deepEqual(await take(server, 2), [1, 2]);
+
+      const client = await connect(server.url, { timeout: 2000 });
+      const conn = await server.accept(); // its owner neither reads nor closes it yet
+      await client.sendMany([3, 4]);
+      await client.close();
+      assert.ok(Date.now() - started < 1 * S, "close() waited");
+      assert.deepEqual(await all(conn), [3, 4]); // still there for its owner
+      await assert.rejects(conn.send(5), TransportClosed); // but no longer writable
+      await conn.close();
+    });
+  });
+
+  test("with reconnect, close() confirms the current connection", T, async () => {
+    const server = await listen("tcp://127.0.0.1:0");
+    const client = await connect(server.url, { reconnect: true, timeout: 2000 });
+    await using([server], async () => {
+      await client.send("a");
+      assert.equal(await server.receive(), "a");
+      await client.close();
+    });
+    const [rawSrv, port, next] = await rawServer();
+    try {
+      const url = `tcp://127.0.0.1:${port}`;
+      const stuck = await connect(url, { reconnect: true, timeout: 300 });
+      (await next()).pause();
+      await stuck.send("b");
+      await assert.rejects(stuck.close(), (e) => e.message === unconfirmed(url, 0.3, 4));
+    } finally {
+      rawSrv.close();
+      rawSrv.closeAllConnections?.();
+    }
+  });
+
+  test("3,000 clients x 20 messages at once: every message arrives, or close() says so", { timeout: 60 * S }, async () => {
+    const CLIENTS = 3000;
+    const MESSAGES = 20;
+    const server = await listen("tcp://127.0.0.1:0");
+    await using([server], async () => {
+      const got = Array.from({ length: CLIENTS }, () => []);
+      let count = 0;
+      const reading = (async () => {
+        for (;;) {
+          const batch = await server.receiveMany();
+          for (const { c, i } of batch) got[c].push(i);
+          count += batch.length;
+        }
+      })().catch((error) => {
+        if (!(error instanceof TransportClosed)) throw error;
+      });
+      const failures = new Map();
+      await Promise.all(
+        Array.from({ length: CLIENTS }, async (_, c) => {
+          try {
+            const client = await connect(server.url);
+            await client.sendMany(Array.from({ length: MESSAGES }, (_, i) => ({ c, i })));
+            await client.close();
+          } catch (error) {
+            failures.set(c, error);
+          }
+        }),
+      );
+      const expected = (CLIENTS - failures.size) * MESSAGES;
+      for (let waited = 0; count < expected && waited < 10 * S; waited += 10) await sleep(10);
+      await server.close();
+      await reading;
+      const every = Array.from({ length: MESSAGES }, (_, i) => i);
+      for (let c = 0; c < CLIENTS; c++) {
+        if (failures.has(c)) {
+          assert.ok(failures.get(c) instanceof TransportError, String(failures.get(c)));
+          assert.deepEqual(got[c], every.slice(0, got[c].length)); // in order, some lost
+        } else {
+          assert.deepEqual(got[c], every, `client ${c}`);
+        }
+      }
+      if ((somaxconn() ?? 0) >= CLIENTS) {
+        assert.ok(failures.size < CLIENTS / 10, `${failures.size} clients failed`); // the backlog holds them
+      }
+    });
   });
 });

@@ -16,11 +16,12 @@ import { fileURLToPath } from "node:url";
 
 import WebSocket from "ws";
 
-import { Frames, MessageQueue, SKIP } from "../src/browser.js";
+import { Frames, MessageQueue, SKIP, connect as browserConnect } from "../src/browser.js";
 import { connect, listen } from "../src/channels.js";
 import { ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError } from "../src/errors.js";
-import { checkRequest, connect as wsConnect, listen as wsListen } from "../src/transports/ws.js";
+import { BACKLOG, checkRequest, connect as wsConnect, listen as wsListen } from "../src/transports/ws.js";
 import { parse } from "../src/urls.js";
+import { acceptQueue, listenCalls, somaxconn } from "./support.js";
 
 const UNIT = Number(process.env.BOTHWAYS_TEST_TIMEOUT_FACTOR ?? "1");
 const S = 1000 * UNIT; // one second, scaled
@@ -65,6 +66,28 @@ async function bare(url) {
   const ws = new WebSocket(url, { perMessageDeflate: false });
   await once(ws, "open");
   return ws;
+}
+
+/**
+ * A raw TCP server that completes the WebSocket handshake by hand, then gives each socket to
+ * `opened` (which decides whether it ever reads again). Resolves to [server, url, sockets].
+ */
+async function handshakeServer(opened) {
+  const sockets = [];
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    socket.once("data", (request) => {
+      const key = /sec-websocket-key: *(\S+)/i.exec(request.toString())[1];
+      const accept = createHash("sha1").update(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      );
+      opened(socket);
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return [server, `ws://127.0.0.1:${server.address().port}/feed`, sockets];
 }
 
 /** A node peer process (ws_node_peer.mjs); `lines()` iterates its JSON stdout. */
@@ -559,5 +582,238 @@ describe("ws:// Node to Node", () => {
     controller.abort();
     await assert.rejects(within(client.receive()), TransportClosed);
     await listener.close();
+  });
+});
+
+describe("the first dial with reconnect", () => {
+  // Mirrors tests/unit/test_ws.py::test_reconnect_waits_for_a_listener_that_starts_a_moment_later.
+  /** A ws:// URL on a port nothing listens on. */
+  async function nowhere() {
+    const probe = createServer().listen(0, "127.0.0.1");
+    await once(probe, "listening");
+    const { port } = probe.address();
+    await new Promise((done) => probe.close(done));
+    return `ws://127.0.0.1:${port}/feed`;
+  }
+
+  test("without reconnect, nothing listening: ConnectError at once", async () => {
+    const url = await nowhere();
+    const started = Date.now();
+    await assert.rejects(connect(url, { timeout: 5000 }), (e) => e instanceof ConnectError && /connection refused/.test(e.message));
+    assert.ok(Date.now() - started < 1 * S, `took ${Date.now() - started} ms`);
+  });
+
+  test("with reconnect, nothing listening: the last ConnectError once the timeout has run out", async () => {
+    const url = await nowhere();
+    const started = Date.now();
+    await assert.rejects(connect(`${url}?reconnect=1&timeout=0.5`), (e) => e instanceof ConnectError && e.url.startsWith(url) && /connection refused/.test(e.message));
+    const took = Date.now() - started;
+    assert.ok(took >= 300 && took < 3 * S, `took ${took} ms`);
+  });
+
+  test("with reconnect, a listener started 300 ms later is waited for", async () => {
+    const url = await nowhere();
+    const later = sleep(300).then(() => listen(url));
+    const started = Date.now();
+    const client = await within(connect(url, { reconnect: true, timeout: 5000 }));
+    const listener = await later;
+    try {
+      assert.ok(Date.now() - started >= 250, `connected after ${Date.now() - started} ms`);
+      await client.send({ hello: "late listener" });
+      assert.deepEqual(await within(listener.receive()), { hello: "late listener" });
+      await client.close();
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test("with reconnect, a refusal (HTTP 403) is thrown at once, not retried", async () => {
+    const listener = await listen("ws://127.0.0.1:0/feed", { token: "s3cret" });
+    try {
+      const started = Date.now();
+      await assert.rejects(
+        connect(listener.url, { token: "nope", reconnect: true, timeout: 5000 }),
+        (e) => e instanceof ConnectError && /refused: wrong token \(HTTP 403\)/.test(e.message),
+      );
+      assert.ok(Date.now() - started < 1 * S, `took ${Date.now() - started} ms`);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test("with reconnect, an AbortSignal stops the waiting", async () => {
+    const url = await nowhere();
+    const started = Date.now();
+    await assert.rejects(
+      connect(url, { reconnect: true, timeout: 10_000, signal: AbortSignal.timeout(200) }),
+      (e) => e instanceof TransportClosed && /aborted/.test(e.message),
+    );
+    assert.ok(Date.now() - started < 2 * S, `took ${Date.now() - started} ms`);
+  });
+
+  test("the browser's connect (over ws' WebSocket) waits too, and gives up at its timeout", async () => {
+    const saved = globalThis.WebSocket;
+    globalThis.WebSocket = WebSocket; // ws' class has the browser's API (onopen, onclose...)
+    try {
+      const url = await nowhere();
+      let started = Date.now();
+      await assert.rejects(browserConnect(url), ConnectError); // without reconnect: at once
+      assert.ok(Date.now() - started < 1 * S, `took ${Date.now() - started} ms`);
+      started = Date.now();
+      await assert.rejects(browserConnect(url, { reconnect: true, timeout: 500 }), ConnectError);
+      const took = Date.now() - started;
+      assert.ok(took >= 300 && took < 3 * S, `took ${took} ms`);
+      const later = sleep(300).then(() => listen(url));
+      const client = await within(browserConnect(url, { reconnect: true, timeout: 5000 }));
+      const listener = await later;
+      try {
+        await client.send({ hello: "from a page" });
+        assert.deepEqual(await within(listener.receive()), { hello: "from a page" });
+        await client.close();
+      } finally {
+        await listener.close();
+      }
+      const stopped = AbortSignal.timeout(200);
+      await assert.rejects(browserConnect(url, { reconnect: true, timeout: 10_000, signal: stopped }), TransportClosed);
+    } finally {
+      globalThis.WebSocket = saved;
+    }
+  });
+});
+
+describe("backlog and a confirmed close", () => {
+  const unconfirmed = (url, seconds, count) =>
+    `${url}: close: the peer did not confirm within ${seconds} s that it read what we sent (${count} messages on this connection); it may be lost`;
+  const reset = (url, count) =>
+    `${url}: close: the connection was reset before the peer confirmed it read what we sent (${count} messages on this connection); it may be lost`;
+
+  /** Closes a handshakeServer. */
+  async function stop(server, sockets) {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((done) => server.close(done));
+  }
+
+  test("backlog: the URL's, the option's, or 4096, given to listen()", async () => {
+    assert.equal(BACKLOG, 4096);
+    const calls = await listenCalls(async () => {
+      for (const [url, options] of [
+        ["ws://127.0.0.1:0/feed", {}],
+        ["ws://127.0.0.1:0/feed?backlog=7", {}],
+        ["ws://127.0.0.1:0/feed?backlog=7", { backlog: 3 }],
+      ]) {
+        await (await listen(url, options)).close();
+      }
+    });
+    assert.deepEqual(
+      calls.map((options) => options.backlog),
+      [4096, 7, 3],
+    );
+    await assert.rejects(listen("ws://127.0.0.1:0/feed", { backlog: 0 }), RangeError);
+    await assert.rejects(wsConnect(parse("ws://127.0.0.1:1/feed"), { backlog: 5 }), ConnectError); // ignored
+  });
+
+  test("the kernel holds backlog + 1 connections that are not accepted yet", async (t) => {
+    const small = await listen("ws://127.0.0.1:0/feed?backlog=1");
+    const big = await listen("ws://127.0.0.1:0/feed");
+    try {
+      const held = acceptQueue(portOf(small.url), 10);
+      if (held === null) {
+        t.skip("no ss here");
+        return;
+      }
+      assert.equal(held.backlog, 1);
+      assert.ok(held.queued <= 2 && held.connected <= 2, JSON.stringify(held));
+      const all = acceptQueue(portOf(big.url), 10);
+      assert.equal(all.backlog, Math.min(BACKLOG, somaxconn() ?? BACKLOG));
+      assert.deepEqual([all.queued, all.connected], [10, 10]);
+    } finally {
+      await small.close();
+      await big.close();
+    }
+  });
+
+  test("close() against a server that never reads: TransportClosed after the timeout", async () => {
+    const [server, url, sockets] = await handshakeServer((socket) => socket.pause());
+    try {
+      const client = await connect(url, { timeout: 500 });
+      for (const i of [1, 2, 3]) await client.send({ i });
+      const started = Date.now();
+      const closing = client.close();
+      const again = client.close(); // while it waits: the same outcome
+      await assert.rejects(closing, (e) => e instanceof TransportClosed && e.message === unconfirmed(url, 0.5, 3));
+      await assert.rejects(again, TransportClosed);
+      const waited = Date.now() - started;
+      assert.ok(waited >= 450 && waited < 3 * S, `waited ${waited} ms`);
+      await client.close(); // after: resolves
+
+      const quiet = await connect(url, { timeout: 500 });
+      const before = Date.now();
+      await within(quiet.close()); // nothing sent: nothing to confirm
+      assert.ok(Date.now() - before < 2 * S);
+    } finally {
+      await stop(server, sockets);
+    }
+  });
+
+  test("close() after a reset: TransportClosed that says so", async () => {
+    const [server, url, sockets] = await handshakeServer((socket) => socket.once("data", () => socket.resetAndDestroy()));
+    try {
+      const client = await connect(url);
+      await client.send("hi");
+      await sleep(100); // the reset comes before close()
+      await assert.rejects(within(client.close()), (e) => e instanceof TransportClosed && e.message === reset(url, 1));
+      const other = await connect(url);
+      await other.send("hi");
+      await assert.rejects(within(other.receive()), TransportClosed); // reported here...
+      await within(other.close()); // ...so not again
+    } finally {
+      await stop(server, sockets);
+    }
+  });
+
+  test("1,000 clients x 20 messages at once: every message arrives, or close() says so", { timeout: 60 * S }, async () => {
+    const CLIENTS = 1000;
+    const MESSAGES = 20;
+    const listener = await listen("ws://127.0.0.1:0/feed");
+    try {
+      const got = Array.from({ length: CLIENTS }, () => []);
+      let count = 0;
+      const reading = (async () => {
+        for await (const { c, i } of listener) {
+          got[c].push(i);
+          count++;
+        }
+      })();
+      const failures = new Map();
+      await Promise.all(
+        Array.from({ length: CLIENTS }, async (_, c) => {
+          try {
+            const client = await connect(listener.url);
+            for (let i = 0; i < MESSAGES; i++) await client.send({ c, i });
+            await client.close();
+          } catch (error) {
+            failures.set(c, error);
+          }
+        }),
+      );
+      const expected = (CLIENTS - failures.size) * MESSAGES;
+      for (let waited = 0; count < expected && waited < 10 * S; waited += 10) await sleep(10);
+      await listener.close();
+      await reading;
+      const every = Array.from({ length: MESSAGES }, (_, i) => i);
+      for (let c = 0; c < CLIENTS; c++) {
+        if (failures.has(c)) {
+          assert.ok(failures.get(c) instanceof TransportError, String(failures.get(c)));
+          assert.deepEqual(got[c], every.slice(0, got[c].length)); // in order, some lost
+        } else {
+          assert.deepEqual(got[c], every, `client ${c}`);
+        }
+      }
+      if ((somaxconn() ?? 0) >= CLIENTS) {
+        assert.ok(failures.size < CLIENTS / 10, `${failures.size} clients failed`);
+      }
+    } finally {
+      await listener.close();
+    }
   });
 });

@@ -60,6 +60,27 @@ export const BACKOFF_FIRST = 50;
 export const BACKOFF_CAP = 5000;
 
 /**
+ * Connections the kernel holds for a tcp or ws listener before it accepts them (`backlog`); the
+ * kernel caps it at `net.core.somaxconn`. Past it, a client's handshake completes on its side
+ * only, and what it sends waits for an accept that may never come (tcp.js says more). Mirror of
+ * Python's `BACKLOG`.
+ */
+export const BACKLOG = 4096;
+
+/**
+ * `backlog` when it is a whole number >= 1. Mirror of Python's `check_backlog`.
+ * @param {unknown} backlog
+ * @returns {number}
+ * @throws {RangeError} it is not.
+ */
+export function checkBacklog(backlog) {
+  if (typeof backlog !== "number" || !Number.isInteger(backlog) || backlog < 1) {
+    throw new RangeError(`backlog must be a whole number >= 1, not ${String(backlog)}`);
+  }
+  return backlog;
+}
+
+/**
  * Milliseconds to wait before reconnection attempt `attempt` (from 0): 50 doubling to 5000.
  * Mirror of Python's `backoff` (in seconds there).
  * @param {number} attempt
@@ -67,6 +88,20 @@ export const BACKOFF_CAP = 5000;
  */
 export function backoff(attempt) {
   return Math.min(BACKOFF_FIRST * 2 ** Math.min(attempt, 30), BACKOFF_CAP);
+}
+
+/**
+ * How long a client with `reconnect` waits before trying its first connection again
+ * (`backoff(attempt)`, in milliseconds), or null: no `reconnect`, or no time left of its `timeout`
+ * (`left` ms). Mirror of Python's `first_retry` (in seconds there).
+ * @param {boolean} reconnect
+ * @param {number} attempt which retry this is, from 0 (0 after the first failure).
+ * @param {number} left milliseconds left of the connect timeout.
+ * @returns {number | null}
+ */
+export function firstRetry(reconnect, attempt, left) {
+  const wait = backoff(attempt);
+  return reconnect && wait < left ? wait : null;
 }
 
 /**

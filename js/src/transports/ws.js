@@ -16,22 +16,38 @@
  *   the frame has been written (and so does every 256th send, so that a tight send loop gives
  *   the event loop a turn to notice a dead peer); a channel pauses its socket when 1024 messages wait unread, and
  *   the merged queue of a listener pauses every merged socket.
+ * - With `reconnect`, the first dial is retried too, on the back-off of later reconnections
+ *   (`firstRetry`: 50 ms doubling to 5 s), until `timeout` runs out; then its last ConnectError is
+ *   thrown. A refusal (an HTTP answer such as 403 or 404 instead of the upgrade) is thrown at
+ *   once, as it is while reconnecting. Without `reconnect`, the first failure is thrown at once.
  * - Keepalive by hand (`ws` has none): every `pingInterval` each side pings; a link that has not
  *   ponged since the previous ping is terminated (the survivor's `receive` throws
  *   TransportClosed).
  * - The server is a plain `node:http` server whose 'upgrade' handler runs the same gate as
  *   Python's `check_request` (path 404, origin 403, token 403, compared in constant time)
- *   before handing the socket to a `WebSocketServer({ noServer: true })`.
+ *   before handing the socket to a `WebSocketServer({ noServer: true })`. It listens with
+ *   `backlog` (default `BACKLOG` = 4096, as tcp's; the kernel caps it at `net.core.somaxconn`),
+ *   and does nothing slow per connection before the next accept.
+ * - A client's `close()` is confirmed by the closing handshake: it resolves once the listener's
+ *   close frame has come (`ws` sends it as soon as it has parsed ours, so after every message
+ *   before it; a listener paused for backpressure answers once it reads again), within the
+ *   channel's `timeout`; else it ends the connection and rejects with
+ *   TransportClosed saying how many messages may be lost (see `WsChannel`). Unlike a TCP
+ *   client's data, a WebSocket's messages cannot vanish in an overflowing accept queue (the
+ *   opening handshake needs the server's answer), but the confirmation covers every other way
+ *   of losing the tail of a stream (a server that dies, or resets, before reading it).
  *
  * @module bothways/transports/ws
  */
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import { STATUS_CODES, createServer } from "node:http";
+import { setTimeout as delay } from "node:timers/promises";
 
 import WebSocket, { WebSocketServer } from "ws";
 
 import {
+  CLOSE_TIMEOUT,
   HIGH_WATER,
   MessageQueue,
   PING_INTERVAL,
@@ -42,16 +58,17 @@ import {
   frameHandlers,
   publicUrl,
   refusal,
+  refused,
   refuseUnknown,
   requestUrl,
 } from "../browser.js";
 import { ConnectError, TransportClosed, TransportError } from "../errors.js";
 import { MAX_LINE, encode } from "../wire.js";
-import { Listener } from "./base.js";
+import { BACKLOG, Listener, checkBacklog, firstRetry } from "./base.js";
 
 export { PING_INTERVAL, TIMEOUT, WsChannel } from "../browser.js";
+export { BACKLOG };
 
-const CLOSE_TIMEOUT = 2000; // ms close() waits for the peer's close frame
 const CONFIRM_EVERY = 256; // frames sent between two waits for a write to complete
 const HELD = 16; // messages a connection nobody has claimed yet may bring before it is paused
 const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
@@ -159,8 +176,12 @@ class NodeLink {
   #unconfirmed = 0; // frames sent since the last one whose write was waited for
   /** @type {Error | null} */
   #error = null;
+  #dropping = false; // closing: what still comes is dropped
+  #code = 1006; // the close code, once closed (1006: no close frame came)
   /** @type {Promise<void>} */
   closed;
+  /** Messages sent on it. @type {number} */
+  sent = 0;
 
   /**
    * @param {WebSocket} ws an open WebSocket.
@@ -182,6 +203,7 @@ class NodeLink {
       this.#alive = true;
     });
     ws.on("close", (code, reason) => {
+      this.#code = code;
       if (this.#timer !== null) clearInterval(this.#timer);
       let why = `code ${code}${reason.length > 0 ? `: ${reason}` : ""}`;
       if (this.#error !== null) why += `; ${this.#error.message}`;
@@ -209,6 +231,7 @@ class NodeLink {
    */
   #emit(kind, data, isBinary) {
     const sink = this.#sink;
+    if (this.#dropping && kind !== "closed") return;
     if (sink === null) {
       // Not claimed yet: keep reading (a close frame must be seen), but only a few messages.
       if (this.#early.push([kind, data, isBinary]) === HELD) this.#ws.pause();
@@ -234,6 +257,7 @@ class NodeLink {
    */
   send(text) {
     const ws = this.#ws;
+    this.sent++;
     if (ws.bufferedAmount < HIGH_WATER && ++this.#unconfirmed < CONFIRM_EVERY) {
       ws.send(text);
       return undefined;
@@ -257,6 +281,29 @@ class NodeLink {
     const ws = this.#ws;
     if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(code);
     return this.closed;
+  }
+
+  /**
+   * See `Link.confirm` in ../browser.js: at the timeout the connection is terminated.
+   * @param {number} timeout ms.
+   * @returns {Promise<"confirmed" | "timeout" | "reset">}
+   */
+  confirm(timeout) {
+    const ws = this.#ws;
+    this.#dropping = true; // and reading goes on: the peer's close frame must be read
+    this.resume();
+    if (ws.readyState === WebSocket.OPEN) ws.close(1000);
+    return new Promise((resolve) => {
+      let late = false;
+      const timer = setTimeout(() => {
+        late = true;
+        ws.terminate();
+      }, timeout);
+      this.closed.then(() => {
+        clearTimeout(timer);
+        resolve(this.#code !== 1006 ? "confirmed" : late ? "timeout" : "reset");
+      });
+    });
   }
 
   pause() {
@@ -286,7 +333,8 @@ function connectError(url, error, timeout) {
 }
 
 /**
- * Dials a listener; resolves with the open link.
+ * Dials a listener; resolves with the open link. `ws` ends a closing connection itself only
+ * after `timeout` + CLOSE_TIMEOUT ms, so that `confirm(timeout)` decides first.
  * @param {string} target the request URL (with the token).
  * @param {string} url the URL for messages (without it).
  * @param {{timeout: number, maxLine: number, pingInterval: number | null, origin?: string,
@@ -303,7 +351,7 @@ function dial(target, url, { timeout, maxLine, pingInterval, origin, signal }) {
       perMessageDeflate: false,
       maxPayload: maxLine,
       handshakeTimeout: timeout,
-      closeTimeout: CLOSE_TIMEOUT,
+      closeTimeout: timeout + CLOSE_TIMEOUT,
       followRedirects: false,
       ...(origin ? { origin } : {}),
     });
@@ -340,21 +388,29 @@ function dial(target, url, { timeout, maxLine, pingInterval, origin, signal }) {
 /**
  * @typedef {object} ConnectOptions
  * @property {string} [token] the listener's token (sent as `?token=`).
- * @property {number} [timeout] ms the opening handshake may take (default 10 s).
- * @property {boolean} [reconnect] dial again, with back-off, whenever the connection is lost.
+ * @property {number} [timeout] ms the opening handshake may take (with `reconnect`: the time
+ *   within which the first dial is retried), and the peer's confirmation of `close()` (default
+ *   10 s).
+ * @property {boolean} [reconnect] dial again, with back-off, whenever the connection is lost; the
+ *   first dial too, until `timeout` runs out (a listener not up yet is waited for; a refusal is
+ *   not retried).
  * @property {number} [maxLine] the largest message accepted, in bytes (default 16 MiB).
  * @property {import("./base.js").ErrorHandler} [onError] called with each DecodeError.
  * @property {number | null} [pingInterval] ms between keepalive pings (null or 0: none).
  * @property {string} [origin] an Origin header to send.
  * @property {AbortSignal} [signal] aborting it closes the channel (or the attempt to connect).
+ * @property {number} [backlog] a listener option, ignored here (one URL serves both sides).
  */
 
 /**
- * Connects to the WebSocket listener at `address`.
+ * Connects to the WebSocket listener at `address`. With `reconnect`, a listener that cannot be
+ * reached is dialled again (back-off from 50 ms, doubling up to 5 s) until `timeout` runs out.
  * @param {import("../urls.js").Address} address `ws://host:port/path`.
  * @param {ConnectOptions} [options]
  * @returns {Promise<WsChannel>}
- * @throws {ConnectError} the listener cannot be reached or refused the handshake.
+ * @throws {ConnectError} the listener cannot be reached (with `reconnect`: the last attempt's
+ *   error, once `timeout` has run out) or refused the handshake (never retried).
+ * @throws {TransportClosed} the signal was aborted.
  * @throws {TypeError} an unknown option.
  */
 export async function connect(address, options = {}) {
@@ -369,13 +425,30 @@ export async function connect(address, options = {}) {
     signal,
     ...rest
   } = options;
+  delete rest.backlog; // a listener option: accepted, so that one URL serves both sides
   refuseUnknown(rest, "connect");
   checkOptions({ maxLine, timeout, token });
   const url = publicUrl(address);
   const target = requestUrl(address, token);
   const redial = () => dial(target, url, { timeout, maxLine, pingInterval, origin, signal });
-  const link = await redial();
-  return new WsChannel(link, { url, maxLine, onError, redial: reconnect ? redial : null, signal });
+  const deadline = performance.now() + timeout;
+  // With reconnect, a listener not up yet is waited for, `timeout` ms at most.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const link = await redial();
+      return new WsChannel(link, { url, maxLine, onError, redial: reconnect ? redial : null, signal, timeout });
+    } catch (error) {
+      const retry = error instanceof ConnectError && !refused(error);
+      const wait = retry ? firstRetry(reconnect, attempt, deadline - performance.now()) : null;
+      if (wait === null) throw error;
+      try {
+        await delay(wait, undefined, { signal });
+      } catch (stopped) {
+        if (signal?.aborted) throw new TransportClosed(`${url}: aborted`, { cause: signal.reason });
+        throw stopped;
+      }
+    }
+  }
 }
 
 /**
@@ -476,17 +549,18 @@ export class WsListener extends Listener {
   /**
    * Starts listening; resolves once the port is bound.
    * @param {import("../urls.js").Address} address
+   * @param {number} [backlog] connections the kernel may hold until accepted.
    * @returns {Promise<void>}
    * @throws {TransportError} the address cannot be listened on.
    */
-  start(address) {
+  start(address, backlog = BACKLOG) {
     return new Promise((resolve, reject) => {
       const server = this.#server;
       const onError = (/** @type {Error} */ error) => {
         reject(new TransportError(`${this.url}: cannot listen: ${error.message}`, { cause: error }));
       };
       server.once("error", onError);
-      server.listen(address.port, address.host ?? "127.0.0.1", () => {
+      server.listen({ port: address.port, host: address.host ?? "127.0.0.1", backlog }, () => {
         server.removeListener("error", onError);
         const bound = /** @type {import("node:net").AddressInfo} */ (server.address());
         this.url = publicUrl(address.withPort(bound.port));
@@ -634,6 +708,8 @@ export class WsListener extends Listener {
  * @property {string[] | null} [origins] the browser origins allowed (default: pages on
  *   localhost, 127.0.0.1 or [::1]).
  * @property {number} [timeout] ms a client may take to send its handshake request.
+ * @property {number} [backlog] connections the kernel holds until they are accepted (default
+ *   `BACKLOG` = 4096; the kernel caps it at `net.core.somaxconn`).
  * @property {number} [maxLine] the largest message accepted, in bytes (default 16 MiB).
  * @property {import("./base.js").ErrorHandler} [onError] called with each DecodeError.
  * @property {number | null} [pingInterval] ms between keepalive pings (null or 0: none).
@@ -658,12 +734,14 @@ export async function listen(address, options = {}) {
     onError,
     pingInterval = PING_INTERVAL,
     signal,
+    backlog = BACKLOG,
     ...rest
   } = options;
   delete rest.reconnect; // a client option: accepted, so that one URL serves both sides
   refuseUnknown(rest, "listen");
   checkOptions({ maxLine, timeout, token });
+  checkBacklog(backlog);
   const listener = new WsListener(address, { token, origins, maxLine, onError, pingInterval, timeout, signal });
-  await listener.start(address);
+  await listener.start(address, backlog);
   return listener;
 }

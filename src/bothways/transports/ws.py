@@ -44,12 +44,19 @@ Client options: ``token``, ``timeout`` (handshake, 10 s), ``reconnect`` (default
 ``on_error``. With ``reconnect``, a lost connection is dialled again after 0.05 s, doubling up to
 5 s between tries, until it works or ``close()`` is called: ``receive`` goes on with the new
 connection, ``send`` waits for it; messages in flight when the connection broke may be lost. A
-handshake the server refuses (403, 404) is not retried: it is raised as ``ConnectError``. The
-first connection is not retried either: ``connect`` raises ``ConnectError`` when the listener
-cannot be reached.
+handshake the server refuses (403, 404) is not retried: it is raised as ``ConnectError``. With
+``reconnect`` the first connection is retried on the same schedule until ``timeout`` runs out (a
+client started a moment before its listener waits for it); without, ``connect`` raises
+``ConnectError`` at once when the listener cannot be reached.
+
+A client's ``close()`` is confirmed: it returns once the listener has answered with its close
+frame (it has received every message sent before ours), within ``CLOSE_TIMEOUT`` s; otherwise
+it raises ``TransportClosed`` naming how many messages may be lost (the words of ws.js). A loss
+that ``send`` or ``receive`` already reported is not reported again.
 
 Listener options: ``token``, ``origins``, ``timeout`` (handshake), ``ping_interval``, ``max_line``,
-``on_error`` (``reconnect`` is accepted and ignored, so one URL serves both sides).
+``on_error``, ``backlog`` (default 4096, see ``base.BACKLOG``); ``reconnect`` is accepted and
+ignored, so one URL serves both sides.
 
 Which connection goes where: a new connection waits until it is claimed (at most 16 of its
 messages are read ahead meanwhile; control frames go on being answered). ``accept()`` takes the
