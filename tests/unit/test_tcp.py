@@ -755,6 +755,11 @@ def test_reconnect_resumes_with_a_new_server_on_the_same_port() -> None:
                         pass
                 assert got is not None and got["n"] >= 1
                 assert client.reconnects >= 1
+                # what went on the first connection was never confirmed: close() says so
+                with pytest.raises(
+                    TransportClosed, match=r"close: \d+ bytes were sent on connections that broke"
+                ):
+                    client.close()
         reader.join(5 * UNIT)
         assert not reader.is_alive()  # close() ends the iteration
 
@@ -921,6 +926,10 @@ def test_async_reconnect_to_a_new_listener_on_the_same_port() -> None:
                 await client.send(2)
                 assert await again.receive() == 2
                 assert client.reconnects == 1
+                with pytest.raises(
+                    TransportClosed, match="close: 2 bytes were sent on connections that broke"
+                ):
+                    await client.close()  # the first connection's "1\n" was never confirmed
 
     run(body)
 

@@ -76,7 +76,9 @@ Behaviour
   lingered resolved normally all the same: 1,000 clients x 100 messages into a blocking listener
   with a backlog of 128 delivered 67,500 of 100,000, with 1,871 overflows and every close
   "fine". With the backlog at 4096 all arrive; with the confirmation, a loss cannot be silent.
-  With ``reconnect``, messages in flight when a connection breaks are not resent (see above).
+  With ``reconnect``, what was sent on a connection that broke is not sent again (see above),
+  and no FIN can confirm it: ``close()`` then raises TransportClosed saying how many bytes were
+  sent on broken connections, even when the last one confirmed everything.
 - Backpressure: ``send`` blocks while the peer does not read. A listener reads at most
   ``READ_AHEAD`` bytes ahead of its consumer per stream, then stops reading, so a slow consumer
   holds its clients back; a broadcast waits for the slowest merged reader.
@@ -599,6 +601,14 @@ def _unconfirmed(url: str, timeout: float, sent: int, reset: bool) -> TransportC
     )
 
 
+def _broken(url: str, sent: int, reconnects: int) -> TransportClosed:
+    """The error of a reconnecting client's close when connections broke under what it sent."""
+    return TransportClosed(
+        f"{url}: close: {sent} bytes were sent on connections that broke before the peer confirmed "
+        f"them (opened again {reconnects} times; nothing is sent twice); they may be lost"
+    )
+
+
 def _confirm(link: _Link, url: str, timeout: float) -> None:
     """Closes a client's connection and makes sure the peer read everything we sent on it: a FIN
     after our data, then what the peer still sends is read and dropped until its FIN, which a
@@ -726,6 +736,7 @@ class TcpChannel(Channel):
         self._state_lock = threading.Lock()
         self._relink_lock = threading.Lock()
         self._send_lock = threading.Lock()
+        self._broken_sent = 0  # bytes sent on connections that broke (reconnect): never confirmed
         self.reconnects = 0
         """How many times the connection was opened again."""
 
@@ -814,7 +825,9 @@ class TcpChannel(Channel):
             if self._link is not link:
                 return self._link  # someone else reconnected already
             _shut(link.sock)
-            link.sent = 0  # what it carried is beyond confirming: this error (or the next link) says so
+            if self._reconnect:  # nobody is told now: close() will say it
+                self._broken_sent += link.sent
+            link.sent = 0  # beyond confirming now: this error, or close(), says so
             if not self._reconnect:
                 raise TransportClosed(f"{self.url}: {_lost(exc)}") from exc
             attempt = 0
@@ -863,6 +876,8 @@ class TcpChannel(Channel):
                 failures.append(exc)
         if failures:
             raise failures[0]
+        if self._broken_sent:
+            raise _broken(self.url, self._broken_sent, self.reconnects)
 
 
 def connect(
@@ -886,7 +901,8 @@ def connect(
     while True:  # with reconnect, a server not up yet is waited for, ``timeout`` s at most
         inbox = Inbox(max_line=max_line, on_error=handler)
         try:
-            link = _open(host, port, url, token, max(deadline - time.monotonic(), 0.001), inbox)
+            left = timeout if attempt == 0 else max(deadline - time.monotonic(), 0.001)
+            link = _open(host, port, url, token, left, inbox)
             break
         except Refused as refused:
             raise ConnectError(f"refused by the server: {refused}", url=url) from None
@@ -1493,6 +1509,7 @@ class AsyncTcpChannel(_AsyncBatched):
         self._closed = False
         self._stop = asyncio.Event()
         self._relink_lock = asyncio.Lock()
+        self._broken_sent = 0  # bytes sent on connections that broke (reconnect): never confirmed
         self.reconnects = 0
 
     async def send(self, value: Any) -> None:
@@ -1558,7 +1575,9 @@ class AsyncTcpChannel(_AsyncBatched):
             if self._link is not link:
                 return self._link
             link.writer.close()
-            link.sent = 0  # what it carried is beyond confirming: this error (or the next link) says so
+            if self._reconnect:  # nobody is told now: close() will say it
+                self._broken_sent += link.sent
+            link.sent = 0  # beyond confirming now: this error, or close(), says so
             if not self._reconnect:
                 raise TransportClosed(f"{self.url}: {_lost(exc)}") from exc
             attempt = 0
@@ -1607,6 +1626,8 @@ class AsyncTcpChannel(_AsyncBatched):
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        if self._broken_sent:
+            raise _broken(self.url, self._broken_sent, self.reconnects)
 
 
 async def async_connect(
@@ -1627,7 +1648,8 @@ async def async_connect(
     while True:  # with reconnect, a server not up yet is waited for, ``timeout`` s at most
         inbox = Inbox(max_line=max_line, on_error=handler)
         try:
-            link = await _async_open(host, port, url, token, max(deadline - loop.time(), 0.001), inbox)
+            left = timeout if attempt == 0 else max(deadline - loop.time(), 0.001)
+            link = await _async_open(host, port, url, token, left, inbox)
             break
         except Refused as refused:
             raise ConnectError(f"refused by the server: {refused}", url=url) from None

@@ -50,7 +50,7 @@ client started a moment before its listener waits for it); without, ``connect`` 
 ``ConnectError`` at once when the listener cannot be reached.
 
 A client's ``close()`` is confirmed: it returns once the listener has answered with its close
-frame (it has received every message sent before ours), within ``CLOSE_TIMEOUT`` s; otherwise
+frame (it has received every message sent before ours), within ``timeout`` s; otherwise
 it raises ``TransportClosed`` naming how many messages may be lost (the words of ws.js). A loss
 that ``send`` or ``receive`` already reported is not reported again.
 
@@ -372,6 +372,7 @@ class WsChannel(Channel):
         max_line: int = MAX_LINE,
         on_error: ErrorHandler | None = None,
         redial: Callable[[], _SyncConnection] | None = None,
+        confirm_within: float = CLOSE_TIMEOUT,
     ) -> None:
         self.url = url
         self._conn = conn
@@ -383,6 +384,8 @@ class WsChannel(Channel):
         self._failure: BaseException | None = None  # raised by on_error in receive_many, kept for later
         self._refusal: ConnectError | None = None  # the server refused to take us back: final
         self._sent = 0  # messages sent on this connection (close() must see them confirmed)
+        self._broken_sent = 0  # messages sent on connections that broke (reconnect): unconfirmed
+        self._confirm_within = confirm_within  # how long close() waits for the peer's close frame
 
     def send(self, value: Any) -> None:
         """Sends one message; blocks while the peer does not read (and, reconnecting, while away)."""
@@ -474,6 +477,8 @@ class WsChannel(Channel):
                     continue
                 self._frames = _Frames(self._frames.limit, self._frames.on_error)
                 self._conn = fresh
+                if broken.protocol.close_rcvd is None:  # no close frame: what it carried is unconfirmed
+                    self._broken_sent += self._sent  # and nobody was told: close() says it
                 self._sent = 0
                 if self._closed:  # close() ran meanwhile and may have closed the old one only
                     fresh.close()
@@ -496,13 +501,15 @@ class WsChannel(Channel):
         self._closed = True
         self._closing.set()
         conn = self._conn
+        conn.close_timeout = self._confirm_within  # (not set at dial: a failed keepalive closes sooner)
         conn.close()
-        _confirmed(conn, self.url, self._sent)
+        _confirmed(conn, self.url, self._sent, self._broken_sent)
 
 
-def _confirmed(conn: _SyncConnection | _AsyncConnection, url: str, sent: int) -> None:
+def _confirmed(conn: _SyncConnection | _AsyncConnection, url: str, sent: int, broken_sent: int = 0) -> None:
     """After our close: raises TransportClosed when messages were sent on ``conn`` and the peer's
-    close frame never came (the same words as ws.js)."""
+    close frame never came, or when ``broken_sent`` messages went on connections that broke
+    (with reconnect: nothing is sent twice); the same words as ws.js."""
     if sent and conn.protocol.close_rcvd is None:
         what = f"what we sent ({sent} messages on this connection); it may be lost"
         if conn.protocol.close_sent is None:  # the connection failed before our close frame left
@@ -511,6 +518,11 @@ def _confirmed(conn: _SyncConnection | _AsyncConnection, url: str, sent: int) ->
             )
         raise TransportClosed(
             f"{url}: close: the peer did not confirm within {conn.close_timeout:g} s that it read {what}"
+        )
+    if broken_sent:
+        raise TransportClosed(
+            f"{url}: close: {broken_sent} messages were sent on connections that broke before the peer "
+            "confirmed them (nothing is sent twice); they may be lost"
         )
 
 
@@ -592,7 +604,14 @@ def connect(
                 raise
             time.sleep(wait)
             attempt += 1
-    return WsChannel(first, url=url, max_line=max_line, on_error=on_error, redial=dial if reconnect else None)
+    return WsChannel(
+        first,
+        url=url,
+        max_line=max_line,
+        on_error=on_error,
+        redial=dial if reconnect else None,
+        confirm_within=timeout,  # the server reads everything before our close frame: give it time
+    )
 
 
 class _Slot:
@@ -936,6 +955,7 @@ class AsyncWsChannel(AsyncChannel):
         max_line: int = MAX_LINE,
         on_error: ErrorHandler | None = None,
         redial: Callable[[], Awaitable[_AsyncConnection]] | None = None,
+        confirm_within: float = CLOSE_TIMEOUT,
     ) -> None:
         self.url = url
         self._conn = conn
@@ -946,6 +966,8 @@ class AsyncWsChannel(AsyncChannel):
         self._lock = asyncio.Lock()
         self._refusal: ConnectError | None = None  # the server refused to take us back: final
         self._sent = 0  # messages sent on this connection (close() must see them confirmed)
+        self._broken_sent = 0  # messages sent on connections that broke (reconnect): unconfirmed
+        self._confirm_within = confirm_within  # how long close() waits for the peer's close frame
 
     async def send(self, value: Any) -> None:
         """Sends one message; waits while the peer does not read (and, reconnecting, while away)."""
@@ -1015,6 +1037,8 @@ class AsyncWsChannel(AsyncChannel):
                     continue
                 self._frames = _Frames(self._frames.limit, self._frames.on_error)
                 self._conn = fresh
+                if broken.protocol.close_rcvd is None:  # no close frame: what it carried is unconfirmed
+                    self._broken_sent += self._sent  # and nobody was told: close() says it
                 self._sent = 0
                 if self._closed:
                     await fresh.close()
@@ -1031,8 +1055,9 @@ class AsyncWsChannel(AsyncChannel):
         self._closed = True
         self._closing.set()
         conn = self._conn
+        conn.close_timeout = self._confirm_within  # (not set at dial: a failed keepalive closes sooner)
         await conn.close()
-        _confirmed(conn, self.url, self._sent)
+        _confirmed(conn, self.url, self._sent, self._broken_sent)
 
 
 async def async_connect(
@@ -1084,7 +1109,12 @@ async def async_connect(
             await asyncio.sleep(wait)
             attempt += 1
     return AsyncWsChannel(
-        first, url=url, max_line=max_line, on_error=on_error, redial=dial if reconnect else None
+        first,
+        url=url,
+        max_line=max_line,
+        on_error=on_error,
+        redial=dial if reconnect else None,
+        confirm_within=timeout,  # the server reads everything before our close frame: give it time
     )
 
 
