@@ -75,6 +75,8 @@ export const SKIP = Symbol("skip");
  *   promise when the caller must wait for the buffer to drain.
  * @property {() => boolean} isOpen whether frames can be sent.
  * @property {number} sent how many messages were sent on it.
+ * @property {boolean} closeReceived whether the peer's close frame came (known once closed): a
+ *   connection that ended without one (dropped, reset) confirmed nothing of what it carried.
  * @property {(code: number) => Promise<void>} close starts the closing handshake; resolves once
  *   the connection is closed.
  * @property {(timeout: number) => Promise<"confirmed" | "timeout" | "reset">} confirm closes
@@ -360,8 +362,9 @@ function sleep(ms, signal) {
  * `send` writes one text frame (waiting while the socket's buffer is full); `receive` and
  * iteration give the peer's messages; `close` closes with 1000. With `redial`, a lost
  * connection is dialled again (back-off from 50 ms, doubling up to 5 s) until it works or
- * `close()` is called: `receive` goes on, `send` waits; messages in flight may be lost; a
- * refusal (HTTP 403/404) ends the channel with that ConnectError.
+ * `close()` is called: `receive` goes on, `send` waits; messages in flight may be lost (nothing
+ * is sent twice; `close()` says so, below); a refusal (HTTP 403/404) ends the channel with that
+ * ConnectError.
  *
  * A client's `close()` (one made with `timeout`) loses nothing silently: it resolves once the
  * peer's close frame has come, which the peer sends after it has read every message before our
@@ -371,8 +374,14 @@ function sleep(ms, signal) {
  * (<n> messages on this connection); it may be lost`, or `<url>: close: the connection was reset
  * before the peer confirmed it read what we sent (<n> messages on this connection); it may be
  * lost`. Nothing sent on the connection, or its loss already reported by `send`/`receive` (or,
- * reconnecting, the connection replaced): nothing to confirm, it resolves. In a browser, a close
- * that is not clean (1006) is all it can see; its own close timeout may come before ours.
+ * reconnecting, the connection replaced): nothing to confirm on it. With `redial` too, a
+ * connection that ended without the peer's close frame (dropped, reset: a clean close by the
+ * peer confirms what it read) confirmed nothing of what it carried, and nothing is sent again:
+ * once the current connection is confirmed (its own error comes first), `close()` rejects with
+ * `<url>: close: <n> messages were sent on connections that broke before the peer confirmed
+ * them (nothing is sent twice); they may be lost`, `<n>` counting the messages sent on those
+ * connections. In a browser, a close that is not clean (1006) is all it can see; its own close
+ * timeout may come before ours.
  */
 export class WsChannel extends Channel {
   #url;
@@ -392,6 +401,7 @@ export class WsChannel extends Channel {
   /** @type {number | null} ms close() waits for the peer's confirmation; null: no check */
   #timeout;
   #spent = false; // the current link's loss has been reported (or it is being replaced)
+  #brokenSent = 0; // messages sent on links that ended without a close frame (redial): unconfirmed
   #stop = new AbortController();
   /** @type {AbortSignal | undefined} */
   #signal;
@@ -450,6 +460,9 @@ export class WsChannel extends Channel {
       this.#queue.end(new TransportClosed(`${this.#url}: connection closed (${why})`));
     } else {
       this.#spent = true; // what was in flight may be lost (see the class doc)
+      if (!link.closeReceived) {
+        this.#brokenSent += link.sent; // no close frame confirmed them, nobody is told: close() says it
+      }
       this.#reconnecting = this.#reconnect();
     }
   }
@@ -539,7 +552,8 @@ export class WsChannel extends Channel {
    * Safe to call twice: a call while the first waits has its outcome, a later one resolves.
    * @returns {Promise<void>}
    * @throws {TransportClosed} a client's peer did not confirm within `timeout`, or the
-   *   connection failed first: what was sent may be lost (the message says how many messages).
+   *   connection failed first: what was sent may be lost (the message says how many messages);
+   *   or, reconnecting, messages were sent on connections that broke (never confirmed).
    */
   close() {
     if (this.#closing === null) {
@@ -569,18 +583,23 @@ export class WsChannel extends Channel {
       await link.close(1000);
       return;
     }
-    if (spent || link.sent === 0) {
-      await link.confirm(Math.min(timeout, CLOSE_TIMEOUT));
-      return;
-    }
-    const within = Math.min(timeout, CLOSE_TIMEOUT); // (Python's websockets close_timeout too)
+    // Something to confirm: the peer reads every message before our close frame first, so it
+    // gets the whole `timeout` (as in Python); nothing to confirm: CLOSE_TIMEOUT at most.
+    const confirming = !spent && link.sent > 0;
+    const within = confirming ? timeout : Math.min(timeout, CLOSE_TIMEOUT);
     const outcome = await link.confirm(within);
-    if (outcome !== "confirmed") {
+    if (outcome !== "confirmed" && confirming) {
       const what = `what we sent (${link.sent} messages on this connection); it may be lost`;
       throw new TransportClosed(
         outcome === "timeout"
           ? `${this.#url}: close: the peer did not confirm within ${within / 1000} s that it read ${what}`
           : `${this.#url}: close: the connection was reset before the peer confirmed it read ${what}`,
+      );
+    }
+    if (this.#brokenSent > 0) {
+      throw new TransportClosed(
+        `${this.#url}: close: ${this.#brokenSent} messages were sent on connections that broke before the peer ` +
+          "confirmed them (nothing is sent twice); they may be lost",
       );
     }
   }
@@ -656,6 +675,11 @@ class BrowserLink {
   closed;
   /** Messages sent on it. @type {number} */
   sent = 0;
+
+  /** @returns {boolean} whether the peer's close frame came (the browser says 1006 when not) */
+  get closeReceived() {
+    return this.#code !== 1006;
+  }
 
   /**
    * @param {WebSocket} ws an open WebSocket.

@@ -787,8 +787,10 @@ describe("killed peers and reconnection (real processes)", () => {
       }
       assert.ok(got !== null && got.n >= 1, `got ${JSON.stringify(got)}`);
       assert.ok(client.reconnects >= 1);
+      // what went on the first connection was never confirmed: close() says so
+      await assert.rejects(client.close(), (e) => e instanceof TransportClosed && /close: \d+ bytes were sent on connections that broke/.test(e.message));
     } finally {
-      await client.close();
+      await client.close().catch(() => {}); // (settled already, unless an assertion failed)
       await first.kill();
       await second?.kill();
     }
@@ -969,6 +971,48 @@ describe("backlog and a confirmed close", () => {
       (await next()).pause();
       await stuck.send("b");
       await assert.rejects(stuck.close(), (e) => e.message === unconfirmed(url, 0.3, 4));
+    } finally {
+      rawSrv.close();
+      rawSrv.closeAllConnections?.();
+    }
+  });
+
+  test("with reconnect, close() reports what was sent on a connection that broke", T, async () => {
+    // As tests/unit/test_tcp.py::test_async_reconnect_to_a_new_listener_on_the_same_port, the
+    // first server reset instead of closed.
+    const [rawSrv, port, next] = await rawServer();
+    const url = `tcp://127.0.0.1:${port}`;
+    /** The next connection, welcomed after its hello; what it sends next is collected. */
+    const welcomed = async () => {
+      const socket = await next();
+      await once(socket, "data"); // the hello (the client waits for the answer before sending)
+      const chunks = [];
+      socket.on("data", (chunk) => chunks.push(chunk));
+      socket.write(WELCOME);
+      return [socket, () => Buffer.concat(chunks).toString()];
+    };
+    const arrived = async (got, text) => {
+      for (let waited = 0; got() !== text && waited < 5 * S; waited += 10) await sleep(10);
+      assert.equal(got(), text);
+    };
+    try {
+      const connecting = connect(url, { token: "t", reconnect: true, timeout: 2000 });
+      const [first, firstGot] = await welcomed();
+      const client = await connecting;
+      await client.sendMany([1, 2]); // 4 bytes, the hello not counted
+      await arrived(firstGot, "1\n2\n");
+      first.resetAndDestroy(); // the server dies: no FIN will confirm them
+      const receiving = assert.rejects(client.receive(), TransportClosed); // sees it, reconnects
+      const [, secondGot] = await welcomed();
+      await client.send(3); // on the new connection, which confirms it
+      await arrived(secondGot, "3\n");
+      assert.equal(client.reconnects, 1);
+      const broken = `${url}: close: 4 bytes were sent on connections that broke before the peer confirmed them (opened again 1 times; nothing is sent twice); they may be lost`;
+      const closing = client.close();
+      await assert.rejects(client.close(), (e) => e instanceof TransportClosed && e.message === broken); // while it waits
+      await assert.rejects(closing, (e) => e instanceof TransportClosed && e.message === broken);
+      await client.close(); // after: resolves
+      await receiving;
     } finally {
       rawSrv.close();
       rawSrv.closeAllConnections?.();

@@ -524,7 +524,13 @@ describe("ws:// Node to Node", () => {
       await within(steady.send("two")); // waits for the new connection
       assert.deepEqual(await within(receiving), { echo: "two" });
       await plain.close();
-      await steady.close();
+      // "one" went on the connection that broke without a close frame: never confirmed
+      await assert.rejects(
+        within(steady.close()),
+        (e) =>
+          e instanceof TransportClosed &&
+          e.message === `${url}: close: 1 messages were sent on connections that broke before the peer confirmed them (nothing is sent twice); they may be lost`,
+      );
     } finally {
       await first.kill();
       await second?.kill();
@@ -768,6 +774,44 @@ describe("backlog and a confirmed close", () => {
       await within(other.close()); // ...so not again
     } finally {
       await stop(server, sockets);
+    }
+  });
+
+  test("with reconnect, close() reports what was sent on a connection dropped without a close frame", async () => {
+    const [server, url, sockets] = await handshakeServer(() => {});
+    let listener = null;
+    try {
+      const client = await connect(url, { reconnect: true, timeout: 2000 });
+      await client.send("a");
+      await client.send("b");
+      await sleep(100);
+      await stop(server, sockets); // the TCP connection ends, no close frame: nothing confirmed
+      await sleep(300); // the client sees it (what is sent before that is lost too)
+      listener = await listen(url); // a new server on the same port
+      await within(client.send("c")); // waits for the new connection, which confirms it
+      assert.equal(await within(listener.receive()), "c");
+      const broken = `${url}: close: 2 messages were sent on connections that broke before the peer confirmed them (nothing is sent twice); they may be lost`;
+      await assert.rejects(within(client.close()), (e) => e instanceof TransportClosed && e.message === broken);
+      await client.close(); // after: resolves
+    } finally {
+      await listener?.close();
+    }
+  });
+
+  test("with reconnect, a server that closed cleanly confirmed what it got: close() resolves", async () => {
+    let listener = await listen("ws://127.0.0.1:0/feed");
+    const url = listener.url;
+    try {
+      const client = await connect(url, { reconnect: true, timeout: 2000 });
+      await client.send("a");
+      assert.equal(await within(listener.receive()), "a");
+      await listener.close(); // its close frame (1001) confirms what it read
+      listener = await listen(url);
+      await within(client.send("b")); // on the new connection
+      assert.equal(await within(listener.receive()), "b");
+      await within(client.close());
+    } finally {
+      await listener.close();
     }
   });
 

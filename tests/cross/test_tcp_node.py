@@ -194,3 +194,8 @@ def test_python_client_reconnects_to_a_restarted_node_server() -> None:
                         pass
                 assert got is not None and got["n"] >= 1
                 assert client.reconnects >= 1
+                # what went on the first connection was never confirmed: close() says so
+                with pytest.raises(
+                    TransportClosed, match=r"close: \d+ bytes were sent on connections that broke"
+                ):
+                    client.close()

@@ -35,8 +35,9 @@
  *   ends iteration after the last message). With `reconnect`, a lost connection is opened again
  *   with back-off (`backoff`: 50 ms doubling to 5000 ms) and the handshake; `receive()` goes on,
  *   `send()` waits for it; only `close()` (or the signal) stops it. Messages in flight when the
- *   connection broke may be lost, and a send cut short is sent again whole (so, rarely, twice).
- *   A refusal while reconnecting is thrown as ConnectError, not retried. With `reconnect`, the
+ *   connection broke may be lost (`close()` says so, below), and a send cut short is sent again
+ *   whole (so, rarely, twice). A refusal while reconnecting is thrown as ConnectError, not
+ *   retried (the channel is closed; `close()` still reports a loss). With `reconnect`, the
  *   first `connect` is retried too, on the same schedule (`firstRetry`), until `timeout` runs
  *   out (a client started a moment before its server waits for it), then its last ConnectError
  *   is thrown; a `refused` answer is thrown at once. Without `reconnect`, it fails at once.
@@ -61,9 +62,14 @@
  *   before the peer confirmed it read what we sent (...)`), and the socket is destroyed. `<n>`
  *   is what the connection carried, the hello excluded. A connection that carried nothing is
  *   closed as a listener's are (below), without waiting; so is one whose loss a `send()` or
- *   `receive()` has already reported (or, with `reconnect`, that was replaced: what was in
- *   flight may be lost, as said above); with `reconnect`, `close()` confirms the current
- *   connection. Called again while it waits, `close()` gives the same outcome; after, it
+ *   `receive()` has already reported. With `reconnect`, `close()` confirms the current
+ *   connection; what was sent on a connection that broke is not sent again and no FIN can
+ *   confirm it, so once the current connection is confirmed (its own error comes first),
+ *   `close()` rejects with TransportClosed, `<url>: close: <n> bytes were sent on connections
+ *   that broke before the peer confirmed them (opened again <reconnects> times; nothing is sent
+ *   twice); they may be lost`. `<n>` counts what was written on the broken connections, the
+ *   hello excluded, and a send cut short excluded too (it goes again whole on the next
+ *   connection). Called again while it waits, `close()` gives the same outcome; after, it
  *   resolves.
  * - A listener's connections (and a client's, when there is nothing to confirm) close without
  *   loss too: a FIN after our data, then what the peer still sends is read and dropped until
@@ -565,6 +571,7 @@ class Link {
   fin = false; // the peer's FIN has come
   spent = false; // given up (its loss reported, or replaced): close() has nothing to confirm on it
   hello = 0; // bytes of the hello line, not counted in `sent`
+  pending = 0; // bytes of sends waiting for 'drain': cut short, they go again on the next link
   #queued = 0;
   #paused = false;
   #waiters = new Waiters();
@@ -833,6 +840,7 @@ export class TcpChannel extends Channel {
   #closing = null;
   /** @type {(() => void) | null} ends the back-off sleep early (close) */
   #interrupt = null;
+  #brokenSent = 0; // bytes sent on connections that broke (reconnect): never confirmed
   /** @type {AbortSignal | undefined} */
   #signal;
   #onAbort = () => {
@@ -898,11 +906,14 @@ export class TcpChannel extends Channel {
         if (write(link.socket, data)) {
           return;
         }
+        const size = typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
+        link.pending += size;
         try {
           await drained(link.socket);
+          link.pending -= size;
           return;
         } catch (error) {
-          cause = link.error ?? error;
+          cause = link.error ?? error; // (still pending: sent again whole, not counted as broken)
         }
       }
       link = await this.#relink(link, cause);
@@ -986,7 +997,10 @@ export class TcpChannel extends Channel {
    * @returns {Promise<Link>}
    */
   async #reopen(link, cause) {
-    link.destroy();
+    if (this.#options.reconnect) {
+      this.#brokenSent += link.sent - link.pending; // nobody is told now: close() will say it
+    }
+    link.destroy(); // beyond confirming now: this error, or close(), says so
     if (!this.#options.reconnect) {
       throw new TransportClosed(`${this.url}: ${lost(cause)}`, cause ? { cause } : undefined);
     }
@@ -1007,7 +1021,7 @@ export class TcpChannel extends Channel {
         next = await open(this.#host, this.#port, this.url, { ...this.#options, signal: undefined });
       } catch (error) {
         if (error instanceof Refused) {
-          await this.close();
+          this.#refused(); // closed; the links are destroyed: close() has only a loss to report
           throw new ConnectError(`refused by the server: ${error.message}`, { url: this.url });
         }
         if (error instanceof ConnectError) {
@@ -1025,6 +1039,15 @@ export class TcpChannel extends Channel {
     }
   }
 
+  /**
+   * Reconnecting, the server refused us: the channel is closed for good. Unlike `close()`, this
+   * leaves the report of what broken connections carried to the caller's `close()`.
+   */
+  #refused() {
+    this.#closed = true;
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+  }
+
   /** @returns {TransportClosed} */
   #closedError() {
     if (this.#signal?.aborted) {
@@ -1039,7 +1062,8 @@ export class TcpChannel extends Channel {
    * Safe to call twice: a call while the first waits has its outcome, a later one resolves.
    * @returns {Promise<void>}
    * @throws {TransportClosed} the server did not confirm within `timeout`, or reset the
-   *   connection: what was sent may be lost (the message says how many bytes were at stake).
+   *   connection: what was sent may be lost (the message says how many bytes were at stake);
+   *   or, with `reconnect`, bytes were sent on connections that broke (never confirmed).
    */
   close() {
     if (this.#closing === null) {
@@ -1075,6 +1099,12 @@ export class TcpChannel extends Channel {
           link.error ? { cause: link.error } : undefined,
         );
       }
+    }
+    if (this.#brokenSent > 0) {
+      throw new TransportClosed(
+        `${this.url}: close: ${this.#brokenSent} bytes were sent on connections that broke before the peer confirmed ` +
+          `them (opened again ${this.reconnects} times; nothing is sent twice); they may be lost`,
+      );
     }
   }
 }

@@ -35,7 +35,11 @@
  *   TransportClosed saying how many messages may be lost (see `WsChannel`). Unlike a TCP
  *   client's data, a WebSocket's messages cannot vanish in an overflowing accept queue (the
  *   opening handshake needs the server's answer), but the confirmation covers every other way
- *   of losing the tail of a stream (a server that dies, or resets, before reading it).
+ *   of losing the tail of a stream (a server that dies, or resets, before reading it). With
+ *   `reconnect`, what was sent on a connection that ended without the listener's close frame
+ *   is not sent again and was never confirmed: `close()` then rejects, once the current
+ *   connection is confirmed, with `<url>: close: <n> messages were sent on connections that
+ *   broke before the peer confirmed them (nothing is sent twice); they may be lost`.
  *
  * @module bothways/transports/ws
  */
@@ -182,6 +186,11 @@ class NodeLink {
   closed;
   /** Messages sent on it. @type {number} */
   sent = 0;
+
+  /** @returns {boolean} whether the peer's close frame came (`ws` says 1006 when not) */
+  get closeReceived() {
+    return this.#code !== 1006;
+  }
 
   /**
    * @param {WebSocket} ws an open WebSocket.

@@ -737,6 +737,7 @@ class TcpChannel(Channel):
         self._relink_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._broken_sent = 0  # bytes sent on connections that broke (reconnect): never confirmed
+        self._refused_loss = False  # a refusal closed us with that still to report at close()
         self.reconnects = 0
         """How many times the connection was opened again."""
 
@@ -841,7 +842,7 @@ class TcpChannel(Channel):
                 except ConnectError:
                     continue
                 except Refused as refused:
-                    self.close()
+                    self._end_refused()
                     raise ConnectError(f"refused by the server: {refused}", url=self.url) from None
                 with self._state_lock:
                     if self._closed:
@@ -851,6 +852,17 @@ class TcpChannel(Channel):
                 link.sock.close()
                 self.reconnects += 1
                 return new
+
+    def _end_refused(self) -> None:
+        """The server refused us while reconnecting: closed, with nothing left to confirm;
+        ``close()`` still reports what went on connections that broke."""
+        with self._state_lock:
+            self._closed = True
+            self._refused_loss = self._broken_sent > 0
+            links = {self._link, self._rlink}
+        self._stop.set()
+        for link in links:
+            _linger(link.sock)
 
     def close(self) -> None:
         """Closes the connection and stops reconnecting; safe to call twice.
@@ -864,6 +876,9 @@ class TcpChannel(Channel):
         """
         with self._state_lock:
             if self._closed:
+                if self._refused_loss:  # the refusal ended it; what broke before is still to say
+                    self._refused_loss = False
+                    raise _broken(self.url, self._broken_sent, self.reconnects)
                 return
             self._closed = True
             links = {self._link, self._rlink}
@@ -1510,6 +1525,7 @@ class AsyncTcpChannel(_AsyncBatched):
         self._stop = asyncio.Event()
         self._relink_lock = asyncio.Lock()
         self._broken_sent = 0  # bytes sent on connections that broke (reconnect): never confirmed
+        self._refused_loss = False  # a refusal closed us with that still to report at close()
         self.reconnects = 0
 
     async def send(self, value: Any) -> None:
@@ -1596,7 +1612,7 @@ class AsyncTcpChannel(_AsyncBatched):
                 except ConnectError:
                     continue
                 except Refused as refused:
-                    await self.close()
+                    self._end_refused()
                     raise ConnectError(f"refused by the server: {refused}", url=self.url) from None
                 if self._closed:
                     await _close_writer(new.writer)
@@ -1605,6 +1621,15 @@ class AsyncTcpChannel(_AsyncBatched):
                 await _close_writer(link.writer)
                 self.reconnects += 1
                 return new
+
+    def _end_refused(self) -> None:
+        """The server refused us while reconnecting: closed, with nothing left to confirm;
+        ``close()`` still reports what went on connections that broke."""
+        self._closed = True
+        self._refused_loss = self._broken_sent > 0
+        self._stop.set()
+        for link in {self._link, self._rlink}:
+            link.writer.close()
 
     async def close(self) -> None:
         """Closes the connection and stops reconnecting; safe to call twice.
@@ -1616,6 +1641,9 @@ class AsyncTcpChannel(_AsyncBatched):
                 what was sent may be lost (the message says how many bytes were at stake).
         """
         if self._closed:
+            if self._refused_loss:  # the refusal ended it; what broke before is still to say
+                self._refused_loss = False
+                raise _broken(self.url, self._broken_sent, self.reconnects)
             return
         self._closed = True
         self._stop.set()
