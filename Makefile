@@ -48,6 +48,8 @@ bench: setup
 	$(PY) bench/stdio.py --record bench/RESULTS.md
 	$(PY) bench/channels.py --record bench/RESULTS.md
 	$(PY) bench/calls.py --record bench/RESULTS.md
+	$(PY) bench/startup.py --record bench/RESULTS.md
+	$(PY) bench/load.py --record bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .matrix js/node_modules .pytest_cache .mypy_cache .ruff_cache
