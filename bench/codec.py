@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -28,7 +27,6 @@ from typing import Any
 
 import orjson
 
-import bothways.wire
 from bothways import Decoder, encode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,18 +42,12 @@ TARGETS = {  # name -> minimum ratio ours/reference, from the foundation issue
 
 
 def stdlib_wire() -> ModuleType:
-    """bothways.wire as a plain python3 gets it: the module loaded again with orjson hidden."""
-    name = "bothways._wire_stdlib"
-    spec = importlib.util.spec_from_file_location(name, bothways.wire.__file__)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    saved = sys.modules.get("orjson")
-    sys.modules["orjson"] = None  # type: ignore[assignment] # None: "import orjson" raises
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules["orjson"] = saved  # type: ignore[assignment]
+    """bothways.wire as a plain python3 gets it: the module loaded again with orjson hidden (the
+    twin the test suites use, tests/vectors.py)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.vectors import codec
+
+    module = codec("json")
     assert module.BACKEND == "json"
     return module
 
