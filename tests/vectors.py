@@ -114,19 +114,24 @@ def input_bytes(case: dict[str, Any]) -> bytes:
     return str(text).encode("utf-8", "surrogatepass")
 
 
-def flat(events: list[Any]) -> list[dict[str, Any]]:
-    """The flat event form of spec/PROTOCOL.md section 2 (events of either backend's module)."""
+def flat(events: list[Any], detail: bool = False) -> list[dict[str, Any]]:
+    """The flat event form of spec/PROTOCOL.md section 2 (events of either backend's module);
+    with ``detail``, errors carry their reason (and column, when malformed) too."""
     out: list[dict[str, Any]] = []
     for event in events:
         kind = type(event).__name__  # (by name: each backend's codec module has its own classes)
         if kind == "Messages":
             out.extend({"message": v, "line": event.line + i} for i, v in enumerate(event.values))
         elif kind == "Malformed":
-            out.append({"error": event.error.code, "line": event.error.line})
+            error = event.error
+            out.append({"error": error.code, "line": error.line})
+            if detail:
+                out[-1].update(column=error.column, reason=error.reason)
         elif kind == "Truncated":
-            out.append(
-                {"error": event.error.code, "line": event.error.line, "delivered": event.error.delivered}
-            )
+            error = event.error
+            out.append({"error": error.code, "line": error.line, "delivered": error.delivered})
+            if detail:
+                out[-1]["reason"] = error.reason
         else:  # pragma: no cover - a new event type must be added here
             raise AssertionError(f"unknown event {event!r}")
     return out

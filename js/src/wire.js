@@ -440,21 +440,14 @@ function suspectIn(container, strings, depth) {
  * @returns {DecodeError}
  */
 function syntaxError(text, error, firstLine) {
-  const message = String(error?.message ?? error);
-  const position = /in JSON at position (\d+)/.exec(message);
-  if (position) {
-    const reason = message.replace(/ in JSON at position \d+[^]*$/, "");
-    return errorAt(text, Number(position[1]), lowerFirst(reason), firstLine);
-  }
-  // V8 names no position for an unexpected token; our own scan finds it.
+  // Where and why come from scan() (V8's message is not used), so that the line, column and
+  // reason are those Python gives.
   const found = scan(text);
   if (found !== null) {
     return errorAt(text, found.at, found.reason, firstLine);
   }
-  if (message.startsWith("Unexpected end of JSON input")) {
-    return errorAt(text, text.length, "unexpected end of data", firstLine);
-  }
-  return errorAt(text, -1, lowerFirst(message), firstLine);
+  // (never seen: JSON.parse and the scan disagree)
+  return errorAt(text, -1, lowerFirst(String(error?.message ?? error)), firstLine);
 }
 
 /**
@@ -641,6 +634,8 @@ function lowerFirst(text) {
 
 // --------------------------------------------------------------------------------------------
 // The scan: where a text goes wrong, in document order, by orjson's rules. Error path only.
+// (Mirrored by _scan in src/bothways/wire.py word for word: both languages report the same
+// problem at the same line and column with the same reason.)
 
 class ScanFailure {
   /**
@@ -721,7 +716,11 @@ function scanText(text) {
       const close = stack[stack.length - 1];
       const d = text.charCodeAt(i);
       if (d === 0x2c) {
+        const comma = i;
         i = skipSpace(text, i + 1);
+        if (text.charCodeAt(i) === close) {
+          throw new ScanFailure(comma, `trailing comma before '${String.fromCharCode(close)}'`);
+        }
         if (close === CLOSE_OBJECT) {
           i = scanKey(text, i);
         }
@@ -767,7 +766,7 @@ function scanKey(text, i) {
   }
   i = skipSpace(text, scanString(text, i));
   if (text.charCodeAt(i) !== 0x3a) {
-    throw new ScanFailure(i, i >= text.length ? "unexpected end of data" : "expected ':'");
+    throw new ScanFailure(i, i >= text.length ? "unexpected end of data" : "expected ':' after the key");
   }
   return skipSpace(text, i + 1);
 }
@@ -815,7 +814,7 @@ function scanString(text, i) {
       continue;
     }
     if (c < 0x20) {
-      throw new ScanFailure(j, "control character in string");
+      throw new ScanFailure(j, `unescaped control character U+${c.toString(16).toUpperCase().padStart(4, "0")} in string`);
     }
     if (c >= 0xd800 && c <= 0xdfff) {
       const d = text.charCodeAt(j + 1);
@@ -862,7 +861,7 @@ function scanNumber(text, i) {
     digits();
   }
   if (!Number.isFinite(Number(text.slice(start, i)))) {
-    throw new ScanFailure(start, "number is infinity when parsed as double");
+    throw new ScanFailure(start, "number too large (it overflows to infinity)");
   }
   return i;
 }

@@ -8,17 +8,20 @@ import { Malformed, Messages, Truncated } from "../src/index.js";
 /**
  * The flat event form of spec/PROTOCOL.md section 2: one entry per message or error.
  * @param {import("../src/wire.js").Event[]} events
+ * @param {boolean} [detail] errors with their reason (and column, when malformed) too.
  * @returns {object[]}
  */
-export function flat(events) {
+export function flat(events, detail = false) {
   const out = [];
   for (const event of events) {
     if (event instanceof Messages) {
       event.values.forEach((value, i) => out.push({ message: value, line: event.line + i }));
     } else if (event instanceof Malformed) {
-      out.push({ error: event.error.code, line: event.error.line });
+      const { code, line, column, reason } = event.error;
+      out.push(detail ? { error: code, line, column, reason } : { error: code, line });
     } else if (event instanceof Truncated) {
-      out.push({ error: event.error.code, line: event.error.line, delivered: event.error.delivered });
+      const { code, line, delivered, reason } = event.error;
+      out.push(detail ? { error: code, line, delivered, reason } : { error: code, line, delivered });
     } else {
       throw new Error(`unknown event ${event}`);
     }

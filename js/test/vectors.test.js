@@ -2,7 +2,7 @@
 //
 // values.json: `value` + `text`: encode(value) is text + "\n" and decode(text) is `decodes_to`
 // (default: value); `value` + `encode_error`: encode throws that code at `path`; `text`/`base64`
-// alone: decode gives `decodes_to` or throws `decode_error`. `text_js` overrides `text` here;
+// alone: decode gives `decodes_to` or throws `decode_error` at `line` and `column` with `reason`. `text_js` overrides `text` here;
 // `py_only` cases and the Python-only `big_ints` option are skipped.
 // streams.json: the Decoder's flat events, fed whole, a byte at a time, split at every offset
 // (inputs up to 300 bytes) and in 20 seeded random chunkings.
@@ -123,13 +123,16 @@ for (const case_ of VALUES) {
     }
     const data = inputBytes(case_);
     if ("decode_error" in case_) {
+      const where = { code: case_.decode_error, line: case_.line, column: case_.column, reason: case_.reason };
       assert.throws(
         () => decode(data),
         (error) =>
-          error instanceof BothwaysError && error.code === case_.decode_error && error.message.startsWith("line "),
+          error instanceof BothwaysError &&
+          error.message.startsWith(`line ${case_.line}, col ${case_.column}: ${case_.reason}`),
       );
+      assert.throws(() => decode(data), where, "decode(bytes)");
       if (!("base64" in case_)) {
-        assert.throws(() => decode(case_.text), { code: case_.decode_error }, "decode(string)");
+        assert.throws(() => decode(case_.text), where, "decode(string)");
       }
     } else {
       assert.ok(same(decode(data), untag(case_.decodes_to)));
@@ -141,7 +144,7 @@ for (const case_ of STREAMS) {
   test(`streams: ${case_.name}`, () => {
     const data = inputBytes(case_);
     const options = case_.max_line ? { maxLine: case_.max_line } : {};
-    const run = (cuts) => flat(feedAll(new Decoder(options), data, cuts));
+    const run = (cuts) => flat(feedAll(new Decoder(options), data, cuts), true);
     const expected = case_.events;
     const whole = run([]);
     assert.ok(sameEvents(whole, expected), `whole: ${JSON.stringify(whole).slice(0, 500)}`);

@@ -311,11 +311,11 @@ describe("decode", () => {
       line: 1,
       column: 8,
       excerpt: '{"a":1 "b":2}',
-      message: `line 1, col 8: expected ',' or '}' after property value in '{"a":1 "b":2}'`,
+      message: `line 1, col 8: expected ',' or '}' in '{"a":1 "b":2}'`,
     });
     assert.throws(() => decode("[1,\n2,\r\n3 4]"), { line: 3, column: 3, excerpt: "3 4]" });
     assert.throws(() => decode('["😀😀", x]'), { line: 1, column: 8 }); // an emoji is one character
-    assert.throws(() => decode("[1,]"), { line: 1, column: 4, reason: "unexpected character ']'" });
+    assert.throws(() => decode("[1,]"), { line: 1, column: 3, reason: "trailing comma before ']'" });
     assert.throws(() => decode(""), { line: 1, column: 1 });
     assert.throws(() => decode("nul"), { line: 1, column: 4 });
   });
@@ -357,7 +357,7 @@ describe("decode", () => {
   });
 
   test("numbers: overflow rejected, underflow and big integers accepted", () => {
-    assert.throws(() => decode("1e400"), { reason: "number is infinity when parsed as double", column: 1 });
+    assert.throws(() => decode("1e400"), { reason: "number too large (it overflows to infinity)", column: 1 });
     assert.throws(() => decode('{"a": [0, -1E+400]}'), { column: 11 });
     assert.throws(() => decode("1" + "0".repeat(250) + "e99"), { code: "DECODE_ERROR" });
     assert.throws(() => decode("1.7976931348623159e308"), { code: "DECODE_ERROR" });

@@ -47,8 +47,12 @@ def values() -> list[dict[str, Any]]:
     def dec(name: str, text: str, decodes_to: Any, **extra: Any) -> None:
         c.append({"name": name, "text": text, "decodes_to": decodes_to, **extra})
 
-    def dec_error(name: str, text: str | None = None, raw: bytes | None = None) -> None:
-        case: dict[str, Any] = {"name": name, "decode_error": "DECODE_ERROR"}
+    def dec_error(
+        name: str, text: str | None, column: int, reason: str, raw: bytes | None = None, line: int = 1
+    ) -> None:
+        """A text both languages reject, and where (1-based line and column, in characters) and why."""
+        case: dict[str, Any] = {"name": name, "decode_error": "DECODE_ERROR", "line": line, "column": column}
+        case["reason"] = reason
         if raw is not None:
             case["base64"] = b64(raw)
         else:
@@ -146,10 +150,10 @@ def values() -> list[dict[str, Any]]:
     dec("escaped surrogate pair", '"\\ud834\\udd1e"', "\U0001d11e")
     dec("escaped letter", '"\\u0041\\u00e9"', "Aé")
     dec("escaped line separator", '"\\u2028"', "\u2028")
-    dec_error("escaped lone high surrogate", '"\\ud800"')
-    dec_error("escaped lone low surrogate", '"\\udc00"')
-    dec_error("escaped reversed surrogates", '"\\udc00\\ud800"')
-    dec_error("escaped high surrogate then letter", '"\\ud800x"')
+    dec_error("escaped lone high surrogate", '"\\ud800"', 2, "lone surrogate \\ud800 in string")
+    dec_error("escaped lone low surrogate", '"\\udc00"', 2, "lone surrogate \\udc00 in string")
+    dec_error("escaped reversed surrogates", '"\\udc00\\ud800"', 2, "lone surrogate \\udc00 in string")
+    dec_error("escaped high surrogate then letter", '"\\ud800x"', 2, "lone surrogate \\ud800 in string")
     # containers
     both("empty array", [], "[]")
     both("empty object", {}, "{}")
@@ -165,7 +169,7 @@ def values() -> list[dict[str, Any]]:
     both("1000 numbers", list(range(1000)), "[" + ",".join(map(str, range(1000))) + "]")
     both("500 nested arrays", nested_value(500), nested(500))
     both("1024 nested arrays (the limit)", nested_value(1024), nested(1024))
-    dec_error("1025 nested arrays", nested(1025))
+    dec_error("1025 nested arrays", nested(1025), 1025, "nesting deeper than 1024 arrays/objects")
     enc_error("1025 nested arrays cannot be sent", nested_value(1025), "$" + "[0]" * 1024)
     # decoding: accepted forms
     dec("duplicate key: last wins", '{"a":1,"a":2}', {"a": 2})
@@ -176,43 +180,63 @@ def values() -> list[dict[str, Any]]:
     dec("big int 2**53+1 (JavaScript rounds)", "9007199254740993", 9007199254740992, js_only=True)
     dec("all short escapes", '"\\"\\\\\\/\\b\\f\\n\\r\\t"', '"\\/\b\f\n\r\t')
     c.append({"name": "leading BOM skipped", "base64": b64(b"\xef\xbb\xbf{}"), "decodes_to": {}})
-    # decoding: rejected forms
-    for name, text in [
-        ("NaN token", "NaN"),
-        ("Infinity token", "Infinity"),
-        ("-Infinity token", "-Infinity"),
-        ("trailing comma in array", "[1,]"),
-        ("trailing comma in object", '{"a":1,}'),
-        ("single quotes", "{'a':1}"),
-        ("leading zero", "01"),
-        ("leading plus", "+1"),
-        ("comment", "// c\n1"),
-        ("trailing garbage", "[1] x"),
-        ("two values", "1 2"),
-        ("empty text", ""),
-        ("only spaces", "   "),
-        ("bad escape", '"\\x41"'),
-        ("unescaped newline in string", '"a\nb"'),
-        ("unescaped tab in string", '"a\tb"'),
-        ("unquoted key", "{a:1}"),
-        ("overflow 1e400", "1e400"),
-        ("overflow -1e400 in array", "[-1e400]"),
-        ("hex number", "0x10"),
-        ("lone minus", "-"),
-        ("unclosed array", "[1,2"),
-        ("True capitalised", "True"),
+    # decoding: rejected forms, with the column (1-based, in characters) and the reason
+    value_expected = "unexpected character {}"
+    after = "unexpected content after the value"
+    end = "unexpected end of data"
+    for name, text, column, reason in [
+        ("NaN token", "NaN", 1, value_expected.format("'N'")),
+        ("Infinity token", "Infinity", 1, value_expected.format("'I'")),
+        ("-Infinity token", "-Infinity", 2, "invalid number"),
+        ("trailing comma in array", "[1,]", 3, "trailing comma before ']'"),
+        ("trailing comma in object", '{"a":1,}', 7, "trailing comma before '}'"),
+        ("single quotes", "{'a':1}", 2, "expected a string key"),
+        ("leading zero", "01", 2, after),
+        ("leading plus", "+1", 1, value_expected.format("'+'")),
+        ("comment", "// c\n1", 1, value_expected.format("'/'")),
+        ("trailing garbage", "[1] x", 5, after),
+        ("two values", "1 2", 3, after),
+        ("empty text", "", 1, end),
+        ("only spaces", "   ", 4, end),
+        ("bad escape", '"\\x41"', 2, "invalid escape in string"),
+        ("unescaped newline in string", '"a\nb"', 3, "unescaped control character U+000A in string"),
+        ("unescaped tab in string", '"a\tb"', 3, "unescaped control character U+0009 in string"),
+        ("unquoted key", "{a:1}", 2, "expected a string key"),
+        ("missing colon", '{"a" 1}', 6, "expected ':' after the key"),
+        ("missing comma", "[1 2]", 4, "expected ',' or ']'"),
+        ("missing comma in object", '{"a":1 "b":2}', 8, "expected ',' or '}'"),
+        ("misspelt literal", "[tru]", 2, value_expected.format("'t'")),
+        ("unfinished literal", "[tr", 4, end),
+        ("unterminated string", '["ab', 5, "unterminated string"),
+        ("control character in string", '"a\x01"', 3, "unescaped control character U+0001 in string"),
+        ("number without digits after the point", "1.", 3, end),
+        ("number without exponent digits", "[1.5e+]", 7, "invalid number"),
+        ("overflow 1e400", "1e400", 1, "number too large (it overflows to infinity)"),
+        ("overflow -1e400 in array", "[-1e400]", 2, "number too large (it overflows to infinity)"),
+        ("overflow: 400 digits", "1" * 400, 1, "number too large (it overflows to infinity)"),
+        ("hex number", "0x10", 2, after),
+        ("lone minus", "-", 2, end),
+        ("unclosed array", "[1,2", 5, end),
+        ("unclosed object", '{"a":', 6, end),
+        ("True capitalised", "True", 1, value_expected.format("'T'")),
+        ("non-ASCII before the error", '["é€😀" x]', 8, "expected ',' or ']'"),
+        ("control character outside a string", "[\x01]", 2, value_expected.format("U+0001")),
+        ("unfinished text 191 deep", "[" * 191, 192, end),
     ]:
-        dec_error(name, text)
-    for name, raw in [
-        ("invalid UTF-8 byte", b'"\xff"'),
-        ("overlong UTF-8", b'"\xc0\xaf"'),
-        ("UTF-8 encoded surrogate", b'"\xed\xa0\x80"'),
-        ("truncated UTF-8", b'"\xe2\x82"'),
-        ("latin-1 text", b'"caf\xe9"'),
-        ("BOM only", b"\xef\xbb\xbf"),
-        ("two BOMs", b"\xef\xbb\xbf\xef\xbb\xbf1"),
+        dec_error(name, text, column, reason)
+    dec_error(
+        "error on the third line", '{"a": 1,\n "b": 2,\n "c" 3}', 6, "expected ':' after the key", line=3
+    )
+    for name, raw, column, reason in [
+        ("invalid UTF-8 byte", b'"\xff"', 2, "invalid UTF-8 (byte 0xff)"),
+        ("overlong UTF-8", b'"\xc0\xaf"', 2, "invalid UTF-8 (byte 0xc0)"),
+        ("UTF-8 encoded surrogate", b'"\xed\xa0\x80"', 2, "invalid UTF-8 (byte 0xed)"),
+        ("truncated UTF-8", b'"\xe2\x82"', 2, "invalid UTF-8 (byte 0xe2)"),
+        ("latin-1 text", b'"caf\xe9"', 5, "invalid UTF-8 (byte 0xe9)"),
+        ("BOM only", b"\xef\xbb\xbf", 1, end),
+        ("two BOMs", b"\xef\xbb\xbf\xef\xbb\xbf1", 1, value_expected.format("U+FEFF")),
     ]:
-        dec_error(name, raw=raw)
+        dec_error(name, None, column, reason, raw=raw)
     return c
 
 
@@ -220,12 +244,23 @@ def msg(value: Any, line: int) -> dict[str, Any]:
     return {"message": value, "line": line}
 
 
-def err(line: int, code: str = "DECODE_ERROR") -> dict[str, Any]:
-    return {"error": code, "line": line}
+def err(line: int, column: int, reason: str) -> dict[str, Any]:
+    """A malformed line: where (1-based line and column, in characters) and why."""
+    return {"error": "DECODE_ERROR", "line": line, "column": column, "reason": reason}
 
 
-def trunc(line: int, delivered: bool) -> dict[str, Any]:
-    return {"error": "TRUNCATED_LINE", "line": line, "delivered": delivered}
+def too_long(line: int, limit: int = 10) -> dict[str, Any]:
+    reason = f"line is longer than the limit of {limit} bytes (skipped up to the next newline)"
+    return {"error": "FRAME_TOO_LARGE", "line": line, "column": 0, "reason": reason}
+
+
+def trunc(line: int, delivered: bool, why: str = "") -> dict[str, Any]:
+    """The stream ended without a final newline; ``why`` the line did not parse (when it did not)."""
+    if delivered:
+        reason = "stream ended without a final newline (the line parsed and was delivered)"
+    else:
+        reason = f"stream ended in the middle of a line ({why})"
+    return {"error": "TRUNCATED_LINE", "line": line, "delivered": delivered, "reason": reason}
 
 
 def streams() -> list[dict[str, Any]]:
@@ -241,7 +276,6 @@ def streams() -> list[dict[str, Any]]:
         entry["events"] = events
         c.append(entry)
 
-    ftl = "FRAME_TOO_LARGE"
     case("empty stream", "", [])
     case("one message", "1\n", [msg(1, 1)])
     case("three messages", "1\n2\n3\n", [msg(1, 1), msg(2, 2), msg(3, 3)])
@@ -254,22 +288,50 @@ def streams() -> list[dict[str, Any]]:
     case("BOM at start skipped", "\ufeff1\n2\n", [msg(1, 1), msg(2, 2)])
     case("BOM only", "\ufeff", [])
     case("BOM then blank then value", "\ufeff\n7\n", [msg(7, 2)])
-    case("BOM in the middle is an error", "1\n\ufeff2\n3\n", [msg(1, 1), err(2), msg(3, 3)])
-    case("malformed line between good ones", "1\n{bad\n3\n", [msg(1, 1), err(2), msg(3, 3)])
-    case("NaN token line", "1\nNaN\n2\n", [msg(1, 1), err(2), msg(2, 3)])
-    case("trailing comma line", "[1,]\n[1]\n", [err(1), msg([1], 2)])
-    case("two values on one line", "1 2\n3\n", [err(1), msg(3, 2)])
-    case("every line bad", "a\nb\nc\n", [err(1), err(2), err(3)])
-    case("lone surrogate escape line", '"ok"\n"\\ud800"\n"ok"\n', [msg("ok", 1), err(2), msg("ok", 3)])
-    case("overflowing number line", "1\n1e400\n2\n", [msg(1, 1), err(2), msg(2, 3)])
-    case("1025 nested arrays line", "1\n" + nested(1025) + "\n2\n", [msg(1, 1), err(2), msg(2, 3)])
+    case(
+        "BOM in the middle is an error",
+        "1\n\ufeff2\n3\n",
+        [msg(1, 1), err(2, 1, "unexpected character U+FEFF"), msg(3, 3)],
+    )
+    case(
+        "malformed line between good ones",
+        "1\n{bad\n3\n",
+        [msg(1, 1), err(2, 2, "expected a string key"), msg(3, 3)],
+    )
+    case("NaN token line", "1\nNaN\n2\n", [msg(1, 1), err(2, 1, "unexpected character 'N'"), msg(2, 3)])
+    case("trailing comma line", "[1,]\n[1]\n", [err(1, 3, "trailing comma before ']'"), msg([1], 2)])
+    case("two values on one line", "1 2\n3\n", [err(1, 3, "unexpected content after the value"), msg(3, 2)])
+    case(
+        "every line bad",
+        "a\nb\nc\n",
+        [err(i, 1, f"unexpected character '{c}'") for i, c in enumerate("abc", 1)],
+    )
+    case(
+        "lone surrogate escape line",
+        '"ok"\n"\\ud800"\n"ok"\n',
+        [msg("ok", 1), err(2, 2, "lone surrogate \\ud800 in string"), msg("ok", 3)],
+    )
+    case(
+        "overflowing number line",
+        "1\n1e400\n2\n",
+        [msg(1, 1), err(2, 1, "number too large (it overflows to infinity)"), msg(2, 3)],
+    )
+    case(
+        "1025 nested arrays line",
+        "1\n" + nested(1025) + "\n2\n",
+        [msg(1, 1), err(2, 1025, "nesting deeper than 1024 arrays/objects"), msg(2, 3)],
+    )
     case("1024 nested arrays line", nested(1024) + "\n", [msg(nested_value(1024), 1)])
     case("missing final newline", "1\n2", [msg(1, 1), msg(2, 2), trunc(2, True)])
     case("missing final newline after CRLF", "1\r\n2\r", [msg(1, 1), msg(2, 2), trunc(2, True)])
-    case("incomplete final line", '1\n{"a":', [msg(1, 1), trunc(2, False)])
+    case("incomplete final line", '1\n{"a":', [msg(1, 1), trunc(2, False, "unexpected end of data")])
     case("blank unterminated final line", "1\n  ", [msg(1, 1)])
     case("tutorial sensor: bare numbers", "3.8\n-1.5\n12\n", [msg(3.8, 1), msg(-1.5, 2), msg(12, 3)])
-    case("tutorial bug: readings run together", "3.8-1.5\n4.25\n", [err(1), msg(4.25, 2)])
+    case(
+        "tutorial bug: readings run together",
+        "3.8-1.5\n4.25\n",
+        [err(1, 4, "unexpected content after the value"), msg(4.25, 2)],
+    )
     case(
         "null, strings, containers",
         'null\n"a b"\n[]\n{}\n',
@@ -288,36 +350,48 @@ def streams() -> list[dict[str, Any]]:
         ],
     )
     case("line over 64 KiB", '"' + "é" * 40_000 + '"\n1\n', [msg("é" * 40_000, 1), msg(1, 2)])
-    case("invalid UTF-8 line between good ones", b'1\n"\xff"\n3\n', [msg(1, 1), err(2), msg(3, 3)])
-    case("UTF-8 encoded surrogate line", b'"\xed\xa0\x80"\n2\n', [err(1), msg(2, 2)])
-    case("invalid UTF-8 in unterminated final line", b'1\n"\xfe', [msg(1, 1), trunc(2, False)])
+    case(
+        "invalid UTF-8 line between good ones",
+        b'1\n"\xff"\n3\n',
+        [msg(1, 1), err(2, 2, "invalid UTF-8 (byte 0xff)"), msg(3, 3)],
+    )
+    case(
+        "UTF-8 encoded surrogate line",
+        b'"\xed\xa0\x80"\n2\n',
+        [err(1, 2, "invalid UTF-8 (byte 0xed)"), msg(2, 2)],
+    )
+    case(
+        "invalid UTF-8 in unterminated final line",
+        b'1\n"\xfe',
+        [msg(1, 1), trunc(2, False, "invalid UTF-8 (byte 0xfe)")],
+    )
     # the line limit (max_line = 10 bytes before the newline)
     case(
         "over-long line between good ones",
         '1\n"' + "x" * 20 + '"\n3\n',
-        [msg(1, 1), err(2, ftl), msg(3, 3)],
+        [msg(1, 1), too_long(2), msg(3, 3)],
         max_line=10,
     )
     case("line of exactly the limit", '"12345678"\n', [msg("12345678", 1)], max_line=10)
-    case("line one byte over the limit", '"123456789"\n2\n', [err(1, ftl), msg(2, 2)], max_line=10)
+    case("line one byte over the limit", '"123456789"\n2\n', [too_long(1), msg(2, 2)], max_line=10)
     case("CR counts toward the limit (fits)", '"1234567"\r\n', [msg("1234567", 1)], max_line=10)
-    case("CR counts toward the limit (over)", '"12345678"\r\n5\n', [err(1, ftl), msg(5, 2)], max_line=10)
-    case("over-long blank line", " " * 30 + "\n1\n", [err(1, ftl), msg(1, 2)], max_line=10)
-    case("over-long unterminated final line", "1\n" + "x" * 30, [msg(1, 1), err(2, ftl)], max_line=10)
+    case("CR counts toward the limit (over)", '"12345678"\r\n5\n', [too_long(1), msg(5, 2)], max_line=10)
+    case("over-long blank line", " " * 30 + "\n1\n", [too_long(1), msg(1, 2)], max_line=10)
+    case("over-long unterminated final line", "1\n" + "x" * 30, [msg(1, 1), too_long(2)], max_line=10)
     case(
         "two over-long lines in a row",
         "y" * 15 + "\n" + "z" * 15 + "\n4\n",
-        [err(1, ftl), err(2, ftl), msg(4, 3)],
+        [too_long(1), too_long(2), msg(4, 3)],
         max_line=10,
     )
     case(
         "over-long line then truncated value",
         "x" * 20 + "\n5",
-        [err(1, ftl), msg(5, 2), trunc(2, True)],
+        [too_long(1), msg(5, 2), trunc(2, True)],
         max_line=10,
     )
     case(
-        "over-long line of multi-byte text", '"' + "é" * 10 + '"\n1\n', [err(1, ftl), msg(1, 2)], max_line=10
+        "over-long line of multi-byte text", '"' + "é" * 10 + '"\n1\n', [too_long(1), msg(1, 2)], max_line=10
     )
     return c
 

