@@ -1,4 +1,4 @@
-"""Writes values.json and streams.json in this folder from the hand-written cases below.
+"""Writes the vector files (values, streams, rpc, readings) in this folder from the hand-written cases below.
 
 Every expectation here is written by hand from spec/PROTOCOL.md, never computed by either
 implementation: this file only spares us typing long strings and escaping JSON inside JSON.
@@ -396,6 +396,88 @@ def streams() -> list[dict[str, Any]]:
     return c
 
 
+def readings() -> list[dict[str, Any]]:
+    """to_reading (bothways.telemetry.readings, js/src/telemetry.js): a message from ``source``
+    received at ``now`` with ``seqs`` given so far becomes ``reading`` (and ``seqs_after``), or is
+    ``invalid`` with that reason."""
+    c: list[dict[str, Any]] = []
+    now = 1733400000.25
+    micro = 1733400000250000  # int(now * 1e6)
+
+    def ok(
+        name: str, value: Any, reading: dict[str, Any], seqs: dict[str, int] | None = None, **extra: Any
+    ) -> None:
+        case = {
+            "name": name,
+            "value": value,
+            "source": "tcp://127.0.0.1:9000",
+            "now": now,
+            "seqs": seqs or {},
+        }
+        c.append({**case, **extra, "reading": reading})
+
+    def bad(name: str, value: Any, reason: str) -> None:
+        c.append({"name": name, "value": value, "source": "stdin", "now": now, "seqs": {}, "invalid": reason})
+
+    src = "tcp://127.0.0.1:9000"
+    r = {"sensor": "s1", "seq": 7, "t": 1733399999.5, "celsius": 21.5}
+    ok("a whole reading", dict(r), dict(r))
+    ok("t defaults to the time received", {"sensor": "s1", "seq": 7, "celsius": 21.5}, {**r, "t": now})
+    ok(
+        "extra fields kept after the four",
+        {"unit": "C", **r, "room": "lab"},
+        {**r, "unit": "C", "room": "lab"},
+    )
+    ok(
+        "integers become numbers",
+        {"sensor": "s1", "seq": 0, "t": 5, "celsius": -3},
+        {"sensor": "s1", "seq": 0, "t": 5.0, "celsius": -3.0},
+    )
+    ok("seq at the limit", {**r, "seq": 2**53 - 1}, {**r, "seq": 2**53 - 1})
+    ok("integral float seq", {**r, "seq": 7.0}, r)
+    ok("bare number", 3.8, {"sensor": src, "seq": micro, "t": now, "celsius": 3.8}, seqs_after={src: micro})
+    ok("bare integer", 12, {"sensor": src, "seq": micro, "t": now, "celsius": 12.0}, seqs_after={src: micro})
+    ok(
+        "bare number after a larger seq",
+        -1.5,
+        {"sensor": src, "seq": micro + 5, "t": now, "celsius": -1.5},
+        seqs={src: micro + 4},
+        seqs_after={src: micro + 5},
+    )
+    bad("a string", "3.8", "a reading is an object or a number, not a string")
+    bad("an array", [3.8], "a reading is an object or a number, not an array")
+    bad("a boolean", True, "a reading is an object or a number, not a boolean")
+    bad("null", None, "a reading is an object or a number, not null")
+    bad("no sensor", {"seq": 1, "celsius": 2}, 'missing "sensor"')
+    bad("empty sensor", {"sensor": "", "seq": 1, "celsius": 2}, '"sensor" must be a non-empty string')
+    bad("numeric sensor", {"sensor": 5, "seq": 1, "celsius": 2}, '"sensor" must be a non-empty string')
+    bad("no seq", {"sensor": "s", "celsius": 2}, 'missing "seq"')
+    seq_reason = '"seq" must be an integer from 0 to 9007199254740991'
+    bad("negative seq", {"sensor": "s", "seq": -1, "celsius": 2}, seq_reason)
+    bad("fractional seq", {"sensor": "s", "seq": 1.5, "celsius": 2}, seq_reason)
+    bad("seq too large", {"sensor": "s", "seq": 2**53, "celsius": 2}, seq_reason)
+    bad("string seq", {"sensor": "s", "seq": "1", "celsius": 2}, seq_reason)
+    bad("boolean seq", {"sensor": "s", "seq": True, "celsius": 2}, seq_reason)
+    bad(
+        "string t",
+        {"sensor": "s", "seq": 1, "t": "now", "celsius": 2},
+        '"t" must be a number (seconds since the epoch)',
+    )
+    bad(
+        "null t",
+        {"sensor": "s", "seq": 1, "t": None, "celsius": 2},
+        '"t" must be a number (seconds since the epoch)',
+    )
+    bad("no celsius", {"sensor": "s", "seq": 1}, 'missing "celsius"')
+    bad(
+        "null celsius (NaN sent as null)",
+        {"sensor": "s", "seq": 1, "celsius": None},
+        '"celsius" must be a finite number',
+    )
+    bad("string celsius", {"sensor": "s", "seq": 1, "celsius": "21"}, '"celsius" must be a finite number')
+    return c
+
+
 def rpc() -> list[dict[str, Any]]:
     """Steps driving an RpcEndpoint. The first cases follow the examples of the JSON-RPC 2.0
     specification (jsonrpc.org/specification, section 7); answers that need a method table
@@ -697,6 +779,13 @@ def main() -> None:
         "events; request/notify/cancel/forget/respond/respond_error/parse_error; send: what "
         "messages_to_send() drains; pending: the ids still in flight.",
         rpc(),
+    )
+    write(
+        "readings.json",
+        "to_reading of the telemetry app (format: tests/unit/test_readings.py): value from source, "
+        "received at now, with seqs given so far, becomes reading (seqs then seqs_after, when "
+        "given), or is invalid with that reason.",
+        readings(),
     )
 
 
