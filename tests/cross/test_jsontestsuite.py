@@ -108,7 +108,9 @@ def test_y_accepted_n_rejected_by_both(verdicts: dict[str, tuple[str, str]]) -> 
 
 def test_both_languages_report_every_n_file_alike(verdicts: dict[str, tuple[str, str]]) -> None:
     """The same line, column, reason and excerpt from Python and JavaScript for every n_ file."""
-    different = {name: pair for name, pair in verdicts.items() if name.startswith("n_") and pair[0] != pair[1]}
+    different = {
+        name: pair for name, pair in verdicts.items() if name.startswith("n_") and pair[0] != pair[1]
+    }
     assert not different
     assert sum(name.startswith("n_") for name in verdicts) >= 170
 

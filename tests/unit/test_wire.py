@@ -131,7 +131,10 @@ def test_nesting_limit_is_1024_both_ways(wire: ModuleType) -> None:
     assert encode_info.value.path == "$" + "[0]" * 1024
     with pytest.raises(DecodeError) as decode_info:
         wire.decode(b"[" * 1025 + b"]" * 1025)
-    assert (decode_info.value.column, decode_info.value.reason) == (1025, "nesting deeper than 1024 arrays/objects")
+    assert (decode_info.value.column, decode_info.value.reason) == (
+        1025,
+        "nesting deeper than 1024 arrays/objects",
+    )
 
 
 def test_decode_error_says_where(wire: ModuleType) -> None:

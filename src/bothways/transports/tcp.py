@@ -39,10 +39,12 @@ Behaviour
   ends iteration after the last message). With ``reconnect``, a lost connection (closed, reset,
   or the server gone) is opened again with exponential back-off (``backoff``: 0.05 s doubling to
   5 s), with the handshake again; ``receive`` goes on with the new connection, ``send`` waits for
-  it; only ``close()`` stops it. **Messages in flight when the connection broke may be lost**
-  (what the kernel had accepted but the peer had not read), and a send cut in the middle is sent
-  again whole, so a message may, rarely, arrive twice. A ``refused`` answer while reconnecting is
-  not retried: it is raised as ConnectError. With ``reconnect``, the first ``connect`` is retried
+  it; only ``close()`` stops it. **What was sent is delivered at least once**: a reconnecting
+  client keeps the newest ``RESEND`` (1 MiB) of what it wrote on its connection and writes it
+  again, first, on the next one, since nothing says how much of it the peer had read; so
+  messages from before a break arrive twice when the peer had read them (a seq or id in the
+  message lets the application drop the copy). A ``refused`` answer while reconnecting is not
+  retried: it is raised as ConnectError. With ``reconnect``, the first ``connect`` is retried
   on the same schedule until ``timeout`` runs out (a client started a moment before its server
   waits for it); without, it fails at once.
 - ``listen`` options: ``token``, ``timeout`` (how long a connection may take to send its hello
@@ -76,9 +78,12 @@ Behaviour
   lingered resolved normally all the same: 1,000 clients x 100 messages into a blocking listener
   with a backlog of 128 delivered 67,500 of 100,000, with 1,871 overflows and every close
   "fine". With the backlog at 4096 all arrive; with the confirmation, a loss cannot be silent.
-  With ``reconnect``, what was sent on a connection that broke is not sent again (see above),
-  and no FIN can confirm it: ``close()`` then raises TransportClosed saying how many bytes were
-  sent on broken connections, even when the last one confirmed everything.
+  With ``reconnect``, ``close()`` wants the FIN on the newest connection, and a FIN that was
+  there before ours (the server went away) confirms nothing: the connection is opened again,
+  what it kept is written again, and that one must confirm, within ``timeout``. Only bytes sent
+  on a connection that broke when more than ``RESEND`` were unconfirmed cannot be sent again:
+  ``close()`` then raises TransportClosed saying how many. 1,000 reconnecting clients whose
+  server is restarted under them lose nothing (tests/cross/test_many_clients.py).
 - Backpressure: ``send`` blocks while the peer does not read. A listener reads at most
   ``READ_AHEAD`` bytes ahead of its consumer per stream, then stops reading, so a slow consumer
   holds its clients back; a broadcast waits for the slowest merged reader.
@@ -165,6 +170,10 @@ JOIN = 2.0  # seconds to wait for a thread when closing
 LINGER = 2.0
 """Seconds a closed connection goes on reading (and dropping) what the peer still sends, waiting
 for its FIN, so that the kernel does not answer it with a reset that would drop our last data."""
+
+RESEND = 1024 * 1024
+"""Bytes of what a reconnecting client sent on its connection that it keeps, newest first, to
+send again on the next connection if this one breaks before the peer confirms them."""
 
 WAITING, OPEN, REFUSED = "waiting", "open", "refused"
 
@@ -602,24 +611,60 @@ def _unconfirmed(url: str, timeout: float, sent: int, reset: bool) -> TransportC
 
 
 def _broken(url: str, sent: int, reconnects: int) -> TransportClosed:
-    """The error of a reconnecting client's close when connections broke under what it sent."""
+    """The error of a reconnecting client's close when connections broke under more than it
+    could send again (RESEND bytes)."""
     return TransportClosed(
         f"{url}: close: {sent} bytes were sent on connections that broke before the peer confirmed "
-        f"them (opened again {reconnects} times; nothing is sent twice); they may be lost"
+        f"them, more than the last {RESEND} bytes that were sent again (opened again {reconnects} "
+        "times); they may be lost"
     )
 
 
-def _confirm(link: _Link, url: str, timeout: float) -> None:
+class _Kept:
+    """What a reconnecting client sent on its connection, the newest RESEND bytes of it (whole
+    writes), to send again first on the next connection when this one breaks: the peer gets
+    everything at least once (what it had read already, twice). Sans-I/O; both flavours."""
+
+    __slots__ = ("chunks", "dropped", "size")
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.size = 0  # bytes in chunks
+        self.dropped = 0  # bytes sent but no longer kept: beyond sending again
+
+    def add(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        while self.size > RESEND and len(self.chunks) > 1:
+            old = self.chunks.popleft()
+            self.size -= len(old)
+            self.dropped += len(old)
+
+    def take_dropped(self) -> int:
+        dropped, self.dropped = self.dropped, 0
+        return dropped
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def _confirm(link: _Link, url: str, timeout: float, strict: bool = False) -> None:
     """Closes a client's connection and makes sure the peer read everything we sent on it: a FIN
     after our data, then what the peer still sends is read and dropped until its FIN, which a
     bothways listener (and any server that reads to the end and closes) sends only once it has
     read everything. No FIN within ``timeout`` s, or a reset: TransportClosed saying so. With
     nothing sent, nothing can be lost: the socket lingers in the background as ``_linger`` does.
+    ``strict`` (a reconnecting client): a FIN already there before ours confirms nothing (the
+    server went away, maybe before reading our last writes).
     """
     if not link.sent:
         _linger(link.sock)
         return
     sock = link.sock
+    if strict and (link.eof or _fin_waiting(sock)):
+        _shut(sock)
+        sock.close()
+        raise _unconfirmed(url, timeout, link.sent, True)
     confirmed, reset = link.eof, False
     deadline = time.monotonic() + timeout
     try:
@@ -642,6 +687,14 @@ def _confirm(link: _Link, url: str, timeout: float) -> None:
         raise _unconfirmed(url, timeout, link.sent, reset)
 
 
+def _fin_waiting(sock: socket.socket) -> bool:
+    """Whether the peer's FIN is the next thing to read (it closed its side already)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+
+
 # --------------------------------------------------------------------------------------------
 # Blocking client
 
@@ -649,7 +702,7 @@ def _confirm(link: _Link, url: str, timeout: float) -> None:
 class _Link:
     """One TCP connection of a client channel, with the Inbox of what it received."""
 
-    __slots__ = ("early", "eof", "fresh", "inbox", "sent", "sock")
+    __slots__ = ("early", "eof", "fresh", "inbox", "kept", "sent", "sock")
 
     def __init__(self, sock: socket.socket, inbox: Inbox, early: list[Any], fresh: bool) -> None:
         self.sock = sock
@@ -658,6 +711,7 @@ class _Link:
         self.eof = False
         self.fresh = fresh  # nothing received yet (a client without token checks for a refusal)
         self.sent = 0  # bytes of messages written on it (close() must see them confirmed)
+        self.kept: _Kept | None = None  # a reconnecting client's: to send again if it breaks
 
 
 def _open(host: str, port: int, url: str, token: str | None, timeout: float, inbox: Inbox) -> _Link:
@@ -736,10 +790,12 @@ class TcpChannel(Channel):
         self._state_lock = threading.Lock()
         self._relink_lock = threading.Lock()
         self._send_lock = threading.Lock()
-        self._broken_sent = 0  # bytes sent on connections that broke (reconnect): never confirmed
+        self._broken_sent = 0  # bytes sent on connections that broke, beyond what was resent
         self._refused_loss = False  # a refusal closed us with that still to report at close()
         self.reconnects = 0
         """How many times the connection was opened again."""
+        if reconnect:
+            link.kept = _Kept()
 
     def send(self, value: Any) -> None:
         """Sends one message; blocks while the peer does not read (and, with ``reconnect``,
@@ -765,6 +821,8 @@ class TcpChannel(Channel):
                 try:
                     link.sock.sendall(data)
                     link.sent += len(data)
+                    if link.kept is not None:
+                        link.kept.add(data)
                     return
                 except OSError as exc:
                     link = self._relink(link, exc)
@@ -826,19 +884,17 @@ class TcpChannel(Channel):
             if self._link is not link:
                 return self._link  # someone else reconnected already
             _shut(link.sock)
-            if self._reconnect:  # nobody is told now: close() will say it
-                self._broken_sent += link.sent
             link.sent = 0  # beyond confirming now: this error, or close(), says so
-            if not self._reconnect:
+            if link.kept is None:
                 raise TransportClosed(f"{self.url}: {_lost(exc)}") from exc
+            self._broken_sent += link.kept.take_dropped()  # nobody is told now: close() says it
             attempt = 0
             while True:
                 if self._stop.wait(backoff(attempt)):
                     raise TransportClosed(f"{self.url}: the channel is closed")
                 attempt += 1
-                inbox = Inbox(max_line=self._max_line, on_error=self._on_error)
                 try:
-                    new = _open(self._host, self._port, self.url, self._token, self._timeout, inbox)
+                    new = self._reopen(link.kept)
                 except ConnectError:
                     continue
                 except Refused as refused:
@@ -852,6 +908,22 @@ class TcpChannel(Channel):
                 link.sock.close()
                 self.reconnects += 1
                 return new
+
+    def _reopen(self, kept: _Kept) -> _Link:
+        """A new connection, with what the broken one may not have delivered sent first."""
+        inbox = Inbox(max_line=self._max_line, on_error=self._on_error)
+        new = _open(self._host, self._port, self.url, self._token, self._timeout, inbox)
+        new.kept = kept
+        if kept.size:
+            try:
+                new.sock.sendall(kept.data())
+            except OSError as exc:
+                new.sock.close()
+                raise ConnectError(
+                    f"connection lost while sending again: {_lost(exc)}", url=self.url
+                ) from exc
+            new.sent = kept.size
+        return new
 
     def _end_refused(self) -> None:
         """The server refused us while reconnecting: closed, with nothing left to confirm;
@@ -883,6 +955,9 @@ class TcpChannel(Channel):
             self._closed = True
             links = {self._link, self._rlink}
         self._stop.set()
+        if self._reconnect:
+            self._close_reconnecting(links)
+            return
         failures = []
         for link in links:  # (a send blocked on it fails: the channel is closed)
             try:
@@ -891,6 +966,35 @@ class TcpChannel(Channel):
                 failures.append(exc)
         if failures:
             raise failures[0]
+
+    def _close_reconnecting(self, links: set[_Link]) -> None:
+        """close() with ``reconnect``: the newest connection must confirm what it kept; when it
+        does not, it is opened again (what it kept sent first) until ``timeout`` runs out."""
+        link = self._link
+        for other in links - {link}:  # an old one the receiver drained: its data was sent again
+            _linger(other.sock)
+        deadline = time.monotonic() + self._timeout
+        attempt = 0
+        while True:
+            kept = link.kept
+            assert kept is not None
+            try:
+                _confirm(link, self.url, max(deadline - time.monotonic(), 0.001), strict=True)
+                break
+            except TransportClosed as failure:
+                self._broken_sent += kept.take_dropped()
+                while True:
+                    wait = first_retry(True, attempt, deadline - time.monotonic())
+                    if wait is None:
+                        raise failure from None
+                    time.sleep(wait)
+                    attempt += 1
+                    try:
+                        link = self._reopen(kept)
+                    except (ConnectError, Refused):
+                        continue
+                    self.reconnects += 1
+                    break
         if self._broken_sent:
             raise _broken(self.url, self._broken_sent, self.reconnects)
 
@@ -1366,7 +1470,7 @@ async def _async_linger(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 
 
 class _AsyncLink:
-    __slots__ = ("early", "eof", "fresh", "inbox", "reader", "sent", "writer")
+    __slots__ = ("early", "eof", "fresh", "inbox", "kept", "reader", "sent", "writer")
 
     def __init__(
         self,
@@ -1383,9 +1487,10 @@ class _AsyncLink:
         self.eof = False
         self.fresh = fresh
         self.sent = 0  # bytes of messages written on it (close() must see them confirmed)
+        self.kept: _Kept | None = None  # a reconnecting client's: to send again if it breaks
 
 
-async def _async_confirm(link: _AsyncLink, url: str, timeout: float) -> None:
+async def _async_confirm(link: _AsyncLink, url: str, timeout: float, strict: bool = False) -> None:
     """``_confirm`` for asyncio streams: a FIN after our data, then the peer's FIN within
     ``timeout`` s, else TransportClosed (with nothing sent: ``_async_linger``)."""
     if not link.sent:
@@ -1393,6 +1498,9 @@ async def _async_confirm(link: _AsyncLink, url: str, timeout: float) -> None:
         return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    if strict and (link.eof or link.reader.at_eof()):
+        await _close_writer(link.writer)
+        raise _unconfirmed(url, timeout, link.sent, True)
     confirmed, reset = link.eof, False
     try:
         if not link.writer.is_closing():
@@ -1524,9 +1632,11 @@ class AsyncTcpChannel(_AsyncBatched):
         self._closed = False
         self._stop = asyncio.Event()
         self._relink_lock = asyncio.Lock()
-        self._broken_sent = 0  # bytes sent on connections that broke (reconnect): never confirmed
+        self._broken_sent = 0  # bytes sent on connections that broke, beyond what was resent
         self._refused_loss = False  # a refusal closed us with that still to report at close()
         self.reconnects = 0
+        if reconnect:
+            link.kept = _Kept()
 
     async def send(self, value: Any) -> None:
         await self.send_bytes(encode(value))
@@ -1547,6 +1657,8 @@ class AsyncTcpChannel(_AsyncBatched):
                 writer.write(data)
                 await writer.drain()
                 link.sent += len(data)
+                if link.kept is not None:
+                    link.kept.add(data)
                 return
             except OSError as exc:
                 link = await self._relink(link, exc)
@@ -1591,11 +1703,10 @@ class AsyncTcpChannel(_AsyncBatched):
             if self._link is not link:
                 return self._link
             link.writer.close()
-            if self._reconnect:  # nobody is told now: close() will say it
-                self._broken_sent += link.sent
             link.sent = 0  # beyond confirming now: this error, or close(), says so
-            if not self._reconnect:
+            if link.kept is None:
                 raise TransportClosed(f"{self.url}: {_lost(exc)}") from exc
+            self._broken_sent += link.kept.take_dropped()  # nobody is told now: close() says it
             attempt = 0
             while True:
                 try:
@@ -1604,11 +1715,8 @@ class AsyncTcpChannel(_AsyncBatched):
                 except asyncio.TimeoutError:
                     pass
                 attempt += 1
-                inbox = Inbox(max_line=self._max_line, on_error=self._on_error)
                 try:
-                    new = await _async_open(
-                        self._host, self._port, self.url, self._token, self._timeout, inbox
-                    )
+                    new = await self._reopen(link.kept)
                 except ConnectError:
                     continue
                 except Refused as refused:
@@ -1621,6 +1729,23 @@ class AsyncTcpChannel(_AsyncBatched):
                 await _close_writer(link.writer)
                 self.reconnects += 1
                 return new
+
+    async def _reopen(self, kept: _Kept) -> _AsyncLink:
+        """A new connection, with what the broken one may not have delivered sent first."""
+        inbox = Inbox(max_line=self._max_line, on_error=self._on_error)
+        new = await _async_open(self._host, self._port, self.url, self._token, self._timeout, inbox)
+        new.kept = kept
+        if kept.size:
+            try:
+                new.writer.write(kept.data())
+                await new.writer.drain()
+            except OSError as exc:
+                await _close_writer(new.writer)
+                raise ConnectError(
+                    f"connection lost while sending again: {_lost(exc)}", url=self.url
+                ) from exc
+            new.sent = kept.size
+        return new
 
     def _end_refused(self) -> None:
         """The server refused us while reconnecting: closed, with nothing left to confirm;
@@ -1648,12 +1773,45 @@ class AsyncTcpChannel(_AsyncBatched):
         self._closed = True
         self._stop.set()
         links = {self._link, self._rlink}
+        if self._reconnect:
+            await self._close_reconnecting(links)
+            return
         results = await asyncio.gather(
             *(_async_confirm(link, self.url, self._timeout) for link in links), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+    async def _close_reconnecting(self, links: set[_AsyncLink]) -> None:
+        """close() with ``reconnect``: the newest connection must confirm what it kept; when it
+        does not, it is opened again (what it kept sent first) until ``timeout`` runs out."""
+        link = self._link
+        for other in links - {link}:  # an old one the receiver drained: its data was sent again
+            await _close_writer(other.writer)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        attempt = 0
+        while True:
+            kept = link.kept
+            assert kept is not None
+            try:
+                await _async_confirm(link, self.url, max(deadline - loop.time(), 0.001), strict=True)
+                break
+            except TransportClosed as failure:
+                self._broken_sent += kept.take_dropped()
+                while True:
+                    wait = first_retry(True, attempt, deadline - loop.time())
+                    if wait is None:
+                        raise failure from None
+                    await asyncio.sleep(wait)
+                    attempt += 1
+                    try:
+                        link = await self._reopen(kept)
+                    except (ConnectError, Refused):
+                        continue
+                    self.reconnects += 1
+                    break
         if self._broken_sent:
             raise _broken(self.url, self._broken_sent, self.reconnects)
 
