@@ -5,7 +5,7 @@
  *
  *     tcp://host:port?token=...            ws://host:port/path?token=...
  *     fifo:/path   fifo:relative/path      file:/path?state=/path.offset&poll=0.05
- *     stdio:
+ *     stdio:       mqtt://host:port/topic/levels?qos=1   (also mqtts:, mqtt+ws:, mqtt+wss:)
  *
  * Option names in the query are Python's (`max_line`), as on the wire; `Address.options()` gives
  * them in JavaScript's spelling (`maxLine`), with times in milliseconds.
@@ -15,7 +15,8 @@
 
 import { UrlError } from "./errors.js";
 
-const NETWORK = ["tcp", "ws"];
+const MQTT = ["mqtt", "mqtts", "mqtt+ws", "mqtt+wss"];
+const NETWORK = ["tcp", "ws", ...MQTT];
 const PATHS = ["fifo", "file"];
 
 /** Every scheme with a transport, in both languages. */
@@ -29,6 +30,10 @@ const PARAMS = {
   fifo: ["max_line", "timeout", "reopen"],
   file: ["max_line", "state", "poll", "follow", "max_bytes", "keep"],
 };
+const MQTT_PARAMS = ["max_line", "qos", "client_id", "clean", "session", "share", "protocol", "timeout", "keepalive"];
+for (const scheme of MQTT) {
+  PARAMS[scheme] = scheme.endsWith("ws") || scheme.endsWith("wss") ? [...MQTT_PARAMS, "ws_path"] : MQTT_PARAMS;
+}
 /** Options for one end only; the rest apply to both. @type {Record<string, string>} */
 const SIDE = {
   reconnect: "connect",
@@ -41,16 +46,18 @@ const SIDE = {
   poll: "listen",
   follow: "listen",
 };
+/** On mqtt, both ends are clients of the broker. @type {Record<string, string>} */
+const SIDE_MQTT = { share: "listen" };
 /** @type {Record<string, number>} */
-const DEFAULT_PORT = { ws: 80 };
+const DEFAULT_PORT = { ws: 80, mqtt: 1883, mqtts: 8883, "mqtt+ws": 80, "mqtt+wss": 443 };
 const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):/;
 const HOSTNAME =
   /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 const IPV6 = /^[0-9A-Fa-f:.]+$/;
 const NUMBER = /^[0-9]+(\.[0-9]+)?$/;
 const DIGITS = /^[0-9]+$/;
-const WHOLE = ["max_line", "max_bytes", "keep", "backlog"];
-const FLAGS = ["reconnect", "reopen", "follow"];
+const WHOLE = ["max_line", "max_bytes", "keep", "backlog", "keepalive"];
+const FLAGS = ["reconnect", "reopen", "follow", "clean"];
 /** @type {Record<string, boolean>} */
 const BOOLEANS = { 1: true, true: true, yes: true, 0: false, false: false, no: false };
 
@@ -58,7 +65,7 @@ const BOOLEANS = { 1: true, true: true, yes: true, 0: false, false: false, no: f
  * A parsed channel URL: what `connect` and `listen` dispatch on.
  *
  * `host` and `port` are set for network schemes (`null` otherwise), `path` for ws (the raw
- * request path), fifo and file (the decoded file path); `params` holds the typed query options
+ * request path), mqtt (the topic), fifo and file (the decoded file path); `params` holds the typed query options
  * under their wire (snake_case) names.
  */
 export class Address {
@@ -89,7 +96,8 @@ export class Address {
     let text;
     if (NETWORK.includes(this.scheme)) {
       const host = this.host?.includes(":") ? `[${this.host}]` : this.host;
-      text = `${this.scheme}://${host}:${this.port}${this.path}`;
+      const path = MQTT.includes(this.scheme) ? "/" + quoteTopic(this.path) : this.path;
+      text = `${this.scheme}://${host}:${this.port}${path}`;
     } else if (PATHS.includes(this.scheme)) {
       text = `${this.scheme}:${quote(this.path)}`;
     } else {
@@ -114,8 +122,9 @@ export class Address {
   options(side) {
     /** @type {Record<string, any>} */
     const options = {};
+    const sides = MQTT.includes(this.scheme) ? SIDE_MQTT : SIDE;
     for (const [key, value] of Object.entries(this.params)) {
-      if (side !== undefined && (SIDE[key] ?? side) !== side) {
+      if (side !== undefined && (sides[key] ?? side) !== side) {
         continue;
       }
       const name = key.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
@@ -148,6 +157,15 @@ function quote(text) {
   return encodeURIComponent(text)
     .replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase())
     .replace(/%2F/g, "/");
+}
+
+/**
+ * Python's `quote(topic, safe="/+#$")`: a topic as a canonical mqtt URL writes it.
+ * @param {string} topic
+ * @returns {string}
+ */
+function quoteTopic(topic) {
+  return quote(topic).replace(/%2B|%23|%24/g, (c) => decodeURIComponent(c));
 }
 
 /**
@@ -209,7 +227,7 @@ export function parse(url) {
     throw new UrlError(`unknown scheme ${pyRepr(scheme + ":")} (known: ${known})`, { url });
   }
   let rest = url.slice(match[0].length);
-  if (rest.includes("#")) {
+  if (rest.includes("#") && !MQTT.includes(scheme)) {
     throw new UrlError("a fragment (#...) means nothing here", { url });
   }
   const q = rest.indexOf("?");
@@ -243,7 +261,8 @@ function parseNetwork(scheme, rest, params, url) {
   const authority = slash < 0 ? rest.slice(2) : rest.slice(2, slash);
   let path = slash < 0 ? "" : rest.slice(slash);
   if (authority.includes("@")) {
-    throw new UrlError("user names and passwords do not go in the URL (use ?token=)", { url });
+    const use = MQTT.includes(scheme) ? "pass username= and password= as options" : "use ?token=";
+    throw new UrlError(`user names and passwords do not go in the URL (${use})`, { url });
   }
   let host;
   let after;
@@ -283,8 +302,42 @@ function parseNetwork(scheme, rest, params, url) {
   if (scheme === "tcp" && path !== "" && path !== "/") {
     throw new UrlError(`tcp: takes no path, got ${pyRepr(path)}`, { url });
   }
-  path = scheme === "ws" ? path || "/" : "";
+  if (scheme === "ws") {
+    path = path || "/";
+  } else if (MQTT.includes(scheme)) {
+    path = parseTopic(scheme, path, url);
+  } else {
+    path = "";
+  }
   return new Address(scheme, { host: host.toLowerCase() || "127.0.0.1", port, path, params });
+}
+
+/**
+ * The MQTT topic (or filter) of an mqtt URL's path: decoded, its first / dropped.
+ * @param {string} scheme
+ * @param {string} path
+ * @param {string} url
+ * @returns {string}
+ * @throws {UrlError}
+ */
+function parseTopic(scheme, path, url) {
+  const topic = decodePart(path.slice(1), url, "topic");
+  if (!topic) {
+    throw new UrlError(`${scheme}: needs a topic, as in ${scheme}://127.0.0.1:1883/sensors/kitchen`, { url });
+  }
+  if (topic.includes("\0")) {
+    throw new UrlError("a topic cannot hold a NUL character", { url });
+  }
+  const levels = topic.split("/");
+  levels.forEach((level, index) => {
+    if ((level.includes("+") || level.includes("#")) && (level.length > 1 || (level === "#" && index < levels.length - 1))) {
+      throw new UrlError(
+        `bad topic ${pyRepr(topic)}: '+' and '#' stand alone in a level, and '#' only in the last`,
+        { url },
+      );
+    }
+  });
+  return topic;
 }
 
 /**
@@ -361,6 +414,27 @@ function typed(key, value, url) {
       });
     }
     return BOOLEANS[lower];
+  }
+  if (key === "qos") {
+    if (!["0", "1", "2"].includes(value)) {
+      throw new UrlError(`qos must be 0, 1 or 2, got ${pyRepr(value)}`, { url });
+    }
+    return Number(value);
+  }
+  if (key === "session") {
+    if (!DIGITS.test(value)) {
+      throw new UrlError(`session must be a whole number of seconds >= 0, got ${pyRepr(value)}`, { url });
+    }
+    return Number(value);
+  }
+  if (key === "protocol" && value !== "5" && value !== "3.1.1") {
+    throw new UrlError(`protocol must be 5 or 3.1.1, got ${pyRepr(value)}`, { url });
+  }
+  if (key === "share" && (!value || /[/+#]/.test(value))) {
+    throw new UrlError(`share must be a group name without '/', '+' or '#', got ${pyRepr(value)}`, { url });
+  }
+  if (key === "ws_path" && !value.startsWith("/")) {
+    throw new UrlError(`ws_path must start with '/', got ${pyRepr(value)}`, { url });
   }
   if (key === "timeout" || key === "poll") {
     if (!NUMBER.test(value) || Number(value) <= 0) {

@@ -2,7 +2,7 @@
 
 A program changes channel by changing a URL::
 
-    with bothways.listen("tcp://127.0.0.1:9000") as inbox:      # or ws://, fifo:, file:
+    with bothways.listen("tcp://127.0.0.1:9000") as inbox:      # or ws://, fifo:, file:, mqtt://
         for reading in inbox:
             ...
 
@@ -32,6 +32,10 @@ TRANSPORTS = {
     "ws": "bothways.transports.ws",
     "fifo": "bothways.transports.fifo",
     "file": "bothways.transports.file",
+    "mqtt": "bothways.transports.mqtt",
+    "mqtts": "bothways.transports.mqtt",
+    "mqtt+ws": "bothways.transports.mqtt",
+    "mqtt+wss": "bothways.transports.mqtt",
 }
 """The one table from scheme to the module that implements it (imported on first use).
 

@@ -5,7 +5,7 @@
 
     tcp://host:port?token=...            ws://host:port/path?token=...
     fifo:/path   fifo:relative/path      file:/path?state=/path.offset&poll=0.05
-    stdio:
+    stdio:       mqtt://host:port/topic/levels?qos=1   (also mqtts:, mqtt+ws:, mqtt+wss:)
 
 - The scheme is case-insensitive. Network schemes need ``//host:port``; an empty host means
   127.0.0.1, IPv6 goes in brackets, port 0 asks ``listen`` for a free port. ``ws`` defaults to
@@ -15,8 +15,12 @@
 - The query holds the options each scheme knows (a typo is an error, not silently ignored), with
   typed values (spec/PROTOCOL.md §7 lists them): ``max_line`` everywhere; ``token``,
   ``reconnect``, ``timeout`` on tcp and ws; ``timeout``, ``reopen`` on fifo; ``state``,
-  ``poll``, ``follow``, ``max_bytes``, ``keep`` on file.
+  ``poll``, ``follow``, ``max_bytes``, ``keep`` on file; the MQTT options on mqtt (§7).
   ``+`` is not a space. A key given twice and a ``#fragment`` are errors.
+- ``mqtt:`` (and ``mqtts:`` with TLS, ``mqtt+ws:``/``mqtt+wss:`` through the broker's WebSocket
+  listener) names a broker and a topic: the path, percent-decoded, without its first ``/``. There
+  ``#`` is the multi-level wildcard, not a fragment; ``+`` and ``#`` stand alone in a level.
+  Default ports 1883, 8883, 80, 443.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from .errors import UrlError
 
 __all__ = ["SCHEMES", "Address", "parse"]
 
-NETWORK = ("tcp", "ws")
+MQTT = ("mqtt", "mqtts", "mqtt+ws", "mqtt+wss")
+NETWORK = ("tcp", "ws", *MQTT)
 PATHS = ("fifo", "file")
 SCHEMES = ("stdio", *NETWORK, *PATHS)
 """Every scheme with a transport, in both languages."""
@@ -42,6 +47,19 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "fifo": ("max_line", "timeout", "reopen"),
     "file": ("max_line", "state", "poll", "follow", "max_bytes", "keep"),
 }
+_MQTT_PARAMS = (
+    "max_line",
+    "qos",
+    "client_id",
+    "clean",
+    "session",
+    "share",
+    "protocol",
+    "timeout",
+    "keepalive",
+)
+_PARAMS.update({scheme: _MQTT_PARAMS for scheme in ("mqtt", "mqtts")})
+_PARAMS.update({scheme: (*_MQTT_PARAMS, "ws_path") for scheme in ("mqtt+ws", "mqtt+wss")})
 _SIDE = {  # options for one end only; the rest apply to both
     "reconnect": "connect",
     "timeout": "connect",
@@ -53,13 +71,14 @@ _SIDE = {  # options for one end only; the rest apply to both
     "poll": "listen",
     "follow": "listen",
 }
-_DEFAULT_PORT = {"ws": 80}
+_SIDE_MQTT = {"share": "listen"}  # on mqtt, both ends are clients of the broker
+_DEFAULT_PORT = {"ws": 80, "mqtt": 1883, "mqtts": 8883, "mqtt+ws": 80, "mqtt+wss": 443}
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
-_WHOLE = ("max_line", "max_bytes", "keep", "backlog")
-_FLAGS = ("reconnect", "reopen", "follow")
+_WHOLE = ("max_line", "max_bytes", "keep", "backlog", "keepalive")
+_FLAGS = ("reconnect", "reopen", "follow", "clean")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
@@ -68,8 +87,8 @@ class Address:
     """A parsed channel URL: what ``connect`` and ``listen`` dispatch on.
 
     ``host`` and ``port`` are set for network schemes (``None`` otherwise), ``path`` for ws
-    (the raw request path), fifo and file (the decoded file path); ``params`` holds the typed
-    query options.
+    (the raw request path), mqtt (the topic), fifo and file (the decoded file path); ``params``
+    holds the typed query options.
     """
 
     scheme: str
@@ -83,7 +102,8 @@ class Address:
         """The canonical form: lower-case scheme and host, options sorted by name."""
         if self.scheme in NETWORK:
             host = f"[{self.host}]" if self.host and ":" in self.host else self.host
-            text = f"{self.scheme}://{host}:{self.port}{self.path}"
+            path = "/" + quote(self.path, safe=_TOPIC_SAFE) if self.scheme in MQTT else self.path
+            text = f"{self.scheme}://{host}:{self.port}{path}"
         elif self.scheme in PATHS:
             text = f"{self.scheme}:{quote(self.path, safe='/')}"
         else:
@@ -96,7 +116,8 @@ class Address:
         """The options that apply to one end, ``"connect"`` or ``"listen"``: one URL serves both
         (a writer's ``max_bytes`` means nothing to the reader, a reader's ``state`` nothing to the
         writer)."""
-        return {k: v for k, v in self.params.items() if _SIDE.get(k, side) == side}
+        sides = _SIDE_MQTT if self.scheme in MQTT else _SIDE
+        return {k: v for k, v in self.params.items() if sides.get(k, side) == side}
 
     def with_port(self, port: int) -> Address:
         """The same address on another port (a listener reports the port it got for 0)."""
@@ -135,7 +156,7 @@ def parse(url: str) -> Address:
         known = ", ".join(f"{s}:" for s in SCHEMES)
         raise UrlError(f"unknown scheme {scheme + ':'!r} (known: {known})", url=url)
     rest = url[match.end() :]
-    if "#" in rest:
+    if "#" in rest and scheme not in MQTT:
         raise UrlError("a fragment (#...) means nothing here", url=url)
     rest, _, query = rest.partition("?")
     params = _params(scheme, query, url) if query else {}
@@ -154,7 +175,8 @@ def _network(scheme: str, rest: str, params: dict[str, Any], url: str) -> Addres
     authority, slash, path = rest[2:].partition("/")
     path = slash + path
     if "@" in authority:
-        raise UrlError("user names and passwords do not go in the URL (use ?token=)", url=url)
+        use = "pass username= and password= as options" if scheme in MQTT else "use ?token="
+        raise UrlError(f"user names and passwords do not go in the URL ({use})", url=url)
     if authority.startswith("["):
         end = authority.find("]")
         host, after = authority[1:end], authority[end + 1 :]
@@ -182,9 +204,30 @@ def _network(scheme: str, rest: str, params: dict[str, Any], url: str) -> Addres
         raise UrlError(f"tcp: takes no path, got {path!r}", url=url)
     if scheme == "ws":
         path = path or "/"
+    elif scheme in MQTT:
+        path = _topic(scheme, path, url)
     else:
         path = ""
     return Address(scheme, host.lower() or "127.0.0.1", port, path, params)
+
+
+_TOPIC_SAFE = "/+#$"  # kept as they are in a canonical mqtt URL
+
+
+def _topic(scheme: str, path: str, url: str) -> str:
+    """The MQTT topic (or filter) of an mqtt URL's path: decoded, its first / dropped."""
+    topic = _decode(path[1:], url, "topic")
+    if not topic:
+        raise UrlError(f"{scheme}: needs a topic, as in {scheme}://127.0.0.1:1883/sensors/kitchen", url=url)
+    if "\0" in topic:
+        raise UrlError("a topic cannot hold a NUL character", url=url)
+    levels = topic.split("/")
+    for index, level in enumerate(levels):
+        if ("+" in level or "#" in level) and (len(level) > 1 or (level == "#" and index < len(levels) - 1)):
+            raise UrlError(
+                f"bad topic {topic!r}: '+' and '#' stand alone in a level, and '#' only in the last", url=url
+            )
+    return topic
 
 
 def _path(scheme: str, rest: str, url: str) -> str:
@@ -225,6 +268,20 @@ def _typed(key: str, value: str, url: str) -> Any:
         if value.lower() not in _BOOLEANS:
             raise UrlError(f"{key} must be 1/0, true/false or yes/no, got {value!r}", url=url)
         return _BOOLEANS[value.lower()]
+    if key == "qos":
+        if value not in ("0", "1", "2"):
+            raise UrlError(f"qos must be 0, 1 or 2, got {value!r}", url=url)
+        return int(value)
+    if key == "session":
+        if not value.isdigit() or not value.isascii():
+            raise UrlError(f"session must be a whole number of seconds >= 0, got {value!r}", url=url)
+        return int(value)
+    if key == "protocol" and value not in ("5", "3.1.1"):
+        raise UrlError(f"protocol must be 5 or 3.1.1, got {value!r}", url=url)
+    if key == "share" and (not value or any(c in value for c in "/+#")):
+        raise UrlError(f"share must be a group name without '/', '+' or '#', got {value!r}", url=url)
+    if key == "ws_path" and not value.startswith("/"):
+        raise UrlError(f"ws_path must start with '/', got {value!r}", url=url)
     if key in ("timeout", "poll"):
         if not _NUMBER.fullmatch(value) or float(value) <= 0:
             raise UrlError(f"{key} must be a number of seconds > 0, got {value!r}", url=url)

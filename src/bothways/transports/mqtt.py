@@ -1,0 +1,524 @@
+"""``mqtt://`` channels: a topic on an MQTT broker, through paho-mqtt 2 (js/src/transports/mqtt.js
+does the same with mqtt.js; both take their decisions from ``plan`` and ``payload_value`` here,
+mirrored name for name as ``plan`` and ``payloadValue`` there).
+
+URLs (spec/PROTOCOL.md §7): ``mqtt://host:port/topic/levels``; ``mqtts:`` for TLS;
+``mqtt+ws:``/``mqtt+wss:`` through the broker's WebSocket listener (``ws_path``, default
+``/mqtt``). Options: ``qos`` (0, 1 or 2; default 1), ``client_id``, ``clean``, ``session``
+(seconds), ``share`` (listen), ``protocol`` (``5``, the default, or ``3.1.1``), ``keepalive``
+(seconds, default 60), ``timeout`` (seconds, default 10), ``max_line``; as keywords also
+``username``, ``password`` (never in the URL) and ``tls`` (an ``ssl.SSLContext``).
+
+Behaviour
+---------
+- ``connect(url)`` is the publishing end: ``send`` publishes one message per PUBLISH, its JSON
+  text without the newline, to the topic (which may not hold a wildcard), at ``qos``, and returns
+  once the broker has it (its acknowledgement at QoS 1 and 2; written, at 0). ``send_many``
+  publishes them all, then waits once. ``receive`` raises TransportError.
+- ``listen(url)`` is the subscribing end: it subscribes to the topic filter (``+`` and ``#``
+  allowed; ``share=group`` subscribes ``$share/group/<topic>``, so that the group's listeners,
+  in any process on any machine, split the messages: each goes to one of them) and delivers each
+  payload decoded by the wire core. A payload that is not one JSON text goes to ``on_error`` as a
+  DecodeError whose ``line`` is its number among the messages received (like a ws frame).
+  Iteration ends at ``close()``. ``send`` raises TransportError.
+- Sessions: with a ``client_id`` the session is persistent (clean start off, kept ``session``
+  seconds by the broker, default a day), so a listener that was away gets, when it comes back,
+  what was published to its subscription meanwhile (QoS 1 and 2). Without one, each channel gets
+  a fresh random id and a clean session. ``clean=1`` forces a clean start.
+- Reconnect is automatic (paho's delay: 1 s doubling to 5 s), and every connection subscribes
+  again; a send while the broker is away waits for it (``timeout`` s at most, then
+  TransportClosed).
+- An unreachable broker, or one that refuses the login: ConnectError naming the URL (and the
+  broker's reason), from ``connect``/``listen``, within ``timeout``.
+- ``close()`` disconnects. A publisher's sends were all acknowledged already (each ``send``
+  waited), so nothing it sent can be lost by closing.
+The asyncio flavour runs the same client (paho's network thread) and awaits its answers: a thin
+adapter over the blocking channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConnectError, DecodeError, TransportClosed, TransportError, UrlError
+from ..urls import MQTT, Address
+from ..wire import MAX_LINE, decode, encode
+from .base import AsyncListener, ErrorHandler, Listener, log_error
+
+__all__ = [
+    "AsyncMqttChannel",
+    "MqttChannel",
+    "Plan",
+    "async_connect",
+    "async_listen",
+    "connect",
+    "listen",
+    "payload_value",
+    "plan",
+]
+
+TIMEOUT = 10.0
+"""Default seconds to reach the broker, and for a send to be acknowledged."""
+SESSION = 86400
+"""Seconds a broker keeps a persistent session (one with a ``client_id``) by default."""
+WS_PATH = "/mqtt"
+
+
+# --------------------------------------------------------------------------------------------
+# Sans-I/O: what a URL asks of the broker, and what a payload delivers
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one end of an mqtt URL asks of the broker (from ``plan``; no I/O)."""
+
+    url: str
+    host: str
+    port: int
+    transport: str  # "tcp" or "websockets"
+    tls: bool
+    ws_path: str
+    client_id: str
+    clean: bool
+    session: int  # seconds the broker keeps the session after we leave (MQTT 5)
+    protocol: str  # "5" or "3.1.1"
+    qos: int
+    keepalive: int
+    timeout: float
+    publish: str | None  # the topic ``send`` publishes to (connect)
+    subscribe: str | None  # the filter the channel subscribes to (listen)
+
+
+def plan(address: Address, side: str, *, nonce: str, **options: Any) -> Plan:
+    """The Plan of ``address`` for one end, ``"connect"`` or ``"listen"``; ``nonce`` makes the
+    random client id of a channel without ``client_id``. Raises UrlError for a topic that end
+    cannot use (a wildcard to publish to, ``share`` with a ``$share/`` topic)."""
+    if address.scheme not in MQTT or address.host is None or address.port is None:
+        raise UrlError(f"not an mqtt URL: {address.url}", url=address.url)
+    topic = address.path
+    share = options.get("share")
+    if side == "connect":
+        if topic.startswith("$share/") or any(level in ("+", "#") for level in topic.split("/")):
+            raise UrlError(f"a topic to publish to has no wildcards, got {topic!r}", url=address.url)
+        publish, subscribe = topic, None
+    else:
+        if share is not None and topic.startswith("$share/"):
+            raise UrlError("share= and a $share/ topic: give one of them", url=address.url)
+        publish, subscribe = None, (f"$share/{share}/{topic}" if share is not None else topic)
+    given = options.get("client_id")
+    clean = bool(options.get("clean", given is None))
+    return Plan(
+        url=address.url,
+        host=address.host,
+        port=address.port,
+        transport="websockets" if address.scheme.startswith("mqtt+ws") else "tcp",
+        tls=address.scheme in ("mqtts", "mqtt+wss"),
+        ws_path=options.get("ws_path", WS_PATH),
+        client_id=given if given is not None else f"bothways-{side}-{nonce}",
+        clean=clean,
+        session=int(options.get("session", 0 if clean else SESSION)),
+        protocol=options.get("protocol", "5"),
+        qos=int(options.get("qos", 1)),
+        keepalive=int(options.get("keepalive", 60)),
+        timeout=float(options.get("timeout", TIMEOUT)),
+        publish=publish,
+        subscribe=subscribe,
+    )
+
+
+def payload_value(payload: bytes, number: int, max_line: int) -> Any:
+    """The message one PUBLISH payload delivers; raises DecodeError (``line`` = ``number``, the
+    message's number among those received) when it is not one JSON text or is too long."""
+    if len(payload) > max_line:
+        raise DecodeError(f"message is longer than the limit of {max_line} bytes", line=number)
+    try:
+        return decode(payload)
+    except DecodeError as exc:
+        raise DecodeError(exc.reason, line=number, column=exc.column, excerpt=exc.excerpt) from None
+
+
+# --------------------------------------------------------------------------------------------
+# The client (paho-mqtt's, its network thread), shared by both flavours
+
+
+class _Client:
+    """One paho client: connected (or refused) in ``open``, subscribed again on every
+    connection, its acknowledgements and messages handed over under one condition."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        max_line: int,
+        on_error: ErrorHandler,
+        username: str | None,
+        password: str | None,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        try:
+            import paho.mqtt.client as paho
+            from paho.mqtt.enums import CallbackAPIVersion
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+        except ImportError:
+            raise TransportError("mqtt:// needs paho-mqtt: pip install 'bothways[mqtt]'") from None
+        self.plan = plan
+        self.max_line = max_line
+        self.on_error = on_error
+        self.cond = threading.Condition()
+        self.messages: deque[Any] = deque()
+        self.count = 0  # messages received (numbers the bad ones)
+        self.unacked: set[int] = set()  # message ids published, not yet acknowledged
+        self.connected = False
+        self.refused: str | None = None  # the broker's reason when it refused us
+        self.closed = False
+        self.notify: Any = None  # called (in paho's thread) after messages arrive: asyncio's wake-up
+        v5 = plan.protocol == "5"
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=plan.client_id,
+            clean_session=None if v5 else plan.clean,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            transport=plan.transport,  # type: ignore[arg-type]
+        )
+        if plan.transport == "websockets":
+            self.client.ws_set_options(path=plan.ws_path)
+        if plan.tls or tls is not None:
+            self.client.tls_set_context(tls or ssl.create_default_context())
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.properties = None
+        if v5:
+            self.properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            self.properties.SessionExpiryInterval = plan.session
+        self.v5 = v5
+
+    def open(self) -> None:
+        """Connects (ConnectError: unreachable, refused, no answer in ``timeout``) and starts
+        the network thread, which reconnects by itself from then on."""
+        plan = self.plan
+        self.client.connect_timeout = plan.timeout
+        try:
+            if self.v5:
+                self.client.connect(
+                    plan.host,
+                    plan.port,
+                    keepalive=plan.keepalive,
+                    clean_start=plan.clean,
+                    properties=self.properties,
+                )
+            else:
+                self.client.connect(plan.host, plan.port, keepalive=plan.keepalive)
+        except (OSError, ValueError) as exc:
+            raise ConnectError(
+                f"cannot reach the broker at {plan.host}:{plan.port}: {exc}", url=plan.url
+            ) from None
+        self.client.loop_start()
+        deadline = time.monotonic() + plan.timeout
+        with self.cond:
+            while not self.connected and self.refused is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(min(left, 0.05))
+        if not self.connected:
+            self.client.loop_stop()
+            self.client.disconnect()
+            why = (
+                f"refused by the broker: {self.refused}"
+                if self.refused
+                else (f"no answer from the broker at {plan.host}:{plan.port} within {plan.timeout:g} s")
+            )
+            raise ConnectError(why, url=plan.url)
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            with self.cond:
+                self.refused = str(reason)
+                self.cond.notify_all()
+            client.disconnect()  # a refusal is not retried
+            return
+        if self.plan.subscribe is not None:
+            client.subscribe(self.plan.subscribe, qos=self.plan.qos)  # (again on each connection)
+        with self.cond:
+            self.connected = True
+            self.cond.notify_all()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        with self.cond:
+            self.connected = False
+            self.cond.notify_all()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        with self.cond:
+            self.unacked.discard(mid)
+            self.cond.notify_all()
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        with self.cond:
+            self.count += 1
+            number = self.count
+        try:
+            value = payload_value(message.payload, number, self.max_line)
+        except DecodeError as error:
+            try:
+                self.on_error(error)
+            except Exception as raised:  # noqa: BLE001 - on_error's verdict: raised from receive
+                value = _Raised(raised)
+            else:
+                return
+        with self.cond:
+            self.messages.append(value)
+            self.cond.notify_all()
+        if self.notify is not None:
+            self.notify()
+
+    def publish(self, payloads: list[bytes]) -> None:
+        """Publishes in order; returns once all are acknowledged (TransportClosed: not within
+        ``timeout``, or closed)."""
+        deadline = time.monotonic() + self.plan.timeout
+        mids = []
+        with self.cond:
+            while not self.connected and not self.closed and time.monotonic() < deadline:
+                self.cond.wait(min(deadline - time.monotonic(), 0.05))
+        for payload in payloads:
+            info = self.client.publish(self.plan.publish or "", payload, qos=self.plan.qos)
+            with self.cond:
+                if not info.is_published():
+                    self.unacked.add(info.mid)
+                mids.append(info.mid)
+        with self.cond:
+            while any(mid in self.unacked for mid in mids):
+                left = deadline - time.monotonic()
+                if self.closed or left <= 0:
+                    waiting = sum(mid in self.unacked for mid in mids)
+                    raise TransportClosed(
+                        f"{self.plan.url}: the broker did not acknowledge {waiting} of {len(mids)} "
+                        f"messages within {self.plan.timeout:g} s; they may be lost"
+                    )
+                self.cond.wait(min(left, 0.05))
+
+    def take(self, block: bool) -> list[Any]:
+        """The messages received so far (waiting for one when ``block``); TransportClosed after
+        close()."""
+        with self.cond:
+            while not self.messages:
+                if self.closed:
+                    raise TransportClosed(f"{self.plan.url}: the channel is closed")
+                if not block:
+                    return []
+                self.cond.wait()
+            values = list(self.messages)
+            self.messages.clear()
+        for index, value in enumerate(values):
+            if isinstance(value, _Raised):
+                with self.cond:
+                    self.messages.extendleft(reversed(values[index + 1 :]))
+                if index:
+                    return values[:index]
+                raise value.error
+        return values
+
+    def close(self) -> None:
+        with self.cond:
+            if self.closed:
+                return
+            self.closed = True
+            self.cond.notify_all()
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self.notify is not None:
+            self.notify()
+
+
+class _Raised:
+    """An error that ``on_error`` raised for a payload, waiting for its turn among the messages."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _open(
+    address: Address,
+    side: str,
+    *,
+    max_line: int,
+    on_error: ErrorHandler | None,
+    username: str | None,
+    password: str | None,
+    tls: ssl.SSLContext | None,
+    options: dict[str, Any],
+) -> _Client:
+    if max_line < 1:
+        raise ValueError(f"max_line must be >= 1, not {max_line!r}")
+    the_plan = plan(address, side, nonce=os.urandom(6).hex(), **options)
+    client = _Client(
+        the_plan,
+        max_line=max_line,
+        on_error=on_error or log_error,
+        username=username,
+        password=password,
+        tls=tls,
+    )
+    client.open()
+    return client
+
+
+# --------------------------------------------------------------------------------------------
+# Blocking
+
+
+class MqttChannel(Listener):
+    """Either end of an mqtt URL: publishing (``connect``) or subscribing (``listen``)."""
+
+    def __init__(self, client: _Client) -> None:
+        self._client = client
+        self.url = client.plan.url
+
+    @property
+    def client_id(self) -> str:
+        return self._client.plan.client_id
+
+    def send(self, value: Any) -> None:
+        self.send_many([value])
+
+    def send_many(self, values: Iterable[Any]) -> None:
+        """Publishes each value (one PUBLISH each); returns once the broker has them all."""
+        if self._client.plan.publish is None:
+            raise TransportError(f"{self.url}: the subscribing end only receives (connect() to publish)")
+        if self._client.closed:
+            raise TransportClosed(f"{self.url}: the channel is closed")
+        payloads = [encode(value)[:-1] for value in values]
+        if payloads:
+            self._client.publish(payloads)
+
+    def receive(self) -> Any:
+        return self.receive_many()[0]
+
+    def receive_many(self) -> list[Any]:
+        if self._client.plan.subscribe is None:
+            raise TransportError(f"{self.url}: the publishing end only sends (listen() to subscribe)")
+        return self._client.take(block=True)
+
+    def close(self) -> None:
+        """Disconnects; safe to call twice."""
+        self._client.close()
+
+
+def connect(
+    address: Address,
+    *,
+    max_line: int = MAX_LINE,
+    on_error: ErrorHandler | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    **options: Any,
+) -> MqttChannel:
+    """The publishing end of an mqtt URL (see the module docstring for the options)."""
+    return MqttChannel(
+        _open(
+            address,
+            "connect",
+            max_line=max_line,
+            on_error=on_error,
+            username=username,
+            password=password,
+            tls=tls,
+            options=options,
+        )
+    )
+
+
+def listen(
+    address: Address,
+    *,
+    max_line: int = MAX_LINE,
+    on_error: ErrorHandler | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    **options: Any,
+) -> MqttChannel:
+    """The subscribing end of an mqtt URL (see the module docstring for the options)."""
+    return MqttChannel(
+        _open(
+            address,
+            "listen",
+            max_line=max_line,
+            on_error=on_error,
+            username=username,
+            password=password,
+            tls=tls,
+            options=options,
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# asyncio: the same client, awaited
+
+
+class AsyncMqttChannel(AsyncListener):
+    """The asyncio flavour of MqttChannel: paho's network thread does the I/O; this awaits it."""
+
+    def __init__(self, channel: MqttChannel) -> None:
+        self._channel = channel
+        self.url = channel.url
+        loop = asyncio.get_running_loop()
+        self._arrived = asyncio.Event()
+        channel._client.notify = lambda: loop.call_soon_threadsafe(self._arrived.set)
+
+    @property
+    def client_id(self) -> str:
+        return self._channel.client_id
+
+    async def send(self, value: Any) -> None:
+        await self.send_many([value])
+
+    async def send_many(self, values: Iterable[Any]) -> None:
+        batch = list(values)
+        await asyncio.get_running_loop().run_in_executor(None, self._channel.send_many, batch)
+
+    async def receive(self) -> Any:
+        return (await self.receive_many())[0]
+
+    async def receive_many(self) -> list[Any]:
+        if self._channel._client.plan.subscribe is None:
+            self._channel.receive_many()  # raises: the publishing end only sends
+        while True:
+            self._arrived.clear()
+            values = self._channel._client.take(block=False)
+            if values:
+                return values
+            await self._arrived.wait()
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._channel.close)
+
+
+async def async_connect(address: Address, **options: Any) -> AsyncMqttChannel:
+    """The asyncio ``connect``: the same options, an AsyncMqttChannel."""
+    channel = await asyncio.get_running_loop().run_in_executor(None, lambda: connect(address, **options))
+    return AsyncMqttChannel(channel)
+
+
+async def async_listen(address: Address, **options: Any) -> AsyncMqttChannel:
+    """The asyncio ``listen``: the same options, an AsyncMqttChannel."""
+    channel = await asyncio.get_running_loop().run_in_executor(None, lambda: listen(address, **options))
+    return AsyncMqttChannel(channel)

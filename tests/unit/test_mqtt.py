@@ -1,0 +1,192 @@
+"""mqtt:// channels: the sans-I/O plan, and both flavours against a real Mosquitto of the test's
+own (tests/broker.py): round trips, wildcards, shared subscriptions, persistent sessions, broker
+restarts, refusals and bad payloads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bothways
+from bothways import ConnectError, DecodeError, TransportError, UrlError
+from bothways.transports.mqtt import payload_value, plan
+from bothways.urls import parse
+
+from ..broker import Broker, free_port
+from ..conftest import UNIT
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Any:
+    with Broker(tmp_path / "broker") as b:
+        yield b
+
+
+def take(channel: Any, count: int, timeout: float = 10.0) -> list[Any]:
+    """``count`` messages from a blocking channel (in a thread, so that a shortfall fails)."""
+    got: list[Any] = []
+
+    def read() -> None:
+        while len(got) < count:
+            got.extend(channel.receive_many())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout * UNIT)
+    return got
+
+
+# The plan (no I/O)
+
+
+def test_plan_of_each_end() -> None:
+    address = parse("mqtt://127.0.0.1:1883/sensors/kitchen?qos=2")
+    out = plan(address, "connect", nonce="n1", **address.params_for("connect"))
+    assert (out.publish, out.subscribe, out.qos, out.client_id, out.clean, out.session) == (
+        "sensors/kitchen",
+        None,
+        2,
+        "bothways-connect-n1",
+        True,
+        0,
+    )
+    shared = parse("mqtt://h:1/sensors/#?client_id=ingest&share=g")
+    inbox = plan(shared, "listen", nonce="x", **shared.params_for("listen"))
+    assert (inbox.subscribe, inbox.client_id, inbox.clean, inbox.session) == (
+        "$share/g/sensors/#",
+        "ingest",
+        False,
+        86400,
+    )
+    ws = plan(parse("mqtt+wss://h/t?ws_path=/x"), "listen", nonce="x", ws_path="/x")
+    assert (ws.transport, ws.tls, ws.ws_path, ws.port) == ("websockets", True, "/x", 443)
+    forced = plan(parse("mqtt://h:1/t"), "listen", nonce="x", client_id="c", clean=True)
+    assert (forced.clean, forced.session) == (True, 0)
+
+
+@pytest.mark.parametrize("topic", ["sensors/#", "a/+/b", "$share/g/a"])
+def test_publishing_to_a_filter_is_refused(topic: str) -> None:
+    with pytest.raises(UrlError, match="a topic to publish to has no wildcards"):
+        plan(parse(f"mqtt://h:1/{topic}"), "connect", nonce="x")
+
+
+def test_share_twice_is_refused() -> None:
+    with pytest.raises(UrlError, match=r"share= and a \$share/ topic"):
+        plan(parse("mqtt://h:1/$share/g/a"), "listen", nonce="x", share="g")
+
+
+def test_payload_value() -> None:
+    assert payload_value(b'{"a": 1}', 1, 100) == {"a": 1}
+    with pytest.raises(DecodeError) as info:
+        payload_value(b"[1,]", 7, 100)
+    assert (info.value.line, info.value.column, info.value.reason) == (7, 3, "trailing comma before ']'")
+    with pytest.raises(DecodeError, match="longer than the limit of 3 bytes"):
+        payload_value(b"1234", 2, 3)
+
+
+# Against a broker
+
+
+@pytest.mark.parametrize("scheme", ["mqtt", "mqtt+ws"])
+def test_round_trip_in_order(broker: Broker, scheme: str) -> None:
+    with bothways.listen(broker.url("sensors/#", scheme)) as inbox:
+        with bothways.connect(broker.url("sensors/kitchen", scheme)) as out:
+            out.send({"celsius": 21.5})
+            out.send_many(range(2000))
+            out.send_many([])
+        got = take(inbox, 2001)
+    assert got == [{"celsius": 21.5}, *range(2000)]
+
+
+def test_each_end_does_its_own_job(broker: Broker) -> None:
+    with bothways.listen(broker.url("t")) as inbox, bothways.connect(broker.url("t")) as out:
+        with pytest.raises(TransportError, match="the publishing end only sends"):
+            out.receive()
+        with pytest.raises(TransportError, match="the subscribing end only receives"):
+            inbox.send(1)
+
+
+def test_a_shared_subscription_splits_the_messages(broker: Broker) -> None:
+    listeners = [bothways.listen(broker.url("jobs") + "?share=workers") for _ in range(2)]
+    try:
+        with bothways.connect(broker.url("jobs")) as out:
+            out.send_many(range(400))
+        seen: list[list[Any]] = [[], []]
+        deadline = time.monotonic() + 10 * UNIT
+        while sum(map(len, seen)) < 400 and time.monotonic() < deadline:
+            for index, listener in enumerate(listeners):
+                seen[index].extend(listener._client.take(block=False))  # type: ignore[attr-defined]
+            time.sleep(0.01)
+    finally:
+        for listener in listeners:
+            listener.close()
+    assert sorted(seen[0] + seen[1]) == list(range(400))  # each once
+    assert seen[0] and seen[1]  # both had a share
+
+
+def test_a_persistent_listener_gets_what_it_missed(broker: Broker) -> None:
+    url = broker.url("readings") + "?client_id=ingest-1"
+    bothways.listen(url).close()  # the session, and its subscription, stay with the broker
+    with bothways.connect(broker.url("readings")) as out:
+        out.send_many({"seq": n} for n in range(50))
+    with bothways.listen(url) as again:
+        assert take(again, 50) == [{"seq": n} for n in range(50)]
+
+
+def test_both_ends_come_back_after_a_broker_restart(broker: Broker) -> None:
+    with bothways.listen(broker.url("r") + "?client_id=keeper") as inbox:
+        with bothways.connect(broker.url("r") + "?timeout=20") as out:
+            out.send(1)
+            assert take(inbox, 1) == [1]
+            broker.stop()
+            broker.start()
+            out.send(2)  # waits for the broker, then for its acknowledgement
+            assert take(inbox, 1, timeout=20) == [2]
+
+
+def test_an_unreachable_broker_is_a_connect_error() -> None:
+    url = f"mqtt://127.0.0.1:{free_port()}/t"
+    started = time.monotonic()
+    with pytest.raises(ConnectError, match="cannot reach the broker"):
+        bothways.connect(url)
+    assert time.monotonic() - started < 5
+
+
+def test_a_refused_login_is_a_connect_error(tmp_path: Path) -> None:
+    with Broker(tmp_path / "b", users={"ann": "right"}) as broker:
+        with pytest.raises(ConnectError, match="refused by the broker: Not authorized|Bad user name"):
+            bothways.listen(broker.url("t"), username="ann", password="wrong")
+        with bothways.listen(broker.url("t"), username="ann", password="right") as inbox:
+            with bothways.connect(broker.url("t"), username="ann", password="right") as out:
+                out.send("in")
+            assert take(inbox, 1) == ["in"]
+
+
+def test_bad_payloads_go_to_on_error_with_their_number(broker: Broker) -> None:
+    errors: list[DecodeError] = []
+    with bothways.listen(broker.url("raw"), on_error=errors.append) as inbox:
+        import paho.mqtt.publish as publish
+
+        for payload in (b"1", b"{oops", b"3"):
+            publish.single("raw", payload, qos=1, hostname="127.0.0.1", port=broker.port)
+        assert take(inbox, 2) == [1, 3]
+    assert [(e.line, e.column, e.reason) for e in errors] == [(2, 2, "expected a string key")]
+
+
+def test_asyncio_flavour(broker: Broker) -> None:
+    async def body() -> list[Any]:
+        async with await bothways.async_listen(broker.url("a/#")) as inbox:
+            async with await bothways.async_connect(broker.url("a/b")) as out:
+                await out.send_many(range(100))
+                await out.send("end")
+            got: list[Any] = []
+            while len(got) < 101:
+                got += await asyncio.wait_for(inbox.receive_many(), 10 * UNIT)  # type: ignore[attr-defined]
+            return got
+
+    assert asyncio.run(body()) == [*range(100), "end"]
