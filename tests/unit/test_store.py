@@ -1,4 +1,5 @@
-"""bothways.telemetry.store: idempotent batches, paging, filters, summaries, a second process."""
+"""bothways.telemetry.store: idempotent batches, paging, filters, summaries, a second process;
+every test on both stores, SQLite and a PostgreSQL server of the test's own (tests/postgres.py)."""
 
 from __future__ import annotations
 
@@ -7,23 +8,41 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bothways.telemetry import Store
+from bothways.telemetry.store import PostgresStore, open_store
+
+from ..postgres import Postgres
 
 
 def reading(sensor: str, seq: int, t: float, celsius: float, **extra: object) -> dict[str, object]:
     return {"sensor": sensor, "seq": seq, "t": t, "celsius": celsius, **extra}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    with Store(tmp_path / "data" / "readings.db") as s:
-        yield s  # type: ignore[misc]
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    with Postgres(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
 
 
-def test_add_is_idempotent_on_sensor_and_seq(store: Store) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        with Store(tmp_path / "data" / "readings.db") as s:
+            yield s
+        return
+    server: Postgres = request.getfixturevalue("postgres")
+    with open_store(server.url) as s:
+        assert isinstance(s, PostgresStore)
+        yield s
+        s._db.execute("DROP TABLE readings")  # the next test starts empty
+        s._db.commit()
+
+
+def test_add_is_idempotent_on_sensor_and_seq(store: Any) -> None:
     batch = [reading("a", i, 100.0 + i, 20.0 + i) for i in range(5)]
     assert store.add(batch) == 5
     assert store.add(batch) == 0
@@ -34,14 +53,14 @@ def test_add_is_idempotent_on_sensor_and_seq(store: Store) -> None:
     assert store.count() == 6
 
 
-def test_extra_fields_round_trip_in_order(store: Store) -> None:
+def test_extra_fields_round_trip_in_order(store: Any) -> None:
     store.add([reading("a", 1, 1.0, 2.0, unit="C", tags=["x", {"y": None}])])
     (got,) = store.query().readings
     assert got == reading("a", 1, 1.0, 2.0, unit="C", tags=["x", {"y": None}])
     assert list(got) == ["sensor", "seq", "t", "celsius", "unit", "tags"]
 
 
-def test_paging_and_filters(store: Store) -> None:
+def test_paging_and_filters(store: Any) -> None:
     store.add([reading("ab"[i % 2], i, float(i), float(i)) for i in range(25)])
     seen, cursor, pages = [], None, 0
     while True:
@@ -59,7 +78,7 @@ def test_paging_and_filters(store: Store) -> None:
         store.query(limit=0)
 
 
-def test_sensors_summary(store: Store) -> None:
+def test_sensors_summary(store: Any) -> None:
     store.add([reading("a", 1, 10.0, 1.0), reading("a", 2, 30.0, 5.0), reading("a", 3, 20.0, 3.0)])
     store.add([reading("b", 1, 5.0, -2.0)])
     assert store.sensors() == [
@@ -68,7 +87,7 @@ def test_sensors_summary(store: Store) -> None:
     ]
 
 
-def test_threads_share_a_store(store: Store) -> None:
+def test_threads_share_a_store(store: Any) -> None:
     def fill(name: str) -> None:
         for i in range(50):
             store.add([reading(name, i * 10 + k, float(i), 0.0) for k in range(10)])
@@ -81,13 +100,14 @@ def test_threads_share_a_store(store: Store) -> None:
     assert store.count() == 2000
 
 
-def test_wal_and_a_second_process_reads_what_was_stored(store: Store) -> None:
+def test_a_second_process_reads_what_was_stored(store: Any) -> None:
     store.add([reading("a", 1, 1.0, 1.5)])
-    (mode,) = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()
-    assert mode == "wal"
+    if isinstance(store, Store):
+        (mode,) = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()
+        assert mode == "wal"
     code = (
-        "import sys; from bothways.telemetry import Store; "
-        "s = Store(sys.argv[1]); print(s.query().readings); s.add([{'sensor': 'z', 'seq': 1, 't': 2.0, "
+        "import sys; from bothways.telemetry.store import open_store; "
+        "s = open_store(sys.argv[1]); print(s.query().readings); s.add([{'sensor': 'z', 'seq': 1, 't': 2.0, "
         "'celsius': 3.0}])"
     )
     out = subprocess.run(

@@ -1,5 +1,7 @@
 """The readings store: one SQLite file (WAL), shared by the listener that fills it and the web app
-that reads it, in the same process or not.
+that reads it, in the same process or not; or a PostgreSQL database (``PostgresStore``, psycopg 3)
+that listeners on several machines fill together. ``open_store(db)`` picks by the name: a
+``postgresql://`` URL, else a file path. Both have the same methods and answers.
 
 - ``add(readings)`` stores a batch in one transaction and is idempotent on ``(sensor, seq)``: a
   reading already stored (a sensor's resend, a file read again) is skipped, the first one kept.
@@ -11,6 +13,11 @@ that reads it, in the same process or not.
 
 One connection per Store, used under a lock (a Store may be shared by threads); open a Store per
 process. Fields other than the four are kept as a JSON object in ``extra``.
+
+In PostgreSQL a batch is one COPY into a temporary table and one ``INSERT ... SELECT ... ON
+CONFLICT DO NOTHING``, in one transaction. Ids follow the order of inserts within a batch; with
+several writers at once, a batch committed later may hold smaller ids than one already read, so
+a feed that polls ``after`` the last id should look back a little (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 
 from ..wire import decode, encode
 
-__all__ = ["Page", "Store"]
+__all__ = ["Page", "PostgresStore", "Store", "open_store"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -64,6 +71,52 @@ def _reading(sensor: str, seq: int, t: float, celsius: float, extra: str | None)
     if extra is not None:
         reading.update(decode(extra))
     return reading
+
+
+def _query_sql(
+    mark: str, sensor: str | None, since: float | None, until: float | None, after: int | None, limit: int
+) -> tuple[str, list[Any]]:
+    """The SELECT of ``query`` with ``mark`` as the placeholder (``?`` or ``%s``), and its args."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be from 1 to {MAX_LIMIT} (got {limit})")
+    where, args = [], []
+    for clause, arg in (("sensor = ", sensor), ("t >= ", since), ("t < ", until), ("id > ", after)):
+        if arg is not None:
+            where.append(clause + mark)
+            args.append(arg)
+    sql = "SELECT id, sensor, seq, t, celsius, extra FROM readings"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + f" ORDER BY id LIMIT {mark}", [*args, limit + 1]
+
+
+def _page(rows: list[Any], limit: int, after: int | None) -> Page:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = int(rows[-1][0]) if rows else (after or 0)
+    return Page([_reading(*row[1:]) for row in rows], last if more else None, last)
+
+
+_SENSORS = """
+    SELECT sensor, count(*), min(celsius), max(celsius), avg(celsius), max(t),
+           (SELECT celsius FROM readings AS r WHERE r.sensor = s.sensor ORDER BY t DESC, id DESC LIMIT 1)
+    FROM readings AS s GROUP BY sensor
+"""
+
+
+def _summaries(rows: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "sensor": s,
+            "count": int(n),
+            "last": last,
+            "min": lo,
+            "max": hi,
+            "mean": float(mean),
+            "last_seen": seen,
+        }
+        for s, n, lo, hi, mean, seen, last in sorted(rows, key=lambda row: row[0])
+    ]
 
 
 class Store:
@@ -106,38 +159,16 @@ class Store:
     ) -> Page:
         """Readings in the order stored: of ``sensor`` (all when None), with ``since <= t <
         until``, stored after the cursor ``after``; ``limit`` of them at most (1 to MAX_LIMIT)."""
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be from 1 to {MAX_LIMIT} (got {limit})")
-        where, args = [], []
-        for clause, arg in (("sensor = ?", sensor), ("t >= ?", since), ("t < ?", until), ("id > ?", after)):
-            if arg is not None:
-                where.append(clause)
-                args.append(arg)
-        sql = "SELECT id, sensor, seq, t, celsius, extra FROM readings"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id LIMIT ?"
+        sql, args = _query_sql("?", sensor, since, until, after, limit)
         with self._lock:
-            rows = self._db.execute(sql, (*args, limit + 1)).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last = rows[-1][0] if rows else (after or 0)
-        return Page([_reading(*row[1:]) for row in rows], last if more else None, last)
+            rows = self._db.execute(sql, args).fetchall()
+        return _page(rows, limit, after)
 
     def sensors(self) -> list[dict[str, Any]]:
         """Per sensor (by name): count, last (celsius of the newest t), min, max, mean, last_seen."""
-        sql = """
-            SELECT sensor, count(*), min(celsius), max(celsius), avg(celsius), max(t),
-                   (SELECT celsius FROM readings AS r WHERE r.sensor = s.sensor ORDER BY t DESC, id DESC
-                    LIMIT 1)
-            FROM readings AS s GROUP BY sensor ORDER BY sensor
-        """
         with self._lock:
-            rows = self._db.execute(sql).fetchall()
-        return [
-            {"sensor": s, "count": n, "last": last, "min": lo, "max": hi, "mean": mean, "last_seen": seen}
-            for s, n, lo, hi, mean, seen, last in rows
-        ]
+            rows = self._db.execute(_SENSORS).fetchall()
+        return _summaries(rows)
 
     def count(self) -> int:
         with self._lock:
@@ -153,3 +184,105 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    id BIGSERIAL PRIMARY KEY,
+    sensor TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    t DOUBLE PRECISION NOT NULL,
+    celsius DOUBLE PRECISION NOT NULL,
+    extra TEXT,
+    UNIQUE (sensor, seq)
+);
+CREATE INDEX IF NOT EXISTS readings_by_time ON readings (t);
+"""
+_PG_INCOMING = (
+    "CREATE TEMPORARY TABLE incoming (n BIGSERIAL, sensor TEXT, seq BIGINT, t DOUBLE PRECISION, "
+    "celsius DOUBLE PRECISION, extra TEXT) ON COMMIT DELETE ROWS"
+)
+_PG_MOVE = (
+    "INSERT INTO readings (sensor, seq, t, celsius, extra) SELECT sensor, seq, t, celsius, extra "
+    "FROM incoming ORDER BY n ON CONFLICT (sensor, seq) DO NOTHING"
+)
+_PG_SCHEMA_LOCK = 0x626F7468  # an advisory lock: writers starting together create the table once
+
+
+class PostgresStore:
+    """The readings in a PostgreSQL database (``postgresql://...``), shared by any number of
+    listeners on any number of machines; the same methods and answers as Store."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise RuntimeError(
+                "a postgresql:// store needs psycopg: pip install 'bothways[postgres]'"
+            ) from None
+        self.path = url
+        self._lock = threading.Lock()
+        self._db = psycopg.connect(url)
+        with self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
+            self._db.execute(_PG_SCHEMA)
+        self._db.execute(_PG_INCOMING)
+        self._db.commit()
+
+    def add(self, readings: Iterable[dict[str, Any]]) -> int:
+        """As Store.add: one transaction, idempotent on (sensor, seq); how many were new."""
+        rows = [_row(r) for r in readings]
+        if not rows:
+            return 0
+        with self._lock, self._db.transaction(), self._db.cursor() as cursor:
+            with cursor.copy("COPY incoming (sensor, seq, t, celsius, extra) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(_PG_MOVE)
+            return int(cursor.rowcount)
+
+    def query(
+        self,
+        *,
+        sensor: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> Page:
+        """As Store.query."""
+        sql, args = _query_sql("%s", sensor, since, until, after, limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+            self._db.commit()
+        return _page(rows, limit, after)
+
+    def sensors(self) -> list[dict[str, Any]]:
+        """As Store.sensors."""
+        with self._lock:
+            rows = self._db.execute(_SENSORS).fetchall()
+            self._db.commit()
+        return _summaries(rows)
+
+    def count(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT count(*) FROM readings").fetchone()
+            self._db.commit()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(db: str | Path) -> Store | PostgresStore:
+    """The store named by ``db``: a ``postgresql://`` (or ``postgres://``) URL, else a SQLite file."""
+    if isinstance(db, str) and db.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(db)
+    return Store(db)
