@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 import bothways
-from bothways import ConnectError, DecodeError, TransportError, UrlError
-from bothways.transports.mqtt import payload_value, plan
+from bothways import ConnectError, DecodeError, RemoteError, TransportError, UrlError
+from bothways.peer import Peer
+from bothways.transports.mqtt import RpcRoutes, async_rpc_connect, async_rpc_listen, payload_value, plan
 from bothways.urls import parse
 
 from ..broker import Broker, free_port
@@ -190,3 +191,62 @@ def test_asyncio_flavour(broker: Broker) -> None:
             return got
 
     assert asyncio.run(body()) == [*range(100), "end"]
+
+
+# Calls through the broker
+
+
+def test_rpc_routes_renumber_and_route_back() -> None:
+    routes = RpcRoutes()
+    a = routes.incoming({"jsonrpc": "2.0", "id": 1, "method": "f", "params": []}, "r/a", b"1")
+    b = routes.incoming({"jsonrpc": "2.0", "id": 1, "method": "f", "params": []}, "r/b", b"1")
+    assert (a["id"], b["id"]) == (1, 2)  # two callers' id 1 no longer meet
+    cancel = routes.incoming(
+        {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 1}}, "r/b", None
+    )
+    assert cancel["params"] == {"id": 2}
+    assert routes.incoming({"jsonrpc": "2.0", "method": "note"}, "r/a", None) == {
+        "jsonrpc": "2.0",
+        "method": "note",
+    }
+    assert routes.outgoing({"jsonrpc": "2.0", "id": 2, "result": "B"}) == [
+        ("r/b", b"1", {"jsonrpc": "2.0", "id": 1, "result": "B"})
+    ]
+    assert routes.outgoing(
+        [{"jsonrpc": "2.0", "id": 1, "result": "A"}, {"jsonrpc": "2.0", "id": 9, "result": 0}]
+    ) == [("r/a", b"1", {"jsonrpc": "2.0", "id": 1, "result": "A"})]
+    assert routes.pending == 0
+    assert routes.outgoing({"jsonrpc": "2.0", "id": 1, "result": "again"}) == []  # answered once
+
+
+def test_calls_through_the_broker_shared_by_two_servers(broker: Broker) -> None:
+    async def body() -> tuple[list[Any], list[str], str]:
+        served: list[str] = []
+
+        def server_peer(name: str) -> Any:
+            async def who(x: int) -> str:
+                served.append(name)
+                await asyncio.sleep(0.001)
+                return f"{name}:{x * 2}"
+
+            return who
+
+        servers = []
+        for name in ("s1", "s2"):
+            peer = Peer(await async_rpc_listen(broker.url("services/double") + "?share=double"))
+            peer.expose(server_peer(name), name="double")
+            servers.append(await peer.start())
+        async with Peer(await async_rpc_connect(broker.url("services/double"))) as caller:
+            results = await asyncio.wait_for(
+                asyncio.gather(*(caller.call("double", i) for i in range(200))), 20 * UNIT
+            )
+            with pytest.raises(RemoteError) as info:
+                await asyncio.wait_for(caller.call("nope"), 10 * UNIT)
+        for peer in servers:
+            await peer.close()
+        return list(results), served, str(info.value)
+
+    results, served, error = asyncio.run(body())
+    assert [int(r.split(":")[1]) for r in results] == [2 * i for i in range(200)]
+    assert len(served) == 200 and set(served) == {"s1", "s2"}  # each call once, both served
+    assert "nope" in error

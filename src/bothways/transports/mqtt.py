@@ -34,6 +34,18 @@ Behaviour
   waited), so nothing it sent can be lost by closing.
 The asyncio flavour runs the same client (paho's network thread) and awaits its answers: a thin
 adapter over the blocking channel.
+
+Calls through the broker (MQTT 5)
+---------------------------------
+``async_rpc_listen(url)`` and ``async_rpc_connect(url)`` give the two ends of a Peer on a service
+topic: ``Peer(await async_rpc_listen("mqtt://broker:1883/services/stats?share=stats"))`` serves
+functions; ``Peer(await async_rpc_connect("mqtt://broker:1883/services/stats"))`` calls them, from
+any machine that reaches the broker (js/src/transports/mqtt.js has both too). A caller publishes
+each request to the service topic with its own reply topic (``bothways/replies/<client id>``)
+as the Response Topic and the request's id as Correlation Data; a server answers there. Servers
+on the same ``share`` group split the calls, each call to one of them. A server renumbers the
+requests it hands its Peer (callers number theirs alike) and puts each answer's id back
+(``RpcRoutes``, sans-I/O); a cancel follows its request. Calls go one way, caller to server.
 """
 
 from __future__ import annotations
@@ -45,7 +57,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConnectError, DecodeError, TransportClosed, TransportError, UrlError
@@ -63,6 +75,9 @@ __all__ = [
     "listen",
     "payload_value",
     "plan",
+    "RpcRoutes",
+    "async_rpc_connect",
+    "async_rpc_listen",
 ]
 
 TIMEOUT = 10.0
@@ -145,6 +160,55 @@ def payload_value(payload: bytes, number: int, max_line: int) -> Any:
         raise DecodeError(exc.reason, line=number, column=exc.column, excerpt=exc.excerpt) from None
 
 
+REPLIES = "bothways/replies/"
+"""The prefix of a caller's reply topic: ``bothways/replies/<client id>``."""
+CANCEL = "$/cancelRequest"
+
+
+class RpcRoutes:
+    """A call server's routes (sans-I/O): each request from a caller is given an id of our own
+    before the Peer sees it, so that equal ids from two callers cannot meet; an answer goes back
+    to its caller's reply topic with the caller's id and correlation data."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._routes: dict[int, tuple[Any, str, bytes | None]] = {}  # our id -> theirs, where
+        self._ours: dict[tuple[str, Any], int] = {}  # (reply topic, their id) -> our id
+
+    def incoming(self, message: Any, reply_to: str | None, correlation: bytes | None) -> Any:
+        """The message the Peer gets for one that arrived with this reply topic."""
+        if isinstance(message, list):
+            return [self.incoming(m, reply_to, correlation) for m in message]
+        if not isinstance(message, dict) or reply_to is None:
+            return message
+        if "method" in message and "id" in message:  # a request
+            self._next += 1
+            ours = self._next
+            self._routes[ours] = (message["id"], reply_to, correlation)
+            self._ours[(reply_to, message["id"])] = ours
+            return {**message, "id": ours}
+        if message.get("method") == CANCEL and isinstance(message.get("params"), dict):
+            ours_or_none = self._ours.get((reply_to, message["params"].get("id")))
+            if ours_or_none is not None:
+                return {**message, "params": {**message["params"], "id": ours_or_none}}
+        return message
+
+    def outgoing(self, message: Any) -> list[tuple[str, bytes | None, Any]]:
+        """Where an answer of the Peer goes: [(reply topic, correlation, the caller's message)];
+        [] for what answers nothing we routed (it has nowhere to go)."""
+        if isinstance(message, list):
+            return [route for m in message for route in self.outgoing(m)]
+        if not isinstance(message, dict) or "method" in message or message.get("id") not in self._routes:
+            return []
+        theirs, reply_to, correlation = self._routes.pop(message["id"])
+        self._ours.pop((reply_to, theirs), None)
+        return [(reply_to, correlation, {**message, "id": theirs})]
+
+    @property
+    def pending(self) -> int:
+        return len(self._routes)
+
+
 # --------------------------------------------------------------------------------------------
 # The client (paho-mqtt's, its network thread), shared by both flavours
 
@@ -181,7 +245,10 @@ class _Client:
         self.refused: str | None = None  # the broker's reason when it refused us
         self.closed = False
         self.notify: Any = None  # called (in paho's thread) after messages arrive: asyncio's wake-up
+        self.with_reply = False  # keep each message's Response Topic and Correlation Data (calls)
         v5 = plan.protocol == "5"
+        self._properties = Properties
+        self._publish_type = PacketTypes.PUBLISH
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=plan.client_id,
@@ -280,6 +347,9 @@ class _Client:
                 value = _Raised(raised)
             else:
                 return
+        if self.with_reply:
+            props = getattr(message, "properties", None)
+            value = (value, getattr(props, "ResponseTopic", None), getattr(props, "CorrelationData", None))
         with self.cond:
             self.messages.append(value)
             self.cond.notify_all()
@@ -287,8 +357,8 @@ class _Client:
             self.notify()
 
     def publish(self, payloads: list[bytes]) -> None:
-        """Publishes in order; returns once all are acknowledged (TransportClosed: not within
-        ``timeout``, or closed)."""
+        """Publishes in order to the plan's topic; returns once all are acknowledged
+        (TransportClosed: not within ``timeout``, or closed)."""
         deadline = time.monotonic() + self.plan.timeout
         mids = []
         with self.cond:
@@ -310,6 +380,20 @@ class _Client:
                         f"messages within {self.plan.timeout:g} s; they may be lost"
                     )
                 self.cond.wait(min(left, 0.05))
+
+    def publish_nowait(
+        self, payload: bytes, topic: str, response_topic: str | None, correlation: bytes | None
+    ) -> None:
+        """Publishes one message with a Response Topic and Correlation Data (calls), without
+        waiting: paho queues it while the broker is away and sends it in order."""
+        if self.closed:
+            raise TransportClosed(f"{self.plan.url}: the channel is closed")
+        properties = self._properties(self._publish_type)  # type: ignore[no-untyped-call]
+        if response_topic is not None:
+            properties.ResponseTopic = response_topic
+        if correlation is not None:
+            properties.CorrelationData = correlation
+        self.client.publish(topic, payload, qos=self.plan.qos, properties=properties)
 
     def take(self, block: bool) -> list[Any]:
         """The messages received so far (waiting for one when ``block``); TransportClosed after
@@ -363,10 +447,13 @@ def _open(
     password: str | None,
     tls: ssl.SSLContext | None,
     options: dict[str, Any],
+    subscribe_replies: bool = False,
 ) -> _Client:
     if max_line < 1:
         raise ValueError(f"max_line must be >= 1, not {max_line!r}")
     the_plan = plan(address, side, nonce=os.urandom(6).hex(), **options)
+    if subscribe_replies:  # a caller: publishes to the service topic, reads its reply topic
+        the_plan = replace(the_plan, subscribe=REPLIES + the_plan.client_id)
     client = _Client(
         the_plan,
         max_line=max_line,
@@ -522,3 +609,117 @@ async def async_listen(address: Address, **options: Any) -> AsyncMqttChannel:
     """The asyncio ``listen``: the same options, an AsyncMqttChannel."""
     channel = await asyncio.get_running_loop().run_in_executor(None, lambda: listen(address, **options))
     return AsyncMqttChannel(channel)
+
+
+# --------------------------------------------------------------------------------------------
+# Calls through the broker: the two ends of a Peer
+
+
+class _AsyncRpcEnd(AsyncListener):
+    """What both ends share: an asyncio face on a client that keeps reply topics."""
+
+    def __init__(self, client: _Client) -> None:
+        self._client = client
+        self.url = client.plan.url
+        loop = asyncio.get_running_loop()
+        self._arrived = asyncio.Event()
+        client.with_reply = True
+        client.notify = lambda: loop.call_soon_threadsafe(self._arrived.set)
+
+    async def _take(self) -> list[tuple[Any, str | None, bytes | None]]:
+        while True:
+            self._arrived.clear()
+            items = self._client.take(block=False)
+            if items:
+                return items
+            await self._arrived.wait()
+
+    async def receive(self) -> Any:
+        return (await self.receive_many())[0]
+
+    async def receive_many(self) -> list[Any]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._client.close)
+
+
+class AsyncRpcServer(_AsyncRpcEnd):
+    """The serving end of calls on a service topic: give it to a Peer and expose functions."""
+
+    def __init__(self, client: _Client) -> None:
+        super().__init__(client)
+        self.routes = RpcRoutes()
+
+    async def receive_many(self) -> list[Any]:
+        return [self.routes.incoming(value, reply, corr) for value, reply, corr in await self._take()]
+
+    async def send(self, value: Any) -> None:
+        for reply_to, correlation, message in self.routes.outgoing(value):
+            self._client.publish_nowait(encode(message)[:-1], reply_to, None, correlation)
+
+
+class AsyncRpcCaller(_AsyncRpcEnd):
+    """The calling end: requests to the service topic, answers on our own reply topic."""
+
+    async def receive_many(self) -> list[Any]:
+        return [value for value, _, _ in await self._take()]
+
+    async def send(self, value: Any) -> None:
+        call_id = value.get("id") if isinstance(value, dict) else None
+        correlation = None if call_id is None else encode(call_id)[:-1]
+        plan = self._client.plan
+        self._client.publish_nowait(
+            encode(value)[:-1], plan.publish or "", REPLIES + plan.client_id, correlation
+        )
+
+
+def _rpc_client(address: Address, side: str, options: dict[str, Any]) -> _Client:
+    """A v5 client for one end of calls: a server subscribes to the service topic (shared when
+    ``share`` is given), a caller to its reply topic."""
+    extra = {
+        k: options.pop(k) for k in ("max_line", "on_error", "username", "password", "tls") if k in options
+    }
+    if options.get("protocol", "5") != "5":
+        raise UrlError("calls through the broker need MQTT 5 (protocol=5)", url=address.url)
+    if side == "connect":
+        nonce = os.urandom(6).hex()
+        options.setdefault("client_id", f"bothways-caller-{nonce}")
+        options.setdefault("clean", True)
+    client = _open(
+        address,
+        side,
+        max_line=extra.get("max_line", MAX_LINE),
+        on_error=extra.get("on_error"),
+        username=extra.get("username"),
+        password=extra.get("password"),
+        tls=extra.get("tls"),
+        options=options,
+        subscribe_replies=side == "connect",
+    )
+    return client
+
+
+async def async_rpc_listen(address: Address | str, **options: Any) -> AsyncRpcServer:
+    """The serving end of calls on the service topic of ``address`` (``share=group`` to split
+    the calls among several servers): ``Peer(await async_rpc_listen(url))``."""
+    address = _address(address, options, "listen")
+    client = await asyncio.get_running_loop().run_in_executor(None, _rpc_client, address, "listen", options)
+    return AsyncRpcServer(client)
+
+
+async def async_rpc_connect(address: Address | str, **options: Any) -> AsyncRpcCaller:
+    """The calling end for the service topic of ``address``: ``Peer(await async_rpc_connect(url))``."""
+    address = _address(address, options, "connect")
+    client = await asyncio.get_running_loop().run_in_executor(None, _rpc_client, address, "connect", options)
+    return AsyncRpcCaller(client)
+
+
+def _address(address: Address | str, options: dict[str, Any], side: str) -> Address:
+    """``address`` parsed, its query's options for ``side`` merged under the keywords."""
+    from ..urls import parse
+
+    parsed = parse(address) if isinstance(address, str) else address
+    for key, value in parsed.params_for(side).items():
+        options.setdefault(key, value)
+    return parsed
