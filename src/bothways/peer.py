@@ -437,6 +437,8 @@ class Peer:
         self._writer: asyncio.Task[None] | None = None  # finishes a write that had to wait
         self._flush_handle: asyncio.Handle | None = None  # a write planned for the next turn
         self._loop: asyncio.AbstractEventLoop | None = None
+        # a channel whose other end can vanish unseen (a broker between) bounds every call
+        self.call_timeout: float | None = getattr(channel, "call_timeout", None)
 
     def expose(self, function: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
         """Lets the other side call ``function`` (sync or async) by ``name`` (default: its name).
@@ -486,7 +488,9 @@ class Peer:
 
         The future raises:
             RemoteError: the remote function raised (type, message, traceback inside).
-            CallTimeout: no answer within ``timeout`` seconds (the other side is told to stop).
+            CallTimeout: no answer within ``timeout`` seconds (the other side is told to stop);
+                ``timeout`` defaults to ``call_timeout``: None (no limit), except on channels
+                through a broker, where the server may vanish unseen (MQTT: 30 s).
             TransportClosed, ChildExited: the connection ended before the answer.
         """
         if self._closed is not None:
@@ -505,6 +509,8 @@ class Peer:
         future._call_id = call_id
         waiting = self._waiting
         waiting[call_id] = future
+        if timeout is None:
+            timeout = self.call_timeout
         if timeout is not None:
             self._timers[call_id] = loop.call_later(timeout, self._time_out, call_id, method, timeout)
         if len(waiting) == 1:

@@ -5,6 +5,8 @@ restarts, refusals and bad payloads."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 import bothways
-from bothways import ConnectError, DecodeError, RemoteError, TransportError, UrlError
+from bothways import CallTimeout, ConnectError, DecodeError, RemoteError, TransportError, UrlError
 from bothways.peer import Peer
 from bothways.transports.mqtt import RpcRoutes, async_rpc_connect, async_rpc_listen, payload_value, plan
 from bothways.urls import parse
@@ -250,3 +252,56 @@ def test_calls_through_the_broker_shared_by_two_servers(broker: Broker) -> None:
     assert [int(r.split(":")[1]) for r in results] == [2 * i for i in range(200)]
     assert len(served) == 200 and set(served) == {"s1", "s2"}  # each call once, both served
     assert "nope" in error
+
+
+def test_a_server_killed_mid_call_times_the_call_out(broker: Broker, tmp_path: Path) -> None:
+    """The server process dies while it holds a call: the caller gets CallTimeout, never hangs;
+    a server started again answers the next call."""
+    code = (
+        "import asyncio, sys\n"
+        "from bothways.peer import Peer\n"
+        "from bothways.transports.mqtt import async_rpc_listen\n"
+        "async def main():\n"
+        "    peer = Peer(await async_rpc_listen(sys.argv[1]))\n"
+        "    async def slow(x):\n"
+        "        print('got', x, flush=True)\n"
+        "        await asyncio.sleep(60)\n"
+        "    async def quick(x):\n"
+        "        return x + 1\n"
+        "    peer.expose(slow); peer.expose(quick)\n"
+        "    print('ready', flush=True)\n"
+        "    await peer.run()\n"
+        "asyncio.run(main())\n"
+    )
+    url = broker.url("services/slow")
+
+    def server() -> subprocess.Popen[str]:
+        process = subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        return process
+
+    first = server()
+
+    async def body() -> Any:
+        async with Peer(await async_rpc_connect(url, call_timeout=2 * UNIT)) as caller:
+            slow = caller.call("slow", 1)
+            assert first.stdout is not None
+            await asyncio.get_running_loop().run_in_executor(None, first.stdout.readline)  # "got 1"
+            first.kill()
+            first.wait()
+            first.stdout.close()
+            started = time.monotonic()
+            with pytest.raises(CallTimeout):
+                await slow
+            waited = time.monotonic() - started
+            second = server()
+            try:
+                return waited, await caller.call("quick", 41, timeout=10 * UNIT)
+            finally:
+                second.kill()
+                second.wait()
+                assert second.stdout is not None
+                second.stdout.close()
+
+    waited, answer = asyncio.run(body())
+    assert waited < 5 * UNIT and answer == 42

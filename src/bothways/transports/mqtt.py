@@ -160,6 +160,8 @@ def payload_value(payload: bytes, number: int, max_line: int) -> Any:
         raise DecodeError(exc.reason, line=number, column=exc.column, excerpt=exc.excerpt) from None
 
 
+CALL_TIMEOUT = 30.0
+"""Seconds a call through the broker waits for its answer by default."""
 REPLIES = "bothways/replies/"
 """The prefix of a caller's reply topic: ``bothways/replies/<client id>``."""
 CANCEL = "$/cancelRequest"
@@ -660,7 +662,13 @@ class AsyncRpcServer(_AsyncRpcEnd):
 
 
 class AsyncRpcCaller(_AsyncRpcEnd):
-    """The calling end: requests to the service topic, answers on our own reply topic."""
+    """The calling end: requests to the service topic, answers on our own reply topic. Nothing
+    tells a caller that the server which took its call died: a Peer's calls on it time out
+    after ``call_timeout`` s (CallTimeout) unless given a ``timeout`` of their own."""
+
+    def __init__(self, client: _Client, call_timeout: float | None) -> None:
+        super().__init__(client)
+        self.call_timeout = call_timeout
 
     async def receive_many(self) -> list[Any]:
         return [value for value, _, _ in await self._take()]
@@ -708,11 +716,14 @@ async def async_rpc_listen(address: Address | str, **options: Any) -> AsyncRpcSe
     return AsyncRpcServer(client)
 
 
-async def async_rpc_connect(address: Address | str, **options: Any) -> AsyncRpcCaller:
-    """The calling end for the service topic of ``address``: ``Peer(await async_rpc_connect(url))``."""
+async def async_rpc_connect(
+    address: Address | str, *, call_timeout: float | None = CALL_TIMEOUT, **options: Any
+) -> AsyncRpcCaller:
+    """The calling end for the service topic of ``address``: ``Peer(await async_rpc_connect(url))``;
+    its calls time out after ``call_timeout`` s by default (None: never)."""
     address = _address(address, options, "connect")
     client = await asyncio.get_running_loop().run_in_executor(None, _rpc_client, address, "connect", options)
-    return AsyncRpcCaller(client)
+    return AsyncRpcCaller(client, call_timeout)
 
 
 def _address(address: Address | str, options: dict[str, Any], side: str) -> Address:
