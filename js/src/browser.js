@@ -10,17 +10,20 @@
  * for await (const message of channel) show(message);
  * ```
  *
- * The wire is the one of `src/bothways/transports/ws.py` (its module docs are normative): one
- * JSON text per text frame, sent without the NDJSON newline; messages numbered per connection
- * from 1; a text that is not JSON or a binary frame goes to `onError` as a DecodeError (`line` =
- * its number) and the connection goes on; `maxLine` (bytes) is the largest message: a larger one
- * is reported as FrameTooLarge, then the connection is closed (with 4009, "message too big":
- * a browser cannot send 1009). The token travels as `?token=` in the request URL, because
- * browsers cannot set headers.
+ * The wire is the one of `src/bothways/transports/ws.py` (its module docs are normative): `send`
+ * writes one JSON text per text frame, without the NDJSON newline, and `sendMany` one frame of
+ * NDJSON lines (`encodeMany(values)`); a frame with a newline before its last character is split
+ * into its lines (final newline optional, blank lines skipped), each a message, in order; lines
+ * are numbered per connection from 1, across frames; a text or line that is not JSON, or a
+ * binary frame, goes to `onError` as a DecodeError (`line` = its number) and the connection goes
+ * on; `maxLine` (bytes) is the largest frame: a larger one is reported as FrameTooLarge, then the
+ * connection is closed (with 4009, "message too big": a browser cannot send 1009). The token
+ * travels as `?token=` in the request URL, because browsers cannot set headers.
  *
  * This module also holds the transport's browser-safe core, shared with Node's
  * `transports/ws.js`: `WsChannel` runs over a "link" (one open WebSocket, whichever library),
- * `Frames` numbers and decodes a connection's messages, `MessageQueue` hands them out.
+ * `Frames` numbers and decodes a connection's frames, `MessageQueue` hands their messages out,
+ * `batches` cuts `sendMany`'s lines into frames.
  *
  * Browser specifics:
  * - The browser does not say why a handshake failed (wrong token, origin refused, wrong path,
@@ -37,9 +40,9 @@
  */
 
 import { ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError } from "./errors.js";
-import { Channel, backoff, firstRetry, logError } from "./transports/base.js";
+import { Channel, backoff, firstRetry, inboxIterator, logError } from "./transports/base.js";
 import { Address, parse } from "./urls.js";
-import { MAX_LINE, decode, encode } from "./wire.js";
+import { Decoder, MAX_LINE, Messages, decode, encode, encodeMany } from "./wire.js";
 
 export * from "./errors.js";
 export * from "./wire.js";
@@ -71,8 +74,9 @@ export const SKIP = Symbol("skip");
  * @typedef {object} Link
  * @property {(sink: Sink) => void} attach starts delivering events to `sink` (those that came
  *   before are delivered first) and resumes reading.
- * @property {(text: string) => Promise<void> | undefined} send writes one text frame; returns a
- *   promise when the caller must wait for the buffer to drain.
+ * @property {(text: string, count?: number) => Promise<void> | undefined} send writes one text
+ *   frame holding `count` messages (default 1); returns a promise when the caller must wait for
+ *   the buffer to drain.
  * @property {() => boolean} isOpen whether frames can be sent.
  * @property {number} sent how many messages were sent on it.
  * @property {boolean} closeReceived whether the peer's close frame came (known once closed): a
@@ -138,10 +142,60 @@ function tooLargeError(number, limit) {
 }
 
 /**
- * Numbers one connection's messages and decodes them; bad ones go to `onError`.
+ * `sendMany`'s frames, each with how many messages it holds: one frame of the values' NDJSON
+ * lines (`encodeMany`), or none for no values. Lines of more than `limit` bytes in all are cut
+ * into several frames at line ends, each at most `limit` bytes without its last newline (a line
+ * longer than that goes alone: the peer refuses it, as it would from `send`). Mirror of Python's
+ * `_batches`.
+ * @param {Iterable<unknown>} values
+ * @param {number} limit bytes.
+ * @returns {[string, number][]}
+ * @throws {import("./errors.js").EncodeError} a value cannot cross (then nothing is sent).
+ */
+export function batches(values, limit) {
+  const list = Array.isArray(values) ? values : [...values];
+  const text = encodeMany(list);
+  if (text.length * 3 <= limit || utf8Length(text) <= limit) {
+    return list.length === 0 ? [] : [[text, list.length]];
+  }
+  const bytes = utf8.encode(text);
+  /** @type {[string, number][]} */
+  const frames = [];
+  const last = bytes.length - 1; // (the last newline)
+  for (let start = 0; start < last; ) {
+    let end = last;
+    if (last - start > limit) {
+      end = bytes.lastIndexOf(NEWLINE, start + limit);
+      if (end < start) end = bytes.indexOf(NEWLINE, start + limit);
+    }
+    const piece = utf8Text.decode(bytes.subarray(start, end));
+    frames.push([piece, newlines(piece) + 1]);
+    start = end + 1;
+  }
+  return frames;
+}
+
+/**
+ * @param {string} text
+ * @returns {number} how many newlines it holds.
+ */
+function newlines(text) {
+  let count = 0;
+  for (let at = text.indexOf("\n"); at >= 0; at = text.indexOf("\n", at + 1)) count++;
+  return count;
+}
+
+/**
+ * Numbers one connection's lines and decodes them; bad ones go to `onError`. Mirror of Python's
+ * `_Frames`.
+ *
+ * A frame is one or more lines: one with no newline but at its end is one message, decoded as
+ * such; one with more goes through a fresh wire Decoder, its values and errors straight to the
+ * queue. The lines are numbered per connection from 1, across frames (a one-message frame is one
+ * line).
  */
 export class Frames {
-  /** How many messages have come. */
+  /** How many lines have come. */
   count = 0;
 
   /**
@@ -158,13 +212,21 @@ export class Frames {
   /**
    * @param {any} data a string (text frame) or bytes (binary frame).
    * @param {boolean} isBinary
-   * @returns {any} the value, or SKIP once it has been reported.
-   * @throws {Error} what `onError` throws.
+   * @param {MessageQueue} queue where the values of a frame of several lines go, with the errors
+   *   `onError` throws among them.
+   * @returns {any} the value, or SKIP once it has been reported (or, for a frame of several
+   *   lines, once its values are in `queue`).
+   * @throws {Error} what `onError` throws (for a one-message frame).
    */
-  take(data, isBinary) {
-    const number = ++this.count;
+  take(data, isBinary, queue) {
     let error;
     if (!isBinary) {
+      const newline = data.indexOf("\n");
+      if (newline >= 0 && newline < data.length - 1) {
+        this.#lines(data, queue);
+        return SKIP;
+      }
+      const number = ++this.count;
       try {
         return decode(data);
       } catch (caught) {
@@ -172,11 +234,38 @@ export class Frames {
         error = new DecodeError(caught.reason, { line: number, column: caught.column, excerpt: caught.excerpt });
       }
     } else {
+      const number = ++this.count;
       const size = data.byteLength ?? data.length;
       error = new DecodeError(`a binary frame of ${size} bytes (messages are JSON in text frames)`, { line: number });
     }
     this.onError(error);
     return SKIP;
+  }
+
+  /**
+   * A frame of several lines, decoded as NDJSON whose last newline is optional. (No line can
+   * pass the limit: the frame itself is refused when it does.)
+   * @param {string} text
+   * @param {MessageQueue} queue
+   */
+  #lines(text, queue) {
+    const decoder = new Decoder({ maxLine: this.limit });
+    const events = decoder.feed(text);
+    if (decoder.buffered > 0) events.push(...decoder.feed("\n"));
+    const before = this.count;
+    this.count += decoder.line;
+    for (const event of events) {
+      if (event instanceof Messages) {
+        for (const value of event.values) queue.push(value);
+        continue;
+      }
+      const { reason, line, column, excerpt } = /** @type {any} */ (event).error;
+      try {
+        this.onError(new DecodeError(reason, { line: before + line, column, excerpt }));
+      } catch (error) {
+        queue.pushError(error); // its turn comes after the values before it
+      }
+    }
   }
 
   /**
@@ -213,7 +302,7 @@ export function frameHandlers(frames, queue, closed) {
     message(data, isBinary) {
       let value;
       try {
-        value = frames.take(data, isBinary);
+        value = frames.take(data, isBinary, queue);
       } catch (error) {
         queue.pushError(error);
         return;
@@ -308,25 +397,42 @@ export class MessageQueue {
   }
 
   /**
+   * The oldest value, there now (check `length` first): what lets `inboxIterator` hand it out
+   * as one resolved promise.
+   * @returns {any}
+   * @throws {unknown} an error pushed with `pushError`, in its turn.
+   * @throws {RangeError} nothing waits.
+   */
+  pop() {
+    if (this.#head >= this.#items.length) throw new RangeError("pop() from an empty MessageQueue");
+    const item = this.#items[this.#head];
+    this.#items[this.#head++] = undefined;
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    if (this.#paused && this.length <= this.#high >> 2) {
+      this.#paused = false;
+      this.#onLow();
+    }
+    if (item instanceof Thrown) throw item.error;
+    return item;
+  }
+
+  /**
    * The oldest value, waiting for one.
    * @returns {Promise<any>}
    */
   receive() {
     if (this.#head < this.#items.length) {
-      const item = this.#items[this.#head];
-      this.#items[this.#head++] = undefined;
-      if (this.#head === this.#items.length) {
-        this.#items = [];
-        this.#head = 0;
-      } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-        this.#items = this.#items.slice(this.#head);
-        this.#head = 0;
+      try {
+        return Promise.resolve(this.pop());
+      } catch (error) {
+        return Promise.reject(error);
       }
-      if (this.#paused && this.length <= this.#high >> 2) {
-        this.#paused = false;
-        this.#onLow();
-      }
-      return item instanceof Thrown ? Promise.reject(item.error) : Promise.resolve(item);
     }
     if (this.#end !== null) {
       this.#told = true;
@@ -359,12 +465,12 @@ function sleep(ms, signal) {
  * One WebSocket connection as a channel: what `connect` returns, in the browser and in Node,
  * and what a Node listener's `accept()` hands out.
  *
- * `send` writes one text frame (waiting while the socket's buffer is full); `receive` and
- * iteration give the peer's messages; `close` closes with 1000. With `redial`, a lost
- * connection is dialled again (back-off from 50 ms, doubling up to 5 s) until it works or
- * `close()` is called: `receive` goes on, `send` waits; messages in flight may be lost (nothing
- * is sent twice; `close()` says so, below); a refusal (HTTP 403/404) ends the channel with that
- * ConnectError.
+ * `send` writes one text frame (waiting while the socket's buffer is full), `sendMany` one frame
+ * of many messages; `receive` and iteration give the peer's messages; `close` closes with 1000.
+ * With `redial`, a lost connection is dialled again (back-off from 50 ms, doubling up to 5 s)
+ * until it works or `close()` is called: `receive` goes on, `send` waits; messages in flight may
+ * be lost (nothing is sent twice; `close()` says so, below); a refusal (HTTP 403/404) ends the
+ * channel with that ConnectError.
  *
  * A client's `close()` (one made with `timeout`) loses nothing silently: it resolves once the
  * peer's close frame has come, which the peer sends after it has read every message before our
@@ -504,8 +610,28 @@ export class WsChannel extends Channel {
    * @throws {ConnectError} reconnecting was refused.
    */
   async send(value) {
-    const line = encode(value);
-    const text = line.slice(0, -1);
+    await this.#send(encode(value).slice(0, -1), 1);
+  }
+
+  /**
+   * Sends the messages in one text frame of NDJSON lines (`encodeMany(values)`; several frames
+   * when they pass `maxLine` bytes, none for no values); waits as `send` does. Mirror of
+   * Python's `send_many`.
+   * @param {Iterable<unknown>} values
+   * @returns {Promise<void>}
+   * @throws {import("./errors.js").EncodeError} a value cannot cross (nothing is sent).
+   * @throws {TransportClosed} the channel is closed, or the connection is (without reconnect).
+   * @throws {ConnectError} reconnecting was refused.
+   */
+  async sendMany(values) {
+    for (const [text, count] of batches(values, this.#limit)) await this.#send(text, count);
+  }
+
+  /**
+   * @param {string} text one frame.
+   * @param {number} count the messages it holds.
+   */
+  async #send(text, count) {
     for (;;) {
       if (this.#closed) throw new TransportClosed(`${this.#url}: closed`);
       if (this.#failure !== null) throw this.#failure;
@@ -522,7 +648,7 @@ export class WsChannel extends Channel {
         await link.closed; // then #lost has started the reconnection
         continue;
       }
-      const wait = link.send(text);
+      const wait = link.send(text, count);
       if (wait !== undefined) {
         try {
           await wait;
@@ -544,6 +670,19 @@ export class WsChannel extends Channel {
   receive() {
     if (this.#closed) return Promise.reject(new TransportClosed(`${this.#url}: closed`));
     return this.#queue.receive();
+  }
+
+  /**
+   * `for await (const message of channel)`: a message already received is handed out as one
+   * resolved promise (no promise chain: it counts at a million messages).
+   * @returns {AsyncIterableIterator<any>}
+   */
+  [Symbol.asyncIterator]() {
+    return inboxIterator(
+      this.#queue,
+      () => !this.#closed,
+      () => this.receive(),
+    );
   }
 
   /**
@@ -740,11 +879,12 @@ class BrowserLink {
 
   /**
    * @param {string} text
+   * @param {number} [count] the messages it holds.
    * @returns {Promise<void> | undefined}
    */
-  send(text) {
+  send(text, count = 1) {
     const ws = this.#ws;
-    this.sent++;
+    this.sent += count;
     ws.send(text);
     return ws.bufferedAmount > HIGH_WATER ? drained(ws) : undefined;
   }
@@ -803,6 +943,8 @@ function drained(ws) {
 }
 
 const utf8 = new TextEncoder();
+const utf8Text = new TextDecoder();
+const NEWLINE = 0x0a;
 
 /**
  * @param {string} text

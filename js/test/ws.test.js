@@ -14,13 +14,21 @@ import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
-import WebSocket from "ws";
+import WebSocket, { WebSocketServer } from "ws";
 
-import { Frames, MessageQueue, SKIP, connect as browserConnect } from "../src/browser.js";
+import { Frames, MessageQueue, SKIP, batches, connect as browserConnect } from "../src/browser.js";
 import { connect, listen } from "../src/channels.js";
-import { ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError } from "../src/errors.js";
+import {
+  ConnectError,
+  DecodeError,
+  EncodeError,
+  FrameTooLarge,
+  TransportClosed,
+  TransportError,
+} from "../src/errors.js";
 import { BACKLOG, checkRequest, connect as wsConnect, listen as wsListen } from "../src/transports/ws.js";
 import { parse } from "../src/urls.js";
+import { encodeMany } from "../src/wire.js";
 import { acceptQueue, listenCalls, somaxconn } from "./support.js";
 
 const UNIT = Number(process.env.BOTHWAYS_TEST_TIMEOUT_FACTOR ?? "1");
@@ -859,5 +867,228 @@ describe("backlog and a confirmed close", () => {
     } finally {
       await listener.close();
     }
+  });
+});
+
+describe("several messages per frame: sendMany, and frames of NDJSON lines", () => {
+  // Mirrors the same section of tests/unit/test_ws.py, with the same frames and line numbers.
+  const MANY = Array.from({ length: 1000 }, (_, i) => ({ seq: i, text: "é€😀" }));
+  const FRAMES = ["1", '2\n{"oops": }\n\n \t\r\n3\r\n{"four": 4}', "5\n", "[6,\n7]", "\ufeff8\n9\n"];
+  const FRAME_VALUES = [1, 2, 3, { four: 4 }, 5, 8, 9];
+  const FRAME_ERRORS = [
+    [3, 10, '{"oops": }'],
+    [9, 4, "[6,"],
+    [10, 2, "7]"],
+  ];
+  const where = (errors) =>
+    errors.map((e) => {
+      assert.equal(e.constructor, DecodeError);
+      return [e.line, e.column, e.excerpt];
+    });
+
+  /**
+   * A bare `ws` server: sends `send` to each client, then records every frame it receives.
+   * Resolves to {url, frames, ended (a promise: the client closed), close()}.
+   */
+  async function frameRecorder(send = []) {
+    const server = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
+    await once(server, "listening");
+    const frames = [];
+    let ended;
+    const endedPromise = new Promise((resolve) => (ended = resolve));
+    server.on("connection", (ws) => {
+      for (const frame of send) ws.send(frame);
+      ws.on("message", (data, isBinary) => frames.push(isBinary ? data : data.toString()));
+      ws.on("close", () => ended());
+    });
+    return {
+      url: `ws://127.0.0.1:${server.address().port}/`,
+      frames,
+      ended: endedPromise,
+      close: () => new Promise((resolve) => server.close(resolve)),
+    };
+  }
+
+  test("batches() cuts lines into frames only beyond the limit, at line ends, in bytes", () => {
+    const texts = (values, limit) => batches(values, limit);
+    assert.deepEqual(texts([], 10), []);
+    assert.deepEqual(texts(new Set(), 10), []);
+    assert.deepEqual(texts([1, 22, 333, 4444], 100), [["1\n22\n333\n4444\n", 4]]);
+    assert.deepEqual(texts(new Set([1, 22]), 100), [["1\n22\n", 2]]);
+    assert.deepEqual(texts([1, 22, 333, 4444], 14), [["1\n22\n333\n4444\n", 4]]);
+    assert.deepEqual(texts([1, 22, 333, 4444], 7), [
+      ["1\n22", 2],
+      ["333", 1],
+      ["4444", 1],
+    ]);
+    assert.deepEqual(texts([1, 22, 333, 4444], 3), [
+      ["1", 1],
+      ["22", 1],
+      ["333", 1],
+      ["4444", 1], // alone, over the limit
+    ]);
+    assert.deepEqual(texts(["é", "éé"], 6), [
+      ['"é"', 1],
+      ['"éé"', 1],
+    ]); // bytes, not characters
+    assert.throws(() => batches([1, 2n], 100), EncodeError);
+  });
+
+  test("Frames splits a frame of several lines into the queue, numbering lines across frames", async () => {
+    const errors = [];
+    const frames = new Frames(1000, (error) => errors.push(error));
+    const queue = new MessageQueue();
+    for (const frame of FRAMES) {
+      const value = frames.take(frame, false, queue);
+      if (value !== SKIP) queue.push(value);
+    }
+    assert.equal(queue.length, 7);
+    assert.deepEqual(await take(queue, 7), FRAME_VALUES);
+    assert.deepEqual(where(errors), FRAME_ERRORS);
+    assert.equal(frames.count, 12);
+    const strict = new Frames(1000, (error) => {
+      throw error;
+    });
+    assert.equal(strict.take("1\n{\n3", false, queue), SKIP);
+    assert.equal(await queue.receive(), 1);
+    await assert.rejects(queue.receive(), (error) => error instanceof DecodeError && error.line === 2);
+    assert.equal(await queue.receive(), 3);
+  });
+
+  test("sendMany is one frame of NDJSON lines on the wire, both from a client and a listener", async () => {
+    const recorder = await frameRecorder();
+    try {
+      const client = await connect(recorder.url);
+      await client.sendMany(MANY);
+      await client.sendMany([]); // nothing at all
+      await client.sendMany(new Set([{ last: true }]));
+      await client.close();
+      await within(recorder.ended);
+      assert.deepEqual(recorder.frames, [encodeMany(MANY), '{"last":true}\n']);
+    } finally {
+      await recorder.close();
+    }
+    const listener = await listen("ws://127.0.0.1:0/feed");
+    try {
+      const raw = await bare(listener.url);
+      const got = [];
+      raw.on("message", (data) => got.push(data.toString()));
+      raw.send('"hello"');
+      assert.equal(await within(listener.receive()), "hello"); // merged: it gets the broadcasts
+      await listener.sendMany(MANY);
+      await listener.sendMany([]);
+      await listener.send({ one: 1 });
+      for (let i = 0; i < 100 && got.length < 2; i++) await sleep(20);
+      assert.deepEqual(got, [encodeMany(MANY), '{"one":1}']);
+      raw.close();
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test("sendMany arrives as its messages, in order, both ways", async () => {
+    await withPair({}, async (listener, client) => {
+      for (let i = 0; i < 1000; i += 100) await client.sendMany(MANY.slice(i, i + 100));
+      assert.deepEqual(await within(take(listener, 1000)), MANY);
+      await listener.sendMany(MANY);
+      assert.deepEqual(await within(take(client, 1000)), MANY);
+    });
+  });
+
+  test("sendMany beyond maxLine goes in several frames, each within it", async () => {
+    const values = Array.from({ length: 100 }, (_, i) => ({ seq: i })); // 1,190 bytes of lines
+    const recorder = await frameRecorder();
+    try {
+      const client = await connect(recorder.url, { maxLine: 200 });
+      await client.sendMany(values);
+      await client.close();
+      await within(recorder.ended);
+      assert.ok(recorder.frames.length >= 6 && recorder.frames.length <= 8, `${recorder.frames.length} frames`);
+      assert.ok(recorder.frames.every((frame) => Buffer.byteLength(frame) <= 200));
+      assert.equal(recorder.frames.join("\n") + "\n", encodeMany(values));
+    } finally {
+      await recorder.close();
+    }
+    await withPair({ listener: { maxLine: 200 }, client: { maxLine: 200 } }, async (listener, client) => {
+      const serverSide = await listener.accept();
+      await client.sendMany(values);
+      assert.deepEqual(await within(take(serverSide, 100)), values);
+      await serverSide.sendMany(values);
+      assert.deepEqual(await within(take(client, 100)), values);
+      await serverSide.close();
+    });
+  });
+
+  test("frames of several lines are split by every receiver", async () => {
+    const errors = [];
+    const onError = (e) => errors.push(e);
+    const listener = await listen("ws://127.0.0.1:0/feed", { onError });
+    try {
+      let raw = await bare(listener.url); // accepted
+      for (const frame of FRAMES) raw.send(frame);
+      const serverSide = await listener.accept();
+      assert.deepEqual(await within(take(serverSide, 7)), FRAME_VALUES);
+      assert.deepEqual(where(errors), FRAME_ERRORS);
+      raw.close();
+      await serverSide.close();
+      errors.length = 0;
+      raw = await bare(listener.url); // merged
+      for (const frame of FRAMES) raw.send(frame);
+      assert.deepEqual(await within(take(listener, 7)), FRAME_VALUES);
+      assert.deepEqual(where(errors), FRAME_ERRORS);
+      raw.close();
+    } finally {
+      await listener.close();
+    }
+    errors.length = 0;
+    const recorder = await frameRecorder(FRAMES); // a client
+    try {
+      const client = await connect(recorder.url, { onError });
+      assert.deepEqual(await within(take(client, 7)), FRAME_VALUES);
+      assert.deepEqual(where(errors), FRAME_ERRORS);
+      await client.close();
+    } finally {
+      await recorder.close();
+    }
+  });
+
+  test("a throwing onError takes its turn inside a frame", async () => {
+    const listener = await listen("ws://127.0.0.1:0/feed", {
+      onError: (error) => {
+        throw error;
+      },
+    });
+    try {
+      const raw = await bare(listener.url);
+      raw.send("1\n{\n3");
+      raw.send("4");
+      assert.equal(await within(listener.receive()), 1);
+      await assert.rejects(listener.receive(), (error) => error instanceof DecodeError && error.line === 2);
+      assert.deepEqual(await within(take(listener, 2)), [3, 4]);
+      raw.send("5\n[\n7");
+      const iterator = listener[Symbol.asyncIterator](); // the same, by iteration
+      assert.deepEqual(await within(iterator.next()), { value: 5, done: false });
+      await assert.rejects(iterator.next(), (error) => error instanceof DecodeError && error.line === 6);
+      assert.deepEqual(await iterator.next(), { value: 7, done: false });
+      raw.close();
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test("the size limit applies to the whole frame", async () => {
+    const errors = [];
+    await withPair({ listener: { maxLine: 1000, onError: (e) => errors.push(e) } }, async (listener, client) => {
+      const serverSide = await listener.accept();
+      await client.send("first");
+      await client.sendMany(Array.from({ length: 100 }, (_, i) => ({ seq: i }))); // 1,190 bytes
+      assert.equal(await within(serverSide.receive()), "first");
+      await assert.rejects(within(serverSide.receive()), TransportClosed);
+      assert.deepEqual(
+        errors.map((e) => [e.constructor.name, e.line]),
+        [["FrameTooLarge", 2]],
+      );
+      await assert.rejects(within(client.receive()), /1009/);
+    });
   });
 });

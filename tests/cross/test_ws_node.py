@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -20,17 +20,28 @@ from bothways import channels
 from bothways.errors import ConnectError, DecodeError, FrameTooLarge, TransportClosed
 
 from ..conftest import FIXTURES, ROOT, UNIT, require_tool
+from ..unit.test_ws import frame_recorder
 
 WAIT = 10 * UNIT
 
 
 class NodePeer:
-    """A running ws_node_peer.mjs; ``next()`` is its next stdout line, parsed."""
+    """A running ws_node_peer.mjs (or ``script``, given ``args`` instead of the options);
+    ``next()`` is its next stdout line, parsed."""
 
-    def __init__(self, mode: str, url: str, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        url: str,
+        options: dict[str, Any] | None = None,
+        *,
+        script: str = "ws_node_peer.mjs",
+        args: tuple[int, ...] | None = None,
+    ) -> None:
         node = require_tool("node")
+        rest = [json.dumps(options or {})] if args is None else [str(arg) for arg in args]
         self.process = subprocess.Popen(
-            [node, str(FIXTURES / "ws_node_peer.mjs"), mode, url, json.dumps(options or {})],
+            [node, str(FIXTURES / script), mode, url, *rest],
             stdout=subprocess.PIPE,
             cwd=ROOT,
             text=True,
@@ -59,8 +70,15 @@ class NodePeer:
 
 
 @contextmanager
-def node_peer(mode: str, url: str, options: dict[str, Any] | None = None) -> Iterator[NodePeer]:
-    peer = NodePeer(mode, url, options)
+def node_peer(
+    mode: str,
+    url: str,
+    options: dict[str, Any] | None = None,
+    *,
+    script: str = "ws_node_peer.mjs",
+    args: tuple[int, ...] | None = None,
+) -> Iterator[NodePeer]:
+    peer = NodePeer(mode, url, options, script=script, args=args)
     try:
         yield peer
     finally:
@@ -271,5 +289,82 @@ def test_async_python_client_with_node_listener() -> None:
                 for i in range(1000):
                     await client.send(i)
                 assert [await client.receive() for _ in range(1000)] == [{"echo": i} for i in range(1000)]
+
+    asyncio.run(asyncio.wait_for(main(), 20 * UNIT))
+
+
+# --------------------------------------------------------------------------------------------
+# Several messages per frame: send_many / sendMany across the boundary
+# (tests/fixtures/ws_node_batches.mjs is the Node side)
+
+COUNT, BATCH = 10_000, 1000
+
+
+def message(i: int) -> dict[str, Any]:
+    return {"seq": i, "text": "é€😀"}
+
+
+def node_batches(mode: str, url: str, *args: int) -> AbstractContextManager[NodePeer]:
+    return node_peer(mode, url, script="ws_node_batches.mjs", args=args)
+
+
+def test_python_send_many_reaches_a_node_listener_in_frames_of_1000() -> None:
+    values = [message(i) for i in range(COUNT)]
+    with node_batches("receive", "ws://127.0.0.1:0/feed", COUNT) as peer:
+        url = peer.next()["url"]
+        with channels.connect(url) as client:
+            for start in range(0, COUNT, BATCH):
+                client.send_many(values[start : start + BATCH])
+        assert peer.next() == {"received": COUNT, "in_order": True}
+        assert peer.wait() == 0
+    with node_batches("frames", "ws://127.0.0.1:0/feed", COUNT) as peer:  # what went on the wire
+        url = peer.next()["url"]
+        with channels.connect(url) as client:
+            for start in range(0, COUNT, BATCH):
+                client.send_many(values[start : start + BATCH])
+        assert peer.next() == {"frames": COUNT // BATCH, "lines": COUNT}
+
+
+def test_python_async_send_many_reaches_a_node_listener() -> None:
+    import asyncio
+
+    values = [message(i) for i in range(COUNT)]
+
+    async def main() -> None:
+        with node_batches("receive", "ws://127.0.0.1:0/feed", COUNT) as peer:
+            url = (await asyncio.to_thread(peer.next))["url"]
+            async with await channels.async_connect(url) as client:
+                for start in range(0, COUNT, BATCH):
+                    await client.send_many(values[start : start + BATCH])
+            assert await asyncio.to_thread(peer.next) == {"received": COUNT, "in_order": True}
+
+    asyncio.run(asyncio.wait_for(main(), 20 * UNIT))
+
+
+def test_node_send_many_reaches_a_python_listener_in_frames_of_1000() -> None:
+    values = [message(i) for i in range(COUNT)]
+    with channels.listen("ws://127.0.0.1:0/feed") as listener:
+        with node_batches("send", listener.url, COUNT, BATCH) as peer:
+            assert take(listener, COUNT) == values
+            assert peer.next() == {"sent": COUNT}
+            assert peer.wait() == 0
+    with frame_recorder() as (url, frames, ended):  # what went on the wire
+        with node_batches("send", url, COUNT, BATCH) as peer:
+            assert peer.next() == {"sent": COUNT}
+        assert ended.wait(WAIT)
+    assert len(frames) == COUNT // BATCH
+    assert [json.loads(line) for frame in frames for line in str(frame).splitlines()] == values
+
+
+def test_node_send_many_reaches_a_python_asyncio_listener() -> None:
+    import asyncio
+
+    values = [message(i) for i in range(COUNT)]
+
+    async def main() -> None:
+        async with await channels.async_listen("ws://127.0.0.1:0/feed") as listener:
+            with node_batches("send", listener.url, COUNT, BATCH) as peer:
+                assert [await listener.receive() for _ in range(COUNT)] == values
+                assert await asyncio.to_thread(peer.next) == {"sent": COUNT}
 
     asyncio.run(asyncio.wait_for(main(), 20 * UNIT))

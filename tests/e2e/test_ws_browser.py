@@ -19,6 +19,7 @@ from bothways.errors import DecodeError, TransportClosed
 
 from ..conftest import UNIT, require_tool
 from ..tutorial import load_app_module
+from ..unit.test_ws import FRAME_ERRORS, FRAME_VALUES, FRAMES, frame_recorder
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -194,3 +195,66 @@ def test_the_page_reports_an_over_size_message_and_closes_the_connection(page: P
     assert result["got"] == [{"n": 1}]
     assert result["errors"] == [["FRAME_TOO_LARGE", 2]]
     assert "code 4009: message too big" in result["end"]
+
+
+# Several messages per frame: the page's sendMany, and frames of NDJSON lines from Python.
+
+MANY_BOTH_WAYS = """async ({ url, count }) => {
+  const bothways = await import("/bothways/browser.js");
+  const channel = await bothways.connect(url);
+  await channel.send("ready");
+  const got = [];
+  for (let i = 0; i < count; i++) got.push(await channel.receive());
+  await channel.sendMany(got.map((m) => ({ back: m.seq, text: m.text })));
+  await channel.sendMany([]);
+  await channel.send("done");
+  await channel.close();
+  return got;
+}"""
+
+
+def test_a_page_takes_a_send_many_frame_and_answers_with_send_many(page: Page) -> None:
+    count = 1000
+    values = [{"seq": i, "text": "é€😀"} for i in range(count)]
+    answers: list[Any] = []
+    with channels.listen("ws://127.0.0.1:0/feed") as listener:
+
+        def serve() -> None:
+            with listener.accept() as channel:
+                assert channel.receive() == "ready"
+                channel.send_many(values)  # one frame of 1,000 lines
+                while len(answers) < count + 1:
+                    answers.extend(channel.receive_many())
+
+        serving = threading.Thread(target=serve, daemon=True)
+        serving.start()
+        got = page.evaluate(MANY_BOTH_WAYS, {"url": listener.url, "count": count})
+        serving.join(WAIT)
+        assert not serving.is_alive()
+    assert got == values
+    assert answers == [{"back": i, "text": "é€😀"} for i in range(count)] + ["done"]
+
+
+SPLIT = """async ({ url }) => {
+  const { connect } = await import("/bothways/browser.js");
+  const errors = [];
+  const onError = (e) => errors.push([e.code, e.line, e.column, e.excerpt]);
+  const channel = await connect(url, { onError });
+  const got = [];
+  for (let i = 0; i < 7; i++) got.push(await channel.receive());
+  await channel.sendMany([{ a: 1 }, { b: "é" }, 3]);
+  await channel.close();
+  return { got, errors };
+}"""
+
+
+def test_the_page_splits_frames_of_lines_and_its_send_many_is_one_frame(page: Page) -> None:
+    # The frames of tests/unit/test_ws.py: good, bad and blank lines, CRLF, a JSON text on two
+    # lines, from a bare websockets server, which records what the page sends.
+    with frame_recorder(send=tuple(FRAMES)) as (url, frames, ended):
+        result = page.evaluate(SPLIT, {"url": url})
+        assert ended.wait(WAIT)
+    assert result["got"] == FRAME_VALUES
+    assert [(line, column, excerpt) for _, line, column, excerpt in result["errors"]] == FRAME_ERRORS
+    assert {code for code, *_ in result["errors"]} == {"DECODE_ERROR"}
+    assert frames == ['{"a":1}\n{"b":"é"}\n3\n']

@@ -25,10 +25,18 @@ from websockets.sync.client import connect as bare_connect
 from websockets.sync.server import serve as bare_serve
 
 from bothways import channels
-from bothways.errors import ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError
+from bothways.errors import (
+    ConnectError,
+    DecodeError,
+    EncodeError,
+    FrameTooLarge,
+    TransportClosed,
+    TransportError,
+)
 from bothways.transports import ws
 from bothways.transports.ws import check_request
 from bothways.urls import parse
+from bothways.wire import encode_many
 
 from ..conftest import FIXTURES, UNIT
 
@@ -758,3 +766,232 @@ def test_close_says_so_when_the_peer_never_answers_the_close_handshake() -> None
                 f"{url}: close: the peer did not confirm within 0.5 s that it read what we sent "
                 "(2 messages on this connection); it may be lost"
             )
+
+
+# --------------------------------------------------------------------------------------------
+# Several messages per frame: send_many, and frames of NDJSON lines from any peer
+
+MANY = [{"seq": i, "text": "é€😀"} for i in range(1000)]
+# Frames a bare peer sends: good, bad and blank lines, CRLF, no final newline, a JSON text spread
+# over two lines (two bad lines: a frame is NDJSON). Line numbers go on across frames.
+FRAMES = ["1", '2\n{"oops": }\n\n \t\r\n3\r\n{"four": 4}', "5\n", "[6,\n7]", "\ufeff8\n9\n"]
+FRAME_VALUES = [1, 2, 3, {"four": 4}, 5, 8, 9]
+FRAME_ERRORS = [(3, 10, '{"oops": }'), (9, 4, "[6,"), (10, 2, "7]")]  # (line, column, excerpt)
+
+
+def where(errors: list[DecodeError]) -> list[tuple[int, int, str]]:
+    assert all(type(e) is DecodeError for e in errors), errors
+    return [(e.line, e.column, e.excerpt) for e in errors]
+
+
+@contextmanager
+def frame_recorder(send: tuple[str, ...] = ()) -> Iterator[tuple[str, list[str | bytes], threading.Event]]:
+    """A bare ``websockets`` server: sends ``send`` to each client, then records every frame it
+    receives until the client closes. Yields its URL, the frames, and an event set at that end."""
+    frames: list[str | bytes] = []
+    ended = threading.Event()
+
+    def handler(conn: Any) -> None:
+        try:
+            for frame in send:
+                conn.send(frame)
+            for frame in conn:
+                frames.append(frame)
+        finally:
+            ended.set()
+
+    with bare_serve(handler, "127.0.0.1", 0, compression=None) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/", frames, ended
+        finally:
+            server.shutdown()
+            thread.join(WAIT)
+
+
+def test_batches_cut_lines_into_frames_only_beyond_the_limit() -> None:
+    assert ws._batches([], 10) == []
+    assert ws._batches(iter([]), 10) == []
+    data = b"1\n22\n333\n4444\n"
+    assert ws._batches([1, 22, 333, 4444], 100) == [(data, 4)]
+    assert ws._batches((v for v in [1, 22]), 100) == [(b"1\n22\n", 2)]
+    assert ws._batches([1, 22, 333, 4444], 14) == [(data, 4)]
+    cut = [(bytes(frame), count) for frame, count in ws._batches([1, 22, 333, 4444], 7)]
+    assert cut == [(b"1\n22", 2), (b"333", 1), (b"4444", 1)]
+    cut = [(bytes(frame), count) for frame, count in ws._batches([1, 22, 333, 4444], 3)]
+    assert cut == [(b"1", 1), (b"22", 1), (b"333", 1), (b"4444", 1)]  # 4444 alone, over it
+    cut = [(bytes(frame), count) for frame, count in ws._batches(["é", "éé"], 6)]
+    assert cut == [('"é"'.encode(), 1), ('"éé"'.encode(), 1)]  # bytes, not characters
+    with pytest.raises(EncodeError):
+        ws._batches([1, object()], 100)
+
+
+def test_send_many_is_one_frame_of_ndjson_lines_on_the_wire() -> None:
+    with frame_recorder() as (url, frames, ended):
+        with channels.connect(url) as client:
+            client.send_many(MANY)
+            client.send_many([])  # nothing at all
+            client.send_many(iter([{"last": True}]))
+        assert ended.wait(WAIT)
+    assert frames == [encode_many(MANY).decode(), '{"last":true}\n']
+    with channels.listen("ws://127.0.0.1:0/feed") as listener, bare_connect(listener.url) as raw:
+        raw.send('"hello"')
+        assert listener.receive() == "hello"  # merged: it gets the broadcasts
+        listener.send_many(MANY)
+        listener.send_many([])
+        listener.send({"one": 1})
+        assert raw.recv(timeout=WAIT) == encode_many(MANY).decode()
+        assert raw.recv(timeout=WAIT) == '{"one":1}'
+
+
+def test_send_many_arrives_as_its_messages_in_order_both_ways() -> None:
+    with pair() as (listener, client):
+        sender = Background(lambda: [client.send_many(MANY[i : i + 100]) for i in range(0, 1000, 100)])
+        assert take(listener, 1000) == MANY
+        sender.result()
+        client.send_many(MANY)
+        assert [listener.receive() for _ in range(1000)] == MANY  # one at a time too
+        sender = Background(lambda: listener.send_many(MANY))
+        assert take(client, 1000) == MANY
+        sender.result()
+
+
+def test_send_many_beyond_max_line_goes_in_several_frames() -> None:
+    values = [{"seq": i} for i in range(100)]  # 1,190 bytes of lines
+    with frame_recorder() as (url, frames, ended):
+        with channels.connect(url, max_line=200) as client:
+            client.send_many(values)
+        assert ended.wait(WAIT)
+    assert 6 <= len(frames) <= 8 and all(len(frame) <= 200 for frame in frames)
+    assert "\n".join(str(frame) for frame in frames) + "\n" == encode_many(values).decode()
+    with pair(max_line=200) as (listener, client):
+        server_side = listener.accept()
+        client.send_many(values)
+        assert take(server_side, 100) == values
+        server_side.send_many(values)
+        assert take(client, 100) == values
+        server_side.close()
+
+
+def test_frames_of_several_lines_are_split_by_every_receiver() -> None:
+    errors: list[DecodeError] = []
+    with channels.listen("ws://127.0.0.1:0/feed", on_error=errors.append) as listener:
+        with bare_connect(listener.url) as raw:  # accepted: receive, one at a time
+            for frame in FRAMES:
+                raw.send(frame)
+            with listener.accept() as server_side:
+                assert [server_side.receive() for _ in range(7)] == FRAME_VALUES
+        assert where(errors) == FRAME_ERRORS
+        errors.clear()
+        with bare_connect(listener.url) as raw:  # merged: receive_many
+            for frame in FRAMES:
+                raw.send(frame)
+            assert take(listener, 7) == FRAME_VALUES
+        assert where(errors) == FRAME_ERRORS
+    errors.clear()
+    with frame_recorder(send=tuple(FRAMES)) as (url, _, _):  # a client: receive_many
+        with channels.connect(url, on_error=errors.append) as client:
+            assert take(client, 7) == FRAME_VALUES
+    assert where(errors) == FRAME_ERRORS
+
+
+def test_strict_policy_raises_a_bad_line_in_its_turn_inside_a_frame() -> None:
+    with channels.listen("ws://127.0.0.1:0/feed", on_error=_raise) as listener:
+        with bare_connect(listener.url) as raw:
+            raw.send("1\n[\n3\n")
+            raw.send("{}\n\n]")
+            with listener.accept() as server_side:
+                assert server_side.receive() == 1
+                with pytest.raises(DecodeError, match="line 2"):
+                    server_side.receive()
+                assert server_side.receive() == 3
+                assert server_side.receive() == {}
+                with pytest.raises(DecodeError, match="line 6"):
+                    server_side.receive_many()
+        with bare_connect(listener.url) as raw:
+            raw.send("1\n{\n3")
+            raw.send("4")
+            assert listener.receive_many() == [1]
+            with pytest.raises(DecodeError, match="line 2"):
+                listener.receive_many()
+            assert take(listener, 2) == [3, 4]
+    with frame_recorder(send=("1\n{\n3",)) as (url, _, _):
+        with channels.connect(url, on_error=_raise) as client:
+            assert client.receive_many() == [1]
+            with pytest.raises(DecodeError, match="line 2"):
+                client.receive()
+            assert client.receive_many() == [3]
+
+
+def test_the_size_limit_applies_to_the_whole_frame() -> None:
+    errors: list[DecodeError] = []
+    with channels.listen("ws://127.0.0.1:0/feed", max_line=1000, on_error=errors.append) as listener:
+        with channels.connect(listener.url) as client:  # its own limit is the default 16 MiB
+            client.send("first")
+            client.send_many([{"seq": i} for i in range(100)])  # 1,190 bytes in one frame
+            with listener.accept() as server_side:
+                assert server_side.receive() == "first"
+                with pytest.raises(TransportClosed, match="1009"):
+                    server_side.receive()
+    assert [(type(e), e.line) for e in errors] == [(FrameTooLarge, 2)]
+
+
+def test_async_send_many_is_one_frame_and_frames_are_split() -> None:
+    errors: list[DecodeError] = []
+
+    async def main() -> None:
+        with frame_recorder(send=tuple(FRAMES)) as (url, frames, ended):
+            async with await channels.async_connect(url, on_error=errors.append) as client:
+                assert [await client.receive() for _ in range(7)] == FRAME_VALUES
+                await client.send_many(MANY)
+                await client.send_many([])
+            assert await asyncio.to_thread(ended.wait, WAIT)
+        assert frames == [encode_many(MANY).decode()]
+        assert where(errors) == FRAME_ERRORS
+        errors.clear()
+        async with await channels.async_listen("ws://127.0.0.1:0/feed", on_error=errors.append) as listener:
+            async with await channels.async_connect(listener.url) as client:
+                await client.send_many(MANY)
+                assert [await listener.receive() for _ in range(1000)] == MANY
+                await listener.send_many(MANY)  # to the merged client
+                assert [await client.receive() for _ in range(1000)] == MANY
+
+                def send_raw() -> None:
+                    with bare_connect(listener.url) as raw:
+                        for frame in FRAMES:
+                            raw.send(frame)
+                        raw.send("1\n{\n3")
+
+                await asyncio.to_thread(send_raw)
+                assert [await listener.receive() for _ in range(7)] == FRAME_VALUES
+                assert where(errors) == FRAME_ERRORS
+                assert [await listener.receive() for _ in range(2)] == [1, 3]
+                waiting = asyncio.ensure_future(listener.accept())  # merging: accept() first
+                await asyncio.sleep(0.05)
+                async with await channels.async_connect(listener.url) as third:
+                    server_side = await waiting
+                    await third.send_many(MANY[:10])
+                    assert [await server_side.receive() for _ in range(10)] == MANY[:10]
+                    await server_side.send_many(MANY[:10])
+                    assert [await third.receive() for _ in range(10)] == MANY[:10]
+                    await server_side.close()
+
+    run(main)
+
+
+def test_async_strict_policy_inside_a_frame() -> None:
+    async def main() -> None:
+        async with await channels.async_listen("ws://127.0.0.1:0/feed", on_error=_raise) as listener:
+
+            def send_raw() -> None:
+                with bare_connect(listener.url) as raw:
+                    raw.send("1\n{\n3")
+
+            await asyncio.to_thread(send_raw)
+            assert await listener.receive() == 1
+            with pytest.raises(DecodeError, match="line 2"):
+                await listener.receive()
+            assert await listener.receive() == 3
+
+    run(main)

@@ -8,10 +8,11 @@
  *
  * Strategy
  * --------
- * - One JSON text per text frame, no compression (`perMessageDeflate: false` on both sides),
- *   `maxPayload` = `maxLine`: `ws` closes with 1009 on a larger message and emits
- *   `WS_ERR_UNSUPPORTED_MESSAGE_LENGTH`, which is reported as FrameTooLarge after the messages
- *   before it.
+ * - A text frame holds one JSON text (`send`) or several NDJSON lines (`sendMany`), no
+ *   compression (`perMessageDeflate: false` on both sides), `maxPayload` = `maxLine`: `ws`
+ *   closes with 1009 on a larger frame and emits `WS_ERR_UNSUPPORTED_MESSAGE_LENGTH`, which is
+ *   reported as FrameTooLarge after the messages before it. Frames are decoded by `Frames` in
+ *   ../browser.js, shared with the browser.
  * - Backpressure: `send` resolves at once while the socket buffers less than 1 MiB, else when
  *   the frame has been written (and so does every 256th send, so that a tight send loop gives
  *   the event loop a turn to notice a dead peer); a channel pauses its socket when 1024 messages wait unread, and
@@ -58,6 +59,7 @@ import {
   TIMEOUT,
   Frames,
   WsChannel,
+  batches,
   checkOptions,
   frameHandlers,
   publicUrl,
@@ -68,7 +70,7 @@ import {
 } from "../browser.js";
 import { ConnectError, TransportClosed, TransportError } from "../errors.js";
 import { MAX_LINE, encode } from "../wire.js";
-import { BACKLOG, Listener, checkBacklog, firstRetry } from "./base.js";
+import { BACKLOG, Listener, checkBacklog, firstRetry, inboxIterator } from "./base.js";
 
 export { PING_INTERVAL, TIMEOUT, WsChannel } from "../browser.js";
 export { BACKLOG };
@@ -262,11 +264,12 @@ class NodeLink {
 
   /**
    * @param {string} text
+   * @param {number} [count] the messages it holds.
    * @returns {Promise<void> | undefined}
    */
-  send(text) {
+  send(text, count = 1) {
     const ws = this.#ws;
-    this.sent++;
+    this.sent += count;
     if (ws.bufferedAmount < HIGH_WATER && ++this.#unconfirmed < CONFIRM_EVERY) {
       ws.send(text);
       return undefined;
@@ -643,6 +646,19 @@ export class WsListener extends Listener {
   }
 
   /**
+   * `for await (const message of listener)`: as `WsChannel`'s, a message already received is
+   * handed out as one resolved promise.
+   * @returns {AsyncIterableIterator<any>}
+   */
+  [Symbol.asyncIterator]() {
+    return inboxIterator(
+      this.#queue,
+      () => !this.#closed && this.#merging,
+      () => this.receive(),
+    );
+  }
+
+  /**
    * Sends one message to every merged connection (none connected: it goes nowhere); waits
    * while a slow one's buffer is full.
    * @param {unknown} value
@@ -650,17 +666,38 @@ export class WsListener extends Listener {
    * @throws {TransportClosed} the listener is closed.
    */
   async send(value) {
+    await this.#broadcast([[encode(value).slice(0, -1), 1]]);
+  }
+
+  /**
+   * Sends the messages to every merged connection in one text frame of NDJSON lines, as
+   * `WsChannel.sendMany` does; waits as `send` does.
+   * @param {Iterable<unknown>} values
+   * @returns {Promise<void>}
+   * @throws {import("../errors.js").EncodeError} a value cannot cross (nothing is sent).
+   * @throws {TransportClosed} the listener is closed.
+   */
+  async sendMany(values) {
+    await this.#broadcast(batches(values, this.#maxLine));
+  }
+
+  /**
+   * @param {[string, number][]} frames each frame's text, and how many messages it holds.
+   * @returns {Promise<void>}
+   */
+  async #broadcast(frames) {
     if (this.#closed) throw new TransportClosed(`${this.url}: closed`);
     if (!this.#merging) this.#startMerging();
-    const text = encode(value).slice(0, -1);
-    const waits = [];
-    for (const link of this.#merged) {
-      if (link.isOpen()) {
-        const wait = link.send(text);
-        if (wait !== undefined) waits.push(wait.catch(() => {}));
+    for (const [text, count] of frames) {
+      const waits = [];
+      for (const link of this.#merged) {
+        if (link.isOpen()) {
+          const wait = link.send(text, count);
+          if (wait !== undefined) waits.push(wait.catch(() => {}));
+        }
       }
+      if (waits.length > 0) await Promise.all(waits);
     }
-    if (waits.length > 0) await Promise.all(waits);
   }
 
   /**

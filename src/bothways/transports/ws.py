@@ -7,18 +7,30 @@ WebSocket); any of them talks to any other.
 
 The wire (normative; the three implementations agree on every point)
 --------------------------------------------------------------------
-- **One message, one text frame**: one JSON text, UTF-8, sent without the NDJSON newline
-  (receivers accept a trailing newline or any trailing whitespace). No compression
-  (permessage-deflate is neither offered nor accepted: it costs more than it saves on a local
-  link).
-- **Bad input is reported, the connection goes on**: messages are numbered per connection from 1;
-  a text that is not JSON, or a binary frame, is a ``DecodeError`` whose ``line`` is that number,
-  given to ``on_error``; the messages around it are delivered. (A text frame that is not UTF-8
-  breaks the WebSocket protocol itself: the libraries close the connection with 1007.)
-- **Size limit**: ``max_line`` (default 16 MiB) is the largest message accepted, in bytes
-  (websockets' ``max_size``, ws' ``maxPayload``; the browser checks after receipt). A larger
-  message is reported to ``on_error`` as ``FrameTooLarge`` (``line`` = its number) after every
-  message before it has been delivered; the library then closes the connection with 1009
+- **Text frames of one message or of many**: ``send`` writes one JSON text, UTF-8, without the
+  NDJSON newline; ``send_many(values)`` writes one frame of the values' NDJSON lines, each with
+  its newline (``encode_many(values)``; nothing for no values; lines of more than ``max_line``
+  bytes in all go in several frames, cut at line ends, each at most ``max_line`` bytes without
+  its last newline). A receiver decodes a frame with no newline but possibly its last character
+  as one message (trailing whitespace is fine, as in any JSON text), exactly as when every frame
+  held one. Any other frame is NDJSON that ends with the frame: its final newline is optional,
+  ``\r\n`` is accepted, blank lines (spaces, tabs, ``\r``) are skipped, a BOM at the frame's
+  start is skipped, and each line is delivered as a message, in order, before the next frame's.
+  A frame is complete on its own: a message never continues into the next frame (so a JSON text
+  spread over several lines is not one message). No compression (permessage-deflate is neither
+  offered nor accepted: it costs more than it saves on a local link).
+- **Bad input is reported, the connection goes on**: lines are numbered per connection from 1,
+  across frames: a one-message frame is one line, a frame of n lines (blank ones included; a
+  final newline ends the last line, it starts no other) n lines. A text or a line that is not
+  JSON, or a binary frame, is a ``DecodeError`` whose ``line`` is that number, given to
+  ``on_error``; the other lines of its frame and the frames around it are delivered. (A text
+  frame that is not UTF-8 breaks the WebSocket protocol itself: the libraries close the
+  connection with 1007.)
+- **Size limit**: ``max_line`` (default 16 MiB) is the largest frame accepted, in bytes, however
+  many lines it holds (websockets' ``max_size``, ws' ``maxPayload``; the browser checks after
+  receipt). A larger one is reported to ``on_error`` as ``FrameTooLarge`` (``line`` = the number
+  of its first line) after every message before it has been delivered; the library then closes
+  the connection with 1009
   (message too big; a browser, whose ``close()`` cannot send 1009, closes with 4009 "message too
   big"), so the next ``receive`` raises ``TransportClosed`` (and a reconnecting client
   reconnects). The sender sees that close as ``TransportClosed``.
@@ -59,7 +71,7 @@ Listener options: ``token``, ``origins``, ``timeout`` (handshake), ``ping_interv
 ignored, so one URL serves both sides.
 
 Which connection goes where: a new connection waits until it is claimed (at most 16 of its
-messages are read ahead meanwhile; control frames go on being answered). ``accept()`` takes the
+frames are read ahead meanwhile; control frames go on being answered). ``accept()`` takes the
 oldest waiting one as its own duplex channel. The first ``receive()``/iteration or
 ``send()`` on the listener starts merging: every waiting connection, and from then on every new
 one that no ``accept()`` is waiting for, feeds the merged ``receive`` and gets the broadcast
@@ -70,11 +82,12 @@ handshake; Node, in the same tick).
 
 Backpressure: ``send`` blocks (or awaits) while the socket's buffer is full; a connection is read
 only as fast as its messages are taken (websockets stops reading after 16 queued frames; the
-merged queue holds at most 64 batches), so a slow consumer holds fast producers back.
+merged queue holds at most 64 batches of up to 1024 frames or 1 MiB), so a slow consumer holds
+fast producers back.
 
 The blocking flavour runs on ``websockets.sync`` (a thread per connection, inside websockets), the
 asyncio flavour on ``websockets.asyncio``; both share the sans-I/O pieces below (``check_request``,
-``_Frames``, ``_Router``, the URL and error helpers).
+``_batches``, ``_Frames``, ``_Later``, ``_Router``, the URL and error helpers).
 """
 
 from __future__ import annotations
@@ -84,7 +97,7 @@ import hmac
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, unquote
 
@@ -104,7 +117,7 @@ from websockets.version import version as _websockets_version
 
 from ..errors import ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError
 from ..urls import Address
-from ..wire import MAX_LINE, decode, encode
+from ..wire import MAX_LINE, Decoder, Messages, decode, encode, encode_many
 from .base import (
     BACKLOG,
     AsyncChannel,
@@ -142,6 +155,7 @@ TIMEOUT = 10.0
 CLOSE_TIMEOUT = 2.0  # seconds close() waits for the peer's close frame
 TOO_BIG = 1009  # close code: message too big
 _BATCH = 1024  # messages taken at once by receive_many() and by a merged connection's reader
+_BATCH_SIZE = 1024 * 1024  # ...or as many as make this many characters (frames may hold many)
 _COPY = 64 * 1024  # payloads up to this size are copied without their newline, larger ones viewed
 _MAILBOX = 64  # batches the merged queue holds before the readers wait
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
@@ -222,6 +236,34 @@ def _payload(value: Any) -> bytes | memoryview:
     return data[:-1] if len(data) <= _COPY else memoryview(data)[:-1]
 
 
+def _batches(values: Iterable[Any], limit: int) -> list[tuple[bytes | memoryview, int]]:
+    """``send_many``'s frames, each with how many messages it holds: one frame of the values'
+    NDJSON lines (``encode_many``), or none for no values. Lines of more than ``limit`` bytes in
+    all are cut into several frames at line ends, each at most ``limit`` bytes without its last
+    newline (a line longer than that goes alone: the peer refuses it, as it would from ``send``).
+
+    Raises:
+        EncodeError: a value cannot be sent; then nothing is sent.
+    """
+    values = values if isinstance(values, list) else list(values)
+    data = encode_many(values)
+    if len(data) <= limit:
+        return [(data, len(values))] if values else []
+    view = memoryview(data)
+    frames: list[tuple[bytes | memoryview, int]] = []
+    start, end_of_data = 0, len(data) - 1  # (the index of the last newline)
+    while start < end_of_data:
+        if end_of_data - start <= limit:
+            end = end_of_data
+        else:
+            end = data.rfind(b"\n", start, start + limit + 1)
+            if end < 0:
+                end = data.find(b"\n", start + limit)
+        frames.append((view[start:end], data.count(b"\n", start, end) + 1))
+        start = end + 1
+    return frames
+
+
 def _too_large(number: int, limit: int) -> FrameTooLarge:
     error = FrameTooLarge(line=number, limit=limit)
     # FrameTooLarge's own text is about stream lines ("skipped up to the next newline").
@@ -263,8 +305,65 @@ def _refused(exc: ConnectError) -> bool:
     return isinstance(exc.__cause__, InvalidStatus)
 
 
+class _Raised:
+    """An error that ``on_error`` raised for a line of a frame of several lines."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _Later:
+    """The values of frames of several lines, not handed out yet: a receiver's own queue, which
+    ``receive`` empties before it reads the next frame (for a listener: of any connection).
+    An error that ``on_error`` raised for one of the lines waits among them for its turn."""
+
+    __slots__ = ("items", "raised")
+
+    def __init__(self) -> None:
+        self.items: deque[Any] = deque()
+        self.raised = 0  # _Raised items among them
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def pop(self) -> Any:
+        """The oldest value; raises the error if that comes first."""
+        item = self.items.popleft()
+        if type(item) is _Raised:
+            self.raised -= 1
+            raise item.error
+        return item
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.raised = 0
+
+    def drain(self, values: list[Any]) -> Exception | None:
+        """Moves the values to ``values``, up to the first error, which is returned (the rest
+        waits); None when there was none."""
+        items = self.items
+        if not self.raised:
+            values.extend(items)
+            items.clear()
+            return None
+        while items:
+            item = items.popleft()
+            if type(item) is _Raised:
+                self.raised -= 1
+                return item.error
+            values.append(item)
+        return None
+
+
 class _Frames:
-    """Numbers one connection's messages and decodes them; bad ones go to ``on_error``."""
+    """Numbers one connection's lines and decodes them; bad ones go to ``on_error``.
+
+    A frame is one or more lines: one with no newline but at its end is one message, decoded as
+    such; one with more goes through a fresh wire Decoder, and its values to a ``_Later``. The
+    lines are numbered per connection from 1, across frames (a one-message frame is one line).
+    """
 
     __slots__ = ("count", "limit", "on_error")
 
@@ -273,10 +372,15 @@ class _Frames:
         self.limit = limit
         self.on_error = on_error or log_error
 
-    def take(self, raw: str | bytes) -> Any:
-        """The message's value, or ``_SKIP`` after reporting it (``on_error`` may raise)."""
-        self.count += 1
+    def take(self, raw: str | bytes, later: _Later) -> Any:
+        """The frame's message, or ``_SKIP`` after reporting it (``on_error`` may raise); for a
+        frame of several lines, ``_SKIP``, its values (and errors) having gone to ``later``."""
         if type(raw) is str:
+            newline = raw.find("\n")
+            if 0 <= newline < len(raw) - 1:
+                self._lines(raw, later)
+                return _SKIP
+            self.count += 1
             try:
                 return orjson.loads(raw)  # the hot path: what wire.decode does, minus the BOM
             except orjson.JSONDecodeError:
@@ -286,11 +390,36 @@ class _Frames:
             except DecodeError as exc:
                 error = DecodeError(exc.reason, line=self.count, column=exc.column, excerpt=exc.excerpt)
         else:
+            self.count += 1
             error = DecodeError(
                 f"a binary frame of {len(raw)} bytes (messages are JSON in text frames)", line=self.count
             )
         self.on_error(error)
         return _SKIP
+
+    def _lines(self, raw: str, later: _Later) -> None:
+        """A frame of several lines, decoded as NDJSON whose last newline is optional. (No line
+        can pass the limit: the library refuses a frame that does.)"""
+        decoder = Decoder(max_line=self.limit)
+        events = decoder.feed(raw.encode())
+        if decoder.buffered:
+            events += decoder.feed(b"\n")
+        before = self.count
+        self.count += decoder.line
+        for event in events:
+            if isinstance(event, Messages):
+                later.items.extend(event.values)
+                continue
+            error = event.error
+            try:
+                self.on_error(
+                    DecodeError(
+                        error.reason, line=before + error.line, column=error.column, excerpt=error.excerpt
+                    )
+                )
+            except Exception as exc:  # its turn comes after the values before it
+                later.items.append(_Raised(exc))
+                later.raised += 1
 
     def too_large(self) -> None:
         """Reports the message that made the library close the connection with 1009."""
@@ -359,9 +488,9 @@ def _check_options(max_line: int, timeout: float | None, token: str | None) -> N
 class WsChannel(Channel):
     """One WebSocket connection, blocking: what ``connect`` returns and ``accept`` hands out.
 
-    ``send`` writes one text frame (blocking while the socket is full); ``receive``/iteration give
-    the peer's messages; ``close`` closes with 1000. Safe to send from one thread while another
-    receives.
+    ``send`` writes one text frame (blocking while the socket is full), ``send_many`` one frame of
+    many messages; ``receive``/iteration give the peer's messages; ``close`` closes with 1000.
+    Safe to send from one thread while another receives.
     """
 
     def __init__(
@@ -377,6 +506,7 @@ class WsChannel(Channel):
         self.url = url
         self._conn = conn
         self._frames = _Frames(max_line, on_error)
+        self._later = _Later()
         self._redial = redial
         self._closed = False
         self._closing = threading.Event()
@@ -389,15 +519,25 @@ class WsChannel(Channel):
 
     def send(self, value: Any) -> None:
         """Sends one message; blocks while the peer does not read (and, reconnecting, while away)."""
-        payload = _payload(value)
+        self._send(_payload(value), 1)
+
+    def send_many(self, values: Iterable[Any]) -> None:
+        """Sends the messages in one text frame of NDJSON lines (several when they pass
+        ``max_line``; none for no values); blocks as ``send`` does."""
+        for payload, count in _batches(values, self._frames.limit):
+            self._send(payload, count)
+
+    def _send(self, payload: bytes | memoryview, count: int) -> None:
         conn = self._conn
         try:
             conn.send(payload, text=True)  # the hot path: nothing more than websockets' own send
-            self._sent += 1
+            self._sent += count
         except ConnectionClosed as exc:
-            self._resend(payload, conn, exc)
+            self._resend(payload, count, conn, exc)
 
-    def _resend(self, payload: bytes | memoryview, conn: _SyncConnection, exc: ConnectionClosed) -> None:
+    def _resend(
+        self, payload: bytes | memoryview, count: int, conn: _SyncConnection, exc: ConnectionClosed
+    ) -> None:
         while True:
             if self._closed or self._redial is None:
                 self._sent = 0  # its loss is reported by this error
@@ -406,7 +546,7 @@ class WsChannel(Channel):
             conn = self._conn
             try:
                 conn.send(payload, text=True)
-                self._sent += 1
+                self._sent += count
                 return
             except ConnectionClosed as again:
                 exc = again
@@ -416,33 +556,41 @@ class WsChannel(Channel):
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
+        later = self._later
         while True:
             if self._closed:
                 raise _closed(self.url, None)
+            if later:
+                return later.pop()
             conn = self._conn
             try:
                 raw = conn.recv()
             except ConnectionClosed as exc:
                 self._lost(conn, exc)
                 continue
-            value = self._frames.take(raw)
+            value = self._frames.take(raw, later)
             if value is not _SKIP:
                 return value
 
     def receive_many(self) -> list[Any]:
-        """The next message and every one already received (up to 1024)."""
+        """The next message and every one already received (up to 1024, or a whole frame)."""
         values = [self.receive()]
+        later = self._later
+        failure = later.drain(values)
         conn = self._conn
         take = self._frames.take
         try:
-            while len(values) < _BATCH:
-                value = take(conn.recv(0))
+            while failure is None and len(values) < _BATCH:
+                value = take(conn.recv(0), later)
                 if value is not _SKIP:
                     values.append(value)
+                elif later:
+                    failure = later.drain(values)
         except (TimeoutError, ConnectionClosed):
             pass  # nothing more for now; a closed connection shows at the next receive
         except Exception as exc:  # on_error raised: its turn comes after these values
-            self._failure = exc
+            failure = exc
+        self._failure = failure
         return values
 
     def _lost(self, conn: _SyncConnection, exc: ConnectionClosed) -> None:
@@ -692,6 +840,7 @@ class WsListener(Listener):
         self._cond = threading.Condition()
         self._mailbox = _Mailbox(_MAILBOX)
         self._ready: deque[tuple[_Frames, Any]] = deque()  # raw messages taken from the mailbox
+        self._later = _Later()  # values of a frame of several lines, not handed out yet
         self._merged: set[_SyncServerConnection] = set()
         self._open: set[_SyncServerConnection] = set()  # every connection, merged or accepted
         self._failure: BaseException | None = None
@@ -758,8 +907,10 @@ class WsListener(Listener):
                 lost: ConnectionClosed | None = None
                 try:
                     batch.append(conn.recv())
-                    while len(batch) < _BATCH:
+                    size = len(batch[0])
+                    while len(batch) < _BATCH and size < _BATCH_SIZE:
                         batch.append(conn.recv(0))
+                        size += len(batch[-1])
                 except TimeoutError:
                     pass
                 except ConnectionClosed as exc:
@@ -789,14 +940,17 @@ class WsListener(Listener):
             failure, self._failure = self._failure, None
             raise failure
         ready = self._ready
+        later = self._later
         while True:
+            if later:
+                return later.pop()
             if not ready and not self._refill(block=True):
                 continue
             frames, raw = ready.popleft()
             if raw is None:
                 frames.too_large()
                 continue
-            value = frames.take(raw)
+            value = frames.take(raw, later)
             if value is not _SKIP:
                 return value
 
@@ -804,17 +958,22 @@ class WsListener(Listener):
         """The next message and every one already received."""
         values = [self.receive()]
         ready = self._ready
+        later = self._later
+        failure = later.drain(values)
         try:
-            while len(values) < _BATCH and (ready or self._refill(block=False)):
+            while failure is None and len(values) < _BATCH and (ready or self._refill(block=False)):
                 frames, raw = ready.popleft()
                 if raw is None:
                     frames.too_large()
                     continue
-                value = frames.take(raw)
+                value = frames.take(raw, later)
                 if value is not _SKIP:
                     values.append(value)
+                elif later:
+                    failure = later.drain(values)
         except Exception as exc:  # on_error raised, or closed: after these values
-            self._failure = exc
+            failure = exc
+        self._failure = failure
         return values
 
     def _refill(self, *, block: bool) -> bool:
@@ -834,16 +993,23 @@ class WsListener(Listener):
 
     def send(self, value: Any) -> None:
         """Sends one message to every merged connection (none connected: it goes nowhere)."""
+        self._broadcast([_payload(value)])
+
+    def send_many(self, values: Iterable[Any]) -> None:
+        """Sends the messages to every merged connection, in one frame as ``WsChannel.send_many``."""
+        self._broadcast([payload for payload, _ in _batches(values, self._max_line)])
+
+    def _broadcast(self, payloads: list[bytes | memoryview]) -> None:
         if not self._router.merging:
             self._merge()
         if self._closed:
             raise _closed(self.url, None)
-        payload = _payload(value)
         with self._cond:
             peers = list(self._merged)
         for conn in peers:
             try:
-                conn.send(payload, text=True)
+                for payload in payloads:
+                    conn.send(payload, text=True)
             except ConnectionClosed:
                 pass  # it went away: nothing to deliver to
 
@@ -960,6 +1126,7 @@ class AsyncWsChannel(AsyncChannel):
         self.url = url
         self._conn = conn
         self._frames = _Frames(max_line, on_error)
+        self._later = _Later()
         self._redial = redial
         self._closed = False
         self._closing = asyncio.Event()
@@ -971,11 +1138,18 @@ class AsyncWsChannel(AsyncChannel):
 
     async def send(self, value: Any) -> None:
         """Sends one message; waits while the peer does not read (and, reconnecting, while away)."""
-        payload = _payload(value)
+        await self._send(_payload(value), 1)
+
+    async def send_many(self, values: Iterable[Any]) -> None:
+        """Sends the messages in one text frame, as ``WsChannel.send_many``."""
+        for payload, count in _batches(values, self._frames.limit):
+            await self._send(payload, count)
+
+    async def _send(self, payload: bytes | memoryview, count: int) -> None:
         conn = self._conn
         try:
             await conn.send(payload, text=True)
-            self._sent += 1
+            self._sent += count
         except ConnectionClosed as exc:
             while True:
                 if self._closed or self._redial is None:
@@ -985,16 +1159,19 @@ class AsyncWsChannel(AsyncChannel):
                 conn = self._conn
                 try:
                     await conn.send(payload, text=True)
-                    self._sent += 1
+                    self._sent += count
                     return
                 except ConnectionClosed as again:
                     exc = again
 
     async def receive(self) -> Any:
         """The next message; raises TransportClosed when the connection is closed."""
+        later = self._later
         while True:
             if self._closed:
                 raise _closed(self.url, None)
+            if later:
+                return later.pop()
             conn = self._conn
             try:
                 raw = await conn.recv()
@@ -1008,7 +1185,7 @@ class AsyncWsChannel(AsyncChannel):
                     raise _closed(self.url, exc) from exc
                 await self._reconnect(conn)
                 continue
-            value = self._frames.take(raw)
+            value = self._frames.take(raw, later)
             if value is not _SKIP:
                 return value
 
@@ -1211,6 +1388,7 @@ class AsyncWsListener(AsyncListener):
         self._router: _Router[_Slot] = _Router()
         self._arrivals = asyncio.Condition()
         self._mailbox = _AsyncMailbox(_MAILBOX * 16)
+        self._later = _Later()  # values of a frame of several lines, not handed out yet
         self._merged: set[_AsyncServerConnection] = set()
         self._closed = False
         self.url = _public_url(address)
@@ -1290,7 +1468,10 @@ class AsyncWsListener(AsyncListener):
         """The next message from any merged connection, in arrival order."""
         if not self._router.merging:
             self._merge()
+        later = self._later
         while True:
+            if later:
+                return later.pop()
             try:
                 slot, raw = await self._mailbox.get()
             except TransportClosed:
@@ -1298,20 +1479,27 @@ class AsyncWsListener(AsyncListener):
             if raw is _TOO_BIG_MARK:
                 slot.frames.too_large()
                 continue
-            value = slot.frames.take(raw)
+            value = slot.frames.take(raw, later)
             if value is not _SKIP:
                 return value
 
     async def send(self, value: Any) -> None:
         """Sends one message to every merged connection (none connected: it goes nowhere)."""
+        await self._broadcast([_payload(value)])
+
+    async def send_many(self, values: Iterable[Any]) -> None:
+        """Sends the messages to every merged connection, in one frame as ``WsChannel.send_many``."""
+        await self._broadcast([payload for payload, _ in _batches(values, self._max_line)])
+
+    async def _broadcast(self, payloads: list[bytes | memoryview]) -> None:
         if not self._router.merging:
             self._merge()
         if self._closed:
             raise _closed(self.url, None)
-        payload = _payload(value)
         for conn in list(self._merged):
             try:
-                await conn.send(payload, text=True)
+                for payload in payloads:
+                    await conn.send(payload, text=True)
             except ConnectionClosed:
                 pass
 
@@ -1343,6 +1531,7 @@ class AsyncWsListener(AsyncListener):
         for slot in held:
             self._claim(slot, _CLOSED)
         self._mailbox.close()
+        self._later.clear()  # (as the mailbox: nothing more is handed out)
         async with self._arrivals:
             self._arrivals.notify_all()
         if hasattr(self, "_server"):
