@@ -469,6 +469,11 @@ class AsyncChannel(ABC):
     async def close(self) -> None:
         """Releases the channel; safe to call twice."""
 
+    async def send_many(self, values: Iterable[Any]) -> None:
+        """Sends several messages in order; stream and ws channels send them in one write."""
+        for value in values:
+            await self.send(value)
+
     async def deliver_to(self, on_messages: MessagesHandler, on_end: EndHandler) -> bool:
         """Push mode, for a consumer that reacts to each message at once (the RPC Peer): from now
         on every batch of messages goes to ``on_messages`` as soon as it is decoded, straight from
