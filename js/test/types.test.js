@@ -37,7 +37,7 @@ const CONSUMER_OPTIONS = {
   lib: ["es2023", "esnext.disposable", "dom"],
   module: "nodenext",
   moduleResolution: "nodenext",
-  types: [],
+  types: ["node"], // a Node user has @types/node (the transports name Node's types)
   skipLibCheck: false,
 };
 
@@ -94,6 +94,9 @@ describe("TypeScript declarations", { timeout: 60_000 * UNIT }, () => {
     mkdirSync(installed, { recursive: true });
     copyFileSync(join(JS, "package.json"), join(installed, "package.json"));
     symlinkSync(join(JS, "src"), join(installed, "src"), "dir");
+    // A TypeScript user on Node has Node's own declarations (the transports' types name them).
+    mkdirSync(join(project, "node_modules", "@types"), { recursive: true });
+    symlinkSync(join(JS, "node_modules", "@types", "node"), join(project, "node_modules", "@types", "node"), "dir");
     types = join(installed, "types");
     generated = await tsc(["-p", join(JS, "tsconfig.types.json"), "--outDir", types, "--pretty", "false"], JS);
     writeFileSync(join(project, "package.json"), JSON.stringify({ private: true, type: "module" }));

@@ -1,7 +1,15 @@
 """The ``bothways`` command: ``main(argv=None) -> int``; an error's class sets the exit code.
 
 - ``bothways check``: validate an NDJSON stream from stdin.
-- ``bothways demo``: the tutorial's system (examples/tutorial), every part running at once.
+- ``bothways sensor``: a temperature sensor sending readings to any channel (telemetry.sensor).
+- ``bothways listen SOURCE...``: readings from any number of sources into SQLite (telemetry.listen).
+- ``bothways serve``: the web app, its API and live dashboard over that database (telemetry.web).
+- ``bothways demo``: the telemetry system, every part running at once: the web app, a listener,
+  two Python and two Node.js sensors over four channels (stdio, ws, tcp, file).
+- ``bothways demo tutorial``: the tutorial's system (examples/tutorial), every part at once.
+
+The telemetry web app (Flask) is imported by ``serve`` only: the other commands run without
+the web extra.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import contextlib
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -23,8 +32,11 @@ from io import BufferedReader
 from pathlib import Path
 from types import FrameType
 from typing import IO, cast
+from urllib.parse import quote
 
 from . import __version__
+from .telemetry import listen as telemetry_listen
+from .telemetry import sensor as telemetry_sensor
 from .transports.stdio import _spawn_options
 from .wire import Decoder, Malformed, Messages, Truncated, encode_many
 
@@ -89,6 +101,9 @@ class _Part:
         )
         self._show = show
         self.stopped_by_us = False
+        self._lines: list[str] = []
+        self._ended = False
+        self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, name=f"demo-{name}", daemon=True)
         self._reader.start()
 
@@ -100,9 +115,33 @@ class _Part:
             if match and self.url is None:
                 self.url = match.group(1)
                 self.url_seen.set()
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
             _say(self._show, f"[{self.name}] {line}")
         stdout.close()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
         self.url_seen.set()  # no URL will come: the process ended
+
+    def wait_for(self, pattern: str, timeout: float, stop: threading.Event) -> str | None:
+        """The first group of the first output line matching ``pattern`` (already shown or to
+        come); None when the program ends, ``stop`` is set or ``timeout`` passes first."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self._lines[seen:]:
+                    match = regex.search(line)
+                    if match:
+                        return match.group(1)
+                seen = len(self._lines)
+                left = deadline - time.monotonic()
+                if self._ended or stop.is_set() or left <= 0:
+                    return None
+                self._changed.wait(min(left, 0.1))
 
     def ending(self) -> str:
         """How it ended, in words: ``flask (stopped)``, ``py->js (exited 1)``..."""
@@ -173,7 +212,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 class _Demo:
     """The running demo: the parts it started (each stopped by ``close``) and a stop event."""
 
-    def __init__(self, tutorial: Path, node: str, sensor_flags: list[str]) -> None:
+    def __init__(self, tutorial: Path | None, node: str, sensor_flags: list[str]) -> None:
         self.tutorial = tutorial
         self.node = node
         self.python = sys.executable
@@ -189,10 +228,67 @@ class _Demo:
         _say(self._show, text)
 
     def start(self, name: str, program: str, *args: str) -> _Part:
+        """Starts one of the tutorial's programs."""
+        assert self.tutorial is not None
         interpreter = self.node if program.endswith(".js") else self.python
-        part = _Part(name, [interpreter, str(self.tutorial / program), *args], self.env, self._show)
+        return self.launch(name, [interpreter, str(self.tutorial / program), *args])
+
+    def launch(self, name: str, argv: list[str]) -> _Part:
+        """Starts a program (a list: no shell) as a part of the demo."""
+        part = _Part(name, argv, self.env, self._show)
         self.parts.append(part)
         return part
+
+    def wait(self, duration: float | None) -> int:
+        """Returns 0 at ``stop`` or after ``duration``; 1 when every part has ended by itself."""
+        deadline = None if duration is None else time.monotonic() + duration
+        while not self.stop.wait(0.1):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if all(part.process.poll() is not None for part in self.parts):
+                self.say("bothways demo: every program has ended")
+                return 1
+        return 0
+
+    def run_telemetry(self, port: int, data: Path, sensor_js: Path, duration: float | None) -> int:
+        """The telemetry system: the web app, a listener, two Python and two Node.js sensors
+        over four channels; returns at ``stop`` or ``duration``."""
+        bothways = [self.python, "-m", "bothways.cli"]
+        db = data / "readings.db"
+        web = self.launch("web", [*bothways, "serve", "--db", str(db), "--port", str(port)])
+        url = web.wait_for(r"^(https?://\S+)", STARTUP, self.stop)
+        if url is None:
+            if not self.stop.is_set():
+                self.say("bothways demo: the web app did not start (see its output above)")
+            return 0 if self.stop.is_set() else 1
+        flags = self.sensor_flags
+        drop = data / "js-file.ndjson"
+        spawned = shlex.join([*bothways, "sensor", "--id", "py-stdio", *flags])
+        file_url = f"file:{quote(str(drop), safe='/')}"
+        state = quote(str(data / "js-file.state"), safe="/")
+        listener = self.launch(
+            "listen",
+            [*bothways, "listen", "--db", str(db), spawned, "tcp://127.0.0.1:0", "ws://127.0.0.1:0/sensors",
+             f"{file_url}?state={state}"],
+        )  # fmt: skip
+        tcp = listener.wait_for(r"listening on (tcp://\S+)", STARTUP, self.stop)
+        ws = listener.wait_for(r"listening on (ws://\S+)", STARTUP, self.stop)
+        if tcp is None or ws is None:
+            if not self.stop.is_set():
+                self.say("bothways demo: the listener did not start (see its output above)")
+            return 0 if self.stop.is_set() else 1
+        # The Node.js sensors use tcp and a file: Node's built-ins only, so they run from the wheel
+        # too (its copy of js/ has no node_modules, so no `ws` package).
+        self.launch("py-ws", [*bothways, "sensor", "--id", "py-ws", "--to", ws, *flags])
+        self.launch("js-tcp", [self.node, str(sensor_js), "--id", "js-tcp", "--to", tcp, *flags])
+        self.launch("js-file", [self.node, str(sensor_js), "--id", "js-file", "--to", file_url, *flags])
+        self.say(f"bothways demo: open {url} in a browser (the live dashboard). Ctrl-C stops everything.")
+        self.say(f"  readings are stored in {db}")
+        self.say("  py-stdio: Python sensor -> stdio (spawned by the listener)")
+        self.say(f"  py-ws:    Python sensor -> {ws}")
+        self.say(f"  js-tcp:   Node.js sensor -> {tcp}")
+        self.say(f"  js-file:  Node.js sensor -> {file_url} (the listener follows the file)")
+        return self.wait(duration)
 
     def run(self, port: int, duration: float | None) -> int:
         """Starts the Flask app, then both pairs once it listens; returns at ``stop`` or ``duration``."""
@@ -211,14 +307,7 @@ class _Demo:
         self.say("  [js->py]: sensor.js -> temperature-listener.py")
         self.start("py->js", "temperature-listener.js", *self.sensor_flags)
         self.start("js->py", "temperature-listener.py", *self.sensor_flags)
-        deadline = None if duration is None else time.monotonic() + duration
-        while not self.stop.wait(0.1):
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            if all(part.process.poll() is not None for part in self.parts):
-                self.say("bothways demo: every program has ended")
-                return 1
-        return 0
+        return self.wait(duration)
 
     def close(self) -> None:
         """Stops every part, last started first, and reports how each ended."""
@@ -229,8 +318,57 @@ class _Demo:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """``bothways demo``: the telemetry system, or (``demo tutorial``) the tutorial's."""
+    which = args.which or ("tutorial" if args.examples is not None else "telemetry")
+    if which == "tutorial":
+        return _tutorial_demo(args)
+    return _telemetry_demo(args)
+
+
+_JS = (_HERE / "js", _HERE.parents[1] / "js")  # the wheel's copy (setup.py), a checkout's js/
+
+
+def js_sensor() -> Path | None:
+    """The Node.js sensor (js/bin/sensor.mjs): $BOTHWAYS_JS_SENSOR, else the wheel's copy, else
+    the checkout's; None when there is none."""
+    override = os.environ.get("BOTHWAYS_JS_SENSOR")
+    if override:
+        return Path(override)
+    return next((p for p in (js / "bin" / "sensor.mjs" for js in _JS) if p.is_file()), None)
+
+
+def _telemetry_demo(args: argparse.Namespace) -> int:
+    """Runs the web app, the listener and four sensors until Ctrl-C or --duration."""
+    node = shutil.which("node")
+    if node is None:
+        print("bothways demo: node (Node.js >= 20) is not on PATH (make setup installs it)", file=sys.stderr)
+        return 2
+    sensor_js = js_sensor()
+    if sensor_js is None or not sensor_js.is_file():
+        looked = ", ".join(str(js / "bin" / "sensor.mjs") for js in _JS)
+        print(
+            f"bothways demo: the Node.js sensor is missing (looked in: {looked}); reinstall "
+            "bothways, or set BOTHWAYS_JS_SENSOR",
+            file=sys.stderr,
+        )
+        return 2
+    if importlib.util.find_spec("flask") is None:
+        print("bothways demo: Flask is not installed: pip install 'bothways[web]'", file=sys.stderr)
+        return 2
+    data = Path(telemetry_listen.database(None, args.data)).parent.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    port = args.port if args.port is not None else DEFAULT_PORT if _port_free(DEFAULT_PORT) else 0
+    demo = _Demo(None, node, [] if args.interval is None else ["--interval", str(args.interval)])
+    with _stop_on_signals(demo.stop):
+        try:
+            return demo.run_telemetry(port, data, sensor_js, args.duration)
+        finally:
+            demo.close()
+
+
+def _tutorial_demo(args: argparse.Namespace) -> int:
     """Runs the Flask app and both sensor -> listener pairs until Ctrl-C or --duration."""
-    tutorial: Path = args.examples
+    tutorial: Path = args.examples if args.examples is not None else TUTORIAL
     if not (tutorial / "app.py").is_file():
         print(
             f"bothways demo: the tutorial's programs are not in {tutorial} (the wheel carries "
@@ -254,6 +392,42 @@ def _demo(args: argparse.Namespace) -> int:
             demo.close()
 
 
+# --------------------------------------------------------------------------------------------
+# bothways sensor | listen | serve
+
+
+def _sensor(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        return telemetry_sensor.run(args, stop)
+
+
+def _listen(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        return telemetry_listen.run(args, stop)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from .telemetry import web
+    except ImportError as exc:
+        print(
+            f"bothways serve: the web app is not available ({exc}); it needs Flask and waitress: "
+            "pip install 'bothways[web]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        web.serve(
+            telemetry_listen.database(args.db, args.data), host=args.host, port=args.port, debug=args.debug
+        )
+    except OSError as exc:
+        print(f"bothways serve: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     parser = argparse.ArgumentParser(
@@ -270,16 +444,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--max-line", type=int, default=16 * 1024 * 1024, help="longest line, bytes")
     check.add_argument("-q", "--quiet", action="store_true", help="only report bad lines")
     check.set_defaults(run=_check)
+    sensor = commands.add_parser(
+        "sensor",
+        help="a temperature sensor: readings to stdout or any channel",
+        description="Writes a temperature reading (uniform in -5..15 °C) every 0-5 s, one JSON line "
+        'each ({"sensor", "seq", "t", "celsius"}), to stdout or to --to URL; keeps readings while '
+        "the channel is down and sends them when it is back.",
+    )
+    telemetry_sensor.add_arguments(sensor)
+    sensor.set_defaults(run=_sensor)
+    listen = commands.add_parser(
+        "listen",
+        help="collect readings from any number of sources into SQLite",
+        description="Listens on channel URLs and runs commands, all at once; validates every message "
+        "as a reading and stores the readings in SQLite, batched; shows a live status line. Stops "
+        "cleanly on Ctrl-C or SIGTERM.",
+    )
+    telemetry_listen.add_arguments(listen)
+    listen.set_defaults(run=_listen)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the readings: JSON API and live dashboard",
+        description="Serves the readings database over HTTP: the JSON API, the live feed and the "
+        "dashboard (bothways.telemetry.web; needs the web extra: pip install 'bothways[web]').",
+    )
+    serve.add_argument("--db", type=Path, metavar="PATH", help="the SQLite file (default: DIR/readings.db)")
+    serve.add_argument("--data", type=Path, metavar="DIR", help="the data folder (default: ./bothways-data)")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the port (default: {DEFAULT_PORT})")
+    serve.add_argument("--debug", action="store_true", help="Flask's development server, with tracebacks")
+    serve.set_defaults(run=_serve)
     demo = commands.add_parser(
         "demo",
-        help="run the tutorial's system: Flask app, sensors, listeners",
-        description="Starts the tutorial's Flask app and both sensor -> listener pairs (Python -> "
-        "Node.js and Node.js -> Python), prints the URL to open, and stops everything on Ctrl-C.",
+        help="run the telemetry system (or: demo tutorial)",
+        description="Starts the telemetry system - the web app, a listener, two Python and two Node.js "
+        "sensors over stdio, ws, tcp and a file - prints the dashboard's URL, and stops everything on "
+        "Ctrl-C. `bothways demo tutorial` runs the tutorial's Flask app and its two sensor -> listener "
+        "pairs instead.",
     )
-    demo.add_argument("--port", type=int, help=f"Flask's port (default: {DEFAULT_PORT}, or any if taken)")
-    demo.add_argument("--interval", type=float, help="seconds between readings (default: random 0-5)")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: at Ctrl-C)")
-    demo.add_argument("--examples", type=Path, default=TUTORIAL, help="the tutorial's directory")
+    demo.add_argument(
+        "which",
+        nargs="?",
+        choices=("telemetry", "tutorial"),
+        help="which system (default: telemetry; tutorial when --examples is given)",
+    )
+    demo.add_argument(
+        "--port", type=int, help=f"the web app's port (default: {DEFAULT_PORT}, or any if taken)"
+    )
+    demo.add_argument(
+        "--interval", type=float, metavar="S", help="seconds between readings (default: random 0-5)"
+    )
+    demo.add_argument(
+        "--duration", type=float, metavar="S", help="stop after this many seconds (default: at Ctrl-C)"
+    )
+    demo.add_argument(
+        "--data", type=Path, metavar="DIR", help="telemetry: the data folder (default: ./bothways-data)"
+    )
+    demo.add_argument(
+        "--examples",
+        type=Path,
+        metavar="DIR",
+        help="tutorial: the tutorial's directory (default: the one installed)",
+    )
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
     result: int = args.run(args)

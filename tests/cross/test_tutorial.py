@@ -221,7 +221,7 @@ BAD_BODIES = [
     b"",
     b'{"a": "\xff"}',
     b'"\\ud800"',
-    b'{oops',
+    b"{oops",
     b"[1e400]",
     b'{"a" 1}',
     b"[" * 1025 + b"]" * 1025,
@@ -385,7 +385,7 @@ def test_flask_never_500_on_any_body(body: bytes) -> None:
 
 
 def demo_argv(*args: str) -> list[str]:
-    return [PY, "-m", "bothways.cli", "demo", "--port", "0", "--interval", "0.2", *args]
+    return [PY, "-m", "bothways.cli", "demo", "tutorial", "--port", "0", "--interval", "0.2", *args]
 
 
 def check_demo_output(lines: list[str]) -> None:

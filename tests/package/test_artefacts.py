@@ -3,7 +3,8 @@
 The sdist and the wheel (built from the sdist, as ``python -m build`` does) and the npm tarball
 (``npm pack``) are built once; then, in temporary directories outside the repository:
 - a virtualenv holding only the wheel and its dependencies calls a Node module through
-  ``node.require`` (blocking and asyncio), and runs ``bothways demo`` in an empty folder;
+  ``node.require`` (blocking and asyncio), runs ``bothways demo`` in an empty folder, and serves
+  the telemetry dashboard (uPlot included) with waitress;
 - a folder holding only the tarball calls ``python.import("statistics")`` with interpreters that
   cannot import bothways, with orjson importable and with it blocked;
 - both file lists hold what they must and nothing else.
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -22,6 +25,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 
 from bothways import __version__
 
@@ -100,6 +104,7 @@ def test_the_wheel_holds_the_python_package_its_node_side_and_the_tutorial(built
     python.add("bothways/py.typed")
     js = {"bothways/js/" + str(p.relative_to(ROOT / "js")) for p in (ROOT / "js" / "src").rglob("*.js")} | {
         "bothways/js/bin/host.mjs",
+        "bothways/js/bin/sensor.mjs",
         "bothways/js/package.json",
     }
     tutorial = {
@@ -107,7 +112,14 @@ def test_the_wheel_holds_the_python_package_its_node_side_and_the_tutorial(built
         for p in (ROOT / "examples" / "tutorial").rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     }
-    assert set(package) == python | js | tutorial
+    web = {
+        str(p.relative_to(ROOT / "src"))
+        for folder in ("static", "templates")
+        for p in (ROOT / "src" / "bothways" / "telemetry" / folder).rglob("*")
+        if p.is_file()
+    }
+    uplot = {f"bothways/js/vendor/uplot/{name}" for name in ("uPlot.iife.min.js", "uPlot.min.css", "LICENSE")}
+    assert web and set(package) == python | js | tutorial | web | uplot
     manifest = json.loads(zipfile.ZipFile(built["wheel"]).read("bothways/js/package.json"))
     assert manifest["type"] == "module" and manifest["version"] == __version__
     meta = zipfile.ZipFile(built["wheel"]).read(f"bothways-{__version__}.dist-info/METADATA").decode()
@@ -124,9 +136,15 @@ def test_the_sdist_holds_what_the_wheel_is_built_from(built: dict[str, Path]) ->
         "LICENSE",
         "CHANGELOG.md",
         "js/bin/host.mjs",
+        "js/bin/sensor.mjs",
         "js/src/peer.js",
         "examples/tutorial/app.py",
         "src/bothways/host.py",
+        "src/bothways/telemetry/static/dashboard.js",
+        "src/bothways/telemetry/templates/dashboard.html",
+        "js/vendor/uplot/uPlot.iife.min.js",  # (copied from node_modules by setup.py's sdist)
+        "js/vendor/uplot/uPlot.min.css",
+        "js/vendor/uplot/LICENSE",
     ):
         assert needed in names, needed
     unwanted = [n for n in names if n.startswith(("tests/", "bench/", "js/node_modules", "js/test/"))]
@@ -138,6 +156,9 @@ def test_the_npm_tarball_holds_the_js_package_and_its_python_side(built: dict[st
     js = {str(p.relative_to(ROOT / "js")) for p in (ROOT / "js" / "src").rglob("*.js")}
     for needed in js | {
         "bin/host.mjs",
+        "bin/sensor.mjs",
+        "bin/listen.mjs",
+        "types/telemetry.d.ts",
         "package.json",
         "LICENSE",
         "README.md",
@@ -204,24 +225,86 @@ def test_the_wheel_alone_calls_node(wheel_python: Path, tmp_path: Path) -> None:
 
 
 def test_the_demo_runs_from_the_wheel_in_an_empty_folder(wheel_python: Path, tmp_path: Path) -> None:
+    """The telemetry demo from the installed wheel alone: the web server, the listener and the
+    sensors of both languages run, readings from both are stored, and nothing is left running."""
     env, mark = marked_env()
     env = {
         k: v for k, v in env.items() if k in CLEAN_ENV or k == "BOTHWAYS_TEST_MARK" or k == "PYTHONUNBUFFERED"
     }
     bothways = wheel_python.parent / "bothways"
-    demo = Program(
-        [str(bothways), "demo", "--port", "0", "--interval", "0.2", "--duration", "5"], env=env, cwd=tmp_path
-    )
+    argv = [str(bothways), "demo", "--port", "0", "--interval", "0.2", "--duration", "6", "--data", "data"]
+    demo = Program(argv, env=env, cwd=tmp_path)
     try:
         assert demo.wait(60) == 0, demo.stdout[-20:] + demo.stderr[-20:]
     finally:
         demo.stop()
     text = "\n".join(demo.stdout)
     assert "bothways demo: open http://127.0.0.1:" in text, text
-    for pair in ("py->js", "js->py"):
-        assert sum(line.startswith(f"[{pair}] readings (") for line in demo.stdout) >= 3, text
+    with sqlite3.connect(tmp_path / "data" / "readings.db") as db:
+        counts = dict(db.execute("SELECT sensor, count(*) FROM readings GROUP BY sensor").fetchall())
+    assert set(counts) == {"py-stdio", "py-ws", "js-tcp", "js-file"}, counts
+    assert all(n >= 2 for n in counts.values()), counts
     assert wait_none_marked(mark) == []
-    assert list(tmp_path.iterdir()) == []  # it ran in an empty folder and left nothing there
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # its readings, and nothing else
+
+
+WEB_SERVES = """\
+from pathlib import Path
+
+import bothways
+from bothways.telemetry.web import serve
+
+assert "site-packages" in bothways.__file__, bothways.__file__  # the installed wheel, not a checkout
+serve(Path("readings.db"), port=0)
+"""
+
+
+def test_the_wheel_alone_serves_the_dashboard_with_waitress(wheel_python: Path, tmp_path: Path) -> None:
+    (tmp_path / "serve.py").write_text(WEB_SERVES)
+    server = Program(
+        [str(wheel_python), "serve.py"], env={**CLEAN_ENV, "PYTHONUNBUFFERED": "1"}, cwd=tmp_path
+    )
+    try:
+        url = server.wait_for(r"^(http://127\.0\.0\.1:\d+/)$", timeout=60).group(1)
+
+        def get(path: str, kind: str) -> bytes:
+            answer = requests.get(url + path, timeout=10 * UNIT)
+            assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
+            assert answer.headers["Content-Type"].startswith(kind), (path, answer.headers["Content-Type"])
+            return answer.content
+
+        page = get("", "text/html").decode()
+        for needed in (
+            "/vendor/uplot/uPlot.iife.min.js",
+            "/vendor/uplot/uPlot.min.css",
+            "/static/dashboard.js",
+        ):
+            assert needed in page, needed
+        uplot = get("vendor/uplot/uPlot.iife.min.js", "text/javascript")
+        assert uplot == (ROOT / "js" / "node_modules" / "uplot" / "dist" / "uPlot.iife.min.js").read_bytes()
+        assert get("vendor/uplot/uPlot.min.css", "text/css").startswith(b".uplot")
+        assert b"/bothways/browser.js" in get("static/dashboard.js", "text/javascript")
+        assert b"export async function connect" in get("bothways/browser.js", "text/javascript")
+        assert b"Talking to Flask from the browser" in get("test", "text/html")  # the tutorial's page
+        assert json.loads(get("api/sensors", "application/json")) == {"sensors": []}
+        posted = requests.post(
+            url + "api/readings", json={"sensor": "s", "seq": 1, "celsius": 2.5}, timeout=10 * UNIT
+        )
+        assert posted.json() == {"stored": 1, "received": 1, "invalid": []}
+        sensors = json.loads(get("api/sensors", "application/json"))["sensors"]
+        assert [(s["sensor"], s["count"]) for s in sensors] == [("s", 1)]
+        assert json.loads(get("api/config", "application/json"))["feed"].startswith("ws://127.0.0.1:")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0, server.stderr[-20:]
+    finally:
+        server.stop()
+    assert server.stdout == [url], server.stdout
+    assert {p.name for p in tmp_path.iterdir()} <= {
+        "serve.py",
+        "readings.db",
+        "readings.db-wal",
+        "readings.db-shm",
+    }
 
 
 # -- the npm tarball, alone -------------------------------------------------------------------------
