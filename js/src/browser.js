@@ -2,6 +2,11 @@
  * bothways in the browser: one import gives the wire codec, the error tree and `connect()` over
  * the browser's own WebSocket, talking to a bothways listener in Python or Node.
  *
+ * It also reaches an MQTT broker through the broker's WebSocket listener: `connect(url)` publishes
+ * to `mqtt+ws://host:port/topic` and `listen(url)` subscribes to `mqtt+ws://host:port/topic/#`
+ * (`mqtt+wss://` for TLS), the two ends of `transports/mqtt.js`, loaded on first use, as is
+ * mqtt.js's browser build (from `MQTT_MODULE`, or the `library` option).
+ *
  * ```js
  * import { connect } from "/bothways/browser.js";
  *
@@ -1009,27 +1014,61 @@ function openBrowser(target, url, { timeout, maxLine, signal }) {
 }
 
 /**
- * Connects to a bothways WebSocket listener from a web page.
+ * Where a page loads mqtt.js's browser build from, for `mqtt+ws://` and `mqtt+wss://` (the
+ * `library` option overrides it: another URL, resolved against the page, or the module itself).
+ * It is imported on first use only: a page that never uses MQTT never loads it.
+ */
+export const MQTT_MODULE = "/vendor/mqtt/mqtt.esm.js";
+const MQTT_SCHEMES = ["mqtt+ws", "mqtt+wss"];
+
+/**
+ * An mqtt channel through the broker's WebSocket listener (transports/mqtt.js, loaded on first
+ * use, over mqtt.js's browser build).
+ * @param {Address} address
+ * @param {"connect" | "listen"} side
+ * @param {Record<string, any>} options
+ * @returns {Promise<import("./transports/mqtt.js").MqttChannel>}
+ */
+async function mqttChannel(address, side, options) {
+  const transport = await import("./transports/mqtt.js");
+  const { library = MQTT_MODULE, ...rest } = { ...address.options(side), ...options };
+  const base = globalThis.document?.baseURI ?? import.meta.url; // (a URL is the page's)
+  const from = typeof library === "string" ? new URL(library, base).href : library;
+  return transport[side](address, { ...rest, library: from });
+}
+
+/**
+ * Connects to a bothways WebSocket listener from a web page, or publishes to an MQTT broker
+ * through its WebSocket listener (`mqtt+ws://host:port/topic`, `mqtt+wss://`: the publishing end
+ * of transports/mqtt.js, whose options it takes; mqtt.js's browser build is imported from
+ * `library`, default `MQTT_MODULE`).
  *
- * @param {string | Address} url `ws://host:port/path`, with `?token=` when the listener has one.
+ * @param {string | Address} url `ws://host:port/path`, with `?token=` when the listener has one;
+ *   or `mqtt+ws://host:port/topic`.
  * @param {{token?: string, timeout?: number, reconnect?: boolean, maxLine?: number,
- *   onError?: import("./transports/base.js").ErrorHandler, signal?: AbortSignal}} [options]
+ *   onError?: import("./transports/base.js").ErrorHandler, signal?: AbortSignal}
+ *   | import("./transports/mqtt.js").MqttOptions} [options]
  *   override the URL's query options: `timeout` in milliseconds (default 10 s), `reconnect`
  *   (default false: dial again whenever the connection is lost, and retry the first dial, with
  *   back-off from 50 ms doubling up to 5 s, until `timeout` runs out), `maxLine` in bytes
  *   (default 16 MiB), `onError` for bad messages (default: `console.warn` and go on), `signal`
  *   to close the channel (or stop connecting).
- * @returns {Promise<WsChannel>}
+ * @returns {Promise<WsChannel | import("./transports/mqtt.js").MqttChannel>}
  * @throws {import("./errors.js").UrlError} the URL cannot be used.
  * @throws {ConnectError} the listener cannot be reached or refused the handshake (with
- *   `reconnect`: the last attempt's error, once `timeout` has run out).
+ *   `reconnect`: the last attempt's error, once `timeout` has run out); the broker cannot be
+ *   reached or refused the login.
  * @throws {TransportClosed} the signal was aborted.
  * @throws {TypeError} an unknown option.
  */
 export async function connect(url, options = {}) {
   const address = url instanceof Address ? url : parse(url);
+  if (MQTT_SCHEMES.includes(address.scheme)) {
+    return mqttChannel(address, "connect", options);
+  }
   if (address.scheme !== "ws") {
-    throw new TransportError(`${address.url}: the browser module connects to ws:// URLs only`);
+    const only = "ws://, mqtt+ws:// and mqtt+wss:// URLs only";
+    throw new TransportError(`${address.url}: the browser module connects to ${only}`);
   }
   const {
     token,
@@ -1059,4 +1098,34 @@ export async function connect(url, options = {}) {
       if (signal?.aborted) throw new TransportClosed(`${shown}: aborted`, { cause: signal.reason });
     }
   }
+}
+
+/**
+ * Subscribes to a topic (or filter) of an MQTT broker through its WebSocket listener, from a web
+ * page: the subscribing end of transports/mqtt.js (a page cannot serve connections, so mqtt is
+ * the only scheme it listens on). mqtt.js's browser build is imported from `library` (default
+ * `MQTT_MODULE`).
+ *
+ * ```js
+ * const inbox = await listen("mqtt+ws://127.0.0.1:9001/sensors/#");
+ * for await (const reading of inbox) show(reading);
+ * ```
+ *
+ * @param {string | Address} url `mqtt+ws://host:port/topic/#` or `mqtt+wss://`.
+ * @param {import("./transports/mqtt.js").MqttOptions} [options] override the URL's options.
+ * @returns {Promise<import("./transports/mqtt.js").MqttChannel>}
+ * @throws {import("./errors.js").UrlError} the URL cannot be used.
+ * @throws {TransportError} not an mqtt+ws:// or mqtt+wss:// URL.
+ * @throws {ConnectError} the broker cannot be reached, or refused the login or the subscription.
+ * @throws {TypeError} an unknown option.
+ */
+export async function listen(url, options = {}) {
+  const address = url instanceof Address ? url : parse(url);
+  if (!MQTT_SCHEMES.includes(address.scheme)) {
+    throw new TransportError(
+      `${address.url}: the browser module listens on mqtt+ws:// and mqtt+wss:// URLs only ` +
+        "(a page cannot serve connections)",
+    );
+  }
+  return mqttChannel(address, "listen", options);
 }

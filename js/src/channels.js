@@ -29,6 +29,10 @@ export const TRANSPORTS = Object.freeze({
   ws: "./transports/ws.js",
   fifo: "./transports/fifo.js",
   file: "./transports/file.js",
+  mqtt: "./transports/mqtt.js",
+  mqtts: "./transports/mqtt.js",
+  "mqtt+ws": "./transports/mqtt.js",
+  "mqtt+wss": "./transports/mqtt.js",
 });
 
 /**

@@ -305,3 +305,12 @@ def test_a_server_killed_mid_call_times_the_call_out(broker: Broker, tmp_path: P
 
     waited, answer = asyncio.run(body())
     assert waited < 5 * UNIT and answer == 42
+
+
+def test_receive_takes_one_and_keeps_the_rest(broker: Broker) -> None:
+    with bothways.listen(broker.url("one")) as inbox:
+        with bothways.connect(broker.url("one")) as out:
+            out.send_many(range(10))
+        time.sleep(0.3)  # all ten arrived: one batch
+        assert [inbox.receive() for _ in range(3)] == [0, 1, 2]
+        assert take(inbox, 7) == [3, 4, 5, 6, 7, 8, 9]

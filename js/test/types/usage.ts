@@ -23,6 +23,8 @@ import { spawn, stdio, supervise } from "bothways/stdio";
 import { memoryPair, raiseError, type Channel, type Listener } from "bothways/transports/base";
 import { parse } from "bothways/urls";
 import { connect as browserConnect } from "bothways/browser";
+import { FIELDS, InvalidReading, MAX_SEQ, Outbox, Sender, toReading, type Reading } from "bothways/telemetry";
+import { MQTT_MODULE, listen as browserListen } from "bothways/browser";
 
 // The wire format.
 const line: string = encode({ sensor: "s1", celsius: NaN }); // '{"sensor":"s1","celsius":null}\n'
@@ -85,6 +87,19 @@ export async function channels(): Promise<void> {
   await listen("file:/var/log/readings.ndjson", { state: "/tmp/position", follow: false });
   const live = await browserConnect("ws://127.0.0.1:8765/readings?token=s3cret");
   for await (const reading of live) console.log(reading);
+
+  // MQTT: sensors publish to a broker, listeners share the subscription (and a page listens too).
+  const ingest = await listen("mqtt://127.0.0.1:1883/sensors/#?share=ingest&client_id=ingest-1");
+  const kitchen = await connect("mqtt://127.0.0.1:1883/sensors/kitchen?qos=1&timeout=5");
+  await kitchen.sendMany([{ sensor: "kitchen", celsius: 21.5 }]); // resolves once the broker has them
+  console.log(await ingest.receiveMany());
+  const page = await browserListen("mqtt+ws://127.0.0.1:9001/sensors/#", {
+    username: "ann",
+    password: "s3cret",
+    library: MQTT_MODULE,
+  });
+  console.log(page.clientId, await page.receiveMany());
+  await browserConnect("mqtt+ws://127.0.0.1:9001/sensors/page", { qos: 2, clientId: "page-1" });
 }
 
 // Calls both ways.
@@ -125,3 +140,20 @@ export function explain(error: unknown): string {
 }
 const codes: string[] = [BothwaysError.code, DecodeError.code, ChildExited.code];
 console.log(codes);
+
+// Telemetry: what a reading is, and a sender that keeps readings while its channel is down.
+export async function telemetry(message: unknown): Promise<void> {
+  const seqs = new Map<string, number>();
+  try {
+    const reading: Reading = toReading(message, { source: "tcp://127.0.0.1:9000", now: Date.now() / 1000, seqs });
+    const field: "sensor" | "seq" | "t" | "celsius" = FIELDS[0];
+    console.log(reading.sensor, reading.seq <= MAX_SEQ, reading.t, reading.celsius, reading[field]);
+  } catch (error) {
+    if (error instanceof InvalidReading) console.warn(error.reason, error.source, error.code);
+  }
+  const outbox = new Outbox({ capacity: 1000, window: 10_000 });
+  const sender = new Sender("tcp://127.0.0.1:9000", { outbox, say: (text: string) => console.warn(text) });
+  sender.add([{ sensor: "s1", seq: 1, t: Date.now() / 1000, celsius: 21.5 }]);
+  const left: number = await sender.finish(2000);
+  console.log(left, outbox.pending, outbox.dropped, sender.delivered, sender.failed, sender.gone, sender.to);
+}

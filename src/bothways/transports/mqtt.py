@@ -244,7 +244,8 @@ class _Client:
         self.count = 0  # messages received (numbers the bad ones)
         self.unacked: set[int] = set()  # message ids published, not yet acknowledged
         self.connected = False
-        self.refused: str | None = None  # the broker's reason when it refused us
+        self.refused: str | None = None  # the broker's reason when it refused us (or our subscription)
+        self.rejected: dict[int, str] = {}  # message id -> why the broker refused that message
         self.closed = False
         self.notify: Any = None  # called (in paho's thread) after messages arrive: asyncio's wake-up
         self.with_reply = False  # keep each message's Response Topic and Correlation Data (calls)
@@ -269,6 +270,7 @@ class _Client:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
         self.properties = None
         if v5:
             self.properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -318,13 +320,27 @@ class _Client:
             with self.cond:
                 self.refused = str(reason)
                 self.cond.notify_all()
-            client.disconnect()  # a refusal is not retried
+            client.disconnect()  # a refusal is not retried: receive and send raise it
+            if self.notify is not None:
+                self.notify()
             return
-        if self.plan.subscribe is not None:
-            client.subscribe(self.plan.subscribe, qos=self.plan.qos)  # (again on each connection)
+        if self.plan.subscribe is not None:  # (again on each connection): connected once subscribed
+            client.subscribe(self.plan.subscribe, qos=self.plan.qos)
+            return
         with self.cond:
             self.connected = True
             self.cond.notify_all()
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        failed = [str(reason) for reason in reasons if reason.is_failure]
+        with self.cond:
+            if failed:
+                self.refused = f"{failed[0]} (subscribing to {self.plan.subscribe})"
+            else:
+                self.connected = True
+            self.cond.notify_all()
+        if failed:
+            client.disconnect()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         with self.cond:
@@ -333,6 +349,8 @@ class _Client:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         with self.cond:
+            if reason.is_failure:
+                self.rejected[mid] = str(reason)
             self.unacked.discard(mid)
             self.cond.notify_all()
 
@@ -374,6 +392,8 @@ class _Client:
                 mids.append(info.mid)
         with self.cond:
             while any(mid in self.unacked for mid in mids):
+                if self.refused is not None:
+                    raise self.refusal()
                 left = deadline - time.monotonic()
                 if self.closed or left <= 0:
                     waiting = sum(mid in self.unacked for mid in mids)
@@ -382,6 +402,13 @@ class _Client:
                         f"messages within {self.plan.timeout:g} s; they may be lost"
                     )
                 self.cond.wait(min(left, 0.05))
+            why = next((self.rejected.pop(mid) for mid in mids if mid in self.rejected), None)
+        if why is not None:
+            raise TransportError(f"{self.plan.url}: the broker refused a message: {why}")
+
+    def refusal(self) -> ConnectError:
+        """The error of a channel the broker refused while reconnecting: it has ended."""
+        return ConnectError(f"refused by the broker: {self.refused}", url=self.plan.url)
 
     def publish_nowait(
         self, payload: bytes, topic: str, response_topic: str | None, correlation: bytes | None
@@ -404,6 +431,8 @@ class _Client:
             while not self.messages:
                 if self.closed:
                     raise TransportClosed(f"{self.plan.url}: the channel is closed")
+                if self.refused is not None:
+                    raise self.refusal()
                 if not block:
                     return []
                 self.cond.wait()
@@ -478,6 +507,7 @@ class MqttChannel(Listener):
     def __init__(self, client: _Client) -> None:
         self._client = client
         self.url = client.plan.url
+        self._ready: deque[Any] = deque()  # received, not handed out yet (receive takes one)
 
     @property
     def client_id(self) -> str:
@@ -497,11 +527,17 @@ class MqttChannel(Listener):
             self._client.publish(payloads)
 
     def receive(self) -> Any:
-        return self.receive_many()[0]
+        if not self._ready:
+            self._ready.extend(self.receive_many())
+        return self._ready.popleft()
 
     def receive_many(self) -> list[Any]:
         if self._client.plan.subscribe is None:
             raise TransportError(f"{self.url}: the publishing end only sends (listen() to subscribe)")
+        if self._ready:
+            values = list(self._ready)
+            self._ready.clear()
+            return values
         return self._client.take(block=True)
 
     def close(self) -> None:
@@ -585,11 +621,15 @@ class AsyncMqttChannel(AsyncListener):
         await asyncio.get_running_loop().run_in_executor(None, self._channel.send_many, batch)
 
     async def receive(self) -> Any:
-        return (await self.receive_many())[0]
+        ready = self._channel._ready
+        if not ready:
+            ready.extend(await self.receive_many())
+        return ready.popleft()
 
     async def receive_many(self) -> list[Any]:
-        if self._channel._client.plan.subscribe is None:
-            self._channel.receive_many()  # raises: the publishing end only sends
+        ready = self._channel._ready
+        if ready or self._channel._client.plan.subscribe is None:
+            return self._channel.receive_many()  # (the publishing end: raises)
         while True:
             self._arrived.clear()
             values = self._channel._client.take(block=False)
@@ -626,6 +666,7 @@ class _AsyncRpcEnd(AsyncListener):
         loop = asyncio.get_running_loop()
         self._arrived = asyncio.Event()
         client.with_reply = True
+        self._ready: deque[Any] = deque()
         client.notify = lambda: loop.call_soon_threadsafe(self._arrived.set)
 
     async def _take(self) -> list[tuple[Any, str | None, bytes | None]]:
@@ -637,7 +678,9 @@ class _AsyncRpcEnd(AsyncListener):
             await self._arrived.wait()
 
     async def receive(self) -> Any:
-        return (await self.receive_many())[0]
+        if not self._ready:
+            self._ready.extend(await self.receive_many())
+        return self._ready.popleft()
 
     async def receive_many(self) -> list[Any]:
         raise NotImplementedError
