@@ -14,8 +14,10 @@ that listeners on several machines fill together. ``open_store(db)`` picks by th
 One connection per Store, used under a lock (a Store may be shared by threads); open a Store per
 process. Fields other than the four are kept as a JSON object in ``extra``.
 
-In PostgreSQL a batch is one COPY into a temporary table and one ``INSERT ... SELECT ... ON
-CONFLICT DO NOTHING``, in one transaction. Ids follow the order of inserts within a batch; with
+In PostgreSQL a batch is one COPY straight into the table, in a savepoint; when a reading of it
+is there already (a resend), the savepoint is undone and the batch goes the slower way: a COPY
+into a temporary table and one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``. One transaction
+either way. Ids follow the order of inserts within a batch; with
 several writers at once, a batch committed later may hold smaller ids than one already read, so
 a feed that polls ``after`` the last id should look back a little (docs/scaling.md).
 """
@@ -202,6 +204,7 @@ _PG_INCOMING = (
     "CREATE TEMPORARY TABLE incoming (n BIGSERIAL, sensor TEXT, seq BIGINT, t DOUBLE PRECISION, "
     "celsius DOUBLE PRECISION, extra TEXT) ON COMMIT DELETE ROWS"
 )
+_PG_COPY = "COPY {table} (sensor, seq, t, celsius, extra) FROM STDIN"
 _PG_MOVE = (
     "INSERT INTO readings (sensor, seq, t, celsius, extra) SELECT sensor, seq, t, celsius, extra "
     "FROM incoming ORDER BY n ON CONFLICT (sensor, seq) DO NOTHING"
@@ -222,6 +225,7 @@ class PostgresStore:
             ) from None
         self.path = url
         self._lock = threading.Lock()
+        self._unique_violation = psycopg.errors.UniqueViolation
         self._db = psycopg.connect(url)
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
@@ -235,7 +239,14 @@ class PostgresStore:
         if not rows:
             return 0
         with self._lock, self._db.transaction(), self._db.cursor() as cursor:
-            with cursor.copy("COPY incoming (sensor, seq, t, celsius, extra) FROM STDIN") as copy:
+            try:  # the usual batch, all new: straight into the table
+                with self._db.transaction(), cursor.copy(_PG_COPY.format(table="readings")) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                return len(rows)
+            except self._unique_violation:  # one was there: the slower way, which skips it
+                pass
+            with cursor.copy(_PG_COPY.format(table="incoming")) as copy:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(_PG_MOVE)

@@ -51,7 +51,9 @@ requests it hands its Peer (callers number theirs alike) and puts each answer's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import ssl
 import threading
 import time
@@ -85,6 +87,8 @@ TIMEOUT = 10.0
 SESSION = 86400
 """Seconds a broker keeps a persistent session (one with a ``client_id``) by default."""
 WS_PATH = "/mqtt"
+MAX_INFLIGHT = 1000
+"""QoS 1 and 2 messages sent and not acknowledged yet, at most (the broker may allow fewer)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +270,7 @@ class _Client:
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self.client.max_inflight_messages_set(MAX_INFLIGHT)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -316,6 +321,7 @@ class _Client:
             raise ConnectError(why, url=plan.url)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        _no_delay(client)
         if reason.is_failure:
             with self.cond:
                 self.refused = str(reason)
@@ -457,6 +463,14 @@ class _Client:
         self.client.loop_stop()
         if self.notify is not None:
             self.notify()
+
+
+def _no_delay(client: Any) -> None:
+    """TCP_NODELAY on the client's socket: an MQTT exchange is small packets answered at once,
+    which Nagle's algorithm and delayed ACKs would hold back 40 ms each."""
+    sock = client.socket()
+    with contextlib.suppress(AttributeError, OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _Raised:
