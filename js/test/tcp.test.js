@@ -91,6 +91,28 @@ async function rawServer() {
   return [server, server.address().port, next];
 }
 
+/** What a raw socket receives from now on, as text: call the returned function to see it. */
+function collected(socket) {
+  const chunks = [];
+  socket.on("data", (chunk) => chunks.push(chunk));
+  return () => Buffer.concat(chunks).toString();
+}
+
+/** The next connection of a raw server, welcomed after its hello; what it sends next is collected. */
+async function welcomed(next) {
+  const socket = await next();
+  await once(socket, "data"); // the hello (the client waits for the answer before sending)
+  const got = collected(socket);
+  socket.write(WELCOME);
+  return [socket, got];
+}
+
+/** Waits (5 s at most) until `got()` is `text`. */
+async function arrived(got, text) {
+  for (let waited = 0; got() !== text && waited < 5 * S; waited += 10) await sleep(10);
+  assert.equal(got(), text);
+}
+
 /** A port nothing listens on. */
 async function freePort() {
   const server = net.createServer().listen(0, "127.0.0.1");
@@ -766,29 +788,34 @@ describe("killed peers and reconnection (real processes)", () => {
   });
 
   test("reconnect resumes with a new server on the same port", T, async () => {
+    // Mirrors tests/unit/test_tcp.py::test_reconnect_resumes_with_a_new_server_on_the_same_port.
     const first = peer({ mode: "echo-server", url: "tcp://127.0.0.1:0", token: "t" });
     const { url } = await first.status();
     const client = await connect(url, { token: "t", reconnect: true });
     let second;
     try {
+      const got = [];
+      const reading = (async () => {
+        for await (const { n } of client) got.push(n); // until close()
+      })();
       await client.send({ n: 0 });
-      assert.deepEqual(await client.receive(), { n: 0 });
+      for (let waited = 0; got.length === 0 && waited < 5 * S; waited += 10) await sleep(10);
+      assert.deepEqual(got.splice(0), [0]);
       await first.kill();
       await sleep(200);
       second = peer({ mode: "echo-server", url, token: "t" });
       assert.equal((await second.status()).url, url);
-      // what is sent while the connection is down or half-dead may be lost: retry
-      const receiving = client.receive();
-      let got = null;
-      receiving.then((value) => (got = value));
-      for (let n = 1; got === null && n < 30; n++) {
+      // Sent while the connection is down or half-dead: sent again on the next one, with what
+      // the first connection kept (RESEND bytes): at least once, in order.
+      for (let n = 1; !got.some((k) => k >= 1) && n < 30; n++) {
         await client.send({ n });
-        await Promise.race([receiving, sleep(500)]);
+        await sleep(500);
       }
-      assert.ok(got !== null && got.n >= 1, `got ${JSON.stringify(got)}`);
       assert.ok(client.reconnects >= 1);
-      // what went on the first connection was never confirmed: close() says so
-      await assert.rejects(client.close(), (e) => e instanceof TransportClosed && /close: \d+ bytes were sent on connections that broke/.test(e.message));
+      assert.equal(got[0], 0, JSON.stringify(got)); // the first connection's message, sent again first
+      assert.deepEqual([...new Set(got)].sort((a, b) => a - b), Array.from({ length: Math.max(...got) + 1 }, (_, i) => i), JSON.stringify(got));
+      await client.close(); // the new server confirmed everything: nothing may be lost
+      await reading; // close() ends the iteration
     } finally {
       await client.close().catch(() => {}); // (settled already, unless an assertion failed)
       await first.kill();
@@ -977,46 +1004,179 @@ describe("backlog and a confirmed close", () => {
     }
   });
 
-  test("with reconnect, close() reports what was sent on a connection that broke", T, async () => {
+  test("with reconnect, what a broken connection carried goes again first; the new one confirms it", T, async () => {
     // As tests/unit/test_tcp.py::test_async_reconnect_to_a_new_listener_on_the_same_port, the
     // first server reset instead of closed.
     const [rawSrv, port, next] = await rawServer();
     const url = `tcp://127.0.0.1:${port}`;
-    /** The next connection, welcomed after its hello; what it sends next is collected. */
-    const welcomed = async () => {
-      const socket = await next();
-      await once(socket, "data"); // the hello (the client waits for the answer before sending)
-      const chunks = [];
-      socket.on("data", (chunk) => chunks.push(chunk));
-      socket.write(WELCOME);
-      return [socket, () => Buffer.concat(chunks).toString()];
-    };
-    const arrived = async (got, text) => {
-      for (let waited = 0; got() !== text && waited < 5 * S; waited += 10) await sleep(10);
-      assert.equal(got(), text);
-    };
     try {
       const connecting = connect(url, { token: "t", reconnect: true, timeout: 2000 });
-      const [first, firstGot] = await welcomed();
+      const [first, firstGot] = await welcomed(next);
       const client = await connecting;
       await client.sendMany([1, 2]); // 4 bytes, the hello not counted
       await arrived(firstGot, "1\n2\n");
       first.resetAndDestroy(); // the server dies: no FIN will confirm them
       const receiving = assert.rejects(client.receive(), TransportClosed); // sees it, reconnects
-      const [, secondGot] = await welcomed();
-      await client.send(3); // on the new connection, which confirms it
-      await arrived(secondGot, "3\n");
+      const [second, secondGot] = await welcomed(next);
+      await client.send(3); // on the new connection, after what the first one carried
+      await arrived(secondGot, "1\n2\n3\n");
       assert.equal(client.reconnects, 1);
-      const broken = `${url}: close: 4 bytes were sent on connections that broke before the peer confirmed them (opened again 1 times; nothing is sent twice); they may be lost`;
+      second.on("end", () => second.end()); // read to the end: confirms
       const closing = client.close();
-      await assert.rejects(client.close(), (e) => e instanceof TransportClosed && e.message === broken); // while it waits
-      await assert.rejects(closing, (e) => e instanceof TransportClosed && e.message === broken);
+      await client.close(); // while it waits: the same outcome
+      await closing;
       await client.close(); // after: resolves
       await receiving;
     } finally {
       rawSrv.close();
       rawSrv.closeAllConnections?.();
     }
+  });
+
+  test("with reconnect, a FIN from before ours confirms nothing: close() opens again and resends", T, async () => {
+    // The server read "1\n" and went away (its FIN, after 1.3 MB that nobody reads: the client's
+    // socket pauses after 1 MiB, the FIN waits behind the rest); a close() that took that FIN
+    // for a confirmation would lose what the server may not have read. Instead the next server
+    // gets it again and confirms.
+    const [rawSrv, port, next] = await rawServer();
+    const url = `tcp://127.0.0.1:${port}`;
+    try {
+      const client = await connect(url, { reconnect: true, timeout: 5000 });
+      const first = await next();
+      const firstGot = collected(first);
+      await client.send(1);
+      await arrived(firstGot, "1\n");
+      first.end(`${JSON.stringify("x".repeat(1000))}\n`.repeat(1300)); // unread, then its FIN
+      await once(first, "finish");
+      await sleep(100);
+      const closing = client.close();
+      const second = await next();
+      const secondGot = collected(second);
+      second.on("end", () => second.end());
+      await closing;
+      assert.equal(secondGot(), "1\n");
+      assert.equal(client.reconnects, 1);
+    } finally {
+      rawSrv.close();
+      rawSrv.closeAllConnections?.();
+    }
+  });
+
+  test("with reconnect, close() during a reconnection still gets what was kept confirmed", T, async () => {
+    // The connection that broke was given up by the reconnection under way (which close()
+    // stops): what it kept was never confirmed, so close() opens the connection again itself.
+    const first = await listen("tcp://127.0.0.1:0");
+    const url = first.url;
+    const client = await connect(url, { reconnect: true, timeout: 5000 });
+    await client.send("a");
+    assert.equal(await first.receive(), "a");
+    await first.close();
+    const receiving = assert.rejects(client.receive(), TransportClosed); // reconnects until close()
+    await sleep(300);
+    const closing = client.close();
+    await sleep(200);
+    const second = await listen(url);
+    await using([second], async () => {
+      await closing;
+      assert.equal(await Promise.race([second.receive(), sleep(2 * S, "nothing")]), "a");
+      await receiving;
+    });
+  });
+
+  test("with reconnect, refused by the new server: ConnectError, and close() has nothing to confirm", T, async () => {
+    // As tcp.py: the refusal closes the channel; close() reports only what fell out of the window.
+    const first = await listen("tcp://127.0.0.1:0", { token: "a" });
+    const url = first.url;
+    const client = await connect(url, { token: "a", reconnect: true, timeout: 5000 });
+    await client.send("x");
+    assert.equal(await first.receive(), "x");
+    await first.close();
+    const second = await listen(url, { token: "b" });
+    await using([second], async () => {
+      await assert.rejects(client.receive(), (e) => e instanceof ConnectError && e.message === `${url}: refused by the server: wrong token`);
+      await assert.rejects(client.send("y"), TransportClosed);
+      await client.close();
+    });
+  });
+
+  test("with reconnect, more than RESEND unconfirmed when it broke: close() says how many", T, async () => {
+    // RESEND is 1 MiB of whole writes: of 8 lines of 200,000 bytes the last 5 are kept. The
+    // server never reads them, then resets; close() finds the connection broken, opens it again,
+    // writes what it kept, gets it confirmed, and says how much fell out of the window.
+    const [rawSrv, port, next] = await rawServer();
+    const url = `tcp://127.0.0.1:${port}`;
+    try {
+      const client = await connect(url, { reconnect: true, timeout: 5000 });
+      const first = await next();
+      first.pause(); // never reads
+      const line = (i) => String(i).padStart(2, "0") + "x".repeat(199_995);
+      assert.equal(encode(line(0)).length, 200_000);
+      const sending = Array.from({ length: 8 }, (_, i) => client.send(line(i))); // (the kernel takes them)
+      await sleep(100);
+      first.resetAndDestroy(); // what it had not read is gone with it
+      await sleep(50);
+      const closing = client.close();
+      const second = await next();
+      const secondGot = collected(second);
+      second.on("end", () => second.end());
+      await assert.rejects(
+        closing,
+        (e) =>
+          e instanceof TransportClosed &&
+          e.message ===
+            `${url}: close: 600000 bytes were sent on connections that broke before the peer confirmed them, more than the last 1048576 bytes that were sent again (opened again 1 times); they may be lost`,
+      );
+      assert.equal(secondGot(), Array.from({ length: 5 }, (_, i) => encode(line(i + 3))).join(""));
+      await Promise.allSettled(sending);
+    } finally {
+      rawSrv.close();
+      rawSrv.closeAllConnections?.();
+    }
+  });
+
+  test("with reconnect, a listener closed and opened again mid-stream: everything at least once", T, async () => {
+    // The in-process mirror of tests/cross/test_many_clients.py's restarted listener.
+    const MESSAGES = 100;
+    const first = await listen("tcp://127.0.0.1:0");
+    const url = first.url;
+    const seen = new Set();
+    let received = 0;
+    const read = async (listener, lag) => {
+      try {
+        for (;;) {
+          seen.add((await listener.receive()).seq);
+          received++;
+          await sleep(lag); // the first one falls behind: what it has not read when it closes is lost
+        }
+      } catch (error) {
+        if (!(error instanceof TransportClosed)) throw error;
+      }
+    };
+    const readingFirst = read(first, 20);
+    const client = await connect(url, { reconnect: true, timeout: 5000 });
+    const sending = (async () => {
+      for (let seq = 0; seq < MESSAGES; seq++) {
+        await client.send({ seq, pad: "p".repeat(100) });
+        await sleep(10);
+      }
+      await client.close(); // resolves: the second listener confirmed it
+    })();
+    for (let waited = 0; received < MESSAGES / 4 && waited < 10 * S; waited += 5) await sleep(5);
+    await first.close();
+    await readingFirst;
+    const before = seen.size;
+    await sleep(300);
+    const second = await listen(url);
+    await using([second], async () => {
+      const readingSecond = read(second, 0);
+      await sending;
+      for (let waited = 0; seen.size < MESSAGES && waited < 5 * S; waited += 10) await sleep(10);
+      await second.close();
+      await readingSecond;
+    });
+    assert.ok(before < MESSAGES / 2, `the restart came in the middle (${before} read before)`);
+    assert.deepEqual([...seen].sort((a, b) => a - b), Array.from({ length: MESSAGES }, (_, i) => i));
+    assert.ok(client.reconnects >= 1);
   });
 
   test("3,000 clients x 20 messages at once: every message arrives, or close() says so", { timeout: 60 * S }, async () => {

@@ -4,8 +4,8 @@ with Python clients (tests/fixtures/tcp_node_peer.mjs), with tokens, both ways."
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 import queue
 import signal
 import subprocess
@@ -198,3 +198,59 @@ def test_python_client_reconnects_to_a_restarted_node_server() -> None:
                 assert seen[0] == 0, seen  # the first connection's message, sent again first
                 assert sorted(set(seen)) == list(range(max(seen) + 1)), seen
                 client.close()  # the new server confirmed everything: nothing may be lost
+
+
+def test_node_client_reconnects_to_a_restarted_python_server() -> None:
+    """The mirror of the test above: a reconnecting Node client (tcp_resend_sender.mjs) sends
+    {"n": 0..99}, 20 ms apart, into a Python listener that falls behind and is closed after 20
+    messages, then opened again on the same port. What the first one had not read is sent again
+    first on the next connection: every message arrives at least once, and close() resolves."""
+    count = 100
+    first = listen("tcp://127.0.0.1:0", token="t")
+    url = first.url
+    seen: list[int] = []
+
+    def read(listener: Any, lag: float) -> None:
+        for message in listener:
+            seen.append(message["n"])
+            time.sleep(lag)  # the first one falls behind: what it has not read when it closes is lost
+
+    sender = subprocess.Popen(
+        [
+            require_tool("node"),
+            str(FIXTURES / "tcp_resend_sender.mjs"),
+            url + "?reconnect=1&token=t",
+            str(count),
+            "0.02",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        reader = threading.Thread(target=read, args=(first, 0.04), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 10 * UNIT
+        while len(seen) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first.close()
+        reader.join(5 * UNIT)
+        before = list(seen)
+        time.sleep(0.3)
+        with listen(url, token="t") as second:
+            threading.Thread(target=read, args=(second, 0.0), daemon=True).start()
+            out, _ = sender.communicate(timeout=20 * UNIT)
+            deadline = time.monotonic() + 5 * UNIT
+            while set(seen) != set(range(count)) and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        first.close()
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+    status = json.loads(out)
+    assert status["closed"] is True and status["reconnects"] >= 1, status
+    assert 20 <= len(before) < count // 2, before  # the restart came in the middle
+    assert sorted(set(seen)) == list(range(count)), sorted(set(range(count)) - set(seen))
+    # everything kept (less than RESEND here) is sent again first, from the first message on
+    assert seen[len(before)] == 0, seen[len(before) : len(before) + 5]

@@ -1029,3 +1029,34 @@ def test_a_server_reset_before_the_confirmation_is_reported() -> None:
             TransportClosed, match="close: the connection was reset before the peer confirmed"
         ):
             client.close()
+
+
+def test_close_while_reconnecting_still_delivers_what_was_kept() -> None:
+    """The server goes away; close() is called while the client is still trying to reconnect:
+    it keeps trying (within timeout), writes again what the lost connection may not have
+    delivered, and returns only once a server confirmed it."""
+    first = listen("tcp://127.0.0.1:0")
+    url = first.url
+    client = connect(url + "?reconnect=1&timeout=10")
+    client.send({"n": 1})
+    assert first.receive() == {"n": 1}
+    first.close()
+
+    def send_more() -> None:  # writes go through while the old socket lingers (2 s), then one fails
+        with contextlib.suppress(TransportClosed):
+            for n in range(2, 100):
+                client.send({"n": n})
+                time.sleep(0.05)
+
+    sending = in_thread(send_more)  # ends up waiting for the server, reconnecting
+    deadline = time.monotonic() + 10 * UNIT
+    while client.reconnects == 0 and client._link.sent and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.05)
+    assert client._link.sent == 0  # type: ignore[attr-defined]  # the break is being handled
+    closing = in_thread(client.close)
+    time.sleep(0.5)
+    with listen(url) as second:
+        assert second.receive() == {"n": 1}  # written again by close()
+        closing.join(10 * UNIT)
+        assert not closing.is_alive()
+    sending.join(5 * UNIT)

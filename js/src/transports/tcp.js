@@ -34,13 +34,16 @@
  * - Without `reconnect`, a lost peer gives TransportClosed on `send()`/`receive()` (a clean close
  *   ends iteration after the last message). With `reconnect`, a lost connection is opened again
  *   with back-off (`backoff`: 50 ms doubling to 5000 ms) and the handshake; `receive()` goes on,
- *   `send()` waits for it; only `close()` (or the signal) stops it. Messages in flight when the
- *   connection broke may be lost (`close()` says so, below), and a send cut short is sent again
- *   whole (so, rarely, twice). A refusal while reconnecting is thrown as ConnectError, not
- *   retried (the channel is closed; `close()` still reports a loss). With `reconnect`, the
- *   first `connect` is retried too, on the same schedule (`firstRetry`), until `timeout` runs
- *   out (a client started a moment before its server waits for it), then its last ConnectError
- *   is thrown; a `refused` answer is thrown at once. Without `reconnect`, it fails at once.
+ *   `send()` waits for it; only `close()` (or the signal) stops it. What was sent is delivered
+ *   at least once: a reconnecting client keeps the newest `RESEND` (1 MiB) of what it wrote on
+ *   its connection (whole writes; the last one always) and writes it again, first, on the next
+ *   one, since nothing says how much of it the peer had read; so messages from before a break
+ *   arrive twice when the peer had read them (a seq or id in the message lets the application
+ *   drop the copy). A refusal while reconnecting is thrown as ConnectError, not retried (the
+ *   channel is closed; `close()` still reports a loss). With `reconnect`, the first `connect`
+ *   is retried too, on the same schedule (`firstRetry`), until `timeout` runs out (a client
+ *   started a moment before its server waits for it), then its last ConnectError is thrown; a
+ *   `refused` answer is thrown at once. Without `reconnect`, it fails at once.
  * - `listen` options: `token`, `timeout` (for the hello, with a token), `maxLine`, `onError`,
  *   `backlog` (default `BACKLOG` = 4096), `signal`; `reconnect` is accepted and ignored (and
  *   `backlog` by `connect`), so one URL serves both sides. Resolves once bound; `url` has the
@@ -62,15 +65,20 @@
  *   before the peer confirmed it read what we sent (...)`), and the socket is destroyed. `<n>`
  *   is what the connection carried, the hello excluded. A connection that carried nothing is
  *   closed as a listener's are (below), without waiting; so is one whose loss a `send()` or
- *   `receive()` has already reported. With `reconnect`, `close()` confirms the current
- *   connection; what was sent on a connection that broke is not sent again and no FIN can
- *   confirm it, so once the current connection is confirmed (its own error comes first),
- *   `close()` rejects with TransportClosed, `<url>: close: <n> bytes were sent on connections
- *   that broke before the peer confirmed them (opened again <reconnects> times; nothing is sent
- *   twice); they may be lost`. `<n>` counts what was written on the broken connections, the
- *   hello excluded, and a send cut short excluded too (it goes again whole on the next
- *   connection). Called again while it waits, `close()` gives the same outcome; after, it
- *   resolves.
+ *   `receive()` has already reported. With `reconnect`, `close()` wants the FIN on the newest
+ *   connection only (older ones were drained, what they carried went again), and a FIN that
+ *   was there before ours (the server went away, maybe before reading our last writes; the
+ *   event loop turns until what is in the kernel is read, so it is seen even when nobody
+ *   reads) confirms nothing, nor does a connection given up by a reconnection under way: the
+ *   connection is opened again (back-off `firstRetry`), what it kept is written again, and that
+ *   one must confirm, all within `timeout`, else the last failure is thrown. Then, only bytes
+ *   sent on a connection that broke when more than `RESEND` were unconfirmed cannot have been
+ *   sent again: `close()` rejects with TransportClosed, `<url>: close: <n> bytes were sent on
+ *   connections that broke before the peer confirmed them, more than the last 1048576 bytes
+ *   that were sent again (opened again <reconnects> times); they may be lost`. 1,000
+ *   reconnecting Node clients whose Python server is restarted under them lose nothing
+ *   (tests/cross/test_many_clients.py). Called again while it waits, `close()` gives the same
+ *   outcome; after, it resolves.
  * - A listener's connections (and a client's, when there is nothing to confirm) close without
  *   loss too: a FIN after our data, then what the peer still sends is read and dropped until
  *   its FIN (`LINGER` = 2000 ms at most) before the socket is destroyed, in the background
@@ -141,6 +149,12 @@ const READ_AHEAD = 1024 * 1024; // bytes read ahead of the consumer, per stream,
  * last data at the peer.
  */
 export const LINGER = 2000;
+/**
+ * Bytes of what a reconnecting client sent on its connection that it keeps, newest first, to
+ * send again on the next connection if this one breaks before the peer confirms them (not
+ * exported: tcp.py's `RESEND` is not in its `__all__` either).
+ */
+const RESEND = 1024 * 1024;
 
 const WAITING = "waiting";
 const OPEN = "open";
@@ -561,6 +575,88 @@ class Waiters {
 // ----------------------------------------------------------------------------------------------
 // Client
 
+/**
+ * The error of a close the peer did not confirm (the same words as tcp.py's `_unconfirmed`).
+ * @param {string} url
+ * @param {number} timeout ms.
+ * @param {number} sent bytes on the connection.
+ * @param {"timeout" | "reset"} outcome
+ * @param {unknown} cause
+ * @returns {TransportClosed}
+ */
+function unconfirmed(url, timeout, sent, outcome, cause) {
+  const what = `what we sent (${sent} bytes on this connection); it may be lost`;
+  return new TransportClosed(
+    outcome === "timeout"
+      ? `${url}: close: the peer did not confirm within ${seconds(timeout)} s that it read ${what}`
+      : `${url}: close: the connection was reset before the peer confirmed it read ${what}`,
+    cause ? { cause } : undefined,
+  );
+}
+
+/**
+ * The error of a reconnecting client's close when connections broke under more than it could
+ * send again (`RESEND` bytes); tcp.py's `_broken`.
+ * @param {string} url
+ * @param {number} sent
+ * @param {number} reconnects
+ * @returns {TransportClosed}
+ */
+function broken(url, sent, reconnects) {
+  return new TransportClosed(
+    `${url}: close: ${sent} bytes were sent on connections that broke before the peer confirmed ` +
+      `them, more than the last ${RESEND} bytes that were sent again (opened again ${reconnects} ` +
+      "times); they may be lost",
+  );
+}
+
+/**
+ * What a reconnecting client sent on its connection, the newest `RESEND` bytes of it (whole
+ * writes, the last one always), to send again first on the next connection when this one
+ * breaks: the peer gets everything at least once (what it had read already, twice). Sans-I/O;
+ * tcp.py's `_Kept`.
+ */
+class Kept {
+  /** @type {(string | Buffer)[]} */
+  #chunks = [];
+  /** @type {number[]} */
+  #sizes = [];
+  #head = 0; // chunks before it are no longer kept
+  size = 0; // bytes kept
+  dropped = 0; // bytes sent but no longer kept: beyond sending again
+
+  /** @param {string | Uint8Array} data a write, as given to the socket. */
+  add(data) {
+    const size = typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
+    this.#chunks.push(typeof data === "string" ? data : Buffer.from(data)); // (a copy: the caller may reuse it)
+    this.#sizes.push(size);
+    this.size += size;
+    while (this.size > RESEND && this.#chunks.length - this.#head > 1) {
+      const old = this.#sizes[this.#head];
+      this.size -= old;
+      this.dropped += old;
+      this.#head++;
+    }
+    if (this.#head > 1024 && this.#head * 2 > this.#chunks.length) {
+      this.#chunks = this.#chunks.slice(this.#head);
+      this.#sizes = this.#sizes.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /** @returns {number} the bytes dropped since the last call. */
+  takeDropped() {
+    const dropped = this.dropped;
+    this.dropped = 0;
+    return dropped;
+  }
+
+  /** @returns {Buffer} what is kept, oldest first, as one chunk. */
+  data() {
+    return Buffer.concat(this.#chunks.slice(this.#head).map((chunk) => (typeof chunk === "string" ? Buffer.from(chunk) : chunk)));
+  }
+}
+
 /** One TCP connection of a client channel, with the Inbox of what it received. */
 class Link {
   /** @type {unknown[]} values (and `Raise`s) to deliver before the inbox's */
@@ -571,7 +667,8 @@ class Link {
   fin = false; // the peer's FIN has come
   spent = false; // given up (its loss reported, or replaced): close() has nothing to confirm on it
   hello = 0; // bytes of the hello line, not counted in `sent`
-  pending = 0; // bytes of sends waiting for 'drain': cut short, they go again on the next link
+  /** @type {Kept | null} a reconnecting client's: to send again if it breaks */
+  kept = null;
   #queued = 0;
   #paused = false;
   #waiters = new Waiters();
@@ -670,13 +767,17 @@ class Link {
    * after our data, then its FIN, within `timeout` ms; what it still sends meanwhile is read
    * and dropped. A connection with nothing to confirm is closed as `stop()` does.
    * @param {number} timeout ms.
+   * @param {boolean} [strict] (a reconnecting client) a FIN already there before ours confirms
+   *   nothing: the server went away, maybe before reading our last writes.
    * @returns {Promise<"confirmed" | "timeout" | "reset">} "reset": the connection failed (or
-   *   closed without the peer's FIN) first. Unless confirmed, the socket is destroyed.
+   *   closed without the peer's FIN, or, strict, with a FIN from before ours) first. Unless
+   *   confirmed, the socket is destroyed.
    */
-  confirm(timeout) {
+  async confirm(timeout, strict = false) {
     const socket = this.socket;
     if (this.spent || this.sent === 0) {
-      return this.stop().then(() => "confirmed");
+      await this.stop();
+      return "confirmed";
     }
     this.ended = true;
     this.#waiters.wake();
@@ -685,6 +786,10 @@ class Link {
     socket.removeListener("data", this.#onData);
     socket.on("data", () => {}); // dropped
     socket.resume();
+    if (strict && (await this.#finCame())) {
+      socket.destroy();
+      return "reset";
+    }
     return new Promise((resolve) => {
       /** @param {"confirmed" | "timeout" | "reset"} outcome */
       const finish = (outcome) => {
@@ -711,6 +816,27 @@ class Link {
       }
       check();
     });
+  }
+
+  /**
+   * Whether the peer's FIN (or a failure) is here already, before ours. The socket flows (its
+   * input dropped); the event loop turns, so that what the kernel holds is read, until a turn
+   * brings no more data (a FIN behind unread input included), 64 turns at most.
+   * @returns {Promise<boolean>}
+   */
+  async #finCame() {
+    const socket = this.socket;
+    let moved = true;
+    const onData = () => {
+      moved = true;
+    };
+    socket.on("data", onData);
+    for (let turn = 0; moved && !this.fin && !socket.destroyed && turn < 64; turn++) {
+      moved = false;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    socket.removeListener("data", onData);
+    return this.fin || this.error !== null || socket.destroyed;
   }
 
   /**
@@ -840,7 +966,8 @@ export class TcpChannel extends Channel {
   #closing = null;
   /** @type {(() => void) | null} ends the back-off sleep early (close) */
   #interrupt = null;
-  #brokenSent = 0; // bytes sent on connections that broke (reconnect): never confirmed
+  #brokenSent = 0; // bytes sent on connections that broke, beyond what was sent again
+  #wasRefused = false; // a refusal closed us: close() has no connection to confirm, only a loss to report
   /** @type {AbortSignal | undefined} */
   #signal;
   #onAbort = () => {
@@ -863,6 +990,9 @@ export class TcpChannel extends Channel {
     this.reconnects = 0;
     this.#link = link;
     this.#rlink = link;
+    if (options.reconnect) {
+      link.kept = new Kept();
+    }
     this.#host = host;
     this.#port = port;
     this.#options = options;
@@ -903,17 +1033,19 @@ export class TcpChannel extends Channel {
       }
       let cause = link.error;
       if (cause === null && writable(link.socket)) {
+        link.kept?.add(data);
         if (write(link.socket, data)) {
           return;
         }
-        const size = typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
-        link.pending += size;
         try {
           await drained(link.socket);
-          link.pending -= size;
           return;
         } catch (error) {
-          cause = link.error ?? error; // (still pending: sent again whole, not counted as broken)
+          cause = link.error ?? error;
+        }
+        if (link.kept !== null) {
+          await this.#relink(link, cause); // it is kept: the next connection sends it again first
+          return;
         }
       }
       link = await this.#relink(link, cause);
@@ -985,7 +1117,7 @@ export class TcpChannel extends Channel {
     if (this.#link !== link) {
       return Promise.resolve(this.#link);
     }
-    this.#relinking ??= this.#reopen(link, cause).finally(() => {
+    this.#relinking ??= this.#replace(link, cause).finally(() => {
       this.#relinking = null;
     });
     return this.#relinking;
@@ -996,14 +1128,13 @@ export class TcpChannel extends Channel {
    * @param {unknown} cause
    * @returns {Promise<Link>}
    */
-  async #reopen(link, cause) {
-    if (this.#options.reconnect) {
-      this.#brokenSent += link.sent - link.pending; // nobody is told now: close() will say it
-    }
+  async #replace(link, cause) {
     link.destroy(); // beyond confirming now: this error, or close(), says so
-    if (!this.#options.reconnect) {
+    const kept = link.kept;
+    if (kept === null) {
       throw new TransportClosed(`${this.url}: ${lost(cause)}`, cause ? { cause } : undefined);
     }
+    this.#brokenSent += kept.takeDropped(); // nobody is told now: close() says it
     for (let attempt = 0; ; attempt++) {
       await new Promise((resolve) => {
         const timer = setTimeout(resolve, backoff(attempt));
@@ -1018,7 +1149,7 @@ export class TcpChannel extends Channel {
       }
       let next;
       try {
-        next = await open(this.#host, this.#port, this.url, { ...this.#options, signal: undefined });
+        next = await this.#reopen(kept, this.#options.timeout);
       } catch (error) {
         if (error instanceof Refused) {
           this.#refused(); // closed; the links are destroyed: close() has only a loss to report
@@ -1040,11 +1171,30 @@ export class TcpChannel extends Channel {
   }
 
   /**
+   * A new connection, with what the broken one may not have delivered written first (handed to
+   * the socket: a failure shows on the next send or receive, or in close(), which open it
+   * again).
+   * @param {Kept} kept
+   * @param {number} timeout ms for connect + handshake.
+   * @returns {Promise<Link>}
+   * @throws {ConnectError | Refused} as `open`.
+   */
+  async #reopen(kept, timeout) {
+    const next = await open(this.#host, this.#port, this.url, { ...this.#options, timeout, signal: undefined });
+    next.kept = kept;
+    if (kept.size > 0) {
+      write(next.socket, kept.data());
+    }
+    return next;
+  }
+
+  /**
    * Reconnecting, the server refused us: the channel is closed for good. Unlike `close()`, this
    * leaves the report of what broken connections carried to the caller's `close()`.
    */
   #refused() {
     this.#closed = true;
+    this.#wasRefused = true;
     this.#signal?.removeEventListener("abort", this.#onAbort);
   }
 
@@ -1085,26 +1235,65 @@ export class TcpChannel extends Channel {
   }
 
   async #confirm() {
+    if (this.#options.reconnect) {
+      return this.#closeReconnecting();
+    }
     const timeout = this.#options.timeout;
     const links = [...new Set([this.#link, this.#rlink])];
     const outcomes = await Promise.all(links.map((link) => link.confirm(timeout)));
     for (let i = 0; i < links.length; i++) {
-      if (outcomes[i] !== "confirmed") {
-        const link = links[i];
-        const what = `what we sent (${link.sent} bytes on this connection); it may be lost`;
-        throw new TransportClosed(
-          outcomes[i] === "timeout"
-            ? `${this.url}: close: the peer did not confirm within ${seconds(timeout)} s that it read ${what}`
-            : `${this.url}: close: the connection was reset before the peer confirmed it read ${what}`,
-          link.error ? { cause: link.error } : undefined,
-        );
+      const outcome = outcomes[i];
+      if (outcome !== "confirmed") {
+        throw unconfirmed(this.url, timeout, links[i].sent, outcome, links[i].error);
+      }
+    }
+  }
+
+  /**
+   * close() with `reconnect`: the newest connection must confirm what it kept (strictly: a FIN
+   * from before ours confirms nothing); when it does not, it is opened again (what it kept
+   * written first) until `timeout` runs out. Then the bytes that fell out of the window.
+   * @returns {Promise<void>}
+   */
+  async #closeReconnecting() {
+    let link = this.#link;
+    if (this.#rlink !== link) {
+      this.#rlink.stop(); // an old one the receiver drained: what it carried went again
+    }
+    const timeout = this.#options.timeout;
+    const deadline = performance.now() + timeout;
+    for (let attempt = 0; !this.#wasRefused; ) {
+      const kept = /** @type {Kept} */ (link.kept);
+      // Given up by a reconnection under way (destroyed, not yet replaced): what it kept goes again.
+      const outcome =
+        link.spent && kept.size > 0 ? "reset" : await link.confirm(Math.max(deadline - performance.now(), 1), true);
+      if (outcome === "confirmed") {
+        break;
+      }
+      this.#brokenSent += kept.takeDropped();
+      const failure = unconfirmed(this.url, timeout, link.sent, outcome, link.error);
+      for (;;) {
+        const wait = firstRetry(true, attempt, deadline - performance.now());
+        if (wait === null) {
+          throw failure;
+        }
+        await delay(wait);
+        attempt++;
+        try {
+          link = await this.#reopen(kept, Math.max(Math.round(deadline - performance.now()), 1));
+        } catch (error) {
+          if (error instanceof ConnectError || error instanceof Refused) {
+            continue;
+          }
+          throw error;
+        }
+        this.#link = link;
+        this.reconnects++;
+        break;
       }
     }
     if (this.#brokenSent > 0) {
-      throw new TransportClosed(
-        `${this.url}: close: ${this.#brokenSent} bytes were sent on connections that broke before the peer confirmed ` +
-          `them (opened again ${this.reconnects} times; nothing is sent twice); they may be lost`,
-      );
+      throw broken(this.url, this.#brokenSent, this.reconnects);
     }
   }
 }

@@ -648,14 +648,15 @@ class _Kept:
         return b"".join(self.chunks)
 
 
-def _confirm(link: _Link, url: str, timeout: float, strict: bool = False) -> None:
+def _confirm(link: _Link, url: str, timeout: float, strict: bool = False, wait: float | None = None) -> None:
     """Closes a client's connection and makes sure the peer read everything we sent on it: a FIN
     after our data, then what the peer still sends is read and dropped until its FIN, which a
     bothways listener (and any server that reads to the end and closes) sends only once it has
     read everything. No FIN within ``timeout`` s, or a reset: TransportClosed saying so. With
     nothing sent, nothing can be lost: the socket lingers in the background as ``_linger`` does.
     ``strict`` (a reconnecting client): a FIN already there before ours confirms nothing (the
-    server went away, maybe before reading our last writes).
+    server went away, maybe before reading our last writes). ``wait``: seconds to wait, when
+    less than ``timeout`` (which the error names) is left.
     """
     if not link.sent:
         _linger(link.sock)
@@ -666,7 +667,7 @@ def _confirm(link: _Link, url: str, timeout: float, strict: bool = False) -> Non
         sock.close()
         raise _unconfirmed(url, timeout, link.sent, True)
     confirmed, reset = link.eof, False
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + (timeout if wait is None else wait)
     try:
         sock.shutdown(socket.SHUT_WR)
         with selectors.DefaultSelector() as selector:
@@ -687,11 +688,21 @@ def _confirm(link: _Link, url: str, timeout: float, strict: bool = False) -> Non
         raise _unconfirmed(url, timeout, link.sent, reset)
 
 
-def _fin_waiting(sock: socket.socket) -> bool:
-    """Whether the peer's FIN is the next thing to read (it closed its side already)."""
+_TCP_CLOSE_WAIT = 8  # (Linux's tcp_states.h) the peer's FIN came, ours not sent yet
+
+
+def _fin_waiting(sock: socket.socket | None) -> bool:
+    """Whether the peer closed its side already (its FIN came), read or not, even behind data
+    not read yet: the kernel's TCP state, else a peek (which sees only a FIN read next)."""
+    if sock is None:
+        return False
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == _TCP_CLOSE_WAIT
+    except (OSError, AttributeError):
+        pass
     try:
         return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
+    except (BlockingIOError, OSError):
         return False
 
 
@@ -916,7 +927,9 @@ class TcpChannel(Channel):
         new.kept = kept
         if kept.size:
             try:
+                new.sock.settimeout(self._timeout)  # (a server that does not read: not forever)
                 new.sock.sendall(kept.data())
+                new.sock.settimeout(None)
             except OSError as exc:
                 new.sock.close()
                 raise ConnectError(
@@ -930,6 +943,7 @@ class TcpChannel(Channel):
         ``close()`` still reports what went on connections that broke."""
         with self._state_lock:
             self._closed = True
+            self._broken_sent += self._link.kept.size if self._link.kept else 0  # never sent again
             self._refused_loss = self._broken_sent > 0
             links = {self._link, self._rlink}
         self._stop.set()
@@ -979,7 +993,13 @@ class TcpChannel(Channel):
             kept = link.kept
             assert kept is not None
             try:
-                _confirm(link, self.url, max(deadline - time.monotonic(), 0.001), strict=True)
+                if kept.size and not link.sent:  # it broke before what it kept went out again
+                    _shut(link.sock)
+                    link.sock.close()
+                    raise _unconfirmed(self.url, self._timeout, kept.size, True)
+                _confirm(
+                    link, self.url, self._timeout, strict=True, wait=max(deadline - time.monotonic(), 0.001)
+                )
                 break
             except TransportClosed as failure:
                 self._broken_sent += kept.take_dropped()
@@ -1490,15 +1510,17 @@ class _AsyncLink:
         self.kept: _Kept | None = None  # a reconnecting client's: to send again if it breaks
 
 
-async def _async_confirm(link: _AsyncLink, url: str, timeout: float, strict: bool = False) -> None:
+async def _async_confirm(
+    link: _AsyncLink, url: str, timeout: float, strict: bool = False, wait: float | None = None
+) -> None:
     """``_confirm`` for asyncio streams: a FIN after our data, then the peer's FIN within
     ``timeout`` s, else TransportClosed (with nothing sent: ``_async_linger``)."""
     if not link.sent:
         await _async_linger(link.reader, link.writer)
         return
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    if strict and (link.eof or link.reader.at_eof()):
+    deadline = loop.time() + (timeout if wait is None else wait)
+    if strict and (link.eof or link.reader.at_eof() or _fin_waiting(link.writer.get_extra_info("socket"))):
         await _close_writer(link.writer)
         raise _unconfirmed(url, timeout, link.sent, True)
     confirmed, reset = link.eof, False
@@ -1751,6 +1773,7 @@ class AsyncTcpChannel(_AsyncBatched):
         """The server refused us while reconnecting: closed, with nothing left to confirm;
         ``close()`` still reports what went on connections that broke."""
         self._closed = True
+        self._broken_sent += self._link.kept.size if self._link.kept else 0  # never sent again
         self._refused_loss = self._broken_sent > 0
         self._stop.set()
         for link in {self._link, self._rlink}:
@@ -1796,7 +1819,12 @@ class AsyncTcpChannel(_AsyncBatched):
             kept = link.kept
             assert kept is not None
             try:
-                await _async_confirm(link, self.url, max(deadline - loop.time(), 0.001), strict=True)
+                if kept.size and not link.sent:  # it broke before what it kept went out again
+                    await _close_writer(link.writer)
+                    raise _unconfirmed(self.url, self._timeout, kept.size, True)
+                await _async_confirm(
+                    link, self.url, self._timeout, strict=True, wait=max(deadline - loop.time(), 0.001)
+                )
                 break
             except TransportClosed as failure:
                 self._broken_sent += kept.take_dropped()
