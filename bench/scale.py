@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from codec import machine, record  # noqa: E402
 
 from bothways.peer import Peer  # noqa: E402
-from bothways.telemetry.store import PostgresStore, open_store  # noqa: E402
+from bothways.telemetry.store import _PG_SCHEMA, PostgresStore, open_store  # noqa: E402
 from bothways.transports.mqtt import async_rpc_connect, async_rpc_listen  # noqa: E402
 from tests.broker import Broker, mosquitto_path  # noqa: E402
 from tests.postgres import Postgres  # noqa: E402
@@ -110,7 +110,14 @@ def end_to_end(broker: Broker, db: str, count: int, listeners: int, publishers: 
         started = time.perf_counter()
         pubs = [
             subprocess.Popen(
-                [sys.executable, "-c", PUBLISHER, broker.url(f"{topic}/p{p}"), f"{topic}-p{p}", str(count // publishers)]
+                [
+                    sys.executable,
+                    "-c",
+                    PUBLISHER,
+                    broker.url(f"{topic}/p{p}"),
+                    f"{topic}-p{p}",
+                    str(count // publishers),
+                ]
             )
             for p in range(publishers)
         ]
@@ -144,14 +151,14 @@ def pg_ingest(url: str, count: int) -> tuple[float, float]:
     import psycopg
 
     with psycopg.connect(url) as db:
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS bare (id BIGSERIAL PRIMARY KEY, sensor TEXT NOT NULL, seq BIGINT NOT "
-            "NULL, t DOUBLE PRECISION NOT NULL, celsius DOUBLE PRECISION NOT NULL, extra TEXT, UNIQUE (sensor, seq))"
-        )
+        db.execute(_PG_SCHEMA.replace("readings", "bare"))  # the same table, indexes and key
         db.commit()
         started = time.perf_counter()
         for start in range(0, count, 5000):
-            with db.cursor() as cursor, cursor.copy("COPY bare (sensor, seq, t, celsius, extra) FROM STDIN") as copy:
+            with (
+                db.cursor() as cursor,
+                cursor.copy("COPY bare (sensor, seq, t, celsius, extra) FROM STDIN") as copy,
+            ):
                 for r in rows[start : start + 5000]:
                     copy.write_row((r["sensor"], r["seq"], r["t"], r["celsius"], None))
             db.commit()
@@ -233,7 +240,10 @@ def main() -> int:
                     ("bare 2 mosquitto_pub -> mosquitto_sub", lambda: bare_broker(broker, n, 2)),
                     ("2 publishers -> 1 listener -> SQLite", lambda: end_to_end(broker, sqlite, n, 1, 2)),
                     ("2 publishers -> 1 listener -> PostgreSQL", lambda: end_to_end(broker, pg.url, n, 1, 2)),
-                    ("2 publishers -> 3 listeners (shared) -> PostgreSQL", lambda: end_to_end(broker, pg.url, n, 3, 2)),
+                    (
+                        "2 publishers -> 3 listeners (shared) -> PostgreSQL",
+                        lambda: end_to_end(broker, pg.url, n, 3, 2),
+                    ),
                 ):
                     for value in best(1, run):
                         rates[name] = max(rates.get(name, 0.0), value)
@@ -256,7 +266,8 @@ def main() -> int:
         "",
         "| call round trip through the broker | median µs | ratio |",
         "| --- | ---: | ---: |",
-        f"| Peer call (`async_rpc_connect` -> `async_rpc_listen`) | {calls[0]:,.0f} | {calls[0] / calls[1]:.2f}x |",
+        f"| Peer call (`async_rpc_connect` -> `async_rpc_listen`) | {calls[0]:,.0f} "
+        f"| {calls[0] / calls[1]:.2f}x |",
         f"| bare paho ping-pong (QoS 1) | {calls[1]:,.0f} | 1.00x |",
     ]
     table = "\n".join(rows)

@@ -90,7 +90,8 @@ const RESOLVED = Promise.resolve();
 /**
  * @typedef {object} CallOptions
  * @property {number | null} [timeout] milliseconds to wait for the answer; then CallTimeout is
- *   thrown and the other side is told to stop (default: wait for ever).
+ *   thrown and the other side is told to stop (default: the peer's `callTimeout`, null: wait for
+ *   ever, except on channels that set one, such as `rpcConnect`'s).
  * @property {AbortSignal} [signal] aborting it gives up on the call: the other side is told, and
  *   the call rejects with `signal.reason`.
  */
@@ -164,6 +165,13 @@ export class Peer {
     /** The exposed functions by name. @type {Map<string, Function>} */
     this.functions = new Map();
     /**
+     * Milliseconds a call waits for its answer when it gives no `timeout` of its own (null: for
+     * ever): the channel's `callTimeout` (`rpcConnect` sets one: nothing tells a caller through a
+     * broker that the server holding its call died), else null. Mirror of Python's `call_timeout`.
+     * @type {number | null}
+     */
+    this.callTimeout = /** @type {any} */ (channel).callTimeout ?? null;
+    /**
      * Called with `(method, params)` for each notification from the other side; errors it
      * throws (or rejects with) are logged with `console.error`, the peer goes on.
      * @type {NotificationHandler | null}
@@ -226,6 +234,7 @@ export class Peer {
    * @param {string} method
    * @param {...unknown} args JSON values.
    * @returns {Promise<any>} the result.
+   * @throws {CallTimeout} no answer within the peer's `callTimeout` ms (when it has one).
    * @throws {import("./errors.js").RemoteError} the remote function threw (type, message and
    *   traceback inside), or the method does not exist there.
    * @throws {TransportClosed | import("./errors.js").ChildExited} the connection ended first.
@@ -241,7 +250,8 @@ export class Peer {
    * @param {unknown[] | Record<string, unknown> | null} [params]
    * @param {CallOptions} [options]
    * @returns {Promise<any>} the result.
-   * @throws {CallTimeout} no answer within `timeout` ms (the other side is told to stop).
+   * @throws {CallTimeout} no answer within `timeout` ms, by default the peer's `callTimeout` (the
+   *   other side is told to stop).
    * @throws {unknown} `signal.reason` when the signal aborts (the other side is told to stop).
    * @throws {import("./errors.js").RemoteError} as `call`.
    * @throws {TransportClosed | import("./errors.js").ChildExited} as `call`.
@@ -251,7 +261,7 @@ export class Peer {
     if (this.#closed !== null) {
       return Promise.reject(this.#closed);
     }
-    const timeout = options?.timeout ?? null;
+    const timeout = options?.timeout ?? this.callTimeout;
     const signal = options?.signal;
     if (signal?.aborted) {
       return Promise.reject(signal.reason);

@@ -1,16 +1,40 @@
 // mqtt:// channels: the sans-I/O plan and payloadValue (the cases of tests/unit/test_mqtt.py), and
 // the channels against a real Mosquitto of the test's own (test/broker.js): round trips, shared
-// subscriptions, persistent sessions, broker restarts, refusals and bad payloads.
+// subscriptions, persistent sessions, broker restarts, refusals and bad payloads. Then calls
+// through the broker: RpcRoutes (the Python test's cases), and Peers on rpcConnect/rpcListen.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
 
 import mqttjs from "mqtt";
 
 import { connect, listen } from "../src/channels.js";
-import { ConnectError, DecodeError, TransportClosed, TransportError, UrlError } from "../src/errors.js";
-import { raiseError } from "../src/transports/base.js";
-import { MqttChannel, SESSION, TIMEOUT, payloadValue, plan } from "../src/transports/mqtt.js";
+import {
+  CallTimeout,
+  ConnectError,
+  DecodeError,
+  RemoteError,
+  TransportClosed,
+  TransportError,
+  UrlError,
+} from "../src/errors.js";
+import { Peer } from "../src/peer.js";
+import { memoryPair, raiseError } from "../src/transports/base.js";
+import {
+  CALL_TIMEOUT,
+  MqttChannel,
+  REPLIES,
+  RpcCaller,
+  RpcRoutes,
+  RpcServer,
+  SESSION,
+  TIMEOUT,
+  payloadValue,
+  plan,
+  rpcConnect,
+  rpcListen,
+} from "../src/transports/mqtt.js";
 import { parse } from "../src/urls.js";
 import { Broker, MISSING, UNIT, freePort } from "./broker.js";
 
@@ -448,4 +472,283 @@ test("a refused login is a ConnectError", { ...BOUNDED, skip: MISSING }, async (
   } finally {
     await broker.close();
   }
+});
+
+// --------------------------------------------------------------------------------------------
+// Calls through the broker
+
+const bytes = (/** @type {string} */ text) => new TextEncoder().encode(text);
+
+test("RpcRoutes renumber the requests and route the answers back", () => {
+  const routes = new RpcRoutes();
+  const a = routes.incoming({ jsonrpc: "2.0", id: 1, method: "f", params: [] }, "r/a", bytes("1"));
+  const b = routes.incoming({ jsonrpc: "2.0", id: 1, method: "f", params: [] }, "r/b", bytes("1"));
+  assert.deepEqual([a.id, b.id], [1, 2]); // two callers' id 1 no longer meet
+  const cancel = routes.incoming({ jsonrpc: "2.0", method: "$/cancelRequest", params: { id: 1 } }, "r/b", null);
+  assert.deepEqual(cancel.params, { id: 2 });
+  assert.deepEqual(routes.incoming({ jsonrpc: "2.0", method: "note" }, "r/a", null), {
+    jsonrpc: "2.0",
+    method: "note",
+  });
+  assert.deepEqual(routes.outgoing({ jsonrpc: "2.0", id: 2, result: "B" }), [
+    ["r/b", bytes("1"), { jsonrpc: "2.0", id: 1, result: "B" }],
+  ]);
+  assert.deepEqual(
+    routes.outgoing([
+      { jsonrpc: "2.0", id: 1, result: "A" },
+      { jsonrpc: "2.0", id: 9, result: 0 },
+    ]),
+    [["r/a", bytes("1"), { jsonrpc: "2.0", id: 1, result: "A" }]],
+  );
+  assert.equal(routes.pending, 0);
+  assert.deepEqual(routes.outgoing({ jsonrpc: "2.0", id: 1, result: "again" }), []); // answered once
+});
+
+test("RpcRoutes leave alone what they cannot route", () => {
+  const routes = new RpcRoutes();
+  const request = { jsonrpc: "2.0", id: "x", method: "f" };
+  assert.equal(routes.incoming(request, null, null), request); // no reply topic: nowhere to answer
+  assert.equal(routes.incoming("junk", "r/a", null), "junk");
+  const batch = routes.incoming([request, { jsonrpc: "2.0", id: "x", method: "g" }], "r/a", null);
+  assert.deepEqual(
+    batch.map((/** @type {any} */ m) => m.id),
+    [1, 2],
+  );
+  assert.equal(routes.pending, 2);
+  // a cancel of a call this server does not hold (another server of the group may): dropped
+  const stray = { jsonrpc: "2.0", method: "$/cancelRequest", params: { id: "y" } };
+  assert.equal(routes.incoming(stray, "r/a", null), null);
+  // the Peer's own requests and notifications, and answers without a route, go nowhere
+  assert.deepEqual(routes.outgoing({ jsonrpc: "2.0", id: 1, method: "back" }), []);
+  assert.deepEqual(routes.outgoing({ jsonrpc: "2.0", error: { code: -32700, message: "" }, id: null }), []);
+  assert.deepEqual(routes.outgoing("junk"), []);
+});
+
+test("a Peer takes its channel's callTimeout", async () => {
+  const [left, right] = memoryPair();
+  /** @type {any} */ (left).callTimeout = 50 * UNIT;
+  const caller = await new Peer(left).start();
+  const silent = await new Peer(right).start(); // exposes nothing, answers nothing in time
+  silent.expose(() => new Promise(() => {}), { name: "never" });
+  try {
+    assert.equal(caller.callTimeout, 50 * UNIT);
+    assert.equal(silent.callTimeout, null);
+    const started = performance.now();
+    await assert.rejects(caller.call("never"), (error) => error instanceof CallTimeout);
+    assert.ok(performance.now() - started >= 45 * UNIT);
+    caller.callTimeout = null; // a call's own timeout wins over it
+    await assert.rejects(caller.callWith("never", null, { timeout: 20 * UNIT }), CallTimeout);
+  } finally {
+    await caller.close();
+    await silent.close();
+  }
+});
+
+test("rpcConnect and rpcListen check their options before dialling", async () => {
+  const url = "mqtt://127.0.0.1:1/services/s";
+  assert.equal(CALL_TIMEOUT, 30_000);
+  assert.equal(REPLIES, "bothways/replies/");
+  await assert.rejects(
+    rpcConnect(url + "?protocol=3.1.1"),
+    (error) =>
+      error instanceof UrlError &&
+      error.url === url + "?protocol=3.1.1" &&
+      error.reason === "calls through the broker need MQTT 5 (protocol=5)",
+  );
+  await assert.rejects(rpcListen(url, { protocol: "3.1.1" }), /need MQTT 5/);
+  await assert.rejects(rpcConnect(url, /** @type {any} */ ({ nope: 1 })), /rpcConnect\(\) got unknown option: nope/);
+  await assert.rejects(rpcListen(url, /** @type {any} */ ({ nope: 1 })), /rpcListen\(\) got unknown option: nope/);
+  await assert.rejects(rpcConnect(url, { callTimeout: 0 }), RangeError);
+  await assert.rejects(rpcConnect("mqtt://127.0.0.1:1/services/#"), UrlError);
+});
+
+describe("calls through a Mosquitto of our own", { skip: MISSING }, () => {
+  /** @type {Broker} */
+  let broker;
+  before(async () => {
+    broker = await Broker.start();
+  });
+  after(async () => {
+    await broker?.close();
+  });
+
+  test("two servers on a share group split the calls, each once", BOUNDED, async () => {
+    /** @type {string[]} */
+    const served = [];
+    const servers = [];
+    for (const name of ["s1", "s2"]) {
+      const channel = await rpcListen(broker.url("services/double") + "?share=double");
+      assert.ok(channel instanceof RpcServer);
+      const peer = new Peer(channel);
+      peer.expose(
+        async (/** @type {number} */ x) => {
+          served.push(name);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          return `${name}:${x * 2}`;
+        },
+        { name: "double" },
+      );
+      servers.push(await peer.start());
+    }
+    const channel = await rpcConnect(broker.url("services/double"));
+    assert.ok(channel instanceof RpcCaller);
+    assert.match(channel.clientId, /^bothways-caller-[0-9a-f]{12}$/);
+    const caller = await new Peer(channel).start();
+    try {
+      assert.equal(caller.callTimeout, CALL_TIMEOUT);
+      const calls = range(200).map((i) => caller.callWith("double", [i], { timeout: WAIT }));
+      const results = await Promise.all(calls);
+      assert.deepEqual(
+        results.map((r) => Number(r.split(":")[1])),
+        range(200).map((i) => 2 * i),
+      );
+      assert.equal(served.length, 200); // each call once
+      assert.deepEqual(new Set(served), new Set(["s1", "s2"]), "both served");
+      await assert.rejects(
+        caller.callWith("nope", null, { timeout: WAIT }),
+        (error) => error instanceof RemoteError && /nope/.test(error.message),
+      );
+    } finally {
+      await caller.close();
+      await Promise.all(servers.map((peer) => peer.close()));
+    }
+  });
+
+  test("a request carries the reply topic and its id as correlation data", BOUNDED, async () => {
+    // A bare mqtt.js client plays the server: what it sees is the wire format.
+    const raw = await mqttjs.connectAsync(`mqtt://127.0.0.1:${broker.port}`, { protocolVersion: 5 });
+    await raw.subscribeAsync("services/raw", { qos: 1 });
+    /** @type {any[]} */
+    const seen = [];
+    raw.on("message", (_topic, payload, packet) => {
+      const request = JSON.parse(payload.toString());
+      const properties = packet.properties ?? {};
+      seen.push([request, properties.responseTopic, properties.correlationData?.toString()]);
+      const answer = JSON.stringify({ jsonrpc: "2.0", id: request.id, result: request.params[0] + 1 });
+      raw.publish(properties.responseTopic, answer, {
+        qos: 1,
+        properties: { correlationData: properties.correlationData },
+      });
+    });
+    const caller = await new Peer(await rpcConnect(broker.url("services/raw"), { callTimeout: WAIT })).start();
+    try {
+      assert.equal(await caller.call("inc", 41), 42);
+      const clientId = /** @type {RpcCaller} */ (caller.channel).clientId;
+      assert.deepEqual(seen, [
+        [{ jsonrpc: "2.0", id: 1, method: "inc", params: [41] }, `bothways/replies/${clientId}`, "1"],
+      ]);
+    } finally {
+      await caller.close();
+      await raw.endAsync();
+    }
+  });
+
+  test("a server killed mid-call: the call times out after callTimeout, never hangs", BOUNDED, async () => {
+    const url = broker.url("services/slow");
+    const code = `
+      import { Peer } from ${JSON.stringify(new URL("../src/peer.js", import.meta.url).href)};
+      import { rpcListen } from ${JSON.stringify(new URL("../src/transports/mqtt.js", import.meta.url).href)};
+      const peer = new Peer(await rpcListen(process.argv[1]));
+      peer.expose(async (x) => { console.log("got", x); await new Promise(() => {}); }, { name: "slow" });
+      peer.expose((x) => x + 1, { name: "quick" });
+      console.log("ready");
+      await peer.run();
+    `;
+    /** @type {import("node:child_process").ChildProcess[]} */
+    const started = [];
+    /** @returns {Promise<{child: import("node:child_process").ChildProcess, line: () => Promise<string>}>} */
+    const server = async () => {
+      const child = spawn(process.execPath, ["--input-type=module", "-e", code, url], {
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      started.push(child);
+      /** @type {string[]} */
+      const lines = [];
+      /** @type {((line: string) => void)[]} */
+      const waiting = [];
+      let rest = "";
+      child.stdout?.setEncoding("utf8").on("data", (/** @type {string} */ chunk) => {
+        const parts = (rest + chunk).split("\n");
+        rest = parts.pop() ?? "";
+        for (const part of parts) {
+          const waiter = waiting.shift();
+          if (waiter) waiter(part);
+          else lines.push(part);
+        }
+      });
+      const line = () => {
+        const next = lines.shift();
+        return next !== undefined ? Promise.resolve(next) : new Promise((resolve) => waiting.push(resolve));
+      };
+      assert.equal(await line(), "ready");
+      return { child, line };
+    };
+    const callTimeout = 2000 * UNIT;
+    const caller = await new Peer(await rpcConnect(url, { callTimeout })).start();
+    try {
+      const first = await server();
+      const slow = caller.call("slow", 1);
+      assert.equal(await first.line(), "got 1");
+      const gone = new Promise((resolve) => first.child.once("exit", resolve));
+      first.child.kill("SIGKILL"); // (the process this test started)
+      await gone;
+      const since = performance.now();
+      await assert.rejects(
+        slow,
+        (error) => error instanceof CallTimeout && error.message === `slow: no answer within ${callTimeout} ms`,
+      );
+      const waited = performance.now() - since;
+      assert.ok(waited < callTimeout + 1000 * UNIT, `${waited} ms`);
+      await server(); // another server answers the next call
+      assert.equal(await caller.callWith("quick", [41], { timeout: WAIT }), 42);
+    } finally {
+      await caller.close();
+      for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill();
+    }
+  });
+
+  test("a server with a clientId gets the calls queued while it was away", BOUNDED, async () => {
+    const url = broker.url("services/kept") + "?client_id=kept-1";
+    await (await rpcListen(url)).close(); // the session, and its subscription, stay with the broker
+    const caller = await new Peer(await rpcConnect(broker.url("services/kept"), { callTimeout: WAIT })).start();
+    const answer = caller.call("inc", 41);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // (the broker holds the request)
+    const server = new Peer(await rpcListen(url));
+    server.expose((/** @type {number} */ x) => x + 1, { name: "inc" });
+    await server.start();
+    try {
+      assert.equal(await answer, 42); // its reply topic came with it, before the first receive
+    } finally {
+      await caller.close();
+      await server.close();
+    }
+  });
+
+  test("a closed server: the call times out, and a closed caller fails at once", BOUNDED, async () => {
+    const serverPeer = new Peer(await rpcListen(broker.url("services/held")));
+    /** @type {() => void} */
+    let arrived = () => {};
+    const holding = new Promise((resolve) => (arrived = () => resolve(undefined)));
+    serverPeer.expose(
+      () => {
+        arrived();
+        return new Promise(() => {});
+      },
+      { name: "hold" },
+    );
+    await serverPeer.start();
+    const caller = await new Peer(await rpcConnect(broker.url("services/held"), { callTimeout: 300 * UNIT })).start();
+    try {
+      const held = caller.call("hold");
+      await holding;
+      await serverPeer.close();
+      await assert.rejects(held, CallTimeout);
+      await caller.close();
+      await assert.rejects(caller.call("hold"), TransportClosed);
+      await assert.rejects(/** @type {RpcCaller} */ (caller.channel).send({}), TransportClosed);
+    } finally {
+      await caller.close();
+      await serverPeer.close();
+    }
+  });
 });

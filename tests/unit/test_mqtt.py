@@ -219,6 +219,16 @@ def test_rpc_routes_renumber_and_route_back() -> None:
     ) == [("r/a", b"1", {"jsonrpc": "2.0", "id": 1, "result": "A"})]
     assert routes.pending == 0
     assert routes.outgoing({"jsonrpc": "2.0", "id": 1, "result": "again"}) == []  # answered once
+    # a cancel of a call this server does not hold (another server of the group may): dropped
+    assert (
+        routes.incoming({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 7}}, "r/a", None)
+        is None
+    )
+    # any JSON id, even one JSON-RPC frowns on, is routed back as it came
+    odd = routes.incoming({"jsonrpc": "2.0", "id": [1, {"a": 2}], "method": "f"}, "r/c", None)
+    assert routes.outgoing({"jsonrpc": "2.0", "id": odd["id"], "result": 0}) == [
+        ("r/c", None, {"jsonrpc": "2.0", "id": [1, {"a": 2}], "result": 0})
+    ]
 
 
 def test_calls_through_the_broker_shared_by_two_servers(broker: Broker) -> None:

@@ -30,11 +30,30 @@
  *   `library` (a module, or a specifier/URL to import): `../browser.js` passes the browser build.
  *   Nothing here imports a `node:*` module, so this file loads in browsers unchanged.
  *
+ * Calls through the broker (MQTT 5)
+ * ---------------------------------
+ *     const server = new Peer(await rpcListen("mqtt://127.0.0.1:1883/services/stats?share=stats"));
+ *     server.expose(mean, { name: "mean" });
+ *     await server.start();
+ *
+ *     const stats = await new Peer(await rpcConnect("mqtt://127.0.0.1:1883/services/stats")).start();
+ *     await stats.call("mean", [1, 2, 3]);   // CallTimeout after callTimeout ms (30 s by default)
+ *
+ * - As in Python: a caller publishes each request to the service topic with its reply topic
+ *   (`bothways/replies/<clientId>`) as the Response Topic and the JSON of the request's id as the
+ *   Correlation Data; a server answers there, with that correlation data. Servers on one `share`
+ *   group split the calls. `RpcRoutes` (sans-I/O, the same in both languages) renumbers the
+ *   requests a server hands its Peer and puts each answer's id back.
+ * - Each end's `send` resolves once the broker has the message, like `MqttChannel.send` (Python's
+ *   ends publish without waiting): a request the broker refuses fails its call at once.
+ * - `rpcConnect`'s channel carries `callTimeout`, which a Peer on it takes as its own.
+ *
  * @module bothways/transports/mqtt
  */
 
 import { MessageQueue, checkOptions, refuseUnknown } from "../browser.js";
 import { ConnectError, DecodeError, TransportClosed, TransportError, UrlError } from "../errors.js";
+import { Address, parse } from "../urls.js";
 import { MAX_LINE, decode, encode } from "../wire.js";
 import { Listener, logError } from "./base.js";
 
@@ -226,6 +245,86 @@ export function payloadValue(payload, number, maxLine) {
 
 const utf8 = new TextEncoder();
 
+/** Default milliseconds a call through the broker waits for its answer (`rpcConnect`). */
+export const CALL_TIMEOUT = 30_000;
+/** The prefix of a caller's reply topic: `bothways/replies/<clientId>`. */
+export const REPLIES = "bothways/replies/";
+const CANCEL = "$/cancelRequest";
+
+/**
+ * @param {unknown} value
+ * @returns {value is Record<string, any>} whether it is a JSON object (Python's dict).
+ */
+function isObject(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * A call server's routes (sans-I/O): each request from a caller is given an id of our own before
+ * the Peer sees it, so that equal ids from two callers cannot meet; an answer goes back to its
+ * caller's reply topic with the caller's id and correlation data. Mirror of Python's `RpcRoutes`.
+ */
+export class RpcRoutes {
+  #next = 0;
+  /** @type {Map<number, [unknown, string, Uint8Array | null]>} our id -> theirs, and where */
+  #routes = new Map();
+  /** @type {Map<string, number>} the JSON of [reply topic, their id] -> our id */
+  #ours = new Map();
+
+  /**
+   * The message the Peer gets for one that arrived with this reply topic (a batch: each of its
+   * messages); a message without a reply topic is handed over as it is; `null` for a cancel of a
+   * call this server does not hold (on a shared subscription another server may hold it).
+   * @param {unknown} message
+   * @param {string | null} replyTo the PUBLISH's Response Topic.
+   * @param {Uint8Array | null} correlation its Correlation Data.
+   * @returns {any}
+   */
+  incoming(message, replyTo, correlation) {
+    if (Array.isArray(message)) {
+      return message.map((one) => this.incoming(one, replyTo, correlation)).filter((one) => one !== null);
+    }
+    if (!isObject(message) || replyTo === null) return message;
+    if (Object.hasOwn(message, "method") && Object.hasOwn(message, "id")) {
+      const ours = ++this.#next;
+      this.#routes.set(ours, [message.id, replyTo, correlation]);
+      this.#ours.set(JSON.stringify([replyTo, message.id]), ours);
+      return { ...message, id: ours };
+    }
+    if (message.method === CANCEL) {
+      const params = isObject(message.params) ? message.params : {};
+      const ours = this.#ours.get(JSON.stringify([replyTo, params.id ?? null]));
+      return ours === undefined ? null : { ...message, params: { ...params, id: ours } };
+    }
+    return message;
+  }
+
+  /**
+   * Where an answer of the Peer goes: `[replyTo, correlation, the caller's message]` for each
+   * answer to a request we routed (each once); none for anything else (it has nowhere to go).
+   * @param {unknown} message
+   * @returns {[string, Uint8Array | null, Record<string, any>][]}
+   */
+  outgoing(message) {
+    if (Array.isArray(message)) return message.flatMap((one) => this.outgoing(one));
+    if (!isObject(message) || Object.hasOwn(message, "method") || !this.#routes.has(message.id)) return [];
+    const [theirs, replyTo, correlation] = /** @type {[unknown, string, Uint8Array | null]} */ (
+      this.#routes.get(message.id)
+    );
+    this.#routes.delete(message.id);
+    this.#ours.delete(JSON.stringify([replyTo, theirs]));
+    return [[replyTo, correlation, { ...message, id: theirs }]];
+  }
+
+  /**
+   * Requests routed and not answered yet.
+   * @returns {number}
+   */
+  get pending() {
+    return this.#routes.size;
+  }
+}
+
 /**
  * Quotes like Python's repr() of a str (for the topic in a message; ASCII in practice).
  * @param {string} text
@@ -309,11 +408,20 @@ class Client {
   #count = 0;
   /** Sends waiting for acknowledgements. */
   #pending = 0;
+  /**
+   * How to end each of them: `close()` fails them at once (mqtt.js never calls back a publish
+   * that a forced end cut off: its timer would keep Node running for `timeout`).
+   * @type {Set<(error: unknown) => void>}
+   */
+  #unsettled = new Set();
   /** QoS 1 and 2 publishes handed to mqtt.js and not yet acknowledged. */
   #inflight = 0;
   /** How many of them the broker takes at once (its Receive Maximum). */
   #window = INFLIGHT_V3;
-  /** @type {{payload: string, done: (error?: unknown) => void}[]} publishes waiting for room */
+  /**
+   * Publishes waiting for room: each with its topic and mqtt.js options (QoS, properties).
+   * @type {{payload: string, done: (error?: unknown) => void, topic: string, options: Record<string, unknown>}[]}
+   */
   #backlog = [];
   #next = 0; // the first of #backlog not yet handed to mqtt.js
   /** @type {unknown} an error that ended the channel (a refusal while reconnecting) */
@@ -322,6 +430,11 @@ class Client {
   #closing = null;
   connected = false;
   closed = false;
+  /**
+   * Keep each message's Response Topic and Correlation Data (calls): the queue then holds
+   * `[value, responseTopic, correlationData]` (null for those missing). Set before `open`.
+   */
+  withReply = false;
 
   /**
    * @param {Plan} plan
@@ -433,12 +546,17 @@ class Client {
           } // else the connection went before the SUBACK: the next one subscribes again
         });
       });
-      client.on("message", (/** @type {string} */ _topic, /** @type {Uint8Array} */ payload) => this.#message(payload));
+      client.on("message", (/** @type {string} */ _topic, /** @type {Uint8Array} */ payload, /** @type {any} */ packet) =>
+        this.#message(payload, packet),
+      );
     });
   }
 
-  /** @param {Uint8Array} payload */
-  #message(payload) {
+  /**
+   * @param {Uint8Array} payload
+   * @param {any} [packet] the PUBLISH (its MQTT 5 properties: `withReply`).
+   */
+  #message(payload, packet) {
     if (this.closed) return; // (what still comes while disconnecting)
     const number = ++this.#count;
     let value;
@@ -451,6 +569,10 @@ class Client {
         this.#queue.pushError(raised); // on_error's verdict: thrown by receive() in its turn
       }
       return;
+    }
+    if (this.withReply) {
+      const properties = packet?.properties;
+      value = [value, properties?.responseTopic ?? null, properties?.correlationData ?? null];
     }
     this.#queue.push(value);
   }
@@ -481,15 +603,18 @@ class Client {
   /**
    * Publishes in order; resolves once all are acknowledged.
    * @param {string[]} payloads
+   * @param {string} [topic] default: the plan's (calls answer to each caller's reply topic).
+   * @param {Record<string, unknown>} [properties] MQTT 5 PUBLISH properties (calls:
+   *   `responseTopic`, `correlationData`).
    * @returns {Promise<void>}
    * @throws {TransportClosed} not all acknowledged within `timeout`, or the channel was closed.
    * @throws {TransportError} the broker refused one (its reason).
    * @throws {ConnectError} the broker refused us while reconnecting.
    */
-  publish(payloads) {
+  publish(payloads, topic = /** @type {string} */ (this.plan.publish), properties = undefined) {
     const plan = this.plan;
     if (this.#failure !== null) return Promise.reject(this.#failure);
-    const topic = /** @type {string} */ (plan.publish);
+    const options = properties === undefined ? { qos: plan.qos } : { qos: plan.qos, properties };
     this.#pending++;
     return new Promise((resolve, reject) => {
       let waiting = payloads.length;
@@ -499,6 +624,7 @@ class Client {
         if (settled) return;
         settled = true;
         this.#pending--;
+        this.#unsettled.delete(settle);
         clearTimeout(timer);
         if (error === undefined) resolve();
         else reject(error);
@@ -508,6 +634,7 @@ class Client {
         const lost = `${plan.url}: ${late} ${seconds(plan.timeout)} s; they may be lost`;
         settle(this.#failure ?? new TransportClosed(lost));
       }, plan.timeout);
+      this.#unsettled.add(settle);
       /** @param {unknown} [error] */
       const done = (error) => {
         if (error) {
@@ -517,9 +644,9 @@ class Client {
         }
       };
       if (plan.qos === 0) {
-        for (const payload of payloads) this.#mqtt.publish(topic, payload, { qos: 0 }, done);
+        for (const payload of payloads) this.#mqtt.publish(topic, payload, options, done);
       } else {
-        for (const payload of payloads) this.#backlog.push({ payload, done });
+        for (const payload of payloads) this.#backlog.push({ payload, done, topic, options });
         this.#pump();
       }
     });
@@ -532,12 +659,11 @@ class Client {
   #pump() {
     if (this.closed || this.#failure !== null) return;
     const backlog = this.#backlog;
-    const topic = /** @type {string} */ (this.plan.publish);
     while (this.#inflight < this.#window && this.#next < backlog.length) {
-      const { payload, done } = backlog[this.#next];
+      const { payload, done, topic, options } = backlog[this.#next];
       backlog[this.#next++] = EMPTY;
       this.#inflight++;
-      this.#mqtt.publish(topic, payload, { qos: this.plan.qos }, (/** @type {unknown} */ error) => {
+      this.#mqtt.publish(topic, payload, options, (/** @type {unknown} */ error) => {
         this.#inflight--;
         done(error);
         this.#pump();
@@ -606,13 +732,15 @@ class Client {
           resolve();
         });
       });
+      const closed = new TransportClosed(`${this.plan.url}: the channel is closed`);
+      for (const settle of this.#unsettled) settle(closed);
     }
     return this.#closing;
   }
 }
 
 /** Stands in for a publish handed to mqtt.js until the backlog is trimmed. */
-const EMPTY = { payload: "", done: () => {} };
+const EMPTY = { payload: "", done: () => {}, topic: "", options: {} };
 
 // --------------------------------------------------------------------------------------------
 // The channel
@@ -765,6 +893,22 @@ export class MqttChannel extends Listener {
  * @returns {Promise<MqttChannel>}
  */
 async function open(address, side, options) {
+  const [client, signal] = await openClient(address, side, options);
+  return new MqttChannel(client, signal);
+}
+
+/**
+ * An open client for one end (mirror of Python's `_open`, and of `_rpc_client` for calls).
+ * @param {import("../urls.js").Address} address
+ * @param {"connect" | "listen"} side
+ * @param {MqttOptions} options
+ * @param {"rpcConnect" | "rpcListen" | null} [calls] one end of calls (MQTT 5 only): the client
+ *   keeps each message's reply topic and correlation data, and a caller (a fresh clean
+ *   `bothways-caller-<nonce>` by default) subscribes to its reply topic instead of the service
+ *   topic it publishes to.
+ * @returns {Promise<[Client, AbortSignal | undefined]>}
+ */
+async function openClient(address, side, options, calls = null) {
   const {
     maxLine = MAX_LINE,
     onError,
@@ -784,7 +928,7 @@ async function open(address, side, options) {
     wsPath,
     ...rest
   } = options;
-  refuseUnknown(rest, side);
+  refuseUnknown(rest, calls ?? side);
   checkOptions({ maxLine, timeout });
   if (qos !== undefined && qos !== 0 && qos !== 1 && qos !== 2) {
     throw new RangeError(`qos must be 0, 1 or 2, got ${qos}`);
@@ -792,11 +936,15 @@ async function open(address, side, options) {
   if (protocol !== undefined && protocol !== "5" && protocol !== "3.1.1") {
     throw new RangeError(`protocol must be "5" or "3.1.1", got ${protocol}`);
   }
-  const thePlan = plan(address, side, {
+  if (calls !== null && (protocol ?? "5") !== "5") {
+    throw new UrlError("calls through the broker need MQTT 5 (protocol=5)", { url: address.url });
+  }
+  const caller = calls === "rpcConnect";
+  let thePlan = plan(address, side, {
     nonce: nonce(),
     qos,
-    clientId,
-    clean,
+    clientId: caller ? (clientId ?? `bothways-caller-${nonce()}`) : clientId,
+    clean: caller ? (clean ?? true) : clean,
     session,
     share: side === "listen" ? share : undefined,
     protocol,
@@ -804,14 +952,16 @@ async function open(address, side, options) {
     timeout,
     wsPath,
   });
+  if (caller) thePlan = new Plan({ ...thePlan, subscribe: REPLIES + thePlan.clientId });
   const connect = await mqttConnect(library);
   const client = new Client(thePlan, {
     maxLine,
     onError: onError ?? logError,
     options: { username, password, tls },
   });
+  client.withReply = calls !== null; // (before the first message can come)
   await client.open(connect, signal);
-  return new MqttChannel(client, signal);
+  return [client, signal];
 }
 
 /**
@@ -842,4 +992,252 @@ export function connect(address, options = {}) {
  */
 export function listen(address, options = {}) {
   return open(address, "listen", options);
+}
+
+// --------------------------------------------------------------------------------------------
+// Calls through the broker: the two ends of a Peer
+
+/**
+ * What both ends of calls share: a client that keeps reply topics, read through an MqttChannel
+ * (so that receiving, closing and the abort signal behave as there).
+ */
+class RpcLink {
+  /**
+   * @param {Client} client an open client that keeps reply topics.
+   * @param {AbortSignal} [signal] aborting it closes the channel.
+   */
+  constructor(client, signal) {
+    this.client = client;
+    this.channel = new MqttChannel(client, signal);
+  }
+
+  /**
+   * The messages received, each with its reply topic and correlation data (at least one: it
+   * waits for that one).
+   * @param {number} most
+   * @returns {Promise<[any, string | null, Uint8Array | null][]>}
+   */
+  take(most) {
+    return this.channel.receiveMany(most);
+  }
+
+  /**
+   * Publishes one message to `topic` with MQTT 5 `properties`; resolves once the broker has it.
+   * @param {unknown} message
+   * @param {string} topic
+   * @param {Record<string, unknown>} properties
+   * @returns {Promise<void>}
+   */
+  async publish(message, topic, properties) {
+    const payload = encode(message).slice(0, -1);
+    if (this.client.closed) throw new TransportClosed(`${this.client.plan.url}: the channel is closed`);
+    await this.client.publish([payload], topic, properties);
+  }
+}
+
+/** The channel face of both ends of calls. Mirror of Python's `_AsyncRpcEnd`. */
+class RpcEnd extends Listener {
+  #link;
+
+  /** @param {RpcLink} link */
+  constructor(link) {
+    super();
+    this.#link = link;
+    this.url = link.client.plan.url;
+  }
+
+  /**
+   * The client id the broker knows this end by (a caller's reply topic ends with it).
+   * @returns {string}
+   */
+  get clientId() {
+    return this.#link.client.plan.clientId;
+  }
+
+  /**
+   * The next message.
+   * @returns {Promise<any>}
+   * @throws {TransportClosed} the channel is closed (once the messages received before are taken).
+   * @throws {Error} what the `onError` policy threw, in its turn.
+   */
+  async receive() {
+    return (await this.receiveMany(1))[0];
+  }
+
+  /**
+   * Disconnects; safe to call twice.
+   * @returns {Promise<void>}
+   */
+  close() {
+    return this.#link.channel.close();
+  }
+}
+
+/**
+ * The serving end of calls on a service topic: give it to a Peer and expose functions. Mirror of
+ * Python's `AsyncRpcServer`.
+ */
+export class RpcServer extends RpcEnd {
+  #link;
+  /** Where each answer goes. @type {RpcRoutes} */
+  routes = new RpcRoutes();
+
+  /**
+   * Made by `rpcListen`.
+   * @param {RpcLink} link
+   */
+  constructor(link) {
+    super(link);
+    this.#link = link;
+  }
+
+  /**
+   * The requests (renumbered by `routes`) and the other messages received, oldest first: at
+   * least one (it waits for that one).
+   * @param {number} [most] take at most this many.
+   * @returns {Promise<any[]>}
+   * @throws {TransportClosed} the channel is closed (once the messages received before are taken).
+   * @throws {Error} what the `onError` policy threw, in its turn.
+   */
+  async receiveMany(most = Infinity) {
+    const routes = this.routes;
+    for (;;) {
+      // (a batch of only cancels for calls held elsewhere: nothing to hand out)
+      const messages = (await this.#link.take(most))
+        .map(([value, replyTo, correlation]) => routes.incoming(value, replyTo, correlation))
+        .filter((message) => message !== null);
+      if (messages.length > 0) return messages;
+    }
+  }
+
+  /**
+   * Sends an answer of the Peer to its caller's reply topic, with the caller's id and
+   * correlation data; drops what answers nothing routed here (it has nowhere to go). Resolves
+   * once the broker has it.
+   * @param {unknown} value
+   * @returns {Promise<void>}
+   * @throws {import("../errors.js").EncodeError} the answer cannot cross.
+   * @throws {TransportClosed} the channel is closed, or no acknowledgement within `timeout`.
+   * @throws {TransportError} the broker refused it.
+   */
+  async send(value) {
+    const sent = this.routes.outgoing(value).map(([replyTo, correlation, message]) =>
+      this.#link.publish(message, replyTo, correlation === null ? {} : { correlationData: correlation }),
+    );
+    await Promise.all(sent);
+  }
+}
+
+/**
+ * The calling end: requests to the service topic, answers on its own reply topic
+ * (`bothways/replies/<clientId>`). Nothing tells a caller that the server which took its call
+ * died: a Peer's calls on it time out after `callTimeout` ms (CallTimeout) unless given a
+ * `timeout` of their own. Mirror of Python's `AsyncRpcCaller`.
+ */
+export class RpcCaller extends RpcEnd {
+  #link;
+
+  /**
+   * Made by `rpcConnect`.
+   * @param {RpcLink} link its client subscribed to its reply topic.
+   * @param {number | null} callTimeout ms; null: calls wait for ever.
+   */
+  constructor(link, callTimeout) {
+    super(link);
+    this.#link = link;
+    /**
+     * What a Peer on this channel waits for an answer by default, in ms (null: for ever).
+     * @type {number | null}
+     */
+    this.callTimeout = callTimeout;
+  }
+
+  /**
+   * The answers received, oldest first: at least one (it waits for that one).
+   * @param {number} [most] take at most this many.
+   * @returns {Promise<any[]>}
+   * @throws {TransportClosed} the channel is closed (once the messages received before are taken).
+   * @throws {Error} what the `onError` policy threw, in its turn.
+   */
+  async receiveMany(most = Infinity) {
+    return (await this.#link.take(most)).map(([value]) => value);
+  }
+
+  /**
+   * Publishes a message of the Peer to the service topic, with our reply topic and, for a
+   * request, its id (its JSON, as bytes) as the correlation data. Resolves once the broker has it.
+   * @param {unknown} value
+   * @returns {Promise<void>}
+   * @throws {import("../errors.js").EncodeError} the message cannot cross (nothing is sent).
+   * @throws {TransportClosed} the channel is closed, or no acknowledgement within `timeout`.
+   * @throws {TransportError} the broker refused it.
+   */
+  async send(value) {
+    const plan = this.#link.client.plan;
+    const callId = isObject(value) ? (value.id ?? null) : null;
+    /** @type {Record<string, unknown>} */
+    const properties = { responseTopic: REPLIES + plan.clientId };
+    if (callId !== null) properties.correlationData = utf8.encode(encode(callId).slice(0, -1));
+    await this.#link.publish(value, /** @type {string} */ (plan.publish), properties);
+  }
+}
+
+/**
+ * @typedef {Omit<MqttOptions, "share"> & {callTimeout?: number | null}} RpcConnectOptions
+ *   `callTimeout`: ms a Peer's call waits for its answer unless it gives a `timeout` of its own
+ *   (default `CALL_TIMEOUT`, 30 s; null: for ever).
+ */
+
+/**
+ * `address` parsed, and its query's options for `side` merged under `options`.
+ * @param {string | Address} address
+ * @param {"connect" | "listen"} side
+ * @param {Record<string, any>} options
+ * @returns {[Address, Record<string, any>]}
+ */
+function resolved(address, side, options) {
+  const parsed = address instanceof Address ? address : parse(address);
+  return [parsed, { ...parsed.options(side), ...options }];
+}
+
+/**
+ * The serving end of calls on the service topic of `address` (`share` to split the calls among
+ * several servers, in any process): `new Peer(await rpcListen(url))`. Mirror of Python's
+ * `async_rpc_listen`.
+ * @param {string | Address} address `mqtt://host:port/services/name?share=group` (or mqtts,
+ *   mqtt+ws, mqtt+wss); the query's options apply, under those given here.
+ * @param {MqttOptions} [options] `share`: the group whose servers split the calls (each call
+ *   goes to one of them).
+ * @returns {Promise<RpcServer>}
+ * @throws {UrlError} not MQTT 5, or a topic it cannot use.
+ * @throws {ConnectError} the broker cannot be reached, refused the login or the subscription, or
+ *   did not answer within `timeout`.
+ * @throws {TypeError} an unknown option.
+ */
+export async function rpcListen(address, options = {}) {
+  const [parsed, merged] = resolved(address, "listen", options);
+  const [client, signal] = await openClient(parsed, "listen", merged, "rpcListen");
+  return new RpcServer(new RpcLink(client, signal));
+}
+
+/**
+ * The calling end for the service topic of `address`: `new Peer(await rpcConnect(url))`; its
+ * calls time out after `callTimeout` ms by default. Mirror of Python's `async_rpc_connect`.
+ * @param {string | Address} address `mqtt://host:port/services/name` (or mqtts, mqtt+ws,
+ *   mqtt+wss); no wildcard.
+ * @param {RpcConnectOptions} [options]
+ * @returns {Promise<RpcCaller>}
+ * @throws {UrlError} not MQTT 5, or the topic holds a wildcard.
+ * @throws {ConnectError} the broker cannot be reached, refused the login or the subscription to
+ *   the reply topic, or did not answer within `timeout`.
+ * @throws {TypeError} an unknown option.
+ * @throws {RangeError} a `callTimeout` that is not null nor a number of ms > 0.
+ */
+export async function rpcConnect(address, { callTimeout = CALL_TIMEOUT, ...options } = {}) {
+  if (callTimeout !== null && !(callTimeout > 0)) {
+    throw new RangeError(`callTimeout must be a number of milliseconds > 0 or null, got ${callTimeout}`);
+  }
+  const [parsed, merged] = resolved(address, "connect", options);
+  const [client, signal] = await openClient(parsed, "connect", merged, "rpcConnect");
+  return new RpcCaller(new RpcLink(client, signal), callTimeout);
 }

@@ -25,6 +25,7 @@ import { parse } from "bothways/urls";
 import { connect as browserConnect } from "bothways/browser";
 import { FIELDS, InvalidReading, MAX_SEQ, Outbox, Sender, toReading, type Reading } from "bothways/telemetry";
 import { MQTT_MODULE, listen as browserListen } from "bothways/browser";
+import { rpcConnect, rpcListen } from "bothways/mqtt";
 
 // The wire format.
 const line: string = encode({ sensor: "s1", celsius: NaN }); // '{"sensor":"s1","celsius":null}\n'
@@ -123,6 +124,11 @@ export async function calls(): Promise<void> {
 
   await using peer = new Peer(spawn(["node", "worker.mjs"], { channelFd: true }));
   await peer.start();
+
+  // Calls through an MQTT broker: servers on a share group split them, a caller waits 5 s at most.
+  (await new Peer(await rpcListen("mqtt://127.0.0.1:1883/services/stats?share=stats")).start()).expose(Math.max);
+  const stats = await new Peer(await rpcConnect("mqtt://127.0.0.1:1883/services/stats", { callTimeout: 5000 })).start();
+  const highest: number = await stats.callWith("max", [1, 3, 2], { timeout: stats.callTimeout });
 }
 
 // Errors: one tree, `code` on the class and on each instance.

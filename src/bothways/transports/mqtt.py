@@ -179,24 +179,30 @@ class RpcRoutes:
     def __init__(self) -> None:
         self._next = 0
         self._routes: dict[int, tuple[Any, str, bytes | None]] = {}  # our id -> theirs, where
-        self._ours: dict[tuple[str, Any], int] = {}  # (reply topic, their id) -> our id
+        self._ours: dict[tuple[str, bytes], int] = {}  # (reply topic, their id's JSON) -> our id
 
     def incoming(self, message: Any, reply_to: str | None, correlation: bytes | None) -> Any:
-        """The message the Peer gets for one that arrived with this reply topic."""
+        """The message the Peer gets for one that arrived with this reply topic (None: none,
+        for a cancel of a call this server does not hold: on a shared subscription another
+        server may hold it)."""
         if isinstance(message, list):
-            return [self.incoming(m, reply_to, correlation) for m in message]
+            kept = [self.incoming(m, reply_to, correlation) for m in message]
+            return [m for m in kept if m is not None]
         if not isinstance(message, dict) or reply_to is None:
             return message
         if "method" in message and "id" in message:  # a request
             self._next += 1
             ours = self._next
             self._routes[ours] = (message["id"], reply_to, correlation)
-            self._ours[(reply_to, message["id"])] = ours
+            self._ours[(reply_to, encode(message["id"]))] = ours
             return {**message, "id": ours}
-        if message.get("method") == CANCEL and isinstance(message.get("params"), dict):
-            ours_or_none = self._ours.get((reply_to, message["params"].get("id")))
-            if ours_or_none is not None:
-                return {**message, "params": {**message["params"], "id": ours_or_none}}
+        if message.get("method") == CANCEL:
+            params = message.get("params")
+            theirs = params.get("id") if isinstance(params, dict) else None
+            ours_or_none = self._ours.get((reply_to, encode(theirs)))
+            if ours_or_none is None:
+                return None
+            return {**message, "params": {**params, "id": ours_or_none}}  # type: ignore[dict-item]
         return message
 
     def outgoing(self, message: Any) -> list[tuple[str, bytes | None, Any]]:
@@ -207,7 +213,7 @@ class RpcRoutes:
         if not isinstance(message, dict) or "method" in message or message.get("id") not in self._routes:
             return []
         theirs, reply_to, correlation = self._routes.pop(message["id"])
-        self._ours.pop((reply_to, theirs), None)
+        self._ours.pop((reply_to, encode(theirs)), None)
         return [(reply_to, correlation, {**message, "id": theirs})]
 
     @property
@@ -373,7 +379,7 @@ class _Client:
                 value = _Raised(raised)
             else:
                 return
-        if self.with_reply:
+        if self.with_reply and not isinstance(value, _Raised):
             props = getattr(message, "properties", None)
             value = (value, getattr(props, "ResponseTopic", None), getattr(props, "CorrelationData", None))
         with self.cond:
@@ -493,6 +499,7 @@ def _open(
     tls: ssl.SSLContext | None,
     options: dict[str, Any],
     subscribe_replies: bool = False,
+    with_reply: bool = False,
 ) -> _Client:
     if max_line < 1:
         raise ValueError(f"max_line must be >= 1, not {max_line!r}")
@@ -507,6 +514,7 @@ def _open(
         password=password,
         tls=tls,
     )
+    client.with_reply = with_reply  # (before connecting: a session may deliver at once)
     client.open()
     return client
 
@@ -711,7 +719,11 @@ class AsyncRpcServer(_AsyncRpcEnd):
         self.routes = RpcRoutes()
 
     async def receive_many(self) -> list[Any]:
-        return [self.routes.incoming(value, reply, corr) for value, reply, corr in await self._take()]
+        while True:  # (a batch of only cancels for calls held elsewhere: nothing to hand out)
+            routed = [self.routes.incoming(value, reply, corr) for value, reply, corr in await self._take()]
+            messages = [message for message in routed if message is not None]
+            if messages:
+                return messages
 
     async def send(self, value: Any) -> None:
         for reply_to, correlation, message in self.routes.outgoing(value):
@@ -761,6 +773,7 @@ def _rpc_client(address: Address, side: str, options: dict[str, Any]) -> _Client
         tls=extra.get("tls"),
         options=options,
         subscribe_replies=side == "connect",
+        with_reply=True,
     )
     return client
 
