@@ -50,6 +50,8 @@ bench: setup
 	$(PY) bench/calls.py --record bench/RESULTS.md
 	$(PY) bench/startup.py --record bench/RESULTS.md
 	$(PY) bench/load.py --record bench/RESULTS.md
+	$(PY) bench/telemetry.py --record bench/RESULTS.md
+	$(PY) bench/scale.py --record bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .matrix js/node_modules .pytest_cache .mypy_cache .ruff_cache

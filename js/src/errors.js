@@ -141,10 +141,11 @@ export class FrameTooLarge extends DecodeError {
   static code = "FRAME_TOO_LARGE";
 
   /**
-   * @param {{line: number, limit: number, excerpt?: string, cause?: unknown}} options
+   * @param {{line: number, limit: number, excerpt?: string, reason?: string, cause?: unknown}} options
+   *   `reason`: what the channel did instead of the stream's default words.
    */
-  constructor({ line, limit, excerpt = "", cause }) {
-    super(`line is longer than the limit of ${limit} bytes (skipped up to the next newline)`, {
+  constructor({ line, limit, excerpt = "", reason, cause }) {
+    super(reason ?? `line is longer than the limit of ${limit} bytes (skipped up to the next newline)`, {
       line,
       excerpt,
       cause,

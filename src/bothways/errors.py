@@ -109,9 +109,9 @@ class FrameTooLarge(DecodeError):
 
     code = "FRAME_TOO_LARGE"
 
-    def __init__(self, *, line: int, limit: int, excerpt: str = "") -> None:
+    def __init__(self, *, line: int, limit: int, excerpt: str = "", reason: str | None = None) -> None:
         super().__init__(
-            f"line is longer than the limit of {limit} bytes (skipped up to the next newline)",
+            reason or f"line is longer than the limit of {limit} bytes (skipped up to the next newline)",
             line=line,
             excerpt=excerpt,
         )

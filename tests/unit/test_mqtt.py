@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 
 import bothways
-from bothways import CallTimeout, ConnectError, DecodeError, RemoteError, TransportError, UrlError
+from bothways import (
+    CallTimeout,
+    ConnectError,
+    DecodeError,
+    FrameTooLarge,
+    RemoteError,
+    TransportError,
+    UrlError,
+)
 from bothways.peer import Peer
 from bothways.transports.mqtt import RpcRoutes, async_rpc_connect, async_rpc_listen, payload_value, plan
 from bothways.urls import parse
@@ -88,7 +96,7 @@ def test_payload_value() -> None:
     with pytest.raises(DecodeError) as info:
         payload_value(b"[1,]", 7, 100)
     assert (info.value.line, info.value.column, info.value.reason) == (7, 3, "trailing comma before ']'")
-    with pytest.raises(DecodeError, match="longer than the limit of 3 bytes"):
+    with pytest.raises(FrameTooLarge, match=r"longer than the limit of 3 bytes \(dropped\)"):
         payload_value(b"1234", 2, 3)
 
 

@@ -52,7 +52,7 @@
  */
 
 import { MessageQueue, checkOptions, refuseUnknown } from "../browser.js";
-import { ConnectError, DecodeError, TransportClosed, TransportError, UrlError } from "../errors.js";
+import { ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError, UrlError } from "../errors.js";
 import { Address, parse } from "../urls.js";
 import { MAX_LINE, decode, encode } from "../wire.js";
 import { Listener, logError } from "./base.js";
@@ -233,7 +233,11 @@ export function plan(address, side, { nonce, ...options }) {
 export function payloadValue(payload, number, maxLine) {
   const size = typeof payload === "string" ? utf8.encode(payload).length : payload.length;
   if (size > maxLine) {
-    throw new DecodeError(`message is longer than the limit of ${maxLine} bytes`, { line: number });
+    throw new FrameTooLarge({
+      line: number,
+      limit: maxLine,
+      reason: `message is longer than the limit of ${maxLine} bytes (dropped)`,
+    });
   }
   try {
     return decode(payload);

@@ -62,7 +62,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import ConnectError, DecodeError, TransportClosed, TransportError, UrlError
+from ..errors import ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError, UrlError
 from ..urls import MQTT, Address
 from ..wire import MAX_LINE, decode, encode
 from .base import AsyncListener, ErrorHandler, Listener, log_error
@@ -157,7 +157,8 @@ def payload_value(payload: bytes, number: int, max_line: int) -> Any:
     """The message one PUBLISH payload delivers; raises DecodeError (``line`` = ``number``, the
     message's number among those received) when it is not one JSON text or is too long."""
     if len(payload) > max_line:
-        raise DecodeError(f"message is longer than the limit of {max_line} bytes", line=number)
+        reason = f"message is longer than the limit of {max_line} bytes (dropped)"
+        raise FrameTooLarge(line=number, limit=max_line, reason=reason)
     try:
         return decode(payload)
     except DecodeError as exc:

@@ -16,7 +16,7 @@ import { connect } from "/bothways/browser.js";
 
 const PAGE = 10_000; // readings per /api/readings request (the API's maximum)
 const MAX_POINTS = 100_000; // readings loaded for one range at most
-const REDRAW_MS = 250; // charts are redrawn at most this often
+const REDRAW_MS = 1000; // charts are redrawn this often with no new reading (the axis moves on)
 const TABLE_MS = 1000; // the table is refreshed at most this often while readings arrive
 const RETRY_MS = [250, 500, 1000, 2000]; // waits between reconnection attempts
 const FETCH_TIMEOUT_MS = 5000;
@@ -77,6 +77,7 @@ class Series {
     /** @type {number[]} */ this.seq = [];
     this.seqs = new Set();
     this.dirty = true;
+    this.drawn = 0; // points at the last redraw
     this.figure = document.createElement("figure");
     this.figure.dataset.sensor = name;
     const caption = document.createElement("figcaption");
@@ -144,17 +145,20 @@ class Series {
     this.figure.hidden = this.t.length === 0; // a sensor silent in this range: its row is enough
     // Redrawn even when no reading came: the time axis moves on.
     this.plot?.setData([this.t, this.c]);
+    this.drawn = this.t.length;
     this.dirty = false;
   }
 
-  /** @returns {number} the points the chart holds (the data given to uPlot). */
+  /** @returns {number} the points the chart has drawn (at its last redraw). */
   get points() {
-    return this.plot ? this.plot.data[0].length : this.t.length;
+    return this.drawn ?? 0;
   }
 }
 
 /** @type {Map<string, Series>} */
 const series = new Map();
+
+let redrawing = false; // a redraw is planned for the next frame
 
 /** @param {unknown} message a reading from the feed or the API */
 function take(message) {
@@ -171,7 +175,15 @@ function take(message) {
   }
   one.add(reading);
   tableWanted = true;
+  if (!redrawing) {
+    redrawing = true; // new readings are drawn at the next frame, all of them at once
+    requestAnimationFrame(() => {
+      redrawing = false;
+      redraw();
+    });
+  }
 }
+
 
 function redraw() {
   let points = 0;
