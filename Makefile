@@ -23,7 +23,7 @@ demo: setup
 test: setup lint test-js test-py
 
 test-py: setup
-	$(TEST_ENV) $(PY) -m pytest
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 test-js: setup
 	cd js && $(TEST_ENV) BOTHWAYS_PYTHON=$(abspath $(PY)) npm test
