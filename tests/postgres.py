@@ -1,5 +1,5 @@
 """A PostgreSQL server of the test's own: Debian's binaries, a cluster made by ``initdb`` in a
-temporary folder (trust logins), listening on a free 127.0.0.1 port; ``stop()`` ends it with
+temporary folder of its own (trust logins), listening on a free 127.0.0.1 port; ``stop()`` ends it with
 ``pg_ctl stop``. As root the server runs as the ``postgres`` user (PostgreSQL refuses root). A
 missing PostgreSQL skips the test, but fails it in CI."""
 
@@ -10,6 +10,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,18 +32,16 @@ def _bin(name: str) -> str:
 class Postgres:
     """A running PostgreSQL: ``url`` reaches its ``postgres`` database."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: Path | None = None) -> None:
+        # A folder of its own in the temporary directory (``folder`` is not used: pytest's are
+        # private to root, and another pytest session makes them private again while we run).
+        del folder
+        self.folder = folder = Path(tempfile.mkdtemp(prefix="bothways-pg-"))
         self.data = folder / "data"
         self.port = free_port()
         self.as_user: list[str] = []
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")
-            for path in (folder, *folder.parents):
-                if path == Path("/tmp") or path == Path("/"):
-                    break
-                os.chmod(path, 0o755)  # (pytest's folders are private to root)
             os.chown(folder, user.pw_uid, user.pw_gid)
             self.as_user = ["runuser", "-u", "postgres", "--"]
         self._run(_bin("initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
@@ -59,7 +58,10 @@ class Postgres:
         )
 
     def stop(self) -> None:
-        self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        try:
+            self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> Postgres:
         return self

@@ -5,7 +5,9 @@
 - ``bothways listen SOURCE...``: readings from any number of sources into SQLite (telemetry.listen).
 - ``bothways serve``: the web app, its API and live dashboard over that database (telemetry.web).
 - ``bothways demo``: the telemetry system, every part running at once: the web app, a listener,
-  two Python and two Node.js sensors over four channels (stdio, ws, tcp, file).
+  two Python and two Node.js sensors over four channels (stdio, ws, tcp, file); with ``--mqtt
+  URL``, the sensors publish to ``URL/readings/<sensor>`` on a broker instead and the listener
+  subscribes to ``URL/readings/#`` (the sensor the listener spawns still writes to its pipe).
 - ``bothways demo tutorial``: the tutorial's system (examples/tutorial), every part at once.
 
 The telemetry web app (Flask) is imported by ``serve`` only: the other commands run without
@@ -250,9 +252,19 @@ class _Demo:
                 return 1
         return 0
 
-    def run_telemetry(self, port: int, data: Path, sensor_js: Path, duration: float | None) -> int:
+    def run_telemetry(
+        self,
+        port: int,
+        data: Path,
+        sensor_js: Path,
+        duration: float | None,
+        mqtt: str | None = None,
+        node_mqtt: bool = False,
+    ) -> int:
         """The telemetry system: the web app, a listener, two Python and two Node.js sensors
-        over four channels; returns at ``stop`` or ``duration``."""
+        over four channels; returns at ``stop`` or ``duration``. With ``mqtt`` (a broker's URL),
+        a Python sensor and (``node_mqtt``: Node.js finds mqtt.js) a Node.js one publish there
+        instead, under ``readings/``, and the listener subscribes to ``readings/#``."""
         bothways = [self.python, "-m", "bothways.cli"]
         db = data / "readings.db"
         web = self.launch("web", [*bothways, "serve", "--db", str(db), "--port", str(port)])
@@ -266,28 +278,53 @@ class _Demo:
         spawned = shlex.join([*bothways, "sensor", "--id", "py-stdio", *flags])
         file_url = f"file:{quote(str(drop), safe='/')}"
         state = quote(str(data / "js-file.state"), safe="/")
-        listener = self.launch(
-            "listen",
-            [*bothways, "listen", "--db", str(db), spawned, "tcp://127.0.0.1:0", "ws://127.0.0.1:0/sensors",
-             f"{file_url}?state={state}"],
-        )  # fmt: skip
-        tcp = listener.wait_for(r"listening on (tcp://\S+)", STARTUP, self.stop)
-        ws = listener.wait_for(r"listening on (ws://\S+)", STARTUP, self.stop)
-        if tcp is None or ws is None:
-            if not self.stop.is_set():
-                self.say("bothways demo: the listener did not start (see its output above)")
-            return 0 if self.stop.is_set() else 1
         # The Node.js sensors use tcp and a file: Node's built-ins only, so they run from the wheel
-        # too (its copy of js/ has no node_modules, so no `ws` package).
-        self.launch("py-ws", [*bothways, "sensor", "--id", "py-ws", "--to", ws, *flags])
-        self.launch("js-tcp", [self.node, str(sensor_js), "--id", "js-tcp", "--to", tcp, *flags])
-        self.launch("js-file", [self.node, str(sensor_js), "--id", "js-file", "--to", file_url, *flags])
+        # too (its copy of js/ has no node_modules, so no `ws` package, nor mqtt.js).
+        node_direct = mqtt is None or not node_mqtt
+        sources = [spawned]
+        sources += ["tcp://127.0.0.1:0"] if node_direct else []
+        sources += ["ws://127.0.0.1:0/sensors"] if mqtt is None else []
+        sources += [f"{file_url}?state={state}"] if node_direct else []
+        sources += [_under(mqtt, "readings/#")] if mqtt is not None else []
+        listener = self.launch("listen", [*bothways, "listen", "--db", str(db), *sources])
+        heard: dict[str, str] = {}  # what the listener says of each URL: where it listens, or why not
+        for source in sources[1:]:
+            said = listener.wait_for(rf"^bothways listen: {re.escape(source)}: (.*)", STARTUP, self.stop)
+            if said is None or said.startswith("cannot open"):
+                if not self.stop.is_set():
+                    self.say("bothways demo: the listener did not start (see its output above)")
+                return 0 if self.stop.is_set() else 1
+            heard[source] = said.removeprefix("listening on ")
+        sensors: list[tuple[str, list[str], str]] = []  # (name, argv, what it does)
+
+        def sensor(name: str, python: bool, to: str, note: str = "") -> None:
+            program = [*bothways, "sensor"] if python else [self.node, str(sensor_js)]
+            what = f"{'Python' if python else 'Node.js'} sensor -> {to}{note}"
+            sensors.append((name, [*program, "--id", name, "--to", to, *flags], what))
+
+        if mqtt is None:
+            sensor("py-ws", True, heard["ws://127.0.0.1:0/sensors"])
+        else:
+            sensor("py-mqtt", True, _under(mqtt, "readings/py-mqtt"))
+        if mqtt is not None and node_mqtt:
+            sensor("js-mqtt", False, _under(mqtt, "readings/js-mqtt"))
+        else:
+            sensor("js-tcp", False, heard["tcp://127.0.0.1:0"])
+            sensor("js-file", False, file_url, " (the listener follows the file)")
+        for name, argv, _ in sensors:
+            self.launch(name, argv)
         self.say(f"bothways demo: open {url} in a browser (the live dashboard). Ctrl-C stops everything.")
         self.say(f"  readings are stored in {db}")
         self.say("  py-stdio: Python sensor -> stdio (spawned by the listener)")
-        self.say(f"  py-ws:    Python sensor -> {ws}")
-        self.say(f"  js-tcp:   Node.js sensor -> {tcp}")
-        self.say(f"  js-file:  Node.js sensor -> {file_url} (the listener follows the file)")
+        for name, _, what in sensors:
+            self.say(f"  {name + ':':<9} {what}")
+        if mqtt is not None:
+            self.say(f"  the listener subscribes to {sources[-1]}")
+        if mqtt is not None and not node_mqtt:
+            self.say(
+                f"  (the Node.js sensors stay on tcp and a file: Node.js finds no mqtt.js for {sensor_js}, "
+                "as from an installed wheel; `npm install mqtt` there to have them publish too)"
+            )
         return self.wait(duration)
 
     def run(self, port: int, duration: float | None) -> int:
@@ -321,6 +358,9 @@ def _demo(args: argparse.Namespace) -> int:
     """``bothways demo``: the telemetry system, or (``demo tutorial``) the tutorial's."""
     which = args.which or ("tutorial" if args.examples is not None else "telemetry")
     if which == "tutorial":
+        if args.mqtt is not None:
+            print("bothways demo: --mqtt is for the telemetry demo, not the tutorial's", file=sys.stderr)
+            return 2
         return _tutorial_demo(args)
     return _telemetry_demo(args)
 
@@ -337,8 +377,45 @@ def js_sensor() -> Path | None:
     return next((p for p in (js / "bin" / "sensor.mjs" for js in _JS) if p.is_file()), None)
 
 
+def _under(broker: str, topic: str) -> str:
+    """The mqtt URL of ``topic`` under the one given to ``--mqtt`` (``mqtt://host:port``, maybe
+    with a topic prefix and options): ``mqtt://host:port/prefix/topic?options``."""
+    where, mark, query = broker.partition("?")
+    return f"{where.rstrip('/')}/{topic}{mark}{query}"
+
+
+def _mqtt_problem(broker: str) -> str | None:
+    """Why ``--mqtt`` cannot be used, or None."""
+    from .errors import UrlError
+    from .urls import MQTT, parse
+
+    if not broker.lower().startswith(tuple(f"{scheme}://" for scheme in MQTT)):
+        return f"--mqtt wants a broker's URL (mqtt://host:port, mqtts:, mqtt+ws:, mqtt+wss:), not {broker}"
+    try:
+        address = parse(_under(broker, "readings/#"))
+    except UrlError as exc:
+        return f"--mqtt: {exc}"
+    if "client_id" in address.params:
+        return "--mqtt: no client_id: the listener and each sensor are clients of their own"
+    if importlib.util.find_spec("paho") is None:
+        return "--mqtt needs paho-mqtt: pip install 'bothways[mqtt]'"
+    return None
+
+
+def _node_finds_mqtt(sensor_js: Path) -> bool:
+    """Whether Node.js finds mqtt.js from the sensor's folder: a ``node_modules/mqtt`` there or
+    in a folder above it, as Node resolves ``import("mqtt")`` (a checkout after ``npm install``
+    has it; an installed wheel's copy of js/ has none)."""
+    folders = sensor_js.resolve().parents
+    return any((folder / "node_modules" / "mqtt" / "package.json").is_file() for folder in folders)
+
+
 def _telemetry_demo(args: argparse.Namespace) -> int:
-    """Runs the web app, the listener and four sensors until Ctrl-C or --duration."""
+    """Runs the web app, the listener and the sensors until Ctrl-C or --duration."""
+    problem = None if args.mqtt is None else _mqtt_problem(args.mqtt)
+    if problem is not None:
+        print(f"bothways demo: {problem}", file=sys.stderr)
+        return 2
     node = shutil.which("node")
     if node is None:
         print("bothways demo: node (Node.js >= 20) is not on PATH (make setup installs it)", file=sys.stderr)
@@ -361,7 +438,8 @@ def _telemetry_demo(args: argparse.Namespace) -> int:
     demo = _Demo(None, node, [] if args.interval is None else ["--interval", str(args.interval)])
     with _stop_on_signals(demo.stop):
         try:
-            return demo.run_telemetry(port, data, sensor_js, args.duration)
+            node_mqtt = args.mqtt is not None and _node_finds_mqtt(sensor_js)
+            return demo.run_telemetry(port, data, sensor_js, args.duration, args.mqtt, node_mqtt)
         finally:
             demo.close()
 
@@ -499,6 +577,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument(
         "--data", type=Path, metavar="DIR", help="telemetry: the data folder (default: ./bothways-data)"
+    )
+    demo.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="telemetry: go through this MQTT broker (mqtt://host:port[/prefix]): the sensors publish "
+        "to URL/readings/<sensor> and the listener subscribes to URL/readings/#",
     )
     demo.add_argument(
         "--examples",

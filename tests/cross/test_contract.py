@@ -3,7 +3,8 @@
 Each test runs tests/fixtures/chan_peer.py and chan_peer.mjs (the same harness in each language)
 as real processes: one listens (``listen(url)``), the other connects (``connect(url)``), and both
 print what they saw. Python -> Node and Node -> Python for every scheme; the asyncio flavour of
-Python takes a turn in the in-order test.
+Python takes a turn in the in-order test. ``mqtt`` goes through one Mosquitto for the module
+(tests/broker.py), which wants a login: its peers give the right one unless a test says otherwise.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,16 @@ import pytest
 from bothways import encode
 from bothways.urls import parse
 
+from ..broker import Broker
 from ..conftest import FIXTURES, ROOT, UNIT, require_tool
 
-SCHEMES = ["tcp", "ws", "fifo", "file"]
+SCHEMES = ["tcp", "ws", "fifo", "file", "mqtt"]
 DIRECTIONS = [("py", "node"), ("node", "py")]  # (sender, receiver)
 ASYNC_DIRECTIONS = [("py-async", "node"), ("node", "py-async")]
 DUPLEX = ["tcp", "ws"]  # schemes where the receiver can close on the sender or answer it
-TOKENS = ["tcp", "ws"]
+TOKENS = ["tcp", "ws", "mqtt"]  # mqtt: the broker's password, not a ?token=
+USER, PASSWORD = "contract", "right"  # the broker's one login
+LOGIN = ("--username", USER, "--password", PASSWORD)
 
 
 def command(who: str, *args: str) -> list[str]:
@@ -48,6 +52,8 @@ class Peer:
     """A harness process whose stdout lines are JSON reports."""
 
     def __init__(self, who: str, *args: str) -> None:
+        if parse(args[1]).scheme == "mqtt" and "--password" not in args:
+            args = (*args, *LOGIN)  # the broker's login, unless the test gives one
         self.proc = subprocess.Popen(command(who, *args), stdout=subprocess.PIPE, cwd=ROOT)
         self.pending = b""
 
@@ -89,14 +95,31 @@ def peers() -> Iterator[list[Peer]]:
             peer.proc.stdout.close()
 
 
-def url_for(scheme: str, tmp_path: Path, query: str = "") -> str:
-    base = {
-        "tcp": "tcp://127.0.0.1:0",
-        "ws": "ws://127.0.0.1:0/contract",
-        "fifo": f"fifo:{tmp_path / 'pipe'}",
-        "file": f"file:{tmp_path / 'readings.ndjson'}",
-    }[scheme]
-    return base + (f"?{query}" if query else "")
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    with Broker(tmp_path_factory.mktemp("broker"), users={USER: PASSWORD}) as started:
+        yield started
+
+
+@pytest.fixture
+def url_for(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., str]:
+    """``url_for(scheme, query="")``: a URL for this test's channel (mqtt: a topic of its own on
+    the module's broker, started by the first test that needs it)."""
+
+    def make(scheme: str, query: str = "") -> str:
+        if scheme == "mqtt":
+            broker: Broker = request.getfixturevalue("broker")
+            base = broker.url(f"contract/{tmp_path.name}")
+        else:
+            base = {
+                "tcp": "tcp://127.0.0.1:0",
+                "ws": "ws://127.0.0.1:0/contract",
+                "fifo": f"fifo:{tmp_path / 'pipe'}",
+                "file": f"file:{tmp_path / 'readings.ndjson'}",
+            }[scheme]
+        return base + (f"?{query}" if query else "")
+
+    return make
 
 
 def start_listener(peers: list[Peer], who: str, url: str, *args: str) -> tuple[Peer, str]:
@@ -119,9 +142,9 @@ def expected_digest(count: int, size: int) -> str:
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize(("sender", "receiver"), DIRECTIONS + ASYNC_DIRECTIONS)
 def test_ten_thousand_messages_arrive_in_order_and_equal(
-    scheme: str, sender: str, receiver: str, tmp_path: Path, peers: list[Peer]
+    scheme: str, sender: str, receiver: str, url_for: Callable[..., str], peers: list[Peer]
 ) -> None:
-    listener, url = start_listener(peers, receiver, url_for(scheme, tmp_path), "--count", "10000")
+    listener, url = start_listener(peers, receiver, url_for(scheme), "--count", "10000")
     writer = Peer(sender, "send", url, "--count", "10000", "--size", "40")
     peers.append(writer)
     sent = writer.finish()
@@ -139,10 +162,10 @@ def test_ten_thousand_messages_arrive_in_order_and_equal(
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize(("sender", "receiver"), DIRECTIONS)
 def test_a_ten_megabyte_message(
-    scheme: str, sender: str, receiver: str, tmp_path: Path, peers: list[Peer]
+    scheme: str, sender: str, receiver: str, url_for: Callable[..., str], peers: list[Peer]
 ) -> None:
-    size = 7_500_000  # characters: about 10 MB of UTF-8
-    listener, url = start_listener(peers, receiver, url_for(scheme, tmp_path), "--count", "2")
+    size = 7_500_000  # characters: about 10 MB of UTF-8 (Mosquitto takes up to 256 MB)
+    listener, url = start_listener(peers, receiver, url_for(scheme), "--count", "2")
     writer = Peer(sender, "send", url, "--count", "2", "--size", str(size))
     peers.append(writer)
     sent = writer.finish()
@@ -153,13 +176,22 @@ def test_a_ten_megabyte_message(
 
 
 @pytest.mark.parametrize("how", ["closes", "is killed"])
-@pytest.mark.parametrize("scheme", ["tcp", "ws", "fifo"])
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        "tcp",
+        "ws",
+        "fifo",
+        # (not mqtt: the broker stands between the ends; a publisher is never told that a
+        # subscriber went: the broker acknowledges each message, then keeps or drops it)
+    ],
+)
 @pytest.mark.parametrize(("sender", "receiver"), DIRECTIONS)
 def test_when_the_receiver_goes_the_sender_gets_a_clear_error(
-    how: str, scheme: str, sender: str, receiver: str, tmp_path: Path, peers: list[Peer]
+    how: str, scheme: str, sender: str, receiver: str, url_for: Callable[..., str], peers: list[Peer]
 ) -> None:
     count = "100" if how == "closes" else "1000000000"
-    listener, url = start_listener(peers, receiver, url_for(scheme, tmp_path), "--count", count)
+    listener, url = start_listener(peers, receiver, url_for(scheme), "--count", count)
     writer = Peer(sender, "send", url, "--forever", "--size", "200")
     peers.append(writer)
     if how == "closes":
@@ -176,9 +208,9 @@ def test_when_the_receiver_goes_the_sender_gets_a_clear_error(
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize(("sender", "receiver"), DIRECTIONS)
 def test_a_sender_killed_mid_stream_leaves_what_arrived_in_order(
-    scheme: str, sender: str, receiver: str, tmp_path: Path, peers: list[Peer]
+    scheme: str, sender: str, receiver: str, url_for: Callable[..., str], peers: list[Peer]
 ) -> None:
-    listener, url = start_listener(peers, receiver, url_for(scheme, tmp_path), "--idle", "2")
+    listener, url = start_listener(peers, receiver, url_for(scheme), "--idle", "2")
     writer = Peer(sender, "send", url, "--forever", "--size", "3000")
     peers.append(writer)
     time.sleep(1.0 * UNIT)
@@ -207,6 +239,22 @@ def inject(scheme: str, url: str) -> None:
         with connect(where) as ws:  # the next good message, on a new connection
             ws.send(BAD_LINES[2].decode())
         return
+    if scheme == "mqtt":  # one PUBLISH per payload, from a bare paho client
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        assert address.host is not None and address.port is not None
+        client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        client.username_pw_set(USER, PASSWORD)
+        client.connect(address.host, address.port)
+        client.loop_start()
+        try:
+            for line in BAD_LINES:
+                client.publish(address.path, line, qos=1).wait_for_publish(10 * UNIT)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        return
     data = b"".join(line + b"\n" for line in BAD_LINES)
     if scheme == "tcp":
         assert address.host is not None and address.port is not None
@@ -220,10 +268,10 @@ def inject(scheme: str, url: str) -> None:
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("receiver", ["py", "node"])
 def test_bad_input_is_reported_and_the_good_messages_around_it_kept(
-    scheme: str, receiver: str, tmp_path: Path, peers: list[Peer]
+    scheme: str, receiver: str, url_for: Callable[..., str], peers: list[Peer]
 ) -> None:
     expected = 2 if scheme == "ws" else 3
-    url = url_for(scheme, tmp_path, "max_line=1000")
+    url = url_for(scheme, "max_line=1000")
     listener, url = start_listener(peers, receiver, url, "--count", str(expected), "--idle", "10")
     inject(scheme, url)
     got = listener.finish()
@@ -236,30 +284,44 @@ def with_token(url: str, token: str) -> str:
     return replace(address, params={**address.params, "token": token}).url
 
 
+def with_secret(scheme: str, url: str, secret: str) -> tuple[str, ...]:
+    """A sender's URL and flags with ``secret``: the ``?token=`` of tcp and ws, the password of
+    the broker's login on mqtt."""
+    if scheme == "mqtt":
+        return (url, "--username", USER, "--password", secret)
+    return (with_token(url, secret),)
+
+
 @pytest.mark.parametrize("scheme", TOKENS)
 @pytest.mark.parametrize(("sender", "receiver"), DIRECTIONS)
 def test_a_wrong_token_is_refused_and_the_right_one_let_in(
-    scheme: str, sender: str, receiver: str, tmp_path: Path, peers: list[Peer]
+    scheme: str, sender: str, receiver: str, url_for: Callable[..., str], peers: list[Peer]
 ) -> None:
-    listener, url = start_listener(
-        peers, receiver, url_for(scheme, tmp_path, "token=right"), "--count", "3", "--idle", "10"
-    )
-    wrong = Peer(sender, "send", with_token(url, "wrong"), "--count", "3")
+    query = "" if scheme == "mqtt" else "token=right"  # (mqtt: the listener logs in as USER)
+    listener, url = start_listener(peers, receiver, url_for(scheme, query), "--count", "3", "--idle", "10")
+    wrong = Peer(sender, "send", *with_secret(scheme, url, "wrong"), "--count", "3")
     peers.append(wrong)
     assert wrong.finish() == {"sent": 0, "digest": hashlib.sha256().hexdigest(), "error": "CONNECT_ERROR"}
-    right = Peer(sender, "send", with_token(url, "right"), "--count", "3")
+    right = Peer(sender, "send", *with_secret(scheme, url, PASSWORD), "--count", "3")
     peers.append(right)
     assert right.finish()["error"] is None
     got = listener.finish()
     assert got["count"] == 3 and got["in_order"] and got["errors"] == []
 
 
-@pytest.mark.parametrize("scheme", DUPLEX)
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        *DUPLEX,
+        # (not mqtt: each end goes one way, connect publishes and listen subscribes; calls
+        # through the broker are async_rpc_connect/async_rpc_listen's, not a channel's)
+    ],
+)
 @pytest.mark.parametrize(("client", "server"), DIRECTIONS + ASYNC_DIRECTIONS)
 def test_both_ways_on_one_connection(
-    scheme: str, client: str, server: str, tmp_path: Path, peers: list[Peer]
+    scheme: str, client: str, server: str, url_for: Callable[..., str], peers: list[Peer]
 ) -> None:
-    echo = Peer(server, "echo", url_for(scheme, tmp_path))
+    echo = Peer(server, "echo", url_for(scheme))
     peers.append(echo)
     url = echo.report(30)["listening"]
     caller = Peer(client, "call", url, "--count", "1000", "--size", "30")

@@ -1,10 +1,12 @@
 """The telemetry app across the two languages: the Node.js sensor (js/bin/sensor.mjs) into the
 Python listener over tcp and ws, and `bothways demo` storing readings from both, then stopping
-with no process left."""
+with no process left; `bothways demo --mqtt` does the same through a broker of the test's own
+(tests/broker.py)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import sqlite3
 import sys
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from ..broker import Broker
 from ..conftest import ROOT, UNIT, require_tool
 from ..tutorial import Program, marked_env, wait_none_marked
 
@@ -133,3 +136,66 @@ def test_the_demo_at_its_duration(tmp_path: Path) -> None:
     assert wait_none_marked(mark) == []
     stored = by_sensor(tmp_path / "bothways-data" / "readings.db")  # the default data folder
     assert {"py-stdio", "py-ws", "js-tcp", "js-file"} <= set(stored)
+
+
+def test_the_demo_through_a_broker_stores_readings_from_both_languages(tmp_path: Path) -> None:
+    node_sensor()
+    if not (ROOT / "js" / "node_modules" / "mqtt").is_dir():
+        pytest.fail("mqtt.js is not installed: npm ci in js/")
+    env, mark = marked_env()
+    data = tmp_path / "data"
+    with Broker(tmp_path / "broker") as broker:
+        argv = [*BOTHWAYS, "demo", "--port", "0", "--interval", "0.1", "--data", str(data)]
+        demo = Program([*argv, "--mqtt", broker.url("demo")], env=env, cwd=tmp_path)
+        try:
+            demo.wait_for(r"bothways demo: open (http://127\.0\.0\.1:\d+/)", 30)
+            topic = re.escape(broker.url("demo/readings"))
+            demo.wait_for(rf"^  js-mqtt:  Node\.js sensor -> {topic}/js-mqtt$")
+            demo.wait_for(rf"^  the listener subscribes to {topic}/#$")
+            sensors = {"py-stdio", "py-mqtt", "js-mqtt"}  # (the listener's child still on stdio)
+            wait_until(
+                lambda: all(len(by_sensor(data / "readings.db").get(s, [])) >= 5 for s in sensors),
+                20,
+                "all three",
+            )
+            pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", "\n".join(demo.stdout))]
+            demo.process.send_signal(signal.SIGINT)  # Ctrl-C
+            assert demo.wait(20) == 0
+        finally:
+            demo.stop()
+    assert demo.stdout[-1] == (
+        "bothways demo: stopped web (stopped), listen (stopped), py-mqtt (stopped), js-mqtt (stopped)"
+    ), demo.stdout[-10:]
+    assert pids and not any(Path(f"/proc/{pid}").exists() for pid in pids)  # the spawned sensor
+    assert wait_none_marked(mark) == []  # nothing left: no child, no grandchild
+    stored = by_sensor(data / "readings.db")
+    assert set(stored) == sensors
+    for name in sensors:
+        seqs = [row[1] for row in stored[name]]
+        assert len(seqs) >= 5 and seqs == list(range(seqs[0], seqs[0] + len(seqs))), name
+
+
+def test_the_demo_through_a_broker_keeps_node_off_it_without_mqtt_js(tmp_path: Path) -> None:
+    """The wheel's copy of js/ has no node_modules: its Node.js sensors stay on tcp and a file."""
+    node_sensor()
+    wheel_js = tmp_path / "js"  # as setup.py lays it out
+    shutil.copytree(ROOT / "js" / "src", wheel_js / "src")
+    (wheel_js / "bin").mkdir()
+    shutil.copy(JS_SENSOR, wheel_js / "bin" / "sensor.mjs")
+    (wheel_js / "package.json").write_text('{"type": "module"}\n')
+    env, mark = marked_env(BOTHWAYS_JS_SENSOR=str(wheel_js / "bin" / "sensor.mjs"))
+    with Broker(tmp_path / "broker") as broker:
+        argv = [*BOTHWAYS, "demo", "--port", "0", "--interval", "0.2", "--duration", "3"]
+        demo = Program([*argv, "--mqtt", broker.url("demo")], env=env, cwd=tmp_path)
+        try:
+            assert demo.wait(30) == 0, demo.stdout[-10:]
+        finally:
+            demo.stop()
+    assert any(line.startswith("  (the Node.js sensors stay on tcp and a file") for line in demo.stdout)
+    assert demo.stdout[-1] == (
+        "bothways demo: stopped web (stopped), listen (stopped), py-mqtt (stopped), js-tcp (stopped), "
+        "js-file (stopped)"
+    ), demo.stdout[-10:]
+    assert wait_none_marked(mark) == []
+    stored = by_sensor(tmp_path / "bothways-data" / "readings.db")
+    assert set(stored) == {"py-stdio", "py-mqtt", "js-tcp", "js-file"}

@@ -319,6 +319,8 @@ class Source:
             return f"{follow} {address.path} {where}"
         if address.scheme == "fifo":
             return f"reading the FIFO {address.path}"
+        if address.scheme.startswith("mqtt"):
+            return f"subscribed to {address.path} at {address.host}:{address.port}"
         return "reading stdin"
 
     def interrupt(self) -> None:

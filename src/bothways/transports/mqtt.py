@@ -165,6 +165,7 @@ def payload_value(payload: bytes, number: int, max_line: int) -> Any:
         raise DecodeError(exc.reason, line=number, column=exc.column, excerpt=exc.excerpt) from None
 
 
+_NO_CONN = 4  # paho's MQTT_ERR_NO_CONN: the broker is away (QoS 1, 2: kept, sent on reconnecting)
 CALL_TIMEOUT = 30.0
 """Seconds a call through the broker waits for its answer by default."""
 REPLIES = "bothways/replies/"
@@ -254,6 +255,7 @@ class _Client:
         self.messages: deque[Any] = deque()
         self.count = 0  # messages received (numbers the bad ones)
         self.unacked: set[int] = set()  # message ids published, not yet acknowledged
+        self.acked: set[int] = set()  # acknowledged before publish() could note them
         self.connected = False
         self.refused: str | None = None  # the broker's reason when it refused us (or our subscription)
         self.rejected: dict[int, str] = {}  # message id -> why the broker refused that message
@@ -364,7 +366,10 @@ class _Client:
         with self.cond:
             if reason.is_failure:
                 self.rejected[mid] = str(reason)
-            self.unacked.discard(mid)
+            if mid in self.unacked:
+                self.unacked.discard(mid)
+            elif self.plan.publish is not None:
+                self.acked.add(mid)  # before publish() noted it (QoS 0: on the write)
             self.cond.notify_all()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
@@ -399,9 +404,14 @@ class _Client:
                 self.cond.wait(min(deadline - time.monotonic(), 0.05))
         for payload in payloads:
             info = self.client.publish(self.plan.publish or "", payload, qos=self.plan.qos)
-            with self.cond:
-                if not info.is_published():
+            with self.cond:  # (the acknowledgement may have come already: then it is in acked)
+                if info.rc == _NO_CONN and self.plan.qos == 0:
+                    raise TransportClosed(f"{self.plan.url}: the broker is away (QoS 0: not sent)")
+                if info.rc not in (0, _NO_CONN):  # (QoS 1, 2 and no connection: paho keeps it)
+                    raise TransportError(f"{self.plan.url}: cannot publish: {info.rc}")
+                if info.mid not in self.acked:
                     self.unacked.add(info.mid)
+                self.acked.discard(info.mid)
                 mids.append(info.mid)
         with self.cond:
             while any(mid in self.unacked for mid in mids):
