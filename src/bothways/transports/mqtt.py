@@ -530,6 +530,22 @@ def _open(
     return client
 
 
+def _open_with(address: Address, side: str, options: dict[str, Any], **how: bool) -> _Client:
+    """``_open`` with the keywords of ``connect``/``listen`` taken out of ``options``."""
+    own = {k: options.pop(k) for k in ("max_line", "on_error", "username", "password", "tls") if k in options}
+    return _open(
+        address,
+        side,
+        max_line=own.get("max_line", MAX_LINE),
+        on_error=own.get("on_error"),
+        username=own.get("username"),
+        password=own.get("password"),
+        tls=own.get("tls"),
+        options=options,
+        **how,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Blocking
 
@@ -578,54 +594,15 @@ class MqttChannel(Listener):
         self._client.close()
 
 
-def connect(
-    address: Address,
-    *,
-    max_line: int = MAX_LINE,
-    on_error: ErrorHandler | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    tls: ssl.SSLContext | None = None,
-    **options: Any,
-) -> MqttChannel:
-    """The publishing end of an mqtt URL (see the module docstring for the options)."""
-    return MqttChannel(
-        _open(
-            address,
-            "connect",
-            max_line=max_line,
-            on_error=on_error,
-            username=username,
-            password=password,
-            tls=tls,
-            options=options,
-        )
-    )
+def connect(address: Address, **options: Any) -> MqttChannel:
+    """The publishing end of an mqtt URL: the URL's options, and as keywords ``max_line``,
+    ``on_error``, ``username``, ``password``, ``tls`` (see the module docstring)."""
+    return MqttChannel(_open_with(address, "connect", options))
 
 
-def listen(
-    address: Address,
-    *,
-    max_line: int = MAX_LINE,
-    on_error: ErrorHandler | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    tls: ssl.SSLContext | None = None,
-    **options: Any,
-) -> MqttChannel:
-    """The subscribing end of an mqtt URL (see the module docstring for the options)."""
-    return MqttChannel(
-        _open(
-            address,
-            "listen",
-            max_line=max_line,
-            on_error=on_error,
-            username=username,
-            password=password,
-            tls=tls,
-            options=options,
-        )
-    )
+def listen(address: Address, **options: Any) -> MqttChannel:
+    """The subscribing end of an mqtt URL (the same options as ``connect``)."""
+    return MqttChannel(_open_with(address, "listen", options))
 
 
 # --------------------------------------------------------------------------------------------
@@ -765,28 +742,13 @@ class AsyncRpcCaller(_AsyncRpcEnd):
 def _rpc_client(address: Address, side: str, options: dict[str, Any]) -> _Client:
     """A v5 client for one end of calls: a server subscribes to the service topic (shared when
     ``share`` is given), a caller to its reply topic."""
-    extra = {
-        k: options.pop(k) for k in ("max_line", "on_error", "username", "password", "tls") if k in options
-    }
     if options.get("protocol", "5") != "5":
         raise UrlError("calls through the broker need MQTT 5 (protocol=5)", url=address.url)
     if side == "connect":
         nonce = os.urandom(6).hex()
         options.setdefault("client_id", f"bothways-caller-{nonce}")
         options.setdefault("clean", True)
-    client = _open(
-        address,
-        side,
-        max_line=extra.get("max_line", MAX_LINE),
-        on_error=extra.get("on_error"),
-        username=extra.get("username"),
-        password=extra.get("password"),
-        tls=extra.get("tls"),
-        options=options,
-        subscribe_replies=side == "connect",
-        with_reply=True,
-    )
-    return client
+    return _open_with(address, side, options, subscribe_replies=side == "connect", with_reply=True)
 
 
 async def async_rpc_listen(address: Address | str, **options: Any) -> AsyncRpcServer:
