@@ -959,22 +959,28 @@ def test_reconnect_waits_for_a_server_that_starts_a_moment_later() -> None:
         connect(url + "?reconnect=1&timeout=0.5")  # nothing comes: gives up after ~0.5 s
     assert 0.3 <= time.monotonic() - started < 3 * UNIT
 
+    closed = threading.Event()  # the server stays until the client's close() (which it confirms)
+
     def start_later() -> None:
         time.sleep(0.3)
         with listen(url) as server:
             assert server.receive() == "hello"
+            closed.wait(5 * UNIT)
 
     later = in_thread(start_later)
     with connect(url + "?reconnect=1&timeout=5") as client:
         client.send("hello")
+    closed.set()
     later.join(5 * UNIT)
     assert not later.is_alive()
 
     async def main() -> None:
+        closed.clear()
         later = in_thread(start_later)
         client = await async_connect(url + "?reconnect=1&timeout=5")
         await client.send("hello")
         await client.close()
+        closed.set()
         await asyncio.to_thread(later.join, 5 * UNIT)
 
     asyncio.run(main())
