@@ -6,6 +6,11 @@ reader, in-process), all measured in one run, interleaved, best of N rounds.
 The "ours" rows send with `send_many`, 1,000 messages at a time: over ws that is one frame of
 1,000 NDJSON lines (the "ours, asyncio" rows from Python send one message per frame).
 
+The file reader also runs with `?state=` ("..., state=" rows), next to the same reader without
+it in the same round: the Node reader takes one message per `for await` step, the Python one a
+batch per `receive_many` ("ours") or one message per `await receive()` ("ours, asyncio"). Target:
+at least 0.5 of the stateless reader's rate.
+
     python bench/channels.py [--rounds 3] [--count 200000] [--schemes ws,tcp] [--record bench/RESULTS.md]
 
 A quick look at one channel: `python bench/channels.py --rounds 1 --count 50000 --schemes ws`.
@@ -32,6 +37,8 @@ NODE = ["node", str(HERE / "channels" / "peer.mjs")]
 SCHEMES = ("tcp", "ws", "fifo", "file")
 TARGETS = {"tcp": 0.60, "fifo": 0.60, "ws": 0.60}  # of the codec-bound rate, with send_many
 WS_TIMES_RAW = 5.0  # ws with send_many: also this many times the bare pair's rate
+STATE = ", state="  # the file reader with ?state=: its rows' way ends with this
+STATE_TARGET = 0.5  # of the same reader's rate without state=
 
 
 def peer(language: str) -> list[str]:
@@ -95,6 +102,18 @@ def rows(rounds: int, count: int, schemes: tuple[str, ...] = SCHEMES) -> list[di
                         url = url_for(scheme, folder, n)
                         rate = pair(peer(writer), peer(reader), modes, url, count)
                         keep((scheme, direction, "ours, asyncio"), rate)
+                    if scheme == "file":  # the reader with ?state=, beside the same one without
+                        runs = [("ours" + STATE, ("send", "recv"), True)]
+                        if reader == "py":  # one message per request, as the Node reader takes them
+                            runs.append(("ours, asyncio", ("send", "arecv"), False))
+                            runs.append(("ours, asyncio" + STATE, ("send", "arecv"), True))
+                        for way, modes, state in runs:
+                            n += 1
+                            url = url_for(scheme, folder, n)
+                            url += f"&state={folder / f'state{n}'}" if state else ""
+                            keep(
+                                (scheme, direction, way), pair(peer(writer), peer(reader), modes, url, count)
+                            )
     out = []
     for (scheme, direction, way), rate in best.items():
         if scheme == "codec":
@@ -111,6 +130,10 @@ def rows(rounds: int, count: int, schemes: tuple[str, ...] = SCHEMES) -> list[di
             target = f">= {TARGETS[scheme]:.2f} of codec-bound" + (" (met)" if met else " (MISSED)")
         elif way.startswith("ours") and scheme == "ws":
             target = ">= 1.00 of the bare pair" + (" (met)" if rate >= raw else " (MISSED)")
+        elif way.endswith(STATE):
+            without = best[(scheme, direction, way[: -len(STATE)])]
+            target = f"{rate / without:.2f} of the reader without state= (target >= {STATE_TARGET:.2f}"
+            target += ", met)" if rate / without >= STATE_TARGET else ", MISSED)"
         out.append(
             {
                 "scheme": scheme,
@@ -176,7 +199,9 @@ def main() -> int:
             f"{args.count:,} small readings (56 B) per run, best of {args.rounds} interleaved rounds, "
             "timed at the receiver from its first message. ours: `connect(url).send_many` (1,000 at "
             "a time; over ws one frame of 1,000 lines) into `listen(url)`; ours, asyncio: one "
-            "`await send()` per message (Python) or `sendMany` (Node). raw: the "
+            "`await send()` per message (Python) or `sendMany` (Node); for file, the Python "
+            'reader\'s asyncio rows take one message per `await receive()`, and the ", state=" '
+            "rows read with `?state=` (its position saved at most every 200 ms). raw: the "
             "same bytes without the library (ws: a bare `websockets` <-> `ws` pair doing JSON per "
             "frame, compression off as in ours). The asyncio rows take one message per `await` on "
             f"the Python side; the targets are for `send_many`.\n\n{result}",

@@ -435,7 +435,7 @@ test("state resumes after the last message taken", async () => {
   assert.deepEqual([await reader.receive(), await reader.receive(), await reader.receive()], [0, 1, 2]);
   await reader.close();
   assert.ok(!existsSync(`${state}.tmp`));
-  reader = await listen(url, { state, follow: false });
+  reader = await listen(url, { state, follow: false, saveEvery: 0 }); // 0: at every request
   for await (const message of reader) {
     if (message === 6) break;
   }
@@ -447,6 +447,104 @@ test("state resumes after the last message taken", async () => {
   assert.deepEqual(await all(reader), [6, 7, 8, 9]);
   await reader.close();
 });
+
+const WINDOW = 50; // saveEvery in the resume tests: short, so that a few saves happen
+
+/** The position in a state file, or null when there is none yet. */
+const saved = (state) => (existsSync(state) ? JSON.parse(readFileSync(state, "utf8")) : null);
+
+test("close saves the exact position", async () => {
+  const state = join(dir, "state");
+  writeFileSync(path, lines(...Array.from({ length: 10 }, (_, i) => i)));
+  let reader = await listen(url, { state, follow: false, saveEvery: 3_600_000 });
+  assert.deepEqual([await reader.receive(), await reader.receive(), await reader.receive()], [0, 1, 2]);
+  assert.equal(saved(state), null); // not due yet, and never caught up
+  const atClose = reader.position;
+  await reader.close();
+  assert.deepEqual(saved(state), atClose); // the last message handed out is taken as done on close
+  reader = await listen(url, { state, follow: false, saveEvery: 3_600_000 });
+  assert.deepEqual(await reader.receiveMany(), [3, 4, 5, 6, 7, 8, 9]);
+  await reader.close();
+  assert.deepEqual(await drain({ state }), [[], saved(state)]);
+});
+
+test("state saves are few", async () => {
+  const state = join(dir, "state");
+  writeFileSync(path, lines(...Array.from({ length: 10_000 }, (_, i) => i)));
+  // Each save writes another position: count the changes seen after each message.
+  let changes = 0;
+  let last = null;
+  const look = () => {
+    const text = existsSync(state) ? readFileSync(state, "utf8") : null;
+    changes += text !== last ? 1 : 0;
+    last = text;
+  };
+  const started = performance.now();
+  let reader = await listen(url, { state, follow: false }); // saveEvery: 200 ms
+  let n = 0;
+  for await (const message of reader) {
+    assert.equal(message, n++);
+    look();
+  }
+  await reader.close();
+  look();
+  const elapsed = performance.now() - started;
+  assert.equal(n, 10_000);
+  assert.ok(changes <= elapsed / 200 + 2, `${changes} saves in ${elapsed} ms`); // the interval's, the end's
+  assert.deepEqual(saved(state), reader.position);
+  unlinkSync(state);
+  last = null;
+  changes = 0;
+  reader = await listen(url, { state, follow: false, saveEvery: 0 }); // the count sees them all
+  for (let i = 0; i < 1_000; i++) {
+    assert.equal(await reader.receive(), i);
+    look();
+  }
+  await reader.close();
+  look();
+  assert.equal(changes, 1_000); // 999 when asked for more, then the last one on close
+});
+
+/**
+ * Nothing lost, and what comes again was handed out in the WINDOW before the last request
+ * (`asked`), or is the message in hand (`last`).
+ */
+function checkWindow(rest, handed, asked, last, total) {
+  const first = rest[0];
+  const expected = Array.from({ length: total - first }, (_, i) => first + i);
+  assert.deepEqual(rest, expected); // in order, nothing lost
+  assert.ok(first > 0 && first <= last, `resumed at ${first}`); // saved, and never the one in hand
+  for (let i = first; i < last; i++) {
+    const before = asked - handed[i];
+    assert.ok(before <= WINDOW, `${i} was handed out ${before} ms before the last request`);
+  }
+}
+
+for (const how of ["receive", "iteration"]) {
+  test(`a reader abandoned mid-file resumes within the window (${how})`, async () => {
+    const state = join(dir, "state");
+    writeFileSync(path, lines(...Array.from({ length: 400 }, (_, i) => i)));
+    const reader = await listen(url, { state, follow: false, saveEvery: WINDOW });
+    const handed = [];
+    const iterator = reader[Symbol.asyncIterator]();
+    const get = how === "receive" ? () => reader.receive() : async () => (await iterator.next()).value;
+    let asked;
+    for (;;) {
+      asked = performance.now();
+      const message = await get();
+      handed[message] = performance.now();
+      if (message === 299) break;
+      await sleep(2); // work: the stream takes several windows
+    }
+    // A crash now leaves the state file as it is (close() would save 299).
+    const atCrash = existsSync(state) ? readFileSync(state) : null;
+    await reader.close();
+    assert.ok(atCrash !== null);
+    writeFileSync(state, atCrash);
+    const [rest] = await drain({ state });
+    checkWindow(rest, handed, asked, 299, 400);
+  });
+}
 
 test("a state file must hold a position", async () => {
   const state = join(dir, "state");

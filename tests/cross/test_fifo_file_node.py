@@ -3,6 +3,8 @@
 The Node end is tests/fixtures/fifo_file_node.mjs (its Python twin, fifo_file_python.py, plays
 a killed Python writer). The restart tests SIGKILL and restart a reader (Python, then Node) 50
 times at seeded random moments while a writer appends and rotates: nothing lost, nothing twice.
+A reader with ``state=`` (Python, then Node) SIGKILLed mid-file resumes from its state file
+with nothing lost and what comes again within the documented window.
 """
 
 from __future__ import annotations
@@ -273,6 +275,72 @@ def test_a_position_from_python_resumes_a_node_reader(tmp_path: Path, processes:
     assert 5 <= first <= 10  # after the last message Python took (at most it once more)
     with listen(url, position=lines[-2]["p"], follow=False) as reader:
         assert list(reader) == []  # Node's position is Python's too
+
+
+# A reader with state= that saves at most every WINDOW seconds, printing one line per message:
+# the time it asked for it and the time it had it (its own clock), for the test to check.
+WINDOW = 0.05
+STATE_READER_PY = """
+import sys, time
+from bothways import encode
+from bothways.channels import listen
+with listen(sys.argv[1], state=sys.argv[2], save_every=float(sys.argv[3]), poll=0.01) as reader:
+    while True:
+        asked = time.monotonic()
+        message = reader.receive()
+        sys.stdout.buffer.write(encode({"m": message, "asked": asked, "handed": time.monotonic()}))
+        sys.stdout.buffer.flush()
+        time.sleep(0.002)
+"""
+STATE_READER_NODE = """
+import { setTimeout as sleep } from "node:timers/promises";
+import { listen } from "CHANNELS_JS";
+const [url, state, every] = process.argv.slice(1);
+const reader = await listen(url, { state, saveEvery: Number(every) * 1000, poll: 10 });
+for (;;) {
+  const asked = performance.now() / 1000;
+  const m = await reader.receive();
+  process.stdout.write(JSON.stringify({ m, asked, handed: performance.now() / 1000 }) + "\\n");
+  await sleep(2);
+}
+""".replace("CHANNELS_JS", (ROOT / "js" / "src" / "channels.js").as_uri())
+
+
+@pytest.mark.parametrize("language", ["python", "node"])
+def test_a_reader_killed_mid_file_resumes_from_its_state_within_the_window(
+    tmp_path: Path, processes: list[Process], language: str
+) -> None:
+    url = f"file:{tmp_path}/log"
+    state = tmp_path / "state"
+    with connect(url) as writer:
+        writer.send_many({"seq": i} for i in range(2000))
+    if language == "python":
+        argv = [sys.executable, "-c", STATE_READER_PY]
+    else:
+        argv = [require_tool("node"), "--input-type=module", "-e", STATE_READER_NODE]
+    process = Process([*argv, url, str(state), str(WINDOW)])
+    processes.append(process)
+    assert process.proc.stdout is not None
+    records = []
+    while len(records) < 300:  # some 0.6 s of reading: several windows
+        line = process.proc.stdout.readline()
+        assert line, process.proc.communicate()[1].decode(errors="replace")
+        records.append(decode(line))
+    process.proc.send_signal(signal.SIGKILL)
+    out, _ = process.proc.communicate(timeout=10 * UNIT)
+    records += [decode(line) for line in out.split(b"\n")[:-1]]  # the last piece: "" or cut
+    with listen(url, state=state, follow=False) as reader:  # Node's state is Python's too
+        rest = [m["seq"] for m in reader]
+    last = records[-1]["m"]["seq"]
+    handed = {r["m"]["seq"]: r["handed"] for r in records}
+    first = rest[0]
+    assert rest == list(range(first, 2000))  # in order, nothing lost
+    # Something was saved, and nothing after the last message printed (the next one may have
+    # been handed out and not printed, which makes the last one taken).
+    assert 0 < first <= last + 1
+    # What comes again was handed out in the WINDOW before the last request, or is in hand.
+    asked = records[-1]["asked"]
+    assert all(handed[i] >= asked - WINDOW for i in range(first, last))
 
 
 # ----------------------------------------------------------------------------------------------

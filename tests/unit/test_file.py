@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from bothways import DecodeError, TransportClosed, TransportError, encode
+from bothways import DecodeError, TransportClosed, TransportError, decode, encode
 from bothways.channels import async_connect, async_listen, connect, listen
+from bothways.transports import file as file_module
 from bothways.transports.base import raise_error
 from bothways.transports.file import (
     HEAD,
@@ -52,6 +53,9 @@ def path(tmp_path: Path) -> Path:
 @pytest.fixture
 def url(path: Path) -> str:
     return f"file:{path}"
+
+
+WINDOW = 0.05  # save_every in the resume tests: short, so that a few saves happen
 
 
 def lines(*values: Any) -> bytes:
@@ -440,7 +444,7 @@ def test_state_resumes_after_the_last_message_taken(url: str, path: Path, tmp_pa
     with listen(url, state=state, follow=False) as reader:
         assert [reader.receive() for _ in range(3)] == [0, 1, 2]
     assert not (tmp_path / "state.tmp").exists()
-    crashing = listen(url, state=state, follow=False)
+    crashing = listen(url, state=state, follow=False, save_every=0)  # 0: at every request
     for message in crashing:
         if message == 6:
             break
@@ -448,6 +452,80 @@ def test_state_resumes_after_the_last_message_taken(url: str, path: Path, tmp_pa
     crashing._core.follower.close()  # type: ignore[attr-defined]
     with listen(f"{url}?state={state}", follow=False) as reader:
         assert drain(reader) == [6, 7, 8, 9]  # at most the last message comes again
+
+
+def saved(state: Path) -> Any:
+    """The position in a state file, or None when there is none yet."""
+    return decode(state.read_bytes()) if state.exists() else None
+
+
+def test_close_saves_the_exact_position(url: str, path: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    path.write_bytes(lines(*range(10)))
+    with listen(url, state=state, follow=False, save_every=3600) as reader:
+        assert [reader.receive() for _ in range(3)] == [0, 1, 2]
+        assert saved(state) is None  # not due yet, and never caught up
+        at_close = reader.position
+    assert saved(state) == at_close  # the last message handed out is taken as done on close
+    with listen(url, state=state, follow=False, save_every=3600) as reader:
+        assert reader.receive_many() == list(range(3, 10))
+    with listen(url, state=state, follow=False) as reader:
+        assert drain(reader) == []
+
+
+def test_state_saves_are_few(url: str, path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saves: list[Any] = []
+    save = file_module._save_state
+
+    def spy(state: str, position: Any, url: str) -> None:
+        saves.append(position)
+        save(state, position, url)
+
+    monkeypatch.setattr(file_module, "_save_state", spy)
+    path.write_bytes(lines(*range(10_000)))
+    state = tmp_path / "state"
+    started = time.monotonic()
+    with listen(url, state=state, follow=False) as reader:  # save_every: 0.2 s
+        assert sum(1 for _ in reader) == 10_000
+    elapsed = time.monotonic() - started
+    assert len(saves) <= elapsed / 0.2 + 2  # the interval's, the end's; close has nothing new
+    assert saves[-1] == saved(state) == reader.position
+    saves.clear()
+    state.unlink()
+    with listen(url, state=state, follow=False, save_every=0) as reader:  # the spy sees them all
+        assert [reader.receive() for _ in range(1_000)] == list(range(1_000))
+    assert len(saves) == 1_000  # 999 when asked for more, then the last one on close
+
+
+@pytest.mark.parametrize("how", ["receive", "iteration"])
+def test_a_reader_abandoned_mid_file_resumes_within_the_window(
+    url: str, path: Path, tmp_path: Path, how: str
+) -> None:
+    state = tmp_path / "state"
+    path.write_bytes(lines(*range(400)))
+    reader = listen(url, state=state, follow=False, save_every=WINDOW)
+    handed: dict[int, float] = {}
+    get = reader.receive if how == "receive" else iter(reader).__next__
+    while True:
+        asked = time.monotonic()
+        message = get()
+        handed[message] = time.monotonic()
+        if message == 299:
+            break
+        time.sleep(0.002)  # work: the stream takes several windows
+    reader._core.follower.close()  # type: ignore[attr-defined]  # a crash: no close(), no save
+    with listen(url, state=state, follow=False) as again:
+        rest = drain(again)
+    check_window(rest, handed, asked, last=299, total=400)
+
+
+def check_window(rest: list[int], handed: dict[int, float], asked: float, *, last: int, total: int) -> None:
+    """Nothing lost, and what comes again was handed out in the WINDOW before the last request
+    (``asked``), or is the message in hand (``last``)."""
+    first = rest[0]
+    assert rest == list(range(first, total))  # in order, nothing lost
+    assert 0 < first <= last  # something was saved, and never the message in hand
+    assert all(handed[i] >= asked - WINDOW for i in range(first, last))
 
 
 def test_state_file_must_hold_a_position(url: str, tmp_path: Path) -> None:
@@ -570,3 +648,46 @@ def test_async_close_wakes_a_waiting_receive(url: str) -> None:
             await reader.send(1)
 
     run(main())
+
+
+def test_async_close_saves_the_exact_position(url: str, path: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    path.write_bytes(lines(*range(10)))
+
+    async def main() -> None:
+        async with await async_listen(url, state=state, follow=False, save_every=3600) as reader:
+            assert [await reader.receive() for _ in range(3)] == [0, 1, 2]
+            assert saved(state) is None
+            at_close = reader.position
+        assert saved(state) == at_close
+        async with await async_listen(url, state=state, follow=False) as reader:
+            assert [m async for m in reader] == list(range(3, 10))
+
+    run(main())
+
+
+@pytest.mark.parametrize("how", ["receive", "iteration"])
+def test_async_reader_abandoned_mid_file_resumes_within_the_window(
+    url: str, path: Path, tmp_path: Path, how: str
+) -> None:
+    state = tmp_path / "state"
+    path.write_bytes(lines(*range(400)))
+
+    async def main() -> tuple[dict[int, float], float]:
+        reader = await async_listen(url, state=state, follow=False, save_every=WINDOW)
+        handed: dict[int, float] = {}
+        get = reader.receive if how == "receive" else reader.__aiter__().__anext__
+        while True:
+            asked = time.monotonic()
+            message = await get()
+            handed[message] = time.monotonic()
+            if message == 299:
+                break
+            await asyncio.sleep(0.002)
+        reader._core.follower.close()  # type: ignore[attr-defined]  # a crash: no close(), no save
+        return handed, asked
+
+    handed, asked = run(main())
+    with listen(url, state=state, follow=False) as again:
+        rest = drain(again)
+    check_window(rest, handed, asked, last=299, total=400)

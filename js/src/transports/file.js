@@ -22,9 +22,15 @@
  *   BigInt), `head` the FNV-1a 32 checksum of the file's first min(64, N) bytes (ext4 reuses
  *   inode numbers at once), `offset` the end of the last message handed out.
  * - Resuming: `position` (exactly once, when the caller stores it with its own data in one
- *   atomic step) or `state: PATH` (saved atomically, temporary file then rename, when the next
- *   message is asked for and on `close()`: at least once, at most the last message again after a
- *   crash). No default state file. Writers create files with mode 0600 (`mode` to change it).
+ *   atomic step) or `state: PATH`: the reader saves its position there atomically (a temporary
+ *   file, then rename), and only for what the caller has taken, i.e. what it was handed before
+ *   it came back for more. It saves when the caller asks for more and the last save is at least
+ *   `saveEvery` old (default 200 ms; 0: at every request), when it has caught up (nothing left
+ *   to hand out), and on `close()`, which takes the last message handed out as done and saves
+ *   exactly its end. At least once: after a crash, what comes again is at most the messages
+ *   handed out in the `saveEvery` before the last request for more, plus the batch in hand (one
+ *   message from `receive` or iteration, all of them from `receiveMany`). No default state
+ *   file. Writers create files with mode 0600 (`mode` to change it).
  *
  * @module bothways/file
  */
@@ -41,6 +47,8 @@ import { checkOptions, pause, reason } from "./fifo.js";
 export const HEAD = 64;
 /** Milliseconds between polls of an idle file (`poll`). */
 export const POLL = 50;
+/** Milliseconds: a reader with `state` saves at most this often while busy (`saveEvery`). */
+export const SAVE_EVERY = 200;
 
 const CHUNK = 1024 * 1024; // bytes per read
 const KEEP = 5; // rotated files kept by a writer with maxBytes
@@ -54,7 +62,7 @@ export const WAIT = "wait";
 export const TRUNCATED = "truncated";
 export const LOCATE = "locate";
 
-const LISTEN_OPTIONS = ["maxLine", "onError", "signal", "state", "poll", "position", "follow"];
+const LISTEN_OPTIONS = ["maxLine", "onError", "signal", "state", "poll", "position", "follow", "saveEvery"];
 const CONNECT_OPTIONS = ["maxLine", "onError", "signal", "state", "poll", "maxBytes", "keep", "mode"];
 
 /**
@@ -71,6 +79,8 @@ const CONNECT_OPTIONS = ["maxLine", "onError", "signal", "state", "poll", "maxBy
  * @property {number} [poll] milliseconds between looks at an idle file (default 50).
  * @property {Position} [position] where to resume (a value of `reader.position`); wins over state.
  * @property {boolean} [follow] keep waiting for more at the end (default true); false: end there.
+ * @property {number} [saveEvery] with `state`, the least milliseconds between two saves while
+ *   messages are handed out (default 200; 0: at every request); see the module comment.
  * @property {AbortSignal} [signal] aborting it closes the reader.
  */
 
@@ -569,6 +579,8 @@ export class FileReader extends Listener {
   #state;
   /** @type {string} JSON of the position saved last */
   #saved;
+  #saveEvery;
+  #savedAt = performance.now();
   /** @type {import("node:fs/promises").FileHandle | null} */
   #handle = null;
   #buffer = Buffer.allocUnsafe(0);
@@ -587,9 +599,10 @@ export class FileReader extends Listener {
    * Made by `listen()`.
    * @param {import("../urls.js").Address} address
    * @param {Tail} tail
-   * @param {{poll: number, follow: boolean, state: string | null, signal?: AbortSignal}} options
+   * @param {{poll: number, follow: boolean, state: string | null, saveEvery: number,
+   *   signal?: AbortSignal}} options
    */
-  constructor(address, tail, { poll, follow, state, signal }) {
+  constructor(address, tail, { poll, follow, state, saveEvery, signal }) {
     super();
     this.url = address.url;
     this.#path = address.path;
@@ -597,6 +610,7 @@ export class FileReader extends Listener {
     this.#poll = poll;
     this.#follow = follow;
     this.#state = state;
+    this.#saveEvery = saveEvery;
     this.#saved = JSON.stringify(tail.position);
     if (signal) {
       this.#signal = signal;
@@ -638,14 +652,14 @@ export class FileReader extends Listener {
   }
 
   /**
-   * The next message (waiting for it); saves the previous one's position first (`state`).
+   * The next message (waiting for it); the previous one is taken as done (`state`).
    * @returns {Promise<any>}
    * @throws {TransportClosed} closed, or (follow: false) the end of the file.
    * @throws {TransportError} a file system failure.
    */
   receive() {
     return this.#serial(async () => {
-      await this.#save();
+      await this.#taken();
       await this.#fill();
       return this.#tail.pop();
     });
@@ -657,7 +671,7 @@ export class FileReader extends Listener {
    */
   receiveMany() {
     return this.#serial(async () => {
-      await this.#save();
+      await this.#taken();
       await this.#fill();
       return this.#tail.popAll();
     });
@@ -694,6 +708,19 @@ export class FileReader extends Listener {
     return run;
   }
 
+  /** Whether the caller's asking for more must save the position now (the last save is old). */
+  #due() {
+    return this.#state !== null && performance.now() - this.#savedAt >= this.#saveEvery;
+  }
+
+  /** The caller asks for more: what it was handed is done; saved when the last save is old. */
+  async #taken() {
+    if (this.#due()) {
+      await this.#save();
+    }
+  }
+
+  /** Saves the position (`state`) when it moved since the last save. */
   async #save() {
     if (this.#state !== null) {
       const position = this.#tail.position;
@@ -702,6 +729,7 @@ export class FileReader extends Listener {
         await saveState(this.#state, position, this.url);
         this.#saved = text;
       }
+      this.#savedAt = performance.now();
     }
   }
 
@@ -714,6 +742,7 @@ export class FileReader extends Listener {
       if (await this.#advance()) {
         return;
       }
+      await this.#save(); // nothing to hand out: the caller waits, so all it was handed is done
       if (this.#ended) {
         throw new TransportClosed(`${this.url}: end of file`);
       }
@@ -873,8 +902,8 @@ export class FileReader extends Listener {
   }
 
   /**
-   * Yields the messages (read in batches); `position` follows each one, and with `state` each
-   * position is saved once the next message is asked for.
+   * Yields the messages (read in batches); `position` follows each one, and with `state` a
+   * message is taken as done when the next one is asked for (saved as the module comment says).
    * @returns {AsyncIterableIterator<any>}
    */
   [Symbol.asyncIterator]() {
@@ -882,8 +911,8 @@ export class FileReader extends Listener {
     const tail = this.#tail;
     return {
       async next() {
-        if (tail.ready() && reader.#state === null && !reader.#closed) {
-          return { value: tail.pop(), done: false }; // the fast path: no promise chain
+        if (tail.ready() && !reader.#closed && !reader.#due()) {
+          return { value: tail.pop(), done: false }; // the fast path: no promise chain, no save
         }
         try {
           return { value: await reader.receive(), done: false };
@@ -1093,22 +1122,26 @@ export class FileWriter extends Channel {
  * @param {import("../urls.js").Address} address a parsed `file:/path`.
  * @param {FileListenOptions} [options]
  * @returns {Promise<FileReader>}
- * @throws {RangeError} a bad `position` or `poll`.
+ * @throws {RangeError} a bad `position`, `poll` or `saveEvery`.
  * @throws {TransportError} the state file cannot be read.
  * @throws {TypeError} an unknown option.
  */
 export async function listen(address, options = {}) {
   checkOptions(options, LISTEN_OPTIONS, `${address.url}: listen`);
   const { maxLine = MAX_LINE, onError, state = null, poll = POLL, follow = true, signal } = options;
+  const { saveEvery = SAVE_EVERY } = options;
   let { position = null } = options;
   if (!(poll > 0)) {
     throw new RangeError(`poll must be > 0 milliseconds, got ${poll}`);
+  }
+  if (!(saveEvery >= 0)) {
+    throw new RangeError(`saveEvery must be >= 0 milliseconds, got ${saveEvery}`);
   }
   if (position === null && state !== null) {
     position = await loadState(state, address.url);
   }
   const tail = new Tail(address.path, { maxLine, onError, position });
-  const reader = new FileReader(address, tail, { poll, follow, state, signal });
+  const reader = new FileReader(address, tail, { poll, follow, state, saveEvery, signal });
   if (signal?.aborted) {
     await reader.close();
   }
