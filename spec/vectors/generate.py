@@ -1,4 +1,4 @@
-"""Writes the vector files (values, streams, rpc, readings) in this folder from the hand-written cases below.
+"""Writes the vector files (values, streams, rpc, readings, objects) in this folder from the cases below.
 
 Every expectation here is written by hand from spec/PROTOCOL.md, never computed by either
 implementation: this file only spares us typing long strings and escaping JSON inside JSON.
@@ -752,6 +752,134 @@ def rpc() -> list[dict[str, Any]]:
     return c
 
 
+def objects() -> list[dict[str, Any]]:
+    """Trees of spec/PROTOCOL.md section 10 and what they stand for. A value here is JSON with
+    two tags: {"$bytes": "hex"} is bytes, {"$array": {"dtype", "shape", "items"}} a typed array
+    (items flat, in C order). "both": the tree is also what the value is sent as."""
+    c: list[dict[str, Any]] = []
+
+    def case(name: str, tree: Any, value: Any = None, *, error: str | None = None, both: bool = True) -> None:
+        entry: dict[str, Any] = {"name": name, "tree": tree}
+        if error is None:
+            entry["value"] = value
+            entry["both"] = both
+        else:
+            entry["error"] = error
+        c.append(entry)
+
+    def packed(marker: Any, **members: Any) -> dict[str, Any]:
+        return {"$bothways": marker, **members}
+
+    def array(dtype: str, shape: list[int], items: list[Any], data: bytes) -> None:
+        case(
+            f"array {dtype} {shape}",
+            [packed("array", dtype=dtype, shape=shape, base64=b64(data))],
+            [{"$array": {"dtype": dtype, "shape": shape, "items": items}}],
+        )
+
+    case("plain values stay", [1, "a", None, {"k": [True]}], [1, "a", None, {"k": [True]}])
+    case("bytes", [packed("bytes", base64="AAEC/w==")], [{"$bytes": "000102ff"}])
+    case("empty bytes", {"b": packed("bytes", base64="")}, {"b": {"$bytes": ""}})
+    array("float64", [3], [1.5, -2, 0], bytes.fromhex("000000000000f83f00000000000000c00000000000000000"))
+    array(
+        "float64",
+        [2, 2],
+        [1, 2, 3, 4],
+        bytes.fromhex("000000000000f03f000000000000004000000000000008400000000000001040"),
+    )
+    array("float32", [2], [1, -0.5], bytes.fromhex("0000803f000000bf"))
+    array("int8", [3], [-1, 0, 127], bytes.fromhex("ff007f"))
+    array("uint8", [2, 1], [0, 255], bytes.fromhex("00ff"))
+    array("int16", [2], [-2, 258], bytes.fromhex("feff0201"))
+    array("uint16", [1], [65535], bytes.fromhex("ffff"))
+    array("int32", [2], [-1, 16909060], bytes.fromhex("ffffffff04030201"))
+    array("uint32", [1], [4294967295], bytes.fromhex("ffffffff"))
+    array("int64", [2], [-1, 72623859790382856], bytes.fromhex("ffffffffffffffff0807060504030201"))
+    array("uint64", [1], [1], bytes.fromhex("0100000000000000"))
+    array("bool", [3], [True, False, True], bytes.fromhex("010001"))
+    array("float64", [0], [], b"")
+    case(
+        "an object with a $bothways member of its own",
+        [packed("object", value={"$bothways": "ref", "n": [packed("bytes", base64="AQ==")]})],
+        [{"$bothways": "ref", "n": [{"$bytes": "01"}]}],
+    )
+    case(
+        "markers deep inside",
+        {"a": [{"b": packed("bytes", base64="/w==")}]},
+        {"a": [{"b": {"$bytes": "ff"}}]},
+    )
+    case("padding is required", [packed("bytes", base64="AAE")], error="$[0].base64: invalid base64")
+    case("not base64", [packed("bytes", base64="!!!!")], error="$[0].base64: invalid base64")
+    case(
+        "base64 must be a string",
+        {"x": packed("bytes", base64=5)},
+        error="$.x.base64: expected a base64 string",
+    )
+    case(
+        "unknown kind",
+        {"a b": [packed("gizmo")]},
+        error='$["a b"][0].$bothways: unknown marker kind "gizmo"',
+    )
+    case("a kind that is not a string", [packed(7)], error="$[0].$bothways: unknown marker kind 7")
+    case(
+        "a tree inside a tree", [packed("tree", value=1)], error='$[0].$bothways: unknown marker kind "tree"'
+    )
+    case(
+        "unknown dtype",
+        [packed("array", dtype="complex128", shape=[1], base64="")],
+        error='$[0].dtype: unknown dtype "complex128" (expected one of bool, int8, uint8, int16, uint16, '
+        "int32, uint32, int64, uint64, float32, float64)",
+    )
+    case(
+        "a shape that is not a list",
+        [packed("array", dtype="uint8", shape=2, base64="AAA=")],
+        error="$[0].shape: expected a list of non-negative integers",
+    )
+    case(
+        "a negative dimension",
+        [packed("array", dtype="uint8", shape=[-1], base64="")],
+        error="$[0].shape: expected a list of non-negative integers",
+    )
+    case(
+        "bytes that do not fill the shape",
+        [packed("array", dtype="float64", shape=[2, 3], base64=b64(bytes(40)))],
+        error="$[0].base64: 40 bytes do not fill shape [2,3] of float64 (48 bytes)",
+    )
+    case("an escape without an object", [packed("object", value=[1])], error="$[0].value: expected an object")
+    case(
+        "a ref without an id",
+        [packed("ref", kind="object", type="T")],
+        error="$[0].id: expected a positive integer",
+    )
+    case(
+        "a ref id of 0",
+        [packed("ref", id=0, kind="object", type="T")],
+        error="$[0].id: expected a positive integer",
+    )
+    case(
+        "a ref of an unknown kind",
+        [packed("ref", id=1, kind="widget", type="T")],
+        error="$[0].kind: expected one of function, class, object, iterator",
+    )
+    case("a ref without a type", [packed("ref", id=1, kind="object")], error="$[0].type: expected a string")
+    case(
+        "a ref whose class is not a number",
+        [packed("ref", id=1, kind="object", type="T", **{"class": "C"})],
+        error="$[0].class: expected an integer",
+    )
+    case(
+        "methods that are not names",
+        [packed("ref", id=1, kind="object", type="T", methods=[1], **{"class": 1})],
+        error="$[0].methods: expected a list of names",
+    )
+    case(
+        "a handle given back that is not held",
+        [packed("yours", id=99)],
+        error="handle 99 is not held here (released, or never lent)",
+    )
+    return c
+
+
 def write(name: str, description: str, cases: list[dict[str, Any]]) -> None:
     doc = {"description": description, "cases": cases}
     # ASCII with \u escapes: lone surrogates survive, and every JSON reader loads the file
@@ -786,6 +914,14 @@ def main() -> None:
         "received at now, with seqs given so far, becomes reading (seqs then seqs_after, when "
         "given), or is invalid with that reason.",
         readings(),
+    )
+    write(
+        "objects.json",
+        "Trees of spec/PROTOCOL.md section 10 (format: tests/unit/test_objects.py): tree becomes "
+        'value, or fails with error (a HandleError\'s message). Tagged values: {"$bytes": "hex"} is '
+        'bytes, {"$array": {"dtype", "shape", "items"}} a typed array (items flat, C order). When '
+        "both is true, value is also sent as tree.",
+        objects(),
     )
 
 

@@ -13,7 +13,8 @@
     │  ├─ TransportClosed
     │  └─ ChildExited                   .returncode, .signal, .stderr_tail
     ├─ RemoteError                      .reason, .rpc_code, .remote_type, .remote_traceback, .data
-    └─ CallTimeout(TimeoutError)
+    ├─ CallTimeout(TimeoutError)
+    └─ HandleError                     a remote object handle that cannot be used, a bad marker
 
 Rules:
 - ``EncodeError`` is *our* mistake (a value that cannot cross); ``DecodeError`` is the *peer's*
@@ -34,6 +35,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FrameTooLarge",
+    "HandleError",
     "RemoteError",
     "TransportClosed",
     "TransportError",
@@ -237,3 +239,10 @@ class CallTimeout(BothwaysError, TimeoutError):
     """A call got no answer in time."""
 
     code = "CALL_TIMEOUT"
+
+
+class HandleError(BothwaysError):
+    """A remote object handle cannot be used (released, or never lent), or a marker that should
+    stand for an object, bytes or an array is malformed (the message names its path)."""
+
+    code = "HANDLE_ERROR"

@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
 from ._version import __version__
+from .objects import CALL_MAX_LINE
 from .peer import Peer, answer_calls
 from .rpc import HELLO_METHOD, hello, hello_refusal
 from .transports.base import AsyncChannel
@@ -63,13 +64,10 @@ THREADS = 0  # default --threads: sync functions run on the event loop
 
 
 def exported_functions(module: Any) -> dict[str, Any]:
-    """The module's public callables (its ``__all__`` when it has one)."""
+    """The module's public callables (its ``__all__`` when it has one), classes included: calling
+    a class makes an instance, which the caller gets as a remote object (spec/PROTOCOL.md 10)."""
     names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
-    return {
-        n: getattr(module, n)
-        for n in names
-        if callable(getattr(module, n, None)) and not inspect.isclass(getattr(module, n))
-    }
+    return {n: getattr(module, n) for n in names if callable(getattr(module, n, None))}
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
@@ -250,9 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     # bring hundreds of thousands of objects: milliseconds per pass).
     gc.freeze()
     if threads == 0 and not any(_is_async(f) for f in functions.values()):
-        answer_calls(StdioChannel(stdin_fd=fd_in, stdout_fd=fd_out), _served(functions))  # no event loop
+        plain = StdioChannel(stdin_fd=fd_in, stdout_fd=fd_out, max_line=CALL_MAX_LINE)
+        answer_calls(plain, _served(functions))  # no event loop
     else:
-        channel = AsyncSocketChannel(fd) if fd is not None else AsyncStdioChannel(fd_in, fd_out)
+        channel = (
+            AsyncSocketChannel(fd, max_line=CALL_MAX_LINE)
+            if fd is not None
+            else AsyncStdioChannel(fd_in, fd_out, max_line=CALL_MAX_LINE)
+        )
         asyncio.run(_serve(functions, channel, threads))
     if _threads.running:  # a sync function runs on, and nobody waits for its answer: go now
         for writer in writers:

@@ -24,6 +24,7 @@ from typing import Any
 
 from ._version import __version__
 from .errors import ConnectError, RemoteError
+from .objects import CALL_MAX_LINE
 from .peer import Caller, Peer
 from .rpc import HELLO_METHOD, hello, hello_refusal
 from .transports.stdio import StderrMode, async_spawn, spawn
@@ -126,6 +127,7 @@ async def async_require(
         name=f"node {module.name}",
         stderr=stderr,
         channel_fd=True,  # console.log and friends in the module cannot reach the protocol
+        max_line=CALL_MAX_LINE,
     )
     peer = await Peer(child).start()
     try:
@@ -157,6 +159,7 @@ class JsModule:
                 name=f"node {module.name}",
                 stderr=stderr,
                 channel_fd=True,  # console.log and friends in the module cannot reach the protocol
+                max_line=CALL_MAX_LINE,
             )
         )
         try:

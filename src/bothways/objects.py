@@ -25,6 +25,7 @@ import base64
 import binascii
 import inspect
 import itertools
+import json
 import math
 import types
 from collections import deque
@@ -32,9 +33,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from .errors import BothwaysError, EncodeError, HandleError
-from .wire import _DATACLASS, _OTHER, _dataclass_items, _kind, decode, encode
+from .wire import _DATACLASS, _OTHER, _child_path, _dataclass_items, _kind, decode, encode
 
 __all__ = [
+    "CALL_MAX_LINE",
     "FIRST_CREDIT",
     "HANDLE_NOT_HELD",
     "MARK",
@@ -63,6 +65,8 @@ OBJECT_METHODS = (
     *("$/get", "$/set", "$/call", "$/new", "$/item"),
     *("$/len", "$/repr", "$/value", "$/iter", "$/next"),
 )
+CALL_MAX_LINE = 1 << 30  # the line limit between a parent and the module it spawned (1 GiB):
+# both ends are the user's own, and bytes and arrays travel in one line each (base64)
 FIRST_CREDIT = 64  # items asked for in a stream's first pull
 MAX_CREDIT = 4096  # ...doubling up to this while the consumer keeps up
 KINDS = ("function", "class", "object", "iterator")
@@ -326,12 +330,17 @@ def outgoing(value: Any, handles: Handles) -> Any:
 
 
 class _Bad(Exception):
-    """A malformed marker; the path is prefixed on the way out (``from_tree`` says where)."""
+    """A malformed marker: ``keys`` lead to it from the tree's top, gathered on the way out."""
 
-    def __init__(self, where: str, reason: str) -> None:
+    def __init__(self, key: str, reason: str) -> None:
         super().__init__(reason)
-        self.where = where
+        self.keys: list[str | int] = [key]
         self.reason = reason
+
+
+def _shown(value: Any) -> str:
+    """A value in an error message, as JSON (the same text in both languages)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 Borrow = Callable[[int, str, str, "frozenset[str] | None"], Any]
@@ -348,30 +357,32 @@ def _numpy() -> Any:
 def _bytes_of(marker: dict[str, Any]) -> bytes:
     text = marker.get("base64")
     if type(text) is not str:
-        raise _Bad(".base64", "expected a base64 string")
+        raise _Bad("base64", "expected a base64 string")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise _Bad(".base64", "invalid base64") from None
+        raise _Bad("base64", "invalid base64") from None
 
 
 def _array_of(marker: dict[str, Any]) -> Any:
     name = marker.get("dtype")
     if type(name) is not str or name not in DTYPES:
-        raise _Bad(".dtype", f"unknown dtype {name!r} (expected one of {', '.join(DTYPES)})")
+        raise _Bad("dtype", f"unknown dtype {_shown(name)} (expected one of {', '.join(DTYPES)})")
     shape = marker.get("shape")
     if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
-        raise _Bad(".shape", "expected a list of non-negative integers")
+        raise _Bad("shape", "expected a list of non-negative integers")
     data = _bytes_of(marker)
     fmt, size = DTYPES[name]
     expected = math.prod(shape) * size
     if len(data) != expected:
-        raise _Bad(".base64", f"{len(data)} bytes do not fill shape {shape} of {name} ({expected} bytes)")
+        raise _Bad(
+            "base64", f"{len(data)} bytes do not fill shape {_shown(shape)} of {name} ({expected} bytes)"
+        )
     numpy = _numpy()
     if numpy is not None:
         return numpy.frombuffer(bytearray(data), dtype=numpy.dtype(name).newbyteorder("<")).reshape(shape)
     view: Any = memoryview(bytearray(data))
-    return view.cast(fmt, shape) if shape else view.cast(fmt)
+    return view.cast(fmt, shape) if len(shape) > 1 and expected else view.cast(fmt)  # (empty: flat)
 
 
 def _value(tree: Any, handles: Handles, borrow: Borrow) -> Any:
@@ -382,7 +393,7 @@ def _value(tree: Any, handles: Handles, borrow: Borrow) -> Any:
             try:
                 out.append(_value(item, handles, borrow))
             except _Bad as bad:
-                bad.where = f"[{index}]{bad.where}"
+                bad.keys.append(index)
                 raise
         return out
     if kind is not dict:
@@ -401,14 +412,13 @@ def _value(tree: Any, handles: Handles, borrow: Borrow) -> Any:
     if marker == "object":
         members = tree.get("value")
         if type(members) is not dict:
-            raise _Bad(".value", "expected an object")
+            raise _Bad("value", "expected an object")
         try:
             return _members(members, handles, borrow)
         except _Bad as bad:
-            bad.where = f".value{bad.where}"
+            bad.keys.append("value")
             raise
-    shown = marker if isinstance(marker, str) else decode(encode(marker))
-    raise _Bad(f"[{MARK!r}]", f"unknown marker kind {shown!r}")
+    raise _Bad(MARK, f"unknown marker kind {_shown(marker)}")
 
 
 def _members(tree: dict[str, Any], handles: Handles, borrow: Borrow) -> dict[str, Any]:
@@ -417,7 +427,7 @@ def _members(tree: dict[str, Any], handles: Handles, borrow: Borrow) -> dict[str
         try:
             out[key] = _value(item, handles, borrow)
         except _Bad as bad:
-            bad.where = (f".{key}" if key.isidentifier() else f"[{key!r}]") + bad.where
+            bad.keys.append(key)
             raise
     return out
 
@@ -425,22 +435,22 @@ def _members(tree: dict[str, Any], handles: Handles, borrow: Borrow) -> dict[str
 def _borrowed(marker: dict[str, Any], handles: Handles, borrow: Borrow) -> Any:
     handle_id = marker.get("id")
     if type(handle_id) is not int or handle_id < 1:
-        raise _Bad(".id", "expected a positive integer")
+        raise _Bad("id", "expected a positive integer")
     kind = marker.get("kind")
     if kind not in KINDS:
-        raise _Bad(".kind", f"expected one of {', '.join(KINDS)}")
+        raise _Bad("kind", f"expected one of {', '.join(KINDS)}")
     type_name = marker.get("type")
     if type(type_name) is not str:
-        raise _Bad(".type", "expected a string")
+        raise _Bad("type", "expected a string")
     methods = None
     number = marker.get("class")
     if number is not None:
         if type(number) is not int:
-            raise _Bad(".class", "expected an integer")
+            raise _Bad("class", "expected an integer")
         listed = marker.get("methods")
         if listed is not None:
             if type(listed) is not list or not all(type(m) is str for m in listed):
-                raise _Bad(".methods", "expected a list of names")
+                raise _Bad("methods", "expected a list of names")
             handles.classes[number] = frozenset(listed)
         methods = handles.classes.get(number)
     return borrow(handle_id, kind, type_name, methods)
@@ -452,7 +462,10 @@ def from_tree(tree: Any, handles: Handles, borrow: Borrow) -> Any:
     try:
         return _value(tree, handles, borrow)
     except _Bad as bad:
-        raise HandleError(f"${bad.where}: {bad.reason}") from None
+        path = "$"
+        for key in reversed(bad.keys):
+            path = _child_path(path, key)
+        raise HandleError(f"{path}: {bad.reason}") from None
 
 
 def incoming(value: Any, handles: Handles, borrow: Borrow) -> Any:
@@ -543,6 +556,7 @@ def lender_functions(handles: Handles) -> dict[str, Callable[..., Any]]:
         "$/value": as_value,
         "$/iter": iterate,
         "$/next": pull,
+        "$/handles": lambda: len(handles),
     }
 
 

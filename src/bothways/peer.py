@@ -40,7 +40,17 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any
 
-from .errors import BothwaysError, CallTimeout, EncodeError, TransportClosed, TransportError
+from .errors import BothwaysError, CallTimeout, EncodeError, HandleError, TransportClosed, TransportError
+from .objects import (
+    MARK,
+    RELEASE_METHOD,
+    AsyncRemoteObject,
+    Handles,
+    RemoteObject,
+    incoming,
+    lender_functions,
+    outgoing,
+)
 from .rpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -55,9 +65,9 @@ from .rpc import (
     RpcEndpoint,
 )
 from .transports.base import AsyncChannel, Channel, log
-from .wire import encode
+from .wire import BACKEND, encode
 
-__all__ = ["Caller", "Exposed", "Peer", "answer_calls", "encoded", "finish"]
+__all__ = ["Caller", "Connection", "Exposed", "Peer", "answer_calls", "encoded", "finish"]
 
 _BACKLOG = 1024  # answers held while requests keep arriving, at most: then they are written
 _PLAIN = frozenset({type(None), bool, int, float, str, list, dict})  # never awaitable: no check
@@ -165,15 +175,19 @@ async def finish(endpoint: RpcEndpoint, request_id: Any, awaitable: Any) -> None
         endpoint.respond(request_id, result)
 
 
-def encoded(messages: list[Any]) -> tuple[list[tuple[Any, bytes]], EncodeError | None]:
-    """Each of ``messages`` (an endpoint's ``messages_to_send()``) with its NDJSON line. A result
-    that cannot be encoded is replaced by its INTERNAL_ERROR answer; a request or notification
-    that cannot be encoded is left out, and the first such error is returned with the others."""
+def encoded(
+    messages: list[Any], handles: Handles | None = None
+) -> tuple[list[tuple[Any, bytes]], EncodeError | None]:
+    """Each of ``messages`` (an endpoint's ``messages_to_send()``) with its NDJSON line. Params and
+    results that are not plain JSON go as trees (spec/PROTOCOL.md 10: objects lent to the other
+    side through ``handles``, bytes and arrays packed). A result that cannot be encoded is
+    replaced by its INTERNAL_ERROR answer; a request or notification that cannot be encoded is
+    left out, and the first such error is returned with the others."""
     pairs = []
     failure: EncodeError | None = None
     for message in messages:
         try:
-            pairs.append((message, encode(message)))
+            pairs.append(_encoded_one(message, handles))
         except EncodeError as exc:
             repaired = _repaired(message)
             if repaired is None:
@@ -181,6 +195,61 @@ def encoded(messages: list[Any]) -> tuple[list[tuple[Any, bytes]], EncodeError |
                 continue
             pairs.append((repaired, encode(repaired)))
     return pairs, failure
+
+
+if BACKEND == "orjson":
+    import orjson
+
+    _PLAIN_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_STRICT_INTEGER
+
+    def _numpy_scalar(value: Any) -> Any:
+        """orjson's hook: numpy scalars are numbers; anything else it does not know is refused,
+        and the message takes the slow path (lent, packed, or judged by ``encode``)."""
+        if getattr(value, "shape", None) == () and hasattr(value, "item"):
+            return value.item()
+        raise TypeError
+
+    def _plain_line(message: Any, _dumps: Any = orjson.dumps, _options: int = _PLAIN_OPTIONS) -> bytes | None:
+        try:
+            line: bytes = _dumps(message, _numpy_scalar, _options)
+            return line
+        except orjson.JSONEncodeError:
+            return None
+
+else:
+
+    def _plain_line(message: Any, _dumps: Any = None, _options: int = 0) -> bytes | None:
+        return None  # the stdlib backend: every message is walked (the slow path)
+
+
+def _carried(message: Any) -> Any:
+    """The params of a request or notification, or the result of an answer (None otherwise)."""
+    return message.get("params") if "method" in message else message.get("result")
+
+
+def _encoded_one(message: Any, handles: Handles | None) -> tuple[Any, bytes]:
+    if type(message) is dict:
+        carried = _carried(message)
+        if not (type(carried) is dict and MARK in carried):  # (a tree could be mistaken for it)
+            line = _plain_line(message)
+            if line is not None:
+                return message, line
+        if handles is not None:
+            message = _exported(message, handles)
+    elif handles is not None:  # a batch of answers
+        message = [_exported(answer, handles) for answer in message]
+    return message, encode(message)
+
+
+def _exported(message: Any, handles: Handles) -> Any:
+    """``message`` with its params or result as a tree when they are not plain JSON."""
+    if type(message) is not dict:
+        return message
+    key = "params" if "method" in message else "result"
+    if key not in message:
+        return message
+    carried = outgoing(message[key], handles)
+    return message if carried is message[key] else {**message, key: carried}
 
 
 def _write(
@@ -197,74 +266,72 @@ def _write(
 def answer_calls(channel: Channel, functions: Mapping[str, Callable[..., Any]] | Exposed) -> None:
     """Answers calls to ``functions`` on a blocking stream channel until the other side closes it.
 
-    The fast path of a process that only serves plain functions (``python -m bothways.host`` when
-    none is ``async def`` and there is no thread pool): a plain blocking read, no event loop, so a
-    round trip costs little more than the function. The rules are a Peer's (arguments checked,
-    errors with type and traceback, a result that cannot be encoded answered INTERNAL_ERROR,
-    batches), and the answers to a chunk of requests leave in one write. There are no calls back
-    to the other side from here; a function that returns an awaitable has it run to its end on a
-    private event loop.
+    What ``python -m bothways.host`` runs when no function is ``async def`` and there is no
+    thread pool: no event loop, a plain blocking read in this thread, so a round trip costs
+    little more than the function. It is ``Connection(channel, functions).serve()``: the served
+    functions may call back (through the proxies of what the other side passed them), from
+    this thread or any other.
     """
-    exposed = functions if isinstance(functions, Exposed) else Exposed(functions)
-    endpoint = RpcEndpoint()
-    send_bytes: Callable[[bytes], Any] | None = getattr(channel, "send_bytes", None)
-    loop: asyncio.AbstractEventLoop | None = None
-    receive_many, receive, answer = channel.receive_many, endpoint.receive, exposed.answer
-    try:
-        while True:
-            try:
-                messages = receive_many()
-            except TransportClosed:
-                return
-            for message in messages:
-                for event in receive(message):
-                    if type(event) is Request:
-                        pending = answer(endpoint, event)
-                        if pending is not None:
-                            loop = loop or asyncio.new_event_loop()
-                            loop.run_until_complete(finish(endpoint, event.id, pending))
-            answers = endpoint.messages_to_send()
-            if send_bytes is not None and len(answers) == 1:  # the usual case: one line
-                try:
-                    send_bytes(encode(answers[0]))
-                    continue
-                except EncodeError:
-                    pass  # a result that cannot cross: encoded() answers INTERNAL_ERROR instead
-            pairs, _ = encoded(answers)
-            if pairs:
-                _write(channel, send_bytes, pairs)
-    finally:
-        if loop is not None:
-            loop.close()
+    Connection(channel, functions).serve()
 
 
-_NOTHING_EXPOSED = Exposed()  # what a Caller serves: every request is answered METHOD_NOT_FOUND
+class _Locked:
+    """The endpoint's answering half, taken under the connection's lock: what ``Exposed.answer``
+    and ``finish`` use while the function itself runs without it."""
+
+    __slots__ = ("_endpoint", "_lock")
+
+    def __init__(self, endpoint: RpcEndpoint, lock: threading.Lock) -> None:
+        self._endpoint = endpoint
+        self._lock = lock
+
+    def respond(self, request_id: Any, result: Any) -> None:
+        with self._lock:
+            self._endpoint.respond(request_id, result)
+
+    def respond_error(self, request_id: Any, code: int, message: str, data: Any = None) -> None:
+        with self._lock:
+            self._endpoint.respond_error(request_id, code, message, data)
 
 
-class Caller:
-    """Blocking calls over a blocking stream channel (a ``spawn``ed child): ``call`` sends the
-    request and waits for its answer in the calling thread, with no event loop and no thread of
-    its own. Threads may call at once, with their calls in flight together: one of the waiting
-    threads reads for all and hands each answer to its caller, then another takes over.
+class Connection:
+    """Calls both ways over a blocking stream channel, from any thread, with no event loop.
+
+    ``call`` sends the request and waits for its answer in the calling thread. Threads may call
+    at once, with their calls in flight together: one of the waiting threads reads for all and
+    hands each answer to its caller, then another takes over. Requests from the other side
+    (the ``functions`` served here, and the objects lent to it: spec/PROTOCOL.md 10) run in the
+    thread that read them, with the reading handed on first, so a function may call the other
+    side back, which may call us again, to any depth. ``serve()`` reads until the channel ends
+    (a process that serves); a connection that lends objects and has nobody reading starts a
+    daemon thread that reads for it, so the other side can call a callback at any time.
 
     A Peer's rules, as a caller: ``timeout`` per call (the other side is told to stop), a
     RemoteError for a remote exception, and when the channel ends every waiting call fails with
-    the cause (ChildExited with the exit code and stderr tail, TransportClosed). Requests from
-    the other side are answered METHOD_NOT_FOUND: nothing is exposed here. A timeout needs a
-    channel with ``readable(timeout)`` (``Child`` has it); on others a call waits as long as
+    the cause (ChildExited with the exit code and stderr tail, TransportClosed). A timeout needs
+    a channel with ``readable(timeout)`` (``Child`` has it); on others a call waits as long as
     it takes.
     """
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(
+        self, channel: Channel, functions: Mapping[str, Callable[..., Any]] | Exposed | None = None
+    ) -> None:
         self.channel = channel
         self.endpoint = RpcEndpoint()
+        self.exposed = functions if isinstance(functions, Exposed) else Exposed(functions)
+        self.handles = Handles()
+        self.exposed.functions.update(lender_functions(self.handles))
         self._lock = threading.Lock()  # the endpoint, the answers, who reads
         self._answered = threading.Condition(self._lock)
+        self._answering = _Locked(self.endpoint, self._lock)
         self._sending = threading.Lock()  # one write at a time
         self._answers: dict[Any, Response | ErrorResponse] = {}
         self._reading = False
         self._waiting = 0  # threads waiting for the reader
         self._ended: BothwaysError | None = None
+        self._reader: threading.Thread | None = None  # reads while nobody waits (objects lent)
+        self._serving = False  # serve() reads for everyone
+        self._loops = threading.local()  # a private event loop per thread, for async functions
         self._readable: Callable[[float | None], bool] | None = getattr(channel, "readable", None)
         self._send_bytes: Callable[[bytes], Any] | None = getattr(channel, "send_bytes", None)
 
@@ -279,11 +346,16 @@ class Caller:
         """
         if args and kwargs:
             raise TypeError("JSON-RPC takes positional or keyword arguments, not both")
+        return self.request(method, list(args) if args else (kwargs or None), timeout)
+
+    def request(self, method: str, params: Any, timeout: float | None = None) -> Any:
+        """``call`` with the params as they go on the wire (a list, a dict or None)."""
         with self._lock:
             if self._ended is not None:
                 raise self._ended
-            call_id = self.endpoint.request(method, list(args) if args else (kwargs or None))
-            pairs, failure = encoded(self.endpoint.messages_to_send())
+            self._queue_releases()
+            call_id = self.endpoint.request(method, params)
+            pairs, failure = encoded(self.endpoint.messages_to_send(), self.handles)
             if failure is not None:  # our request cannot be encoded: it never leaves
                 self.endpoint.forget(call_id)
         try:
@@ -294,17 +366,65 @@ class Caller:
             raise
         if failure is not None:
             raise failure
+        if self.handles and self._reader is None and not self._serving:
+            self._read_in_background()  # the other side may call what we lent at any time
         answer = self._wait_for(call_id, method, timeout)
         if isinstance(answer, ErrorResponse):
             raise answer.error
-        return answer.result
+        return incoming(answer.result, self.handles, self._borrow)
+
+    def serve(self) -> None:
+        """Reads and answers until the other side closes the channel (a process that serves)."""
+        self._serving = True
+        try:
+            self._wait_for(None, "", None)
+        except BothwaysError:
+            pass  # the channel ended: what serving waits for
 
     def close(self) -> None:
         """Closes the channel; calls still waiting fail with TransportClosed."""
         with self._lock:
-            self._ended = self._ended or TransportClosed("the caller was closed")
+            self._ended = self._ended or TransportClosed("the connection was closed")
             self._answered.notify_all()
         self.channel.close()
+        self._let_go()
+
+    def release_soon(self) -> None:
+        """Proxies were let go (``handles.released``): tell the other side now when nobody is
+        writing, else with our next message. Safe from a finalizer in any thread."""
+        if self._ended is not None or not self._sending.acquire(blocking=False):
+            return
+        try:
+            ids = self.handles.take_released()
+            if ids:
+                _write(self.channel, self._send_bytes, encoded([_release_message(ids)])[0])
+        except BothwaysError:
+            pass  # the channel is gone: so are the handles
+        finally:
+            self._sending.release()
+
+    def _borrow(
+        self, handle_id: int, kind: str, type_name: str, methods: frozenset[str] | None
+    ) -> RemoteObject:
+        return RemoteObject(self, handle_id, kind, type_name, methods)
+
+    def _queue_releases(self) -> None:
+        """(With the lock held.) The ids let go since our last message go out with the next one."""
+        if self.handles.released:
+            ids = self.handles.take_released()
+            if ids:
+                self.endpoint.notify(RELEASE_METHOD, ids)
+
+    def _let_go(self) -> None:
+        for closing in self.handles.clear():
+            closing.close()  # an async generator's aclose(), never awaited: nobody is there
+
+    def _read_in_background(self) -> None:
+        with self._lock:
+            if self._reader is not None or self._serving:
+                return
+            self._reader = threading.Thread(target=self.serve, name="bothways.connection", daemon=True)
+        self._reader.start()
 
     def _send(self, pairs: list[tuple[Any, bytes]]) -> None:
         if pairs:
@@ -325,7 +445,8 @@ class Caller:
             self._lock.acquire()
 
     def _wait_for(self, call_id: Any, method: str, timeout: float | None) -> Response | ErrorResponse:
-        """Waits for the answer to ``call_id``, reading for every caller while nobody else does."""
+        """Waits for the answer to ``call_id`` (None: for the end), reading for every caller
+        while nobody else does."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
@@ -346,10 +467,17 @@ class Caller:
                     finally:
                         self._waiting -= 1
                     continue
-                self._read(left)
+                requests = self._read(left)
+                if requests:
+                    self._lock.release()
+                    try:
+                        self._run(requests)
+                    finally:
+                        self._lock.acquire()
 
-    def _read(self, left: float | None) -> None:
-        """One read for every caller (called with the lock held; released while reading)."""
+    def _read(self, left: float | None) -> list[Request]:
+        """One read for every caller (called with the lock held; released while reading).
+        Answers go to their callers; returns the requests to run."""
         self._reading = True
         self._lock.release()
         messages: list[Any] = []
@@ -359,6 +487,8 @@ class Caller:
                 messages = self.channel.receive_many()
         except BothwaysError as exc:  # TransportClosed, ChildExited with its stderr tail...
             ended = exc
+        except OSError as exc:  # the channel was closed under our read
+            ended = TransportClosed(f"the channel failed: {exc}")
         finally:
             self._lock.acquire()
             self._reading = False
@@ -367,16 +497,65 @@ class Caller:
         if ended is not None:
             self._ended = self._ended or ended
             self.endpoint.fail_all(ended)
-            return
+            self._lock.release()
+            try:
+                self._let_go()
+            finally:
+                self._lock.acquire()
+            return []
+        requests: list[Request] = []
         endpoint = self.endpoint
         for message in messages:
             for event in endpoint.receive(message):
-                if type(event) is Response or type(event) is ErrorResponse:
+                if isinstance(event, (Response, ErrorResponse)):
                     if event.id is not None:
                         self._answers[event.id] = event
-                elif type(event) is Request:
-                    _NOTHING_EXPOSED.answer(endpoint, event)  # METHOD_NOT_FOUND
-        self._send_unlocked(encoded(endpoint.messages_to_send())[0])  # error answers, if any
+                elif isinstance(event, Request):
+                    requests.append(event)
+                elif isinstance(event, Notification) and event.method == RELEASE_METHOD:
+                    self._drop(event.params)
+        if endpoint._outbox:  # error answers the endpoint queued
+            self._send_unlocked(encoded(endpoint.messages_to_send())[0])
+        return requests
+
+    def _drop(self, ids: Any) -> None:
+        if type(ids) is list:
+            for closing in self.handles.drop(ids):
+                closing.close()
+
+    def _run(self, requests: list[Request]) -> None:
+        """Runs requests in this thread (the lock is not held) and sends their answers."""
+        answering = self._answering
+        for request in requests:
+            params = request.params
+            if type(params) is dict and MARK in params:
+                try:
+                    request.params = incoming(params, self.handles, self._borrow)
+                except HandleError as exc:
+                    answering.respond_error(request.id, INVALID_PARAMS, f"Invalid params: {exc}")
+                    continue
+            pending = self.exposed.answer(answering, request)  # type: ignore[arg-type]
+            if pending is not None:
+                loop = getattr(self._loops, "loop", None)
+                if loop is None:
+                    loop = self._loops.loop = asyncio.new_event_loop()
+                loop.run_until_complete(finish(answering, request.id, pending))  # type: ignore[arg-type]
+        with self._lock:
+            self._queue_releases()
+            messages = self.endpoint.messages_to_send()
+        pairs, _ = encoded(messages, self.handles)
+        if pairs:
+            try:
+                self._send(pairs)
+            except BothwaysError:
+                pass  # the reader sees the end
+
+
+Caller = Connection  # the name of its first version, which only called
+
+
+def _release_message(ids: list[int]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": RELEASE_METHOD, "params": ids}
 
 
 class _Answer(asyncio.Future[Any]):
@@ -423,6 +602,8 @@ class Peer:
         self.channel = channel
         self.endpoint = RpcEndpoint()
         self.exposed = Exposed()
+        self.handles = Handles()  # the objects we lend, the other side's classes (spec 10)
+        self.exposed.functions.update(lender_functions(self.handles))
         self.functions = self.exposed.functions  # name -> function: what ``expose`` fills
         self.notification_handler: Callable[[str, Any], Any] | None = None
         self._waiting: dict[Any, asyncio.Future[Any]] = {}
@@ -497,8 +678,14 @@ class Peer:
             raise self._closed
         if args and kwargs:
             raise TypeError("JSON-RPC takes positional or keyword arguments, not both")
+        return self.request(method, list(args) if args else (kwargs or None), timeout)
+
+    def request(self, method: str, params: Any, timeout: float | None = None) -> asyncio.Future[Any]:
+        """``call`` with the params as they go on the wire (a list, a dict or None)."""
+        if self._closed is not None:
+            raise self._closed
         endpoint = self.endpoint
-        call_id = endpoint.request(method, list(args) if args else (kwargs or None))
+        call_id = endpoint.request(method, params)
         failure = self._post()
         if failure is not None:  # our request cannot be encoded: it never left
             endpoint.forget(call_id)
@@ -518,6 +705,27 @@ class Peer:
         else:
             self._flush_soon()  # calls made together leave together
         return future
+
+    def release_soon(self) -> None:
+        """Proxies were let go (``handles.released``): their ids leave at the next turn of the
+        loop, with whatever else is written then. Safe from a finalizer in any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._closed is not None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._send_releases)
+        except RuntimeError:
+            pass  # the loop is closing
+
+    def _send_releases(self) -> None:
+        if self._closed is None and self.handles.released:
+            self._post()
+            self._flush_soon()
+
+    def _borrow(
+        self, handle_id: int, kind: str, type_name: str, methods: frozenset[str] | None
+    ) -> AsyncRemoteObject:
+        return AsyncRemoteObject(self, handle_id, kind, type_name, methods)
 
     async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Sends a notification: no answer, no error back. Waits while the channel is full."""
@@ -570,10 +778,14 @@ class Peer:
         A result that cannot be encoded becomes its INTERNAL_ERROR answer. Returns the
         EncodeError of a request or notification that cannot be encoded (it is dropped).
         """
+        if self.handles.released:  # proxies let go: their ids go with this message
+            ids = self.handles.take_released()
+            if ids:
+                self.endpoint.notify(RELEASE_METHOD, ids)
         messages = self.endpoint.messages_to_send()
         if not messages or self._closed is not None:
             return None  # nothing to send, or nobody to send it to
-        pairs, failure = encoded(messages)
+        pairs, failure = encoded(messages, self.handles)
         stream = self._send_bytes is not None
         self._out.extend(line if stream else message for message, line in pairs)
         return failure
@@ -689,6 +901,15 @@ class Peer:
             self._closed = cause
         for event in self.endpoint.fail_all(cause):
             self._settle(event.id, event.error)
+        self._closing(self.handles.clear())
+
+    def _closing(self, awaitables: list[Any]) -> None:
+        """Runs the ``aclose()`` of async generators let go (their ``finally`` blocks)."""
+        for closing in awaitables:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.create_task(closing)
+            else:
+                closing.close()
 
     def _settle(self, call_id: Any, error: BaseException | None, result: Any = None) -> None:
         future = self._waiting.pop(call_id, None)
@@ -700,6 +921,11 @@ class Peer:
                 timer.cancel()
         if future.done():
             return
+        if error is None and type(result) is dict:
+            try:
+                result = incoming(result, self.handles, self._borrow)
+            except HandleError as exc:
+                error = exc
         if error is not None:
             future.set_exception(error)
         else:
@@ -718,6 +944,9 @@ class Peer:
                 task = self._serving.get(event.id)
                 if task is not None:
                     task.cancel()
+            elif kind is Notification and event.method == RELEASE_METHOD:
+                if type(event.params) is list:
+                    self._closing(self.handles.drop(event.params))
             elif kind is Notification and self.notification_handler is not None:
                 try:
                     self.notification_handler(event.method, event.params)
@@ -728,6 +957,13 @@ class Peer:
 
     def _serve(self, request: Request) -> None:
         """Answers ``request`` now (a sync function), or starts the task that will."""
+        params = request.params
+        if type(params) is dict and MARK in params:
+            try:
+                request.params = incoming(params, self.handles, self._borrow)
+            except HandleError as exc:
+                self.endpoint.respond_error(request.id, INVALID_PARAMS, f"Invalid params: {exc}")
+                return
         pending = self.exposed.answer(self.endpoint, request)
         if pending is not None:
             task = _start(self._finish(request.id, pending), self._loop or asyncio.get_running_loop())
@@ -764,7 +1000,8 @@ else:
 
 def _respond_exception(endpoint: RpcEndpoint, request_id: Any, exc: Exception) -> None:
     data = {"type": type(exc).__name__, "traceback": "".join(traceback.format_exception(exc))}
-    endpoint.respond_error(request_id, SERVER_ERROR, str(exc), data)
+    code = getattr(exc, "rpc_code", SERVER_ERROR) if isinstance(exc, HandleError) else SERVER_ERROR
+    endpoint.respond_error(request_id, code, str(exc), data)
 
 
 def _repaired(message: Any) -> Any:

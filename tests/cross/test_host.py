@@ -152,7 +152,7 @@ def test_plain_modules_are_served_without_an_event_loop_by_the_same_rules(
             with pytest.raises(RemoteError, match="Invalid params"):
                 await peer.call("add", 1)
             with pytest.raises(RemoteError, match="result: ") as info:
-                await peer.call("a_set")
+                await peer.call("unsendable")
             assert info.value.rpc_code == -32603  # INTERNAL_ERROR: cannot be encoded
             with pytest.raises(RemoteError, match="Method not found"):
                 await peer.call("nothing")

@@ -113,11 +113,11 @@ def test_a_crash_fails_the_blocking_calls_of_every_thread_within_a_second() -> N
 
 def test_an_argument_that_cannot_cross_is_refused_before_anything_is_sent() -> None:
     with node.require(MODULE, stderr="keep") as m:
-        with pytest.raises(EncodeError, match=r"\$\.params\[0\]\[0\]: object is not JSON"):
-            m.mean([object()])
+        with pytest.raises(EncodeError, match=r"\$\.params\[0\]\[0\]: string contains a lone surrogate"):
+            m.mean(["\ud800"])
         assert m._caller.endpoint.pending == []
         assert m.mean([1, 3]) == 2
-    with pytest.raises(TransportClosed, match="the caller was closed"):
+    with pytest.raises(TransportClosed, match="the connection was closed"):
         m.mean([1])
 
 

@@ -75,8 +75,8 @@ def test_remote_exception_carries_type_and_traceback() -> None:
         with pytest.raises(RemoteError, match="Invalid params") as bad:
             await a.call("divide", 1)
         assert bad.value.rpc_code == -32602
-        b.expose(lambda: {1, 2}, name="a_set")
-        with pytest.raises(RemoteError, match="set is not JSON serializable"):
+        b.expose(lambda: "\ud800", name="a_set")  # (a set would be lent: spec 10)
+        with pytest.raises(RemoteError, match="lone surrogate"):
             await a.call("a_set")
 
     run(body)
@@ -149,7 +149,7 @@ def test_bad_arguments_and_a_failing_notification_handler_leave_the_peer_working
         b.notification_handler = broken
         await a.notify("tick")
         with pytest.raises(EncodeError):
-            await a.call("echo", {1, 2})
+            await a.call("echo", "\ud800")
         assert a.endpoint.pending == []
         assert await a.call("echo", 5) == 5  # the reader survived the failing handler
 
@@ -189,7 +189,7 @@ def test_a_batch_whose_result_cannot_be_encoded_gets_an_error_answer() -> None:
         raw, end = memory_pair()
         async with Peer(end) as peer:
             peer.expose(lambda x: x * 2, name="double")
-            peer.expose(lambda: {1, 2}, name="a_set")
+            peer.expose(lambda: ["\ud800"], name="a_set")
             await raw.send(
                 [
                     {"jsonrpc": "2.0", "method": "double", "params": [1], "id": "a"},
@@ -202,7 +202,7 @@ def test_a_batch_whose_result_cannot_be_encoded_gets_an_error_answer() -> None:
             assert c == {"jsonrpc": "2.0", "result": 6, "id": "c"}
             assert b["id"] == "b" and b["error"]["code"] == -32603
             assert b["error"]["message"].startswith("result: ")
-            assert "set is not JSON serializable" in b["error"]["message"]
+            assert "lone surrogate" in b["error"]["message"]
             assert b["error"]["data"]["type"] == "EncodeError"
             await raw.close()
 
@@ -236,9 +236,9 @@ def test_call_sends_at_once_and_returns_a_future() -> None:
             await asyncio.sleep(0.01)
         assert not b._serving and a.endpoint.pending == []
         with pytest.raises(EncodeError):
-            a.call("echo", {1, 2})  # at once, before any await
+            a.call("echo", "\ud800")  # at once, before any await
         with pytest.raises(EncodeError):
-            await a.notify("log", {1, 2})
+            await a.notify("log", "\ud800")
         assert a.endpoint.pending == [] and a.endpoint.messages_to_send() == []
 
     run(body)
