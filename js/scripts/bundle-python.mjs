@@ -17,6 +17,7 @@ const MODULES = [
   "channels.py",
   "errors.py",
   "host.py",
+  "objects.py",
   "peer.py",
   "py.typed",
   "rpc.py",
