@@ -4,11 +4,15 @@
  * `node js/bin/host.mjs PATH_TO_MODULE.js`. The mirror of `python -m bothways.host MODULE`.
  *
  * The parent (Python's `bothways.node.require("./stats.js")`, or any Peer) calls the module's
- * exported functions by name with JSON values; `$/functions` lists them. Rules:
+ * exported functions by name; `$/functions` lists them. Rules:
  * - The module is a path, resolved against the working directory (ESM or CommonJS). Its exported
- *   functions are served (not classes, not names starting with "_"), plus those of its default
+ *   functions and classes are served (not names starting with "_"), plus those of its default
  *   export when that is an object (bound to it); a default export that is a function is served
  *   as "default". Named exports win over the default object's members.
+ * - Calling a class's name makes an instance (`new`): Python's `m.Parser(opts)` gets a handle on
+ *   it. Arguments and results are anything spec/PROTOCOL.md section 10 carries: functions
+ *   (callbacks), class instances, Maps and generators cross as handles, bytes and typed arrays
+ *   as such.
  * - The calls travel on the channel socket the parent made (`BOTHWAYS_CHANNEL_FD`, what
  *   `spawn(argv, {channelFd: true})` and Python's `node.require` do) when there is one: stdout
  *   stays the module's own, so `console.log`, `process.stdout.write` and even
@@ -30,6 +34,7 @@ import { Console } from "node:console";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
+import { CALL_MAX_LINE } from "../src/objects.js";
 import { Peer } from "../src/peer.js";
 import { HELLO_METHOD, hello, helloRefusal } from "../src/rpc.js";
 import { StdioChannel, parentChannelFd } from "../src/transports/stdio.js";
@@ -64,14 +69,29 @@ function takeStdout() {
 
 /**
  * @param {unknown} value
- * @returns {value is Function} a function that is not a class.
+ * @returns {value is Function} a class (`class X {}`), called with `new`.
  */
-function isPlainFunction(value) {
-  return typeof value === "function" && !/^class[\s{]/.test(Function.prototype.toString.call(value));
+function isClass(value) {
+  return typeof value === "function" && /^class[\s{]/.test(Function.prototype.toString.call(value));
 }
 
 /**
- * The module's functions by name (see the rules above).
+ * What serves an exported function or class: the function itself (bound to `owner` when it is
+ * a member of the default export), or for a class a function that makes an instance.
+ * @param {Function} value
+ * @param {object} [owner]
+ * @returns {Function}
+ */
+function served(value, owner = undefined) {
+  if (isClass(value)) {
+    const cls = /** @type {new (...args: unknown[]) => unknown} */ (value);
+    return (/** @type {unknown[]} */ ...args) => new cls(...args);
+  }
+  return owner === undefined ? value : value.bind(owner);
+}
+
+/**
+ * The module's functions and classes by name (see the rules above).
  * @param {Record<string, unknown>} namespace
  * @returns {Map<string, Function>}
  */
@@ -81,16 +101,16 @@ function exportedFunctions(namespace) {
   const fallback = namespace.default;
   if (typeof fallback === "object" && fallback !== null) {
     for (const [key, value] of Object.entries(fallback)) {
-      if (!key.startsWith("_") && isPlainFunction(value)) {
-        functions.set(key, value.bind(fallback));
+      if (!key.startsWith("_") && typeof value === "function") {
+        functions.set(key, served(value, fallback));
       }
     }
-  } else if (isPlainFunction(fallback)) {
-    functions.set("default", fallback);
+  } else if (typeof fallback === "function") {
+    functions.set("default", served(fallback));
   }
   for (const [key, value] of Object.entries(namespace)) {
-    if (key !== "default" && !key.startsWith("_") && isPlainFunction(value)) {
-      functions.set(key, value);
+    if (key !== "default" && !key.startsWith("_") && typeof value === "function") {
+      functions.set(key, served(value));
     }
   }
   return functions;
@@ -131,7 +151,9 @@ async function main() {
     return 2;
   }
   // With a channel socket, stdout stays the module's; else the protocol takes it.
-  const channel = parentChannelFd() !== null ? new StdioChannel() : new StdioChannel({ stdout: takeStdout() });
+  const maxLine = CALL_MAX_LINE;
+  const channel =
+    parentChannelFd() !== null ? new StdioChannel({ maxLine }) : new StdioChannel({ maxLine, stdout: takeStdout() });
   try {
     await serve(args[0], channel);
   } catch (error) {

@@ -12,7 +12,8 @@
  * │  ├─ TransportClosed
  * │  └─ ChildExited                   .returncode, .signal, .stderrTail
  * ├─ RemoteError                      .reason, .rpcCode, .remoteType, .remoteTraceback, .data
- * └─ CallTimeout
+ * ├─ CallTimeout
+ * └─ HandleError                      a remote object handle that cannot be used, a bad marker
  * ```
  *
  * Rules:
@@ -326,6 +327,15 @@ export class CallTimeout extends BothwaysError {
   static code = "CALL_TIMEOUT";
 }
 
+/**
+ * A remote object handle cannot be used (released, or never lent), or a marker that should stand
+ * for an object, bytes or an array is malformed (the message names its path, e.g.
+ * `$[1].base64: ...`). See spec/PROTOCOL.md section 10.
+ */
+export class HandleError extends BothwaysError {
+  static code = "HANDLE_ERROR";
+}
+
 // `name` lives on each prototype (not enumerable, like Error.prototype.name), spelled out here
 // so that it survives minifiers that rename classes.
 for (const [name, cls] of Object.entries({
@@ -340,6 +350,7 @@ for (const [name, cls] of Object.entries({
   ChildExited,
   RemoteError,
   CallTimeout,
+  HandleError,
 })) {
   Object.defineProperty(cls.prototype, "name", { value: name, writable: true, configurable: true });
 }

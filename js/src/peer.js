@@ -58,12 +58,21 @@
  * - Messages leave in order through one writer: while a write waits for the channel (a full
  *   pipe), the messages of other calls gather and leave together in the next write. A stream
  *   channel that takes the bytes at once (`sendNow`) is written to right there, no promise.
+ * - Objects, callbacks, streams and bytes cross as spec/PROTOCOL.md section 10 says: params and
+ *   results that are not plain JSON go as trees (`outgoing`: functions, class instances, Maps,
+ *   generators are lent through `handles`, bytes and typed arrays packed), and trees that arrive
+ *   are revived (`incoming`: a `RemoteObject` proxy for each object the other side lends). A plain
+ *   call pays one quick check each way. The requests on lent objects (`$/get`, `$/call`,
+ *   `$/next`...) are served here; `$/release` lets go of them; proxies released (or collected)
+ *   here are announced in one `$/release` with the next flush. When the channel ends, every handle
+ *   is let go of.
  * - No `node:*` import: this module loads in a browser, as rpc.js and transports/base.js do.
  *
  * @module bothways/peer
  */
 
-import { BothwaysError, CallTimeout, EncodeError, TransportClosed, TransportError } from "./errors.js";
+import { BothwaysError, CallTimeout, EncodeError, HandleError, TransportClosed, TransportError } from "./errors.js";
+import { Handles, RELEASE_METHOD, RemoteObject, incoming, lenderFunctions, outgoing } from "./objects.js";
 import {
   Cancelled,
   ErrorResponse,
@@ -152,6 +161,10 @@ export class Peer {
   #stop = () => {};
   /** @type {Promise<void>} */
   #stopped = new Promise((resolve) => (this.#stop = resolve));
+  /** @type {Map<string, Function>} what serves the requests on the objects we lend */
+  #lender;
+  /** A microtask will send the ids of released proxies. */
+  #releaseQueued = false;
 
   /**
    * @param {import("./transports/base.js").Channel} channel any channel: `send`, `receive`,
@@ -177,6 +190,13 @@ export class Peer {
      * @type {NotificationHandler | null}
      */
     this.notificationHandler = null;
+    /**
+     * The objects this side lends on this connection, and what it knows of the other side's
+     * (spec/PROTOCOL.md section 10).
+     * @type {Handles}
+     */
+    this.handles = new Handles();
+    this.#lender = new Map(Object.entries(lenderFunctions(this.handles)));
   }
 
   /**
@@ -267,7 +287,12 @@ export class Peer {
       return Promise.reject(signal.reason);
     }
     const endpoint = this.endpoint;
-    const callId = endpoint.request(method, params);
+    let callId;
+    try {
+      callId = endpoint.request(method, /** @type {any} */ (outgoing(params, this.handles)));
+    } catch (error) {
+      return Promise.reject(error); // a released proxy among the arguments
+    }
     /** @type {Promise<any>} */
     const answer = new Promise((resolve, reject) => {
       this.#waiting.set(callId, { resolve, reject });
@@ -325,9 +350,46 @@ export class Peer {
    * @throws {TransportClosed | import("./errors.js").ChildExited} the connection is gone.
    */
   notifyWith(method, params = null) {
-    this.endpoint.notify(method, params);
+    try {
+      this.endpoint.notify(method, /** @type {any} */ (outgoing(params, this.handles)));
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return new Promise((resolve, reject) => this.#flush((error) => (error === null ? resolve() : reject(error))));
   }
+
+  /**
+   * A call as the proxies of remote objects make it (`callWith`): `params` and the result may
+   * hold anything section 10 carries.
+   * @param {string} method
+   * @param {unknown[] | Record<string, unknown> | null} [params]
+   * @param {CallOptions} [options]
+   * @returns {Promise<any>}
+   */
+  request(method, params = null, options = undefined) {
+    return this.callWith(method, params, options);
+  }
+
+  /**
+   * Ids were queued in `handles.released` (a proxy released or collected): they leave in one
+   * `$/release` notification from a microtask, or with an earlier flush.
+   */
+  releaseSoon() {
+    if (!this.#releaseQueued) {
+      this.#releaseQueued = true;
+      RESOLVED.then(this.#sendReleased);
+    }
+  }
+
+  #sendReleased = () => {
+    this.#releaseQueued = false;
+    if (this.handles.released.length > 0) {
+      this.#flush(reportFailure);
+    }
+  };
+
+  /** What `incoming` calls for each object the other side lends: its proxy, bound to us. */
+  #borrow = (/** @type {import("./objects.js").RefMarker} */ marker) => new RemoteObject(this, marker);
 
   /**
    * Closes the channel; pending calls fail with TransportClosed, running handlers are aborted.
@@ -370,6 +432,12 @@ export class Peer {
    * @param {(error: unknown) => void} done
    */
   #flush(done) {
+    if (this.handles.released.length > 0) {
+      const ids = this.handles.takeReleased();
+      if (this.#closed === null) {
+        this.endpoint.notify(RELEASE_METHOD, ids);
+      }
+    }
     const messages = this.endpoint.messagesToSend();
     if (messages.length === 0) {
       done(null);
@@ -563,6 +631,7 @@ export class Peer {
    */
   #fail(cause) {
     this.#closed ??= cause;
+    this.handles.clear(); // the other side's proxies of them are dead: let go of everything
     for (const event of this.endpoint.failAll(cause)) {
       this.#settle(event.id, event.error, undefined);
     }
@@ -603,17 +672,39 @@ export class Peer {
   #dispatch(events) {
     for (const event of events) {
       if (event instanceof Response) {
-        this.#settle(event.id, null, event.result);
+        this.#settleResult(event.id, event.result);
       } else if (event instanceof ErrorResponse) {
         this.#settle(event.id, event.error, undefined);
       } else if (event instanceof Request) {
         this.#serve(event);
       } else if (event instanceof Cancelled) {
         this.#cancelServing(event.id);
-      } else if (event instanceof Notification && this.notificationHandler !== null) {
-        this.#notified(event);
+      } else if (event instanceof Notification) {
+        if (event.method === RELEASE_METHOD) {
+          if (Array.isArray(event.params)) {
+            this.handles.drop(event.params);
+          }
+        } else if (this.notificationHandler !== null) {
+          this.#notified(event);
+        }
       }
     }
+  }
+
+  /**
+   * An answer to our call: its result revived (proxies of what the other side lends...).
+   * @param {import("./rpc.js").Id | null} callId
+   * @param {unknown} result
+   */
+  #settleResult(callId, result) {
+    let value;
+    try {
+      value = incoming(result, this.handles, this.#borrow); // (one check when it is plain)
+    } catch (error) {
+      this.#settle(callId, error, undefined); // a malformed marker: HandleError naming its path
+      return;
+    }
+    this.#settle(callId, null, value);
   }
 
   /**
@@ -625,7 +716,8 @@ export class Peer {
       console.error(`bothways Peer: the notification handler threw on ${event.method}:`, error);
     };
     try {
-      const outcome = /** @type {NotificationHandler} */ (this.notificationHandler)(event.method, event.params);
+      const params = incoming(event.params, this.handles, this.#borrow);
+      const outcome = /** @type {NotificationHandler} */ (this.notificationHandler)(event.method, params);
       if (isThenable(outcome)) {
         Promise.resolve(outcome).catch(report);
       }
@@ -658,13 +750,23 @@ export class Peer {
    */
   #serve(request) {
     const requestId = request.id;
-    const fn = this.functions.get(request.method);
+    let params = request.params;
+    if (params !== null) {
+      try {
+        params = incoming(params, this.handles, this.#borrow); // (one check when it is plain)
+      } catch (error) {
+        if (!(error instanceof HandleError)) throw error;
+        this.endpoint.respondError(requestId, INVALID_PARAMS, `Invalid params: ${error.message}`);
+        this.#answered();
+        return;
+      }
+    }
+    const fn = this.functions.get(request.method) ?? this.#lender.get(request.method);
     if (fn === undefined) {
       this.endpoint.respondError(requestId, METHOD_NOT_FOUND, `Method not found: ${request.method}`);
       this.#answered();
       return;
     }
-    const params = request.params;
     const args = Array.isArray(params) ? params : params === null ? [] : [params];
     const withSignal = this.#withSignal.has(request.method);
     const arity = arityOf(fn);
@@ -731,16 +833,28 @@ export class Peer {
       }
     }
     if (ok) {
-      this.endpoint.respond(requestId, outcome);
-    } else {
-      const err = /** @type {any} */ (outcome);
-      const isError = err instanceof Error || (typeof err === "object" && err !== null && "message" in err);
-      const data = {
-        type: isError ? String(err.name ?? "Error") : typeof err,
-        traceback: isError && typeof err.stack === "string" ? err.stack : "",
-      };
-      this.endpoint.respondError(requestId, SERVER_ERROR, isError ? String(err.message) : String(err), data);
+      let result;
+      try {
+        result = outgoing(outcome, this.handles); // (one quick walk when it is plain JSON)
+      } catch (error) {
+        ok = false; // a released proxy in the result
+        outcome = error;
+      }
+      if (ok) {
+        this.endpoint.respond(requestId, result);
+        this.#answered();
+        return;
+      }
     }
+    const err = /** @type {any} */ (outcome);
+    const isError = err instanceof Error || (typeof err === "object" && err !== null && "message" in err);
+    const data = {
+      type: isError ? String(err.name ?? "Error") : typeof err,
+      traceback: isError && typeof err.stack === "string" ? err.stack : "",
+    };
+    // a request naming a handle we do not hold: -32001 (spec/PROTOCOL.md 10.3)
+    const code = err instanceof HandleError && typeof err.rpcCode === "number" ? err.rpcCode : SERVER_ERROR;
+    this.endpoint.respondError(requestId, code, isError ? String(err.message) : String(err), data);
     this.#answered();
   }
 

@@ -18,7 +18,12 @@
  * has it). The first call is the `$/hello` handshake: a host that speaks another protocol
  * version is refused at once, with both versions named. Each function of the module is an async function property of
  * the handle, called with positional arguments; `callWith` takes keyword arguments (an object),
- * a timeout and an AbortSignal. Remote exceptions arrive as RemoteError (`remoteType`
+ * a timeout and an AbortSignal. Arguments and results are anything spec/PROTOCOL.md section 10
+ * carries: a function passed is a callback the module may call later, a class instance, a
+ * generator or a DataFrame the module returns arrives as a `RemoteObject` handle
+ * (`await df.head(5)`, `for await (const row of rows)`, `release(df)` or `await using`), bytes
+ * as a Buffer, numpy arrays as typed arrays or an `NDArray`. A class the module exports is a
+ * function of the handle too: `const c = await new m.Counter(5)` (or `await m.Counter(5)`). Remote exceptions arrive as RemoteError (`remoteType`
  * `"StatisticsError"`, `remoteTraceback` the Python traceback); a crashed child fails every
  * pending call with ChildExited (exit code, signal, stderr tail). The calls travel on a socket of
  * their own (`spawn`'s `channelFd`), so `print()`, `sys.stdout.write` or `os.write(1, ...)` in
@@ -36,6 +41,7 @@ import { delimiter } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { ConnectError, RemoteError } from "./errors.js";
+import { CALL_MAX_LINE } from "./objects.js";
 import { Peer } from "./peer.js";
 import { HELLO_METHOD, hello, helloRefusal } from "./rpc.js";
 import { spawn } from "./transports/stdio.js";
@@ -119,7 +125,11 @@ export class PythonModule {
     for (const name of functions) {
       if (!RESERVED.has(name)) {
         Object.defineProperty(this, name, {
-          value: (/** @type {unknown[]} */ ...args) => peer.callWith(name, args.length > 0 ? args : null),
+          // a plain function, not an arrow: `await new m.Counter(5)` works for a class the host
+          // serves (`new` gives the call's promise, as any function returning an object does)
+          value: function (/** @type {unknown[]} */ ...args) {
+            return peer.callWith(name, args.length > 0 ? args : null);
+          },
           enumerable: true,
         });
       }
@@ -241,6 +251,7 @@ export async function importModule(moduleName, options = {}) {
     signal,
     name: name ?? `python ${moduleName}`,
     channelFd: true, // print() and friends in the module cannot reach the protocol
+    maxLine: CALL_MAX_LINE,
   });
   const peer = await new Peer(child).start();
   let functions;

@@ -593,6 +593,7 @@ describe("module", () => {
       "EncodeError",
       "Event",
       "FrameTooLarge",
+      "HandleError",
       "MAX_LINE",
       "MAX_SAFE_INTEGER",
       "Malformed",

@@ -63,10 +63,11 @@ HANDLE_NOT_HELD = -32001  # the JSON-RPC error code of a request naming a handle
 RELEASE_METHOD = "$/release"  # notification: params are the ids the borrower lets go
 OBJECT_METHODS = (
     *("$/get", "$/set", "$/call", "$/new", "$/item"),
-    *("$/len", "$/repr", "$/value", "$/iter", "$/next"),
+    *("$/len", "$/repr", "$/value", "$/iter", "$/next", "$/handles"),
 )
-CALL_MAX_LINE = 1 << 30  # the line limit between a parent and the module it spawned (1 GiB):
-# both ends are the user's own, and bytes and arrays travel in one line each (base64)
+CALL_MAX_LINE = 256 << 20  # the line limit between a parent and the module it spawned (256 MiB):
+# both ends are the user's own, and bytes and arrays travel in one line each (base64); a
+# JavaScript string holds at most 2**29 - 24 characters
 FIRST_CREDIT = 64  # items asked for in a stream's first pull
 MAX_CREDIT = 4096  # ...doubling up to this while the consumer keeps up
 KINDS = ("function", "class", "object", "iterator")
@@ -166,6 +167,8 @@ class Handles:
         """Keeps ``value`` under a new id; returns its ``ref`` marker."""
         handle_id = next(self._ids)
         self._objects[handle_id] = value
+        if isinstance(value, _Proxy):  # lent on: what it stands for, as its lender described it
+            return {MARK: "ref", "id": handle_id, "kind": value._bw_kind, "type": value._bw_type}
         kind = kind or _kind_of(value)
         marker: dict[str, Any] = {MARK: "ref", "id": handle_id, "kind": kind, "type": _type_name(value, kind)}
         if kind == "object":
@@ -276,7 +279,7 @@ def _tree(value: Any, walk: _Walk) -> Any:
         return _tree(dict(value), walk)
     if isinstance(value, (list, tuple)):
         return [_tree(item, walk) for item in value]
-    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # a numpy scalar, or an array of objects
+    if hasattr(kind, "dtype") and hasattr(kind, "tolist"):  # a numpy scalar, or an array of objects
         return _tree(value.tolist(), walk)
     if isinstance(value, (str, int, float)):  # subclasses: IntEnum, numpy.float64...
         return value
@@ -299,7 +302,10 @@ def _marker(value: Any, kind: type, walk: _Walk) -> dict[str, Any] | None:
         return {MARK: "bytes", "base64": _b64(value)}
     if kind is memoryview:
         return _memoryview_marker(value)
-    if hasattr(value, "dtype") and hasattr(value, "tobytes") and getattr(value, "shape", ()) != ():
+    if isinstance(value, _Proxy):  # another connection's: lent on, its uses forwarded
+        return walk.handles.lend(value)
+    # (numpy is recognised by its class's members: a remote object answers any name)
+    if hasattr(kind, "dtype") and hasattr(kind, "tobytes") and value.shape != ():
         return _array_marker(value)  # a numpy array (None: a dtype without a marker)
     return None
 

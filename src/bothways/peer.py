@@ -205,7 +205,8 @@ if BACKEND == "orjson":
     def _numpy_scalar(value: Any) -> Any:
         """orjson's hook: numpy scalars are numbers; anything else it does not know is refused,
         and the message takes the slow path (lent, packed, or judged by ``encode``)."""
-        if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        kind = type(value)  # (the class, never the value: a remote object would be asked)
+        if hasattr(kind, "dtype") and hasattr(kind, "item") and value.shape == ():
             return value.item()
         raise TypeError
 

@@ -179,6 +179,8 @@ def test_dropping_a_generator_closes_it() -> None:
 def test_lender_functions_serve_every_request_of_the_table() -> None:
     handles = Handles()
     serve = lender_functions(handles)
+    assert sorted(serve) == sorted(objects_module.OBJECT_METHODS)  # (js/test/objects.test.js too)
+    assert serve["$/handles"]() == 0
     counter_id = handles.lend(Counter(5))["id"]
     class_id = handles.lend(Counter)["id"]
     assert serve["$/get"](counter_id, "n") == 5
