@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
-import { connect, listen } from "../src/channels.js";
+import { connect as openChannel, listen as openListener } from "../src/channels.js";
 import { ConnectError, DecodeError, TransportClosed, TransportError } from "../src/errors.js";
 import { raiseError } from "../src/transports/base.js";
 import { FifoReader, FifoSessions, FifoWriter, PIPE_BUF, pieces } from "../src/transports/fifo.js";
@@ -34,7 +34,35 @@ beforeEach(() => {
   path = join(dir, "pipe");
   url = `fifo:${path}`;
 });
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+// What a test opens is closed after it, whatever happened: a test that fails with a reader or
+// writer still open (a FIFO fd, a poll timer) must not keep the process (and CI) from exiting.
+const leftovers = new Set();
+
+/** channels.js's connect and listen, whose channels are closed after the test. */
+const connect = async (...args) => track(await openChannel(...args));
+const listen = async (...args) => track(await openListener(...args));
+
+/** Marks `channel` to be closed after the current test; returns it. */
+function track(channel) {
+  leftovers.add(channel);
+  return channel;
+}
+
+afterEach(async () => {
+  const channels = [...leftovers].reverse();
+  leftovers.clear();
+  // Closed already by a passing test (a no-op then); a close that hangs is not waited for.
+  await Promise.all(
+    channels.map((channel) => {
+      const closing = Promise.resolve()
+        .then(() => channel.close())
+        .catch(() => {});
+      return Promise.race([closing, sleep(2 * S, undefined, { ref: false })]);
+    }),
+  );
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /** An onError policy that keeps what it is given. */
 function collector() {

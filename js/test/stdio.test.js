@@ -17,7 +17,7 @@ import { ChildExited, DecodeError, TransportClosed } from "../src/errors.js";
 import { Peer } from "../src/peer.js";
 import { importModule } from "../src/python.js";
 import { Channel, Inbox, logError, memoryPair, raiseError } from "../src/transports/base.js";
-import { StdioChannel, spawn, supervise } from "../src/transports/stdio.js";
+import { StdioChannel, TAIL_LINES, spawn, supervise } from "../src/transports/stdio.js";
 
 const UNIT = Number(process.env.BOTHWAYS_TEST_TIMEOUT_FACTOR ?? "1");
 const S = 1000 * UNIT; // one second, scaled
@@ -399,6 +399,23 @@ describe("spawn: endings", () => {
       });
       assert.equal(child.returncode, -9);
       assert.equal(child.signal, "SIGKILL");
+    });
+  });
+
+  test("killed by a signal: ChildExited keeps the last lines of stderr", { timeout: 10 * S }, async () => {
+    const noise = TAIL_LINES + 10; // more lines than the tail keeps
+    const tail = Array.from({ length: TAIL_LINES }, (_, i) => `noise ${noise - TAIL_LINES + i}`).join("\n");
+    await withChild(py("py_noisy_sleeper.py", String(noise)), { stderr: "keep" }, async (child) => {
+      assert.equal(await child.receive(), "ready"); // its stderr lines were written before
+      process.kill(child.pid, "SIGKILL");
+      await assert.rejects(child.receive(), (e) => {
+        assert.ok(e instanceof ChildExited);
+        assert.deepEqual([e.returncode, e.signal], [-9, "SIGKILL"]);
+        assert.equal(e.stderrTail, tail);
+        const name = `${PYTHON.split("/").at(-1)} py_noisy_sleeper.py`;
+        assert.equal(e.message, `${name} was killed by SIGKILL\n--- stderr tail ---\n${tail}`);
+        return true;
+      });
     });
   });
 

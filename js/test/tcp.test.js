@@ -7,11 +7,11 @@ import { once } from "node:events";
 import net from "node:net";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { describe, test } from "node:test";
+import { afterEach, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
-import { connect, listen } from "../src/channels.js";
+import { connect as openChannel, listen as openListener } from "../src/channels.js";
 import { ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError } from "../src/errors.js";
 import { firstRetry, raiseError } from "../src/transports/base.js";
 import {
@@ -22,7 +22,7 @@ import {
   ServerGate,
   WELCOME,
   backoff,
-  connect as tcpConnect,
+  connect as openTcp,
 } from "../src/transports/tcp.js";
 import { parse } from "../src/urls.js";
 import { decode, encode } from "../src/wire.js";
@@ -33,6 +33,58 @@ const S = 1000 * UNIT; // one second, scaled
 const ROOT = resolve(fileURLToPath(import.meta.url), "../../..");
 const PEER = join(ROOT, "tests", "fixtures", "tcp_node_peer.mjs");
 const T = { timeout: 20 * S };
+
+// What a test opens is closed after it, whatever happened: a test that fails with a server,
+// socket, channel or child still open must not keep the process (and CI) from exiting.
+const leftovers = new Set();
+
+/**
+ * Marks `resource` to be closed after the current test; returns it.
+ * @template R
+ * @param {R} resource a net.Server or net.Socket, a channel or listener, or a `peer()`.
+ * @returns {R}
+ */
+function tracked(resource) {
+  leftovers.add(resource);
+  return resource;
+}
+
+afterEach(async () => {
+  const resources = [...leftovers].reverse();
+  leftovers.clear();
+  await Promise.all(
+    resources.map((resource) => {
+      if (resource instanceof net.Socket) {
+        resource.destroy();
+        return null;
+      }
+      if (resource instanceof net.Server) {
+        resource.close();
+        return null;
+      }
+      // Closed already by a passing test (a no-op then); a close still waiting for a peer's
+      // confirmation is not waited for beyond 2 s (its own timeout ends it).
+      const closing = Promise.resolve()
+        .then(() => (resource.close ?? resource.kill).call(resource))
+        .catch(() => {});
+      return Promise.race([closing, sleep(2 * S, undefined, { ref: false })]);
+    }),
+  );
+});
+
+/** channels.js's connect, listen and tcp.js's connect, whose results are closed after the test. */
+const connect = async (...args) => tracked(await openChannel(...args));
+const listen = async (...args) => tracked(await openListener(...args));
+const tcpConnect = async (...args) => tracked(await openTcp(...args));
+
+/**
+ * A plain net.Server (not listening yet): it and its connections are closed after the test.
+ * @param {(socket: net.Socket) => void} [onSocket]
+ * @returns {net.Server}
+ */
+function netServer(onSocket = () => {}) {
+  return tracked(net.createServer((socket) => onSocket(tracked(socket))));
+}
 
 /** Collects DecodeErrors. */
 function collect() {
@@ -62,7 +114,7 @@ const portOf = (url) => Number(url.slice(url.lastIndexOf(":") + 1));
 
 /** A raw TCP client (a plain NDJSON peer, like nc). */
 async function raw(url) {
-  const socket = net.connect({ host: "127.0.0.1", port: portOf(url) });
+  const socket = tracked(net.connect({ host: "127.0.0.1", port: portOf(url) }));
   await once(socket, "connect");
   return socket;
 }
@@ -80,7 +132,7 @@ async function readAll(socket) {
 async function rawServer() {
   const sockets = [];
   const waiters = [];
-  const server = net.createServer((socket) => {
+  const server = netServer((socket) => {
     const waiter = waiters.shift();
     if (waiter) waiter(socket);
     else sockets.push(socket);
@@ -127,7 +179,7 @@ function peer(spec) {
   const child = spawn(process.execPath, [PEER, JSON.stringify(spec)], { stdio: ["ignore", "pipe", "inherit"] });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const exited = once(child, "exit");
-  return {
+  return tracked({
     async status() {
       const { value, done } = await lines.next();
       assert.ok(!done, "the peer ended without a status line");
@@ -139,7 +191,7 @@ function peer(spec) {
       }
       await exited;
     },
-  };
+  });
 }
 
 /** Runs `body` with resources closed afterwards, whatever happens. */
@@ -368,6 +420,42 @@ describe("messages, sizes, closing", () => {
       flooding = false;
       await flood;
     });
+  });
+
+  test("the values still queued when a connection ends are delivered, its last line too", T, async (t) => {
+    // Everything is read, and the end seen, before anything is taken: merged, accepted, a client's.
+    const values = Array.from({ length: 1000 }, (_, i) => ({ i }));
+    const bytes = values.map((value) => encode(value)).join("") + '{"last":true}'; // no "\n": held until the end
+    const expected = [...values, { last: true }];
+    const warn = t.mock.method(console, "warn", () => {}); // a truncated line that parsed: delivered, logged
+    const server = await listen("tcp://127.0.0.1:0");
+    await using([server], async () => {
+      const merged = await raw(server.url);
+      merged.end(bytes);
+      await readAll(merged); // until the listener's FIN: it has read to our end
+      assert.deepEqual(await take(server, expected.length), expected);
+      const socket = await raw(server.url);
+      const conn = await server.accept();
+      socket.end(bytes);
+      await readAll(socket);
+      assert.deepEqual(await all(conn), expected);
+      await assert.rejects(conn.receive(), (e) => e instanceof TransportClosed && /closed the connection/.test(e.message));
+      await conn.close();
+    });
+    const [rawSrv, port, next] = await rawServer();
+    const client = await connect(`tcp://127.0.0.1:${port}`);
+    await using([client], async () => {
+      const socket = await next();
+      await new Promise((resolve) => socket.end(bytes, resolve));
+      await sleep(100); // read, and its end seen, by the client
+      assert.deepEqual(await all(client), expected);
+      await assert.rejects(client.receive(), (e) => e instanceof TransportClosed && /peer closed/.test(e.message));
+    });
+    rawSrv.close();
+    assert.deepEqual(
+      warn.mock.calls.map((call) => call.arguments[0].split(":")[0]),
+      ["TRUNCATED_LINE", "TRUNCATED_LINE", "TRUNCATED_LINE"],
+    );
   });
 
   test("closing the listener closes its connections", T, async () => {
@@ -913,7 +1001,7 @@ describe("backlog and a confirmed close", () => {
 
   test("close() against a server that reads to the end and closes: resolves", T, async () => {
     const received = [];
-    const server = net.createServer((socket) => socket.on("data", (chunk) => received.push(chunk)));
+    const server = netServer((socket) => socket.on("data", (chunk) => received.push(chunk)));
     server.listen(0, "127.0.0.1");
     await once(server, "listening");
     try {
@@ -927,7 +1015,7 @@ describe("backlog and a confirmed close", () => {
   });
 
   test("close() after a reset: TransportClosed that says so", T, async () => {
-    const server = net.createServer((socket) => socket.once("data", () => socket.resetAndDestroy()));
+    const server = netServer((socket) => socket.once("data", () => socket.resetAndDestroy()));
     server.listen(0, "127.0.0.1");
     await once(server, "listening");
     const url = `tcp://127.0.0.1:${server.address().port}`;

@@ -17,6 +17,7 @@ import pytest
 
 from bothways import ChildExited, DecodeError, TransportClosed, decode
 from bothways.transports import Child, async_spawn, spawn, supervise
+from bothways.transports.stdio import TAIL_LINES
 
 from ..conftest import FIXTURES, ROOT, UNIT, require_tool
 
@@ -171,6 +172,39 @@ def test_killed_by_signal() -> None:
         with pytest.raises(ChildExited, match="killed by SIGKILL") as info:
             child.receive()
         assert info.value.signal == "SIGKILL"
+
+
+NOISE = TAIL_LINES + 10  # stderr lines the noisy sleeper writes: more than the tail keeps
+
+
+def assert_killed_with_the_stderr_tail(error: ChildExited) -> None:
+    """A SIGKILLed py_noisy_sleeper.py: the signal, and the last TAIL_LINES of its stderr."""
+    tail = "\n".join(f"noise {n}" for n in range(NOISE - TAIL_LINES, NOISE))
+    assert (error.returncode, error.signal) == (-signal.SIGKILL, "SIGKILL")
+    assert error.stderr_tail == tail
+    name = f"{Path(PY).name} py_noisy_sleeper.py"
+    assert str(error) == f"{name} was killed by SIGKILL\n--- stderr tail ---\n{tail}"
+
+
+def test_killed_by_signal_keeps_the_stderr_tail() -> None:
+    with spawn(py_argv("py_noisy_sleeper.py", str(NOISE)), stderr="keep") as child:
+        assert child.receive() == "ready"  # its stderr lines were written before
+        os.kill(child.pid, signal.SIGKILL)
+        with pytest.raises(ChildExited) as info:
+            child.receive()
+    assert_killed_with_the_stderr_tail(info.value)
+
+
+def test_asyncio_killed_by_signal_keeps_the_stderr_tail() -> None:
+    async def main() -> ChildExited:
+        async with await async_spawn(py_argv("py_noisy_sleeper.py", str(NOISE)), stderr="keep") as child:
+            assert await child.receive() == "ready"
+            os.kill(child.pid, signal.SIGKILL)
+            with pytest.raises(ChildExited) as info:
+                await child.receive()
+        return info.value
+
+    assert_killed_with_the_stderr_tail(asyncio.run(main()))
 
 
 def test_close_escalates_for_a_child_that_ignores_sigterm() -> None:

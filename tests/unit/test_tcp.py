@@ -359,6 +359,43 @@ def test_a_server_close_loses_nothing_even_with_input_unread() -> None:
         assert not flooder.is_alive()
 
 
+# What the peer sent before its FIN, the last line without its newline included: the values a
+# reader still holds when the connection ends are delivered before the end, on all three paths.
+# The listener's FIN (after it read to ours) is awaited first: the end is in before we take.
+QUEUED = [{"i": i} for i in range(1000)]
+QUEUED_BYTES = b"".join(encode(value) for value in QUEUED) + b'{"last":true}'  # no "\n": held
+QUEUED_ALL = [*QUEUED, {"last": True}]
+
+
+def test_the_values_queued_when_a_connection_ends_are_delivered() -> None:
+    errors, on_error = collect()
+    with listen("tcp://127.0.0.1:0", on_error=on_error) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as raw:  # merged
+            raw.sendall(QUEUED_BYTES)
+            raw.shutdown(socket.SHUT_WR)
+            assert read_until_eof(raw) == b""
+            assert take(server, len(QUEUED_ALL)) == QUEUED_ALL
+        with socket.create_connection(("127.0.0.1", port)) as raw:  # accepted
+            with server.accept() as conn:
+                raw.sendall(QUEUED_BYTES)
+                raw.shutdown(socket.SHUT_WR)
+                assert read_until_eof(raw) == b""
+                assert list(conn) == QUEUED_ALL
+                with pytest.raises(TransportClosed, match="closed the connection"):
+                    conn.receive()
+    with socket.create_server(("127.0.0.1", 0)) as raw_server:  # a client's
+        client = connect(f"tcp://127.0.0.1:{raw_server.getsockname()[1]}", on_error=on_error)
+        with client:
+            raw, _ = raw_server.accept()
+            with raw:
+                raw.sendall(QUEUED_BYTES)
+            assert list(client) == QUEUED_ALL
+            with pytest.raises(TransportClosed, match="peer closed the connection"):
+                client.receive()
+    assert [(e.code, e.line) for e in errors] == [("TRUNCATED_LINE", len(QUEUED_ALL))] * 3
+
+
 def test_closing_the_listener_closes_its_connections() -> None:
     server = listen("tcp://127.0.0.1:0")
     merged = connect(server.url)
@@ -903,6 +940,49 @@ def test_async_close_loses_nothing_even_with_input_unread() -> None:
             await client.close()
 
     run(body)
+
+
+def test_async_the_values_queued_when_a_connection_ends_are_delivered() -> None:
+    errors, on_error = collect()
+
+    async def send_and_end(writer: asyncio.StreamWriter) -> None:
+        writer.write(QUEUED_BYTES)
+        writer.write_eof()
+        await writer.drain()
+
+    async def body() -> None:
+        async with await async_listen("tcp://127.0.0.1:0", on_error=on_error) as server:
+            port = int(server.url.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)  # merged
+            await send_and_end(writer)
+            assert await reader.read() == b""  # until the listener's FIN
+            assert await async_take(server, len(QUEUED_ALL)) == QUEUED_ALL
+            writer.close()
+            await writer.wait_closed()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)  # accepted
+            async with await server.accept() as conn:
+                await send_and_end(writer)
+                assert await reader.read() == b""
+                assert [m async for m in conn] == QUEUED_ALL
+                with pytest.raises(TransportClosed, match="closed the connection"):
+                    await conn.receive()
+            writer.close()
+            await writer.wait_closed()
+
+        async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await send_and_end(writer)
+            writer.close()
+
+        raw_server = await asyncio.start_server(serve, "127.0.0.1", 0)  # a client's
+        async with raw_server:
+            port = raw_server.sockets[0].getsockname()[1]
+            async with await async_connect(f"tcp://127.0.0.1:{port}", on_error=on_error) as client:
+                assert [m async for m in client] == QUEUED_ALL
+                with pytest.raises(TransportClosed, match="peer closed the connection"):
+                    await client.receive()
+
+    run(body)
+    assert [(e.code, e.line) for e in errors] == [("TRUNCATED_LINE", len(QUEUED_ALL))] * 3
 
 
 def test_async_reconnect_to_a_new_listener_on_the_same_port() -> None:
