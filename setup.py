@@ -1,10 +1,11 @@
 """The wheel carries bothways' Node side: copied from js/ and examples/ at build time.
 
 Everything else is in pyproject.toml. ``build_py`` adds, as package data:
-- ``bothways/js/``: the npm package's ``src/``, ``bin/host.mjs`` and ``bin/sensor.mjs`` (Node
-  built-ins only, so no node_modules), with a ``package.json`` that makes Node read them as ES
-  modules and gives the version; ``bothways.node.require`` runs ``bothways/js/bin/host.mjs``
-  from there, ``bothways demo`` the Node.js sensor ``bothways/js/bin/sensor.mjs``;
+- ``bothways/js/``: the npm package's ``src/``, ``bin/host.mjs``, ``bin/sensor.mjs`` and
+  ``bin/stub.mjs`` (Node built-ins only, so no node_modules), with a ``package.json`` that makes
+  Node read them as ES modules and gives the version; ``bothways.node.require`` runs
+  ``bothways/js/bin/host.mjs`` from there, ``bothways demo`` the Node.js sensor
+  ``bothways/js/bin/sensor.mjs``, ``bothways types node`` ``bothways/js/bin/stub.mjs``;
 - ``bothways/js/vendor/uplot/``: uPlot's browser build and stylesheet (``uPlot.iife.min.js``,
   ``uPlot.min.css``) and its licence, which the dashboard (bothways.telemetry.web) serves. They
   come from the npm dependency (``js/node_modules/uplot/dist``, after ``npm ci``); a build
@@ -30,7 +31,8 @@ from setuptools.command.sdist import sdist
 
 ROOT = Path(__file__).resolve().parent
 SKIP = shutil.ignore_patterns("node_modules", "__pycache__", "*.pyc", "*.tgz")
-NODE_PROGRAMS = ("host.mjs", "sensor.mjs")  # js/bin/: the RPC host, the telemetry sensor
+# js/bin/: the RPC host, the telemetry sensor, the .pyi stub writer (`bothways types node`)
+NODE_PROGRAMS = ("host.mjs", "sensor.mjs", "stub.mjs")
 # uPlot, for the dashboard: its browser build, stylesheet and licence.
 UPLOT_NAMES = ("uPlot.iife.min.js", "uPlot.min.css", "LICENSE")
 

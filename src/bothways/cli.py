@@ -9,6 +9,9 @@
   URL``, the sensors publish to ``URL/readings/<sensor>`` on a broker instead and the listener
   subscribes to ``URL/readings/#`` (the sensor the listener spawns still writes to its pipe).
 - ``bothways demo tutorial``: the tutorial's system (examples/tutorial), every part at once.
+- ``bothways types python MODULE`` / ``bothways types node PATH``: TypeScript declarations of a
+  Python module as ``python.import`` serves it, or a ``.pyi`` stub of a JavaScript module as
+  ``node.require`` serves it (bothways.types).
 
 The telemetry web app (Flask) is imported by ``serve`` only: the other commands run without
 the web extra.
@@ -506,6 +509,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _types(args: argparse.Namespace) -> int:
+    from . import types  # (imports the host: only this command needs it)
+
+    return types.run(args.language, args.target)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     parser = argparse.ArgumentParser(
@@ -591,6 +600,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="tutorial: the tutorial's directory (default: the one installed)",
     )
     demo.set_defaults(run=_demo)
+    types = commands.add_parser(
+        "types",
+        help="print types of a served module, for the other side's editor",
+        description="`types python MODULE` prints TypeScript declarations of what Node's "
+        "python.import(MODULE) gives, from the module's signatures, annotations and docstrings "
+        "(`bothways types python m > m.d.ts`); `types node PATH` prints a .pyi stub of what "
+        "Python's node.require(PATH) gives, from the module's JSDoc (runs js/bin/stub.mjs).",
+    )
+    types.add_argument("language", choices=("python", "node"), help="the language of the module")
+    types.add_argument("target", metavar="MODULE|PATH", help="a module name (python) or a file path (node)")
+    types.set_defaults(run=_types)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result
