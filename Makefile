@@ -48,6 +48,7 @@ bench: setup
 	$(PY) bench/stdio.py --record bench/RESULTS.md
 	$(PY) bench/channels.py --record bench/RESULTS.md
 	$(PY) bench/calls.py --record bench/RESULTS.md
+	$(PY) bench/objects.py --record bench/RESULTS.md
 	$(PY) bench/startup.py --record bench/RESULTS.md
 	$(PY) bench/load.py --record bench/RESULTS.md
 	$(PY) bench/telemetry.py --record bench/RESULTS.md

@@ -132,6 +132,8 @@ def flat(events: list[Any], detail: bool = False) -> list[dict[str, Any]]:
             out.append({"error": error.code, "line": error.line, "delivered": error.delivered})
             if detail:
                 out[-1]["reason"] = error.reason
+        elif kind == "Binary":
+            out.append({"binary": event.data.hex(), "line": event.line})
         else:  # pragma: no cover - a new event type must be added here
             raise AssertionError(f"unknown event {event!r}")
     return out

@@ -22,7 +22,8 @@
  *   logging goes to the terminal (the parent forwards stderr) instead of corrupting the messages.
  * - The parent's first call is `$/hello` (the handshake): the answer gives our protocol and package
  *   versions and the list of functions; a parent that speaks another protocol is refused with a
- *   ProtocolMismatch naming both versions.
+ *   ProtocolMismatch naming both versions. The answer says that we read binary frames; when the
+ *   parent's hello says so too, bytes and arrays go to it in frames from the next message on.
  * - Errors travel back with their name and stack (a RemoteError on the other side).
  * - The host ends when the channel closes (the parent closed the handle or died), even if the
  *   module left timers running.
@@ -36,7 +37,7 @@ import { pathToFileURL } from "node:url";
 
 import { CALL_MAX_LINE } from "../src/objects.js";
 import { Peer } from "../src/peer.js";
-import { HELLO_METHOD, hello, helloRefusal } from "../src/rpc.js";
+import { HELLO_METHOD, hello, helloRefusal, speaksBinary } from "../src/rpc.js";
 import { StdioChannel, parentChannelFd } from "../src/transports/stdio.js";
 import { VERSION } from "../src/version.js";
 
@@ -136,6 +137,12 @@ async function serve(path, channel) {
     (/** @type {unknown} */ theirs) => {
       const refusal = helloRefusal(ours, theirs);
       if (refusal !== null) throw new ProtocolMismatch(refusal);
+      // Frames from the message after this answer on: the answer is made (and written, with the
+      // other answers of its chunk) when this returns, before the microtask sets the flag.
+      const binary = speaksBinary(theirs);
+      queueMicrotask(() => {
+        peer.binary = binary;
+      });
       return { ...ours, functions: names };
     },
     { name: HELLO_METHOD },
@@ -151,9 +158,9 @@ async function main() {
     return 2;
   }
   // With a channel socket, stdout stays the module's; else the protocol takes it.
-  const maxLine = CALL_MAX_LINE;
+  const options = { maxLine: CALL_MAX_LINE, binary: true }; // (our hello says we read frames)
   const channel =
-    parentChannelFd() !== null ? new StdioChannel({ maxLine }) : new StdioChannel({ maxLine, stdout: takeStdout() });
+    parentChannelFd() !== null ? new StdioChannel(options) : new StdioChannel({ ...options, stdout: takeStdout() });
   try {
     await serve(args[0], channel);
   } catch (error) {

@@ -8,9 +8,10 @@
  *
  * - `Handles`: one per connection. The objects this side lends (by id), what it learned of the
  *   other side's classes, and the borrowed ids waiting to be released.
- * - `outgoing(value, handles)` / `toTree`: a value about to be sent, with what cannot be JSON lent
- *   or packed; `incoming(value, handles, borrow)` / `fromTree`: the reverse, `borrow` making the
- *   proxy of each object the other side lends.
+ * - `outgoing(value, handles, blobs)` / `toTree`: a value about to be sent, with what cannot be
+ *   JSON lent or packed; `incoming(value, handles, borrow, blobs)` / `fromTree`: the reverse,
+ *   `borrow` making the proxy of each object the other side lends. `blobs` is for a channel that
+ *   carries binary frames (spec/PROTOCOL.md section 2): bytes and arrays go there, not base64.
  * - `lenderFunctions(handles)`: what serves `$/get`, `$/call`, `$/next`... on the objects this side
  *   lends; the Peer exposes them like any function.
  * - `RemoteObject`: the proxy of an object the other side lends. It asks through a *link* (the
@@ -54,8 +55,8 @@ export const OBJECT_METHODS = Object.freeze([
 ]);
 /**
  * The line limit between a parent and the module it spawned (256 MiB): both ends are the
- * user's own, and bytes and arrays travel in one line each (base64); a JavaScript string holds
- * at most 2**29 - 24 characters.
+ * user's own, and bytes and arrays travel in one line each (base64) or in binary frames (as
+ * long as a line); a JavaScript string holds at most 2**29 - 24 characters.
  */
 export const CALL_MAX_LINE = 256 * 1024 * 1024;
 
@@ -536,20 +537,24 @@ function isPlain(value, depth) {
  * member is escaped (`object`). Plain JSON and objects with `toJSON` (Date) stay as they are.
  * @param {unknown} value
  * @param {Handles} handles
+ * @param {Uint8Array[]} [blobs] given (a channel that carries binary frames), bytes and arrays
+ *   are appended there and marked with their number (`"blob": k`) instead of carrying base64.
+ *   The arrays are views of the value's own memory: send them before it changes.
  * @returns {unknown}
  * @throws {HandleError} a proxy of this connection that was released.
  */
-export function toTree(value, handles) {
-  return tree(value, handles, 0);
+export function toTree(value, handles, blobs = undefined) {
+  return tree(value, handles, 0, blobs);
 }
 
 /**
  * @param {unknown} value
  * @param {Handles} handles
  * @param {number} depth
+ * @param {Uint8Array[] | undefined} blobs
  * @returns {unknown}
  */
-function tree(value, handles, depth) {
+function tree(value, handles, depth, blobs) {
   if (typeof value !== "object") {
     return typeof value === "function" ? lentFunction(value, handles) : value;
   }
@@ -559,7 +564,7 @@ function tree(value, handles, depth) {
   if (Array.isArray(value)) {
     const out = new Array(value.length);
     for (let i = 0; i < value.length; i++) {
-      out[i] = tree(value[i], handles, depth + 1);
+      out[i] = tree(value[i], handles, depth + 1, blobs);
     }
     return out;
   }
@@ -569,7 +574,7 @@ function tree(value, handles, depth) {
     /** @type {Record<string, unknown>} */
     const out = {};
     for (const key of Object.keys(object)) {
-      put(out, key, tree(object[key], handles, depth + 1));
+      put(out, key, tree(object[key], handles, depth + 1, blobs));
     }
     return Object.hasOwn(object, MARK) ? { [MARK]: "object", value: out } : out;
   }
@@ -577,21 +582,22 @@ function tree(value, handles, depth) {
     return handles.lend(value.value, value.kind);
   }
   if (value instanceof Kwargs) {
-    return tree(value.values, handles, depth);
+    return tree(value.values, handles, depth, blobs);
   }
   if (value instanceof Uint8Array || value instanceof DataView) {
-    return { [MARK]: "bytes", base64: toBase64(value) };
+    return packed({ [MARK]: "bytes" }, value, blobs);
   }
   if (value instanceof ArrayBuffer || (typeof SharedArrayBuffer === "function" && value instanceof SharedArrayBuffer)) {
-    return { [MARK]: "bytes", base64: toBase64(new Uint8Array(value)) };
+    return packed({ [MARK]: "bytes" }, new Uint8Array(value), blobs);
   }
   if (ArrayBuffer.isView(value)) {
     const dtype = DTYPE_OF.get(/** @type {any} */ (value.constructor));
     if (dtype !== undefined) {
-      return arrayMarker(dtype, [/** @type {TypedArray} */ (value).length], /** @type {TypedArray} */ (value));
+      const array = /** @type {TypedArray} */ (value);
+      return arrayMarker(dtype, [array.length], array, blobs);
     }
   } else if (value instanceof NDArray) {
-    return arrayMarker(value.dtype, value.shape, value.data);
+    return arrayMarker(value.dtype, value.shape, value.data, blobs);
   } else if (typeof (/** @type {any} */ (value).toJSON) === "function") {
     return value; // a Date...: the encoder writes it
   }
@@ -618,14 +624,33 @@ function lentFunction(fn, handles) {
  * @param {string} dtype
  * @param {number[]} shape
  * @param {ArrayBufferView} data
- * @returns {{$bothways: "array", dtype: string, shape: number[], base64: string}}
+ * @param {Uint8Array[] | undefined} blobs
+ * @returns {Record<string, unknown>} `{"$bothways": "array", dtype, shape, base64 | blob}`
  */
-function arrayMarker(dtype, shape, data) {
+function arrayMarker(dtype, shape, data, blobs) {
   let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (!LITTLE_ENDIAN) {
     bytes = swapped(bytes, DTYPES[/** @type {Dtype} */ (dtype)].BYTES_PER_ELEMENT);
   }
-  return { [MARK]: "array", dtype, shape: [...shape], base64: toBase64(bytes) };
+  return packed({ [MARK]: "array", dtype, shape: [...shape] }, bytes, blobs);
+}
+
+/**
+ * `marker` with `data` in it: in a binary frame (`"blob": k`, the frame appended to `blobs`)
+ * when there are frames, else as base64. Mirror of Python's `_packed`.
+ * @param {Record<string, unknown>} marker
+ * @param {ArrayBufferView} data
+ * @param {Uint8Array[] | undefined} blobs
+ * @returns {Record<string, unknown>}
+ */
+function packed(marker, data, blobs) {
+  if (blobs === undefined) {
+    marker.base64 = toBase64(data);
+  } else {
+    marker.blob = blobs.length;
+    blobs.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+  return marker;
 }
 
 /**
@@ -647,17 +672,19 @@ function put(out, key, value) {
  * at the top (one quick walk, no copy), else `{"$bothways": "tree", "value": toTree(value)}`.
  * @param {unknown} value
  * @param {Handles} handles
+ * @param {Uint8Array[]} [blobs] as for `toTree`: the binary frames to send right before the
+ *   message (a channel that carries them), filled in order.
  * @returns {unknown}
  * @throws {HandleError} a proxy of this connection that was released.
  */
-export function outgoing(value, handles) {
+export function outgoing(value, handles, blobs = undefined) {
   if (typeof value !== "object" || value === null) {
-    return typeof value === "function" ? { [MARK]: TREE, value: toTree(value, handles) } : value;
+    return typeof value === "function" ? { [MARK]: TREE, value: toTree(value, handles, blobs) } : value;
   }
   if (isPlain(value, 0) && !(Object.hasOwn(value, MARK) && !Array.isArray(value))) {
     return value;
   }
-  return { [MARK]: TREE, value: toTree(value, handles) };
+  return { [MARK]: TREE, value: toTree(value, handles, blobs) };
 }
 
 // -- trees -> values --------------------------------------------------------------------------
@@ -708,15 +735,18 @@ function pathOf(keys) {
  * @param {unknown} value
  * @param {Handles} handles
  * @param {Borrow} borrow
+ * @param {Uint8Array[]} [blobs] the binary frames that came with the message (what `"blob": k`
+ *   markers name). Bytes from a frame are a view of it (a Buffer in Node), not a copy.
  * @returns {any}
  * @throws {HandleError} a malformed marker (the message starts with its path: `$[1].base64: ...`),
- *   or a `yours` marker naming an object this side does not hold.
+ *   a frame number without its frame, or a `yours` marker naming an object this side does not
+ *   hold.
  */
-export function fromTree(value, handles, borrow) {
+export function fromTree(value, handles, borrow, blobs = undefined) {
   /** @type {(string | number)[]} */
   const keys = [];
   try {
-    return revive(value, handles, borrow, keys);
+    return revive(value, handles, borrow, keys, blobs);
   } catch (error) {
     if (error instanceof Bad) {
       throw new HandleError(`${pathOf(keys)}${error.where}: ${error.reason}`);
@@ -730,9 +760,10 @@ export function fromTree(value, handles, borrow) {
  * @param {Handles} handles
  * @param {Borrow} borrow
  * @param {(string | number)[]} keys the path so far (left as it is where a Bad is thrown)
+ * @param {Uint8Array[] | undefined} blobs
  * @returns {any}
  */
-function revive(value, handles, borrow, keys) {
+function revive(value, handles, borrow, keys, blobs) {
   if (typeof value !== "object" || value === null) {
     return value;
   }
@@ -742,7 +773,7 @@ function revive(value, handles, borrow, keys) {
       const item = value[i];
       if (typeof item === "object" && item !== null) {
         keys.push(i);
-        out[i] = revive(item, handles, borrow, keys);
+        out[i] = revive(item, handles, borrow, keys, blobs);
         keys.pop();
       } else {
         out[i] = item;
@@ -752,7 +783,7 @@ function revive(value, handles, borrow, keys) {
   }
   const object = /** @type {Record<string, unknown>} */ (value);
   if (!Object.hasOwn(object, MARK)) {
-    return members(object, handles, borrow, keys);
+    return members(object, handles, borrow, keys, blobs);
   }
   const kind = object[MARK];
   switch (kind) {
@@ -761,16 +792,16 @@ function revive(value, handles, borrow, keys) {
     case "yours":
       return handles.take(object.id);
     case "bytes":
-      return bytesOf(object);
+      return Object.hasOwn(object, "blob") ? asBuffer(frameOf(object, blobs)) : bytesOf(object);
     case "array":
-      return arrayOf(object);
+      return arrayOf(object, blobs);
     case "object": {
       const inner = object.value;
       if (typeof inner !== "object" || inner === null || Array.isArray(inner)) {
         throw new Bad(".value", "expected an object");
       }
       keys.push("value");
-      const out = members(/** @type {Record<string, unknown>} */ (inner), handles, borrow, keys);
+      const out = members(/** @type {Record<string, unknown>} */ (inner), handles, borrow, keys, blobs);
       keys.pop();
       return out;
     }
@@ -784,16 +815,17 @@ function revive(value, handles, borrow, keys) {
  * @param {Handles} handles
  * @param {Borrow} borrow
  * @param {(string | number)[]} keys
+ * @param {Uint8Array[] | undefined} blobs
  * @returns {Record<string, unknown>}
  */
-function members(object, handles, borrow, keys) {
+function members(object, handles, borrow, keys, blobs) {
   /** @type {Record<string, unknown>} */
   const out = {};
   for (const key of Object.keys(object)) {
     const item = object[key];
     if (typeof item === "object" && item !== null) {
       keys.push(key);
-      put(out, key, revive(item, handles, borrow, keys));
+      put(out, key, revive(item, handles, borrow, keys, blobs));
       keys.pop();
     } else {
       put(out, key, item);
@@ -862,10 +894,39 @@ function bytesOf(marker) {
 }
 
 /**
+ * The binary frame a marker names (`"blob": k`).
  * @param {Record<string, unknown>} marker
+ * @param {Uint8Array[] | undefined} blobs
+ * @returns {Uint8Array}
+ */
+function frameOf(marker, blobs) {
+  const index = marker.blob;
+  if (!Number.isInteger(index) || /** @type {number} */ (index) < 0) {
+    throw new Bad(".blob", "expected a frame number");
+  }
+  const brought = blobs === undefined ? 0 : blobs.length;
+  if (/** @type {number} */ (index) >= brought) {
+    throw new Bad(".blob", `no binary frame ${index} came with the message (it brought ${brought})`);
+  }
+  return /** @type {Uint8Array[]} */ (blobs)[/** @type {number} */ (index)];
+}
+
+/**
+ * @param {Uint8Array} bytes
+ * @returns {Uint8Array} the same memory as a Buffer in Node (bytes from base64 are one too).
+ */
+function asBuffer(bytes) {
+  return NodeBuffer === undefined || bytes instanceof NodeBuffer
+    ? bytes
+    : NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * @param {Record<string, unknown>} marker
+ * @param {Uint8Array[] | undefined} blobs
  * @returns {TypedArray | NDArray}
  */
-function arrayOf(marker) {
+function arrayOf(marker, blobs) {
   const dtype = marker.dtype;
   if (typeof dtype !== "string" || !Object.hasOwn(DTYPES, dtype)) {
     throw new Bad(".dtype", `unknown dtype ${shown(dtype)} (expected one of ${DTYPE_NAMES})`);
@@ -874,14 +935,20 @@ function arrayOf(marker) {
   if (!isShape(shape)) {
     throw new Bad(".shape", "expected a list of non-negative integers");
   }
-  const bytes = bytesOf(marker);
+  const framed = Object.hasOwn(marker, "blob");
+  const bytes = framed ? frameOf(marker, blobs) : bytesOf(marker);
   const type = DTYPES[/** @type {Dtype} */ (dtype)];
   const expected = shape.reduce((a, b) => a * b, 1) * type.BYTES_PER_ELEMENT;
   if (bytes.length !== expected) {
     throw new Bad(
-      ".base64",
+      framed ? ".blob" : ".base64",
       `${bytes.length} bytes do not fill shape ${JSON.stringify(shape)} of ${dtype} (${expected} bytes)`,
     );
+  }
+  if (framed && LITTLE_ENDIAN && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) {
+    // a frame as the decoder makes it, a buffer of its own: the array is a view of it, no copy
+    const data = new type(/** @type {ArrayBuffer} */ (bytes.buffer));
+    return shape.length === 1 ? data : new NDArray(/** @type {Dtype} */ (dtype), shape, data);
   }
   // a buffer of its own, aligned for the item size (Node's small Buffers share a pool)
   let own = new Uint8Array(expected);
@@ -915,15 +982,16 @@ function swapped(bytes, size) {
  * @param {unknown} value
  * @param {Handles} handles
  * @param {Borrow} borrow
+ * @param {Uint8Array[]} [blobs] the binary frames that came right before the message.
  * @returns {any}
  * @throws {HandleError} as `fromTree`; also a tree without its `value`.
  */
-export function incoming(value, handles, borrow) {
+export function incoming(value, handles, borrow, blobs = undefined) {
   if (typeof value === "object" && value !== null && /** @type {any} */ (value)[MARK] === TREE) {
     if (!Object.hasOwn(value, "value")) {
       throw new HandleError("$.value: a tree needs its value");
     }
-    return fromTree(/** @type {any} */ (value).value, handles, borrow);
+    return fromTree(/** @type {any} */ (value).value, handles, borrow, blobs);
   }
   return value;
 }
@@ -1446,6 +1514,13 @@ const HANDLER = {
         return () => ask(state, "$/len", []);
       case "$repr":
         return () => ask(state, "$/repr", []);
+      case "apply": // a remote function used as a JavaScript one (an EventEmitter's listener...)
+      case "call":
+      case "bind":
+        if (state.kind === "function" || state.kind === "class") {
+          return Function.prototype[key].bind(receiver);
+        }
+        return member(state, key, receiver);
       default:
         return member(state, key, receiver);
     }

@@ -66,6 +66,11 @@
  *   `$/next`...) are served here; `$/release` lets go of them; proxies released (or collected)
  *   here are announced in one `$/release` with the next flush. When the channel ends, every handle
  *   is let go of.
+ * - Binary frames (spec/PROTOCOL.md section 2): with `binary` set (both sides said so in the
+ *   `$/hello` handshake) and a stream channel, the bytes and arrays of params and results leave
+ *   as frames written right before their message's line, in the same write, instead of base64.
+ *   Frames that arrive (a channel made with `binary` hands them out as `Binary` values) go with
+ *   the next message, whatever `binary` says.
  * - No `node:*` import: this module loads in a browser, as rpc.js and transports/base.js do.
  *
  * @module bothways/peer
@@ -87,7 +92,7 @@ import {
   SERVER_ERROR,
 } from "./rpc.js";
 import { sendNow } from "./transports/base.js";
-import { encode } from "./wire.js";
+import { Binary, encode } from "./wire.js";
 
 // Node >= 20.4 and current browsers define it; older runtimes get a registered stand-in. The
 // type says it is `Symbol.asyncDispose`, so that the declarations show `[Symbol.asyncDispose]()`.
@@ -165,6 +170,14 @@ export class Peer {
   #lender;
   /** A microtask will send the ids of released proxies. */
   #releaseQueued = false;
+  /** @type {WeakMap<object, Uint8Array[]>} the frames of the params or results we send, by tree */
+  #framesOut = new WeakMap();
+  /** Some message had frames: the writer looks messages up in #framesOut (until then, never). */
+  #framed = false;
+  /** @type {Uint8Array[] | null} frames received, waiting for their message */
+  #framesIn = null;
+  /** @type {Uint8Array[] | undefined} the frames of the message being dispatched */
+  #framesNow = undefined;
 
   /**
    * @param {import("./transports/base.js").Channel} channel any channel: `send`, `receive`,
@@ -197,6 +210,14 @@ export class Peer {
      */
     this.handles = new Handles();
     this.#lender = new Map(Object.entries(lenderFunctions(this.handles)));
+    /**
+     * Whether bytes and arrays in params and results leave as binary frames (spec/PROTOCOL.md
+     * section 2) instead of base64: set it once both sides said `binary` in the `$/hello`
+     * handshake (`python.import` and `host.mjs` do). Only a stream channel (one with
+     * `sendBytes`) carries frames; on others it changes nothing. Mirror of Python's `binary`.
+     * @type {boolean}
+     */
+    this.binary = false;
   }
 
   /**
@@ -289,7 +310,7 @@ export class Peer {
     const endpoint = this.endpoint;
     let callId;
     try {
-      callId = endpoint.request(method, /** @type {any} */ (outgoing(params, this.handles)));
+      callId = endpoint.request(method, /** @type {any} */ (this.#outgoingValue(params)));
     } catch (error) {
       return Promise.reject(error); // a released proxy among the arguments
     }
@@ -351,7 +372,7 @@ export class Peer {
    */
   notifyWith(method, params = null) {
     try {
-      this.endpoint.notify(method, /** @type {any} */ (outgoing(params, this.handles)));
+      this.endpoint.notify(method, /** @type {any} */ (this.#outgoingValue(params)));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -387,6 +408,27 @@ export class Peer {
       this.#flush(reportFailure);
     }
   };
+
+  /**
+   * Params or a result to send (`outgoing`): with `binary` on a stream channel, its bytes and
+   * arrays are kept aside as frames (found by the tree when the message is encoded).
+   * @param {unknown} value
+   * @returns {unknown}
+   * @throws {HandleError} a released proxy in it.
+   */
+  #outgoingValue(value) {
+    if (!this.binary || typeof (/** @type {any} */ (this.channel).sendBytes) !== "function") {
+      return outgoing(value, this.handles);
+    }
+    /** @type {Uint8Array[]} */
+    const blobs = [];
+    const tree = outgoing(value, this.handles, blobs);
+    if (blobs.length > 0) {
+      this.#framesOut.set(/** @type {object} */ (tree), blobs);
+      this.#framed = true;
+    }
+    return tree;
+  }
 
   /** What `incoming` calls for each object the other side lends: its proxy, bound to us. */
   #borrow = (/** @type {import("./objects.js").RefMarker} */ marker) => new RemoteObject(this, marker);
@@ -444,7 +486,11 @@ export class Peer {
       return;
     }
     const channel = /** @type {any} */ (this.channel);
+    const frames = this.#framed ? this.#framesOut : null;
     if (this.#writing || typeof channel[sendNow] !== "function") {
+      if (frames !== null && this.#writing) {
+        snapshot(messages, frames); // encoded later: the frames must be what was sent now
+      }
       this.#outgoing.push({ messages, done });
       if (!this.#writing) {
         this.#writing = true;
@@ -452,9 +498,9 @@ export class Peer {
       }
       return;
     }
-    const [data, failure] = encoded(messages);
+    const [data, failure] = encoded(messages, frames);
     this.#writing = true;
-    const waiting = data === "" ? null : channel[sendNow](data);
+    const waiting = data.length === 0 ? null : channel[sendNow](data);
     if (waiting === null) {
       done(failure);
       RESOLVED.then(this.#wrote); // what is flushed until then leaves in one write
@@ -504,17 +550,28 @@ export class Peer {
    */
   async #writeBytes(batch) {
     const channel = /** @type {any} */ (this.channel);
+    const frames = this.#framed ? this.#framesOut : null;
+    /** @type {string | Uint8Array} */
     let data = "";
+    /** @type {(string | Uint8Array)[] | null} the parts, once one is bytes (frames) */
+    let parts = null;
     /** @type {[Outgoing, unknown][]} each entry with the encoding error of one of its messages */
     const written = [];
     for (const entry of batch) {
-      const [lines, failure] = encoded(entry.messages);
-      data += lines;
+      const [lines, failure] = encoded(entry.messages, frames);
+      if (typeof lines === "string" && parts === null) {
+        data += lines;
+      } else {
+        (parts ??= data === "" ? [] : [data]).push(lines);
+      }
       written.push([entry, failure]);
+    }
+    if (parts !== null) {
+      data = parts.length === 1 ? parts[0] : joined(parts); // (one big message: no second copy)
     }
     let sent = null;
     try {
-      if (data !== "") {
+      if (data.length > 0) {
         sent = typeof channel[sendNow] === "function" ? channel[sendNow](data) : channel.sendBytes(data);
       }
     } catch (error) {
@@ -597,7 +654,20 @@ export class Peer {
     this.#dispatching = true; // the answers of sync functions leave together, below
     try {
       for (let i = 0; i < messages.length; i++) {
-        this.#dispatch(endpoint.receive(messages[i]));
+        const message = messages[i];
+        if (message instanceof Binary) {
+          (this.#framesIn ??= []).push(message.data); // a frame of the next message
+        } else if (this.#framesIn === null) {
+          this.#dispatch(endpoint.receive(message));
+        } else {
+          this.#framesNow = this.#framesIn; // what `incoming` revives its blob markers from
+          this.#framesIn = null;
+          try {
+            this.#dispatch(endpoint.receive(message));
+          } finally {
+            this.#framesNow = undefined;
+          }
+        }
       }
     } finally {
       this.#dispatching = false;
@@ -699,7 +769,7 @@ export class Peer {
   #settleResult(callId, result) {
     let value;
     try {
-      value = incoming(result, this.handles, this.#borrow); // (one check when it is plain)
+      value = incoming(result, this.handles, this.#borrow, this.#framesNow); // (one check when plain)
     } catch (error) {
       this.#settle(callId, error, undefined); // a malformed marker: HandleError naming its path
       return;
@@ -716,7 +786,7 @@ export class Peer {
       console.error(`bothways Peer: the notification handler threw on ${event.method}:`, error);
     };
     try {
-      const params = incoming(event.params, this.handles, this.#borrow);
+      const params = incoming(event.params, this.handles, this.#borrow, this.#framesNow);
       const outcome = /** @type {NotificationHandler} */ (this.notificationHandler)(event.method, params);
       if (isThenable(outcome)) {
         Promise.resolve(outcome).catch(report);
@@ -753,7 +823,7 @@ export class Peer {
     let params = request.params;
     if (params !== null) {
       try {
-        params = incoming(params, this.handles, this.#borrow); // (one check when it is plain)
+        params = incoming(params, this.handles, this.#borrow, this.#framesNow); // (one check when plain)
       } catch (error) {
         if (!(error instanceof HandleError)) throw error;
         this.endpoint.respondError(requestId, INVALID_PARAMS, `Invalid params: ${error.message}`);
@@ -835,7 +905,7 @@ export class Peer {
     if (ok) {
       let result;
       try {
-        result = outgoing(outcome, this.handles); // (one quick walk when it is plain JSON)
+        result = this.#outgoingValue(outcome); // (one quick walk when it is plain JSON)
       } catch (error) {
         ok = false; // a released proxy in the result
         outcome = error;
@@ -1091,20 +1161,144 @@ function repairAnswer(answer) {
  * The NDJSON lines of `messages` (an endpoint's `messagesToSend()`; mirror of Python's
  * `encoded`). A result that cannot be encoded is replaced by its INTERNAL_ERROR answer; a request
  * or notification that cannot be encoded is left out, and the first such error comes back too.
+ * A message with binary frames (in `frames`, by its params or result) is written right after
+ * them: the data is then bytes, `#blob N\n` and the N bytes for each frame, then the line.
  * @param {unknown[]} messages
- * @returns {[string, unknown]} the lines, and that error or null.
+ * @param {WeakMap<object, Uint8Array[]> | null} [frames] null: nothing is sent in frames.
+ * @returns {[string | Uint8Array, unknown]} the lines (bytes when there are frames), and that
+ *   error or null.
  */
-function encoded(messages) {
+function encoded(messages, frames = null) {
   let data = "";
   let failure = null;
+  /** @type {(string | Uint8Array)[] | null} */
+  let parts = null;
   for (const message of messages) {
+    const framed = frames === null ? null : framesOf(message, frames);
     try {
-      data += encodeOrRepair(message);
+      if (framed === null) {
+        data += encodeOrRepair(message);
+        continue;
+      }
+      let line;
+      try {
+        line = encode(framed.message);
+      } catch {
+        data += encodeOrRepair(message); // (an answer that cannot be sent goes without its frames)
+        continue;
+      }
+      parts ??= [];
+      parts.push(data);
+      for (const blob of framed.blobs) {
+        parts.push(`#blob ${blob.length}\n`, blob);
+      }
+      data = line;
     } catch (error) {
       failure ??= error;
     }
   }
-  return [data, failure];
+  if (parts === null) {
+    return [data, failure];
+  }
+  parts.push(data);
+  return [joined(parts), failure];
+}
+
+/**
+ * The frames that go with `message` (its params or result, or for a batch of answers those of
+ * each, numbered on from one answer to the next), and the message to write with them.
+ * @param {unknown} message
+ * @param {WeakMap<object, Uint8Array[]>} frames
+ * @returns {{message: unknown, blobs: Uint8Array[]} | null} null: none.
+ */
+function framesOf(message, frames) {
+  if (typeof message !== "object" || message === null) {
+    return null;
+  }
+  if (!Array.isArray(message)) {
+    const tree = /** @type {any} */ (message).params ?? /** @type {any} */ (message).result;
+    const blobs = typeof tree === "object" && tree !== null ? frames.get(tree) : undefined;
+    return blobs === undefined ? null : { message, blobs };
+  }
+  /** @type {Uint8Array[]} */
+  const blobs = [];
+  const answers = message.map((answer) => {
+    const one = framesOf(answer, frames);
+    if (one === null) {
+      return answer;
+    }
+    const offset = blobs.length;
+    blobs.push(...one.blobs);
+    return offset === 0 ? answer : { ...answer, result: renumbered(answer.result, offset) };
+  });
+  return blobs.length === 0 ? null : { message: answers, blobs };
+}
+
+/**
+ * A copy of `tree` whose frame numbers (`"blob": k` of bytes and array markers) are `offset`
+ * higher: the answers of one batch share the frames before it.
+ * @param {unknown} tree
+ * @param {number} offset
+ * @returns {unknown}
+ */
+function renumbered(tree, offset) {
+  if (typeof tree !== "object" || tree === null) {
+    return tree;
+  }
+  if (Array.isArray(tree)) {
+    return tree.map((item) => renumbered(item, offset));
+  }
+  /** @type {Record<string, unknown>} */
+  const out = {};
+  for (const [key, item] of Object.entries(tree)) {
+    Object.defineProperty(out, key, {
+      value: renumbered(item, offset),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  const kind = out.$bothways;
+  if ((kind === "bytes" || kind === "array") && typeof out.blob === "number") {
+    out.blob += offset;
+  }
+  return out;
+}
+
+/**
+ * Copies the frames of `messages` (views of the caller's memory) before they wait for a write:
+ * what is written is what the values held when they were sent.
+ * @param {unknown[]} messages
+ * @param {WeakMap<object, Uint8Array[]>} frames
+ */
+function snapshot(messages, frames) {
+  for (const message of messages) {
+    for (const one of Array.isArray(message) ? message : [message]) {
+      const tree = typeof one === "object" && one !== null ? (one.params ?? one.result) : undefined;
+      const blobs = typeof tree === "object" && tree !== null ? frames.get(tree) : undefined;
+      if (blobs !== undefined) {
+        frames.set(tree, blobs.map((blob) => blob.slice()));
+      }
+    }
+  }
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * The parts one after the other, as one array of bytes (strings as UTF-8).
+ * @param {(string | Uint8Array)[]} parts
+ * @returns {Uint8Array}
+ */
+function joined(parts) {
+  const bytes = parts.map((part) => (typeof part === "string" ? utf8.encode(part) : part));
+  const out = new Uint8Array(bytes.reduce((size, part) => size + part.length, 0));
+  let at = 0;
+  for (const part of bytes) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }
 
 /**

@@ -22,7 +22,8 @@
  * carries: a function passed is a callback the module may call later, a class instance, a
  * generator or a DataFrame the module returns arrives as a `RemoteObject` handle
  * (`await df.head(5)`, `for await (const row of rows)`, `release(df)` or `await using`), bytes
- * as a Buffer, numpy arrays as typed arrays or an `NDArray`. A class the module exports is a
+ * as a Buffer, numpy arrays as typed arrays or an `NDArray` (both ways in binary frames, not
+ * base64, when the host says it reads them in its `$/hello` answer). A class the module exports is a
  * function of the handle too: `const c = await new m.Counter(5)` (or `await m.Counter(5)`). Remote exceptions arrive as RemoteError (`remoteType`
  * `"StatisticsError"`, `remoteTraceback` the Python traceback); a crashed child fails every
  * pending call with ChildExited (exit code, signal, stderr tail). The calls travel on a socket of
@@ -41,9 +42,9 @@ import { delimiter } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { ConnectError, RemoteError } from "./errors.js";
-import { CALL_MAX_LINE } from "./objects.js";
+import { CALL_MAX_LINE, Kwargs } from "./objects.js";
 import { Peer } from "./peer.js";
-import { HELLO_METHOD, hello, helloRefusal } from "./rpc.js";
+import { HELLO_METHOD, hello, helloRefusal, speaksBinary } from "./rpc.js";
 import { spawn } from "./transports/stdio.js";
 import { VERSION } from "./version.js";
 
@@ -59,7 +60,7 @@ const PYTHON_PATH = [
   .filter(([dir, marker]) => existsSync(fileURLToPath(marker)) && existsSync(fileURLToPath(new URL("bothways/host.py", dir))))
   .map(([dir]) => fileURLToPath(dir))[0];
 
-const HELLO = hello(VERSION, "javascript");
+const HELLO = hello(VERSION, "javascript"); // (it says we read binary frames)
 
 // Node >= 20.4 defines it; older runtimes get a registered stand-in.
 /** @type {typeof Symbol.asyncDispose} */
@@ -128,6 +129,15 @@ export class PythonModule {
           // a plain function, not an arrow: `await new m.Counter(5)` works for a class the host
           // serves (`new` gives the call's promise, as any function returning an object does)
           value: function (/** @type {unknown[]} */ ...args) {
+            const last = args[args.length - 1];
+            if (last instanceof Kwargs) {
+              // JSON-RPC carries positional or named arguments, not both
+              return args.length === 1
+                ? peer.callWith(name, last.values)
+                : Promise.reject(
+                    new TypeError(`${module}.${name}: keyword arguments (kwargs) cannot follow positional ones here; pass all of them in kwargs, or call a method of a remote object`),
+                  );
+            }
             return peer.callWith(name, args.length > 0 ? args : null);
           },
           enumerable: true,
@@ -252,14 +262,17 @@ export async function importModule(moduleName, options = {}) {
     name: name ?? `python ${moduleName}`,
     channelFd: true, // print() and friends in the module cannot reach the protocol
     maxLine: CALL_MAX_LINE,
+    binary: true, // we read binary frames (and say so in our hello)
   });
   const peer = await new Peer(child).start();
   let functions;
   try {
-    functions = greeted(moduleName, await peer.callWith(HELLO_METHOD, { ...HELLO }).catch((error) => {
+    const answer = await peer.callWith(HELLO_METHOD, { ...HELLO }).catch((error) => {
       if (error instanceof RemoteError) return error;
       throw error;
-    }));
+    });
+    functions = greeted(moduleName, answer);
+    peer.binary = speaksBinary(answer); // bytes and arrays in binary frames from now on
   } catch (error) {
     await peer.close();
     throw error;

@@ -59,17 +59,28 @@ export const PROTOCOL = 1;
  * @property {number} protocol the calls protocol's version (`PROTOCOL`).
  * @property {string} version the bothways package's version.
  * @property {string} language `"javascript"` or `"python"`.
+ * @property {boolean} [binary] this side reads binary frames (spec/PROTOCOL.md section 2).
  */
 
 /**
  * What one side says of itself in the handshake: the params of the parent's `$/hello` call,
- * and (with the module's functions added) the served module's answer.
+ * and (with the module's functions added) the served module's answer. `binary`: this side reads
+ * binary frames (spec/PROTOCOL.md section 2); once both said it, bytes and arrays use them.
  * @param {string} version this package's version.
  * @param {string} language `"javascript"` here.
  * @returns {Hello}
  */
 export function hello(version, language) {
-  return { protocol: PROTOCOL, version, language };
+  return { protocol: PROTOCOL, version, language, binary: true };
+}
+
+/**
+ * Whether the other side's hello says it reads binary frames.
+ * @param {unknown} theirs its `$/hello` params or answer.
+ * @returns {boolean}
+ */
+export function speaksBinary(theirs) {
+  return isObject(theirs) && member(theirs, "binary") === true;
 }
 
 /**

@@ -20,6 +20,12 @@
  *   possibly over-long line, a problem found by the walk) is the chunk redone line by line.
  * - The decoder never throws on bad input: it returns `Malformed` / `Truncated` events holding
  *   the error, and the adapter chooses to throw or to log and go on.
+ * - Binary frames (a `#blob N` line, then N raw bytes) cost the hot path one string search per
+ *   batch of lines (for `"#blob "`, in the text decoded anyway; `"#"` is rare in JSON, so the
+ *   search is fast) and one field test per chunk. Only a chunk with a header at a line start
+ *   goes line by line (`#withFrames`), and only a decoder inside a frame copies the chunk's start
+ *   into the frame's own buffer (allocated once, from the header's count, which the line limit
+ *   bounds).
  *
  * Rules
  * -----
@@ -890,8 +896,8 @@ function scanLiteral(text, i) {
 // Decoding a stream
 
 /**
- * What Decoder.feed() and Decoder.feedEof() return: a Messages, Malformed or Truncated event.
- * (Python's `Event` is the Union of the three; here it is their common base class.)
+ * What Decoder.feed() and Decoder.feedEof() return: a Messages, Malformed, Truncated or Binary
+ * event. (Python's `Event` is the Union of the four; here it is their common base class.)
  */
 export class Event {}
 
@@ -946,6 +952,26 @@ export class Truncated extends Event {
 }
 
 /**
+ * A binary frame (spec/PROTOCOL.md section 2): its bytes, and the line number of its header.
+ * Channels hand it out among the messages, in order (the calls layer takes it as the next
+ * message's frame).
+ */
+export class Binary extends Event {
+  /**
+   * @param {Uint8Array} data the frame's bytes (an array of their own).
+   * @param {number} line the number of the frame's header line (1-based).
+   */
+  constructor(data, line) {
+    super();
+    /** @type {Uint8Array} */
+    this.data = data;
+    /** @type {number} */
+    this.line = line;
+    Object.freeze(this);
+  }
+}
+
+/**
  * Incremental NDJSON decoder: bytes in, events out. Never throws on bad input.
  *
  * Feed it chunks as they arrive, in any sizes, then call `feedEof()` once at the end:
@@ -959,11 +985,14 @@ export class Truncated extends Event {
  * ```
  *
  * Every `"\n"` ends a line (lines are numbered from 1), `"\r\n"` is accepted, blank lines are
- * skipped, and one UTF-8 BOM is skipped at the start of the stream. The events are the same,
- * event for event, as those of Python's `Decoder`, whatever the chunking.
+ * skipped, and one UTF-8 BOM is skipped at the start of the stream. With `binary`, a line
+ * `#blob N` is the header of a binary frame: the N raw bytes after it come as one `Binary`
+ * event, and the stream goes on after them. The events are the same, event for event, as those
+ * of Python's `Decoder`, whatever the chunking.
  */
 export class Decoder {
   #maxLine;
+  #binary; // binary frames are taken
   /** @type {Uint8Array[]} bytes of the unfinished line, as received */
   #held = [];
   #heldSize = 0;
@@ -971,18 +1000,28 @@ export class Decoder {
   #skipping = false; // inside a too-long line, dropping bytes up to the next newline
   #started = false; // past the place where a BOM may stand
   #ended = false;
+  #frameLeft = 0; // inside a binary frame: how many of its bytes are still to come (else 0)
+  /** @type {Uint8Array | null} the frame's bytes (null: none, or it is over the limit: dropped) */
+  #frame = null;
+  #frameAt = 0; // bytes of the frame received so far
+  #frameSize = 0;
+  #frameLine = 0; // its header's line
 
   /**
-   * @param {{maxLine?: number}} [options] `maxLine`: the longest line accepted, in bytes before
-   *   the newline (default 16 MiB). A longer line gives a `Malformed(FrameTooLarge)` as soon as
-   *   it passes the limit; its bytes are dropped, not buffered, up to the next newline.
+   * @param {{maxLine?: number, binary?: boolean}} [options] `maxLine`: the longest line
+   *   accepted, in bytes before the newline (default 16 MiB). A longer line gives a
+   *   `Malformed(FrameTooLarge)` as soon as it passes the limit; its bytes are dropped, not
+   *   buffered, up to the next newline. `binary`: take binary frames (`#blob N` and N raw bytes:
+   *   spec/PROTOCOL.md section 2) as `Binary` events; without it such a line is an ordinary
+   *   malformed line. The calls between a parent and the module it spawned use them.
    * @throws {RangeError} `maxLine` is below 1.
    */
-  constructor({ maxLine = MAX_LINE } = {}) {
+  constructor({ maxLine = MAX_LINE, binary = false } = {}) {
     if (!(maxLine >= 1)) {
       throw new RangeError("maxLine must be at least 1");
     }
     this.#maxLine = maxLine;
+    this.#binary = binary;
   }
 
   /**
@@ -1005,7 +1044,7 @@ export class Decoder {
    * Takes the next chunk of the stream; returns the events it completes (often none).
    * @param {Uint8Array | ArrayBuffer | ArrayBufferView | string} chunk bytes (a Buffer is a
    *   Uint8Array); a string is encoded to UTF-8 first.
-   * @returns {(Messages | Malformed | Truncated)[]}
+   * @returns {(Messages | Malformed | Truncated | Binary)[]}
    * @throws {Error} after `feedEof()`.
    */
   feed(chunk) {
@@ -1013,9 +1052,18 @@ export class Decoder {
       throw new Error("feed() after feedEof()");
     }
     let data = asBytes(chunk);
-    if (this.#heldSize === 0 && this.#started && !this.#skipping) {
+    /** @type {(Messages | Malformed | Truncated | Binary)[] | null} */
+    let frameEvents = null;
+    if (this.#frameLeft > 0) {
+      // inside a binary frame: its bytes first, then the stream goes on at a line's start
+      frameEvents = [];
+      data = data.subarray(this.#frameTake(data, 0, frameEvents));
+      if (data.length === 0) {
+        return frameEvents;
+      }
+    } else if (this.#heldSize === 0 && this.#started && !this.#skipping) {
       // The common case, one whole line: decoded here without splitting. Anything else (and a
-      // line that does not parse) takes the general path below.
+      // line that does not parse, such as a frame's header) takes the general path below.
       const nl = data.indexOf(NL);
       if (nl === data.length - 1 && nl > 0 && nl <= this.#maxLine) {
         const values = oneLine(data);
@@ -1025,8 +1073,7 @@ export class Decoder {
         }
       }
     }
-    /** @type {(Messages | Malformed | Truncated)[]} */
-    const events = [];
+    const events = frameEvents ?? [];
     if (this.#skipping) {
       const nl = data.indexOf(NL);
       if (nl < 0) {
@@ -1053,7 +1100,13 @@ export class Decoder {
       this.#hold(data, events);
       return events;
     }
-    this.#lines(this.#takeHeld(data.subarray(0, nl)), events);
+    const held = this.#heldSize > 0;
+    const complete = this.#takeHeld(data.subarray(0, nl));
+    if (!this.#lines(complete, events, this.#binary)) {
+      // a frame's header among the lines: nothing taken yet, all of it again line by line
+      this.#withFrames(held ? concat(complete, data.subarray(nl)) : data, events);
+      return events;
+    }
     if (nl + 1 < data.length) {
       this.#hold(data.subarray(nl + 1), events);
     }
@@ -1065,13 +1118,20 @@ export class Decoder {
    *
    * Call it once, when the peer has closed its side; later calls return `[]`.
    * @returns {(Messages | Malformed | Truncated)[]} `[]`, `[Truncated]` (the line did not
-   *   parse), or `[Messages, Truncated]` (it did, and was delivered).
+   *   parse, or the stream ended inside a binary frame), or `[Messages, Truncated]` (it did,
+   *   and was delivered).
    */
   feedEof() {
     if (this.#ended) {
       return [];
     }
     this.#ended = true;
+    if (this.#frameLeft > 0) {
+      const reason = `stream ended inside a binary frame (${this.#frameAt} of ${this.#frameSize} bytes)`;
+      this.#frame = null;
+      const error = new TruncatedLine(reason, { line: this.#frameLine, excerpt: "", delivered: false });
+      return [new Truncated(error)];
+    }
     const buf = this.#takeHeld(EMPTY);
     if (this.#skipping || isBlank(buf, 0, buf.length)) {
       return [];
@@ -1151,8 +1211,10 @@ export class Decoder {
    * Decodes complete lines (`bytes` holds one or more lines, joined by "\n").
    * @param {Uint8Array} bytes
    * @param {Event[]} events
+   * @param {boolean} frames whether a line may be a binary frame's header.
+   * @returns {boolean} false (and nothing done) when a line is a frame's header.
    */
-  #lines(bytes, events) {
+  #lines(bytes, events, frames) {
     const first = this.#line + 1;
     if (bytes.length <= this.#maxLine) {
       // The fast path: no line can be over the limit.
@@ -1163,6 +1225,10 @@ export class Decoder {
         // some line is not UTF-8: line by line below
       }
       if (text !== null) {
+        // ("#" is rare in JSON text, "\n" is everywhere: searching for the header alone is fast)
+        if (frames && text.includes(FRAME_HEADER) && (text.startsWith(FRAME_HEADER) || text.includes("\n#blob "))) {
+          return false;
+        }
         const lines = text.includes("\n") ? text.split("\n") : [text]; // (one line: no split)
         this.#line += lines.length;
         const values = parseLines(lines, text.includes("\\u"));
@@ -1171,8 +1237,11 @@ export class Decoder {
         } else {
           this.#slow(bytes, lines, first, events);
         }
-        return;
+        return true;
       }
+    }
+    if (frames && headerAt(bytes, 0) >= 0) {
+      return false;
     }
     let count = 1;
     for (let nl = bytes.indexOf(NL); nl !== -1; nl = bytes.indexOf(NL, nl + 1)) {
@@ -1180,6 +1249,99 @@ export class Decoder {
     }
     this.#line += count;
     this.#slow(bytes, null, first, events);
+    return true;
+  }
+
+  /**
+   * Lines some of which are binary frames' headers: the lines before each header as usual, the
+   * header, its frame's bytes; an unfinished line at the end is held, an unfinished frame
+   * taken.
+   * @param {Uint8Array} bytes the stream from a line's start on (nothing held before it).
+   * @param {Event[]} events
+   */
+  #withFrames(bytes, events) {
+    let pos = 0;
+    for (;;) {
+      const header = headerAt(bytes, pos);
+      const end = header < 0 ? -1 : bytes.indexOf(NL, header);
+      if (end < 0) {
+        break; // no (complete) header line from pos on
+      }
+      if (header > pos) {
+        this.#lines(bytes.subarray(pos, header - 1), events, false);
+      }
+      this.#line++;
+      pos = this.#frameStart(bytes.subarray(header, end), bytes, end + 1, events);
+      if (this.#frameLeft > 0) {
+        return; // the frame goes on in the next chunks
+      }
+    }
+    const rest = bytes.subarray(pos);
+    const nl = rest.lastIndexOf(NL);
+    if (nl >= 0) {
+      this.#lines(rest.subarray(0, nl), events, false);
+    }
+    this.#hold(rest.subarray(nl + 1), events);
+  }
+
+  /**
+   * A header line (line `this.#line`), then its frame's bytes from `bytes[start]` on.
+   * @param {Uint8Array} header the line, without its "\n".
+   * @param {Uint8Array} bytes
+   * @param {number} start
+   * @param {Event[]} events
+   * @returns {number} where the stream goes on in `bytes` (its end when the frame goes on).
+   */
+  #frameStart(header, bytes, start, events) {
+    const line = this.#line;
+    if (header.length > this.#maxLine) {
+      // an over-long line is that, header or not, as it is when held across chunks (#hold)
+      const excerpt = _excerpt(lenientUtf8.decode(header.subarray(0, EXCERPT * 4)), 0);
+      events.push(new Malformed(new FrameTooLarge({ line, limit: this.#maxLine, excerpt })));
+      return start;
+    }
+    const digits = frameCount(header);
+    if (digits === null) {
+      const excerpt = _excerpt(lenientUtf8.decode(header.subarray(0, EXCERPT * 4)), 0);
+      events.push(new Malformed(new DecodeError("invalid binary frame header", { line, column: 1, excerpt })));
+      return start;
+    }
+    const size = Number(digits);
+    if (size > this.#maxLine) {
+      const reason = `binary frame of ${digits} bytes is over the limit of ${this.#maxLine} bytes (skipped)`;
+      events.push(new Malformed(new FrameTooLarge({ line, limit: this.#maxLine, reason })));
+      this.#frame = null; // its bytes are dropped as they come
+    } else {
+      this.#frame = new Uint8Array(size);
+    }
+    this.#frameSize = size;
+    this.#frameLine = line;
+    this.#frameAt = 0;
+    this.#frameLeft = size;
+    return this.#frameTake(bytes, start, events);
+  }
+
+  /**
+   * Takes the bytes of the frame under way from `bytes[start]` on.
+   * @param {Uint8Array} bytes
+   * @param {number} start
+   * @param {Event[]} events
+   * @returns {number} where the stream goes on in `bytes` (its end when the frame goes on).
+   */
+  #frameTake(bytes, start, events) {
+    const taken = Math.min(this.#frameLeft, bytes.length - start);
+    if (this.#frame !== null) {
+      this.#frame.set(bytes.subarray(start, start + taken), this.#frameAt);
+    }
+    this.#frameAt += taken;
+    this.#frameLeft -= taken;
+    if (this.#frameLeft === 0) {
+      if (this.#frame !== null) {
+        events.push(new Binary(this.#frame, this.#frameLine));
+      }
+      this.#frame = null;
+    }
+    return start + taken;
   }
 
   /**
@@ -1293,6 +1455,68 @@ function isBlank(bytes, start, end) {
     }
   }
   return true;
+}
+
+/** The start of a binary frame's header line (then the count, then "\n" and the bytes). */
+const FRAME_HEADER = "#blob ";
+const HASH = 0x23; // "#"
+const HEADER_BYTES = utf8.encode(FRAME_HEADER);
+
+/**
+ * Where the first line that starts with `#blob ` starts, at or after `from` (a line's start).
+ * @param {Uint8Array} bytes
+ * @param {number} from
+ * @returns {number} -1: none.
+ */
+function headerAt(bytes, from) {
+  for (let i = bytes.indexOf(HASH, from); i !== -1; i = bytes.indexOf(HASH, i + 1)) {
+    if (i === from || bytes[i - 1] === NL) {
+      let j = 1;
+      while (j < HEADER_BYTES.length && bytes[i + j] === HEADER_BYTES[j]) j++;
+      if (j === HEADER_BYTES.length) {
+        return i;
+      }
+    }
+  }
+  return -1;
+}
+
+/**
+ * The byte count of a frame's header line, as its digits (`#blob (0|[1-9][0-9]{0,18})\r?`,
+ * as Python's `_FRAME_COUNT`); null when the line is no such header.
+ * @param {Uint8Array} header the line, without its "\n"; it starts with `#blob `.
+ * @returns {string | null}
+ */
+function frameCount(header) {
+  let end = header.length;
+  if (header[end - 1] === 0x0d) {
+    end--;
+  }
+  const start = HEADER_BYTES.length;
+  if (end - start < 1 || end - start > 19 || (header[start] === 0x30 && end - start > 1)) {
+    return null;
+  }
+  let digits = "";
+  for (let i = start; i < end; i++) {
+    const b = header[i];
+    if (b < 0x30 || b > 0x39) {
+      return null;
+    }
+    digits += String.fromCharCode(b);
+  }
+  return digits;
+}
+
+/**
+ * @param {Uint8Array} a
+ * @param {Uint8Array} b
+ * @returns {Uint8Array} a new array: `a` then `b`.
+ */
+function concat(a, b) {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a, 0);
+  joined.set(b, a.length);
+  return joined;
 }
 
 /**

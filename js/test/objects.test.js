@@ -6,7 +6,9 @@
 // The garbage-collection test needs `gc()`: it uses `--expose-gc` when node runs with it, else
 // turns the flag on at run time (v8.setFlagsFromString), else releases explicitly.
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, test } from "node:test";
@@ -39,9 +41,10 @@ import {
   value,
 } from "../src/objects.js";
 import { Peer } from "../src/peer.js";
-import { INVALID_PARAMS } from "../src/rpc.js";
+import { HELLO_METHOD, INVALID_PARAMS, hello, speaksBinary } from "../src/rpc.js";
 import { memoryPair } from "../src/transports/base.js";
-import { spawn } from "../src/transports/stdio.js";
+import { StdioChannel, spawn } from "../src/transports/stdio.js";
+import { Binary } from "../src/wire.js";
 
 const UNIT = Number(process.env.BOTHWAYS_TEST_TIMEOUT_FACTOR ?? "1");
 const S = 1000 * UNIT; // one second, scaled
@@ -124,19 +127,46 @@ function untag(tagged, sending) {
   return Object.fromEntries(Object.entries(tagged).map(([key, item]) => [key, untag(item, sending)]));
 }
 
+/**
+ * The vector's binary frames two ways: arrays of their own (as the Decoder makes them: arrays
+ * are views of them) and views at odd offsets of one shared buffer (arrays are copies).
+ * @param {string[] | undefined} hexes
+ * @returns {(Uint8Array[] | undefined)[]}
+ */
+function framings(hexes) {
+  if (hexes === undefined) return [undefined];
+  const own = hexes.map((hex) => Uint8Array.from(Buffer.from(hex, "hex")));
+  const shared = Buffer.from("ff" + hexes.join(""), "hex");
+  let at = 1;
+  const views = own.map((blob) => shared.subarray(at, (at += blob.length)));
+  return [own, views];
+}
+
 describe("spec/vectors/objects.json", () => {
   for (const vector of loadVectors()) {
     test(vector.name, () => {
       const tree = untag(vector.tree, false); // (only $big tags in a tree: none today)
       const { borrow } = recorder();
+      for (const blobs of framings(vector.blobs)) {
+        if (vector.error !== undefined) {
+          assert.throws(
+            () => fromTree(tree, new Handles(), borrow, blobs),
+            (error) => error instanceof HandleError && error.message === vector.error,
+          );
+        } else {
+          assert.deepEqual(fromTree(tree, new Handles(), borrow, blobs), untag(vector.value, false));
+        }
+      }
       if (vector.error !== undefined) {
-        assert.throws(
-          () => fromTree(tree, new Handles(), borrow),
-          (error) => error instanceof HandleError && error.message === vector.error,
-        );
         return;
       }
-      assert.deepEqual(fromTree(tree, new Handles(), borrow), untag(vector.value, false));
+      if (vector.blobs !== undefined) {
+        // sent with frames, the value gives the tree and its frames back
+        /** @type {Uint8Array[]} */
+        const sent = [];
+        const again = toTree(untag(vector.value, true), new Handles(), sent);
+        assert.deepEqual(fromTree(again, new Handles(), borrow, sent), untag(vector.value, false));
+      }
       if (vector.both) {
         assert.deepEqual(toTree(untag(vector.value, true), new Handles()), tree);
       }
@@ -949,6 +979,237 @@ describe("host.mjs", () => {
       assert.deepEqual(got, [0, 1, 2]);
     } finally {
       await peer.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+// -- binary frames (spec/PROTOCOL.md sections 2 and 10.2) --------------------------------------
+
+/**
+ * Records what `channel` writes (every `sendBytes` and `sendNow`-style write), as bytes.
+ * @param {any} channel
+ * @returns {Buffer[]}
+ */
+function spyWrites(channel) {
+  /** @type {Buffer[]} */
+  const writes = [];
+  const record = (/** @type {string | Uint8Array} */ data) =>
+    writes.push(typeof data === "string" ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.length));
+  for (const key of [...Object.getOwnPropertySymbols(Object.getPrototypeOf(channel)), "sendBytes"]) {
+    const original = channel[key];
+    if (typeof original !== "function" || (typeof key === "symbol" && key.description !== "bothways.sendNow")) continue;
+    channel[key] = (/** @type {string | Uint8Array} */ data) => {
+      record(data);
+      return original.call(channel, data);
+    };
+  }
+  return writes;
+}
+
+/**
+ * @param {number} size
+ * @returns {Buffer} bytes of every value (no run of them spells "base64").
+ */
+function pattern(size) {
+  const out = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) out[i] = (i * 7 + (i >> 10)) & 0xff;
+  return out;
+}
+
+/**
+ * Two stream channels over a real socket (a StdioChannel on each end, as a spawned module and
+ * its parent have), taking binary frames.
+ * @returns {Promise<{channels: [StdioChannel, StdioChannel], sockets: net.Socket[]}>} destroy
+ *   the sockets at the end.
+ */
+async function socketPair() {
+  const server = net.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const accepted = once(server, "connection");
+  const client = net.connect(/** @type {net.AddressInfo} */ (server.address()).port, "127.0.0.1");
+  const [socket] = await accepted;
+  server.close();
+  const options = { binary: true };
+  return {
+    channels: [
+      new StdioChannel({ ...options, stdin: client, stdout: client }),
+      new StdioChannel({ ...options, stdin: socket, stdout: socket }),
+    ],
+    sockets: [client, socket],
+  };
+}
+
+describe("binary frames", () => {
+  test("toTree and outgoing with blobs: bytes and arrays are frames (views), numbered in order", () => {
+    const bytes = Buffer.from("abc");
+    const floats = new Float64Array([1.5, -2]);
+    const grid = new NDArray("int16", [2, 1], new Int16Array([3, 4]));
+    /** @type {Uint8Array[]} */
+    const blobs = [];
+    const handles = new Handles();
+    assert.deepEqual(toTree([bytes, { f: floats }, grid, new ArrayBuffer(2)], handles, blobs), [
+      { [MARK]: "bytes", blob: 0 },
+      { f: { [MARK]: "array", dtype: "float64", shape: [2], blob: 1 } },
+      { [MARK]: "array", dtype: "int16", shape: [2, 1], blob: 2 },
+      { [MARK]: "bytes", blob: 3 },
+    ]);
+    assert.equal(blobs.length, 4);
+    assert.equal(blobs[0].buffer, bytes.buffer); // a view, not a copy
+    assert.equal(blobs[1].buffer, floats.buffer);
+    assert.deepEqual([...blobs[3]], [0, 0]);
+    const more = [];
+    assert.deepEqual(outgoing({ b: bytes }, handles, more), { [MARK]: "tree", value: { b: { [MARK]: "bytes", blob: 0 } } });
+    assert.equal(outgoing([1, "plain"], handles, more).length, 2); // plain JSON: no tree, no frame
+    assert.equal(more.length, 1);
+    // without blobs: base64, as before
+    assert.deepEqual(toTree(bytes, handles), { [MARK]: "bytes", base64: "YWJj" });
+  });
+
+  test("a frame that does not fill the array's shape is a HandleError naming its blob", () => {
+    const tree = { [MARK]: "tree", value: [{ [MARK]: "array", dtype: "float64", shape: [2], blob: 0 }] };
+    const { borrow } = recorder();
+    assert.throws(() => incoming(tree, new Handles(), borrow, [new Uint8Array(15)]), {
+      message: "$[0].blob: 15 bytes do not fill shape [2] of float64 (16 bytes)",
+    });
+    assert.throws(() => incoming(tree, new Handles(), borrow), {
+      message: "$[0].blob: no binary frame 0 came with the message (it brought 0)",
+    });
+  });
+
+  test("10 MB of bytes and a Float64Array both ways over a socket in frames, no base64", { timeout: 60 * S }, async () => {
+    const { channels, sockets } = await socketPair();
+    const [client, conn] = channels;
+    const clientWrites = spyWrites(client);
+    const serverWrites = spyWrites(conn);
+    const a = await new Peer(client).start();
+    const b = await new Peer(conn).start();
+    a.binary = true;
+    b.binary = true;
+    try {
+      b.expose((/** @type {Buffer} */ data, /** @type {Float64Array} */ floats) => {
+        assert.ok(Buffer.isBuffer(data) && floats instanceof Float64Array);
+        return { data, floats, sum: floats.reduce((x, y) => x + y, 0), size: data.length };
+      }, { name: "echo" });
+      const data = pattern(10_000_000);
+      const floats = Float64Array.from({ length: 100_000 }, (_, i) => i / 4);
+      const plain = await a.call("echo", Buffer.from("x"), new Float64Array(1)); // frames, small ones
+      assert.equal(plain.size, 1);
+      const result = await a.call("echo", data, floats);
+      assert.equal(result.size, data.length);
+      assert.equal(result.sum, floats.reduce((x, y) => x + y, 0));
+      assert.ok(Buffer.isBuffer(result.data) && result.data.equals(data));
+      assert.ok(result.floats instanceof Float64Array);
+      assert.deepEqual(result.floats, floats);
+      for (const [side, writes] of [["client", clientWrites], ["server", serverWrites]]) {
+        const written = Buffer.concat(writes);
+        assert.equal(written.indexOf("base64"), -1, `${side} wrote base64`);
+        assert.ok(written.indexOf("#blob 10000000\n") >= 0, `${side} wrote no 10 MB frame`);
+        assert.ok(written.indexOf("#blob 800000\n") >= 0, `${side} wrote no frame of the floats`);
+        assert.ok(written.length < 10_000_000 + 800_000 + 2000, `${side} wrote ${written.length} bytes`);
+        // each frame right before its message's line, in the same write as the line
+        const big = writes.find((w) => w.indexOf("#blob 10000000\n") >= 0);
+        assert.ok(big !== undefined && big.subarray(-1)[0] === 0x0a);
+        assert.match(big.subarray(big.lastIndexOf("#blob 800000\n") + 13 + 800_000).toString(), /^\{.*"blob":1.*\}\n$/);
+      }
+      // sent while a write is under way: what the values held when they were sent
+      const first = pattern(1_000_000);
+      const second = pattern(1_000_000);
+      const expected = Buffer.from(second);
+      const answers = [a.call("echo", first, new Float64Array(1)), a.call("echo", second, new Float64Array(1))];
+      second.fill(0);
+      const [one, two] = await Promise.all(answers);
+      assert.ok(one.data.equals(first) && two.data.equals(expected));
+      // the flag off: base64 again
+      a.binary = false;
+      clientWrites.length = 0;
+      await a.call("echo", Buffer.from("hello"), new Float64Array(1));
+      assert.ok(Buffer.concat(clientWrites).indexOf("base64") >= 0);
+    } finally {
+      await a.close();
+      await b.close();
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+
+  test("the answers of a batch share the frames before it, numbered on", { timeout: 30 * S }, async () => {
+    const { channels, sockets } = await socketPair();
+    const [raw, conn] = channels;
+    const peer = await new Peer(conn).start();
+    peer.binary = true;
+    try {
+      peer.expose((/** @type {number} */ n) => [Buffer.alloc(n, n), new Int32Array([n])], { name: "fill" });
+      peer.expose((/** @type {unknown} */ _n) => "plain", { name: "plain" });
+      await raw.send([1, "plain", 3].map((n, id) => ({ jsonrpc: "2.0", method: n === "plain" ? n : "fill", params: [n], id })));
+      /** @type {Uint8Array[]} */
+      const frames = [];
+      let answers = await raw.receive();
+      while (answers instanceof Binary) {
+        frames.push(answers.data);
+        answers = await raw.receive();
+      }
+      assert.deepEqual(frames.map((frame) => frame.length), [1, 4, 3, 4]);
+      const { borrow } = recorder();
+      const results = answers.map((/** @type {any} */ answer) => incoming(answer.result, new Handles(), borrow, frames));
+      assert.deepEqual(results, [[Buffer.alloc(1, 1), new Int32Array([1])], "plain", [Buffer.alloc(3, 3), new Int32Array([3])]]);
+    } finally {
+      await peer.close();
+      await raw.close();
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+
+  test("a message channel carries no frames: binary changes nothing there", async () => {
+    const [left, right] = memoryPair();
+    const a = await new Peer(left).start();
+    const b = await new Peer(right).start();
+    a.binary = b.binary = true;
+    try {
+      b.expose((/** @type {Uint8Array} */ x) => x, { name: "same" });
+      const back = await a.call("same", Buffer.from([1, 2, 3]));
+      assert.deepEqual([...back], [1, 2, 3]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test("host.mjs says it reads frames, and sends them only to a parent that said so too", { timeout: 30 * S }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bothways-frames-"));
+    const module = join(dir, "frames.mjs");
+    writeFileSync(module, "export function twice(b) { return [b, new Float32Array([1.5, 2.5])] }\n");
+    /** @param {Record<string, unknown>} ours the parent's hello */
+    const session = async (ours) => {
+      const child = spawn([process.execPath, HOST, module], { stderr: "keep", channelFd: true, binary: true });
+      /** @type {unknown[]} */
+      const seen = [];
+      const deliverTo = child.deliverTo.bind(child);
+      child.deliverTo = (onMessages, onEnd) =>
+        deliverTo((values) => {
+          seen.push(...values);
+          onMessages(values);
+        }, onEnd);
+      const peer = await new Peer(child).start();
+      try {
+        const answer = await peer.callWith(HELLO_METHOD, ours);
+        assert.deepEqual(Object.keys(answer), ["protocol", "version", "language", "binary", "functions"]);
+        assert.equal(answer.binary, true);
+        assert.equal(seen.length, 1); // the answer alone, no frame before it
+        peer.binary = speaksBinary(ours) && speaksBinary(answer);
+        const [bytes, floats] = await peer.call("twice", Buffer.from("payload"));
+        assert.equal(bytes.toString(), "payload");
+        assert.deepEqual(floats, new Float32Array([1.5, 2.5]));
+        return seen.filter((value) => value instanceof Binary).length;
+      } finally {
+        await peer.close();
+      }
+    };
+    try {
+      assert.equal(await session(hello("0.1.0", "javascript")), 2);
+      assert.equal(await session({ protocol: 1, version: "0.1.0", language: "javascript" }), 0);
+      assert.equal(await session({ ...hello("0.1.0", "javascript"), binary: false }), 0);
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

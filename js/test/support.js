@@ -3,10 +3,11 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 
-import { Malformed, Messages, Truncated } from "../src/index.js";
+import { Binary, Malformed, Messages, Truncated } from "../src/index.js";
 
 /**
- * The flat event form of spec/PROTOCOL.md section 2: one entry per message or error.
+ * The flat event form of spec/PROTOCOL.md section 2: one entry per message, error or binary
+ * frame (`{binary: hex, line}`).
  * @param {import("../src/wire.js").Event[]} events
  * @param {boolean} [detail] errors with their reason (and column, when malformed) too.
  * @returns {object[]}
@@ -22,6 +23,8 @@ export function flat(events, detail = false) {
     } else if (event instanceof Truncated) {
       const { code, line, delivered, reason } = event.error;
       out.push(detail ? { error: code, line, delivered, reason } : { error: code, line, delivered });
+    } else if (event instanceof Binary) {
+      out.push({ binary: Buffer.from(event.data).toString("hex"), line: event.line });
     } else {
       throw new Error(`unknown event ${event}`);
     }

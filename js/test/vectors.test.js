@@ -5,7 +5,8 @@
 // alone: decode gives `decodes_to` or throws `decode_error` at `line` and `column` with `reason`. `text_js` overrides `text` here;
 // `py_only` cases and the Python-only `big_ints` option are skipped.
 // streams.json: the Decoder's flat events, fed whole, a byte at a time, split at every offset
-// (inputs up to 300 bytes) and in 20 seeded random chunkings.
+// (inputs up to 300 bytes) and in 20 seeded random chunkings; `binary` cases with a decoder that
+// takes binary frames.
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { test } from "node:test";
@@ -143,7 +144,7 @@ for (const case_ of VALUES) {
 for (const case_ of STREAMS) {
   test(`streams: ${case_.name}`, () => {
     const data = inputBytes(case_);
-    const options = case_.max_line ? { maxLine: case_.max_line } : {};
+    const options = { ...(case_.max_line ? { maxLine: case_.max_line } : {}), binary: case_.binary === true };
     const run = (cuts) => flat(feedAll(new Decoder(options), data, cuts), true);
     const expected = case_.events;
     const whole = run([]);

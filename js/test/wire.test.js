@@ -5,6 +5,7 @@ import { describe, test } from "node:test";
 
 import * as bothways from "../src/index.js";
 import {
+  Binary,
   BothwaysError,
   CallTimeout,
   ChildExited,
@@ -26,6 +27,7 @@ import {
   decode,
   encode,
 } from "../src/index.js";
+import { Inbox } from "../src/transports/base.js";
 import { feedAll, flat } from "./support.js";
 
 const bytes = (text) => new TextEncoder().encode(text);
@@ -570,6 +572,154 @@ describe("Decoder", () => {
   });
 });
 
+describe("binary frames", () => {
+  /**
+   * @param {number} size
+   * @returns {Uint8Array} bytes of every value, newlines and "#blob " among them.
+   */
+  const noise = (size) => {
+    const out = new Uint8Array(size);
+    for (let i = 0; i < size; i++) out[i] = (i * 131 + (i >> 8)) & 0xff;
+    out.set(bytes("\n#blob 3\n"), Math.min(100, Math.max(0, size - 9)));
+    return out;
+  };
+  /**
+   * @param {...(string | Uint8Array)} parts
+   * @returns {Uint8Array}
+   */
+  const stream = (...parts) => Uint8Array.from(Buffer.concat(parts.map((p) => (typeof p === "string" ? bytes(p) : p))));
+
+  test("a 10 MB frame among messages, in 64 KiB chunks: one Binary, its own bytes, lines counted", () => {
+    const data = noise(10_000_000);
+    const input = stream('{"a": 1}\n2\n', `#blob ${data.length}\n`, data, "3\n4\n");
+    for (const size of [65536, 65537, 1_000_003]) {
+      const cuts = [];
+      for (let at = size; at < input.length; at += size) cuts.push(at);
+      const events = feedAll(new Decoder({ binary: true }), input, cuts);
+      const frames = events.filter((event) => event instanceof Binary);
+      assert.equal(frames.length, 1);
+      assert.equal(frames[0].line, 3);
+      assert.ok(Buffer.from(frames[0].data).equals(Buffer.from(data)), `chunks of ${size}`);
+      assert.deepEqual(
+        flat(events.filter((event) => !(event instanceof Binary))),
+        [
+          { message: { a: 1 }, line: 1 },
+          { message: 2, line: 2 },
+          { message: 3, line: 4 },
+          { message: 4, line: 5 },
+        ],
+      );
+    }
+  });
+
+  test("a frame's bytes are its own: the chunk they came in may be reused", () => {
+    const chunk = stream("#blob 3\nabc", "1\n");
+    const decoder = new Decoder({ binary: true });
+    const events = decoder.feed(chunk);
+    chunk.fill(0);
+    assert.equal(Buffer.from(events[0].data).toString(), "abc");
+    assert.equal(events[0].data.byteOffset, 0);
+    assert.equal(events[0].data.buffer.byteLength, 3);
+    assert.ok(Object.isFrozen(events[0]));
+    assert.ok(events[0] instanceof bothways.Event);
+  });
+
+  test('"#blob " anywhere but at a line\'s start is text: the lines stay one batch', () => {
+    const events = new Decoder({ binary: true }).feed('"#blob 3"\n{"k": "x #blob 2"}\n5\n');
+    assert.equal(events.length, 1);
+    assert.deepEqual(events[0].values, ["#blob 3", { k: "x #blob 2" }, 5]);
+  });
+
+  test("a header split from its line, its bytes and its count across chunks", () => {
+    const input = stream("1\n#bl", "ob 1", "2\n", "abcdefghijk", "l7\n");
+    const decoder = new Decoder({ binary: true });
+    const events = [];
+    for (const chunk of [input.subarray(0, 5), input.subarray(5, 9), input.subarray(9, 12), input.subarray(12)]) {
+      events.push(...decoder.feed(chunk));
+    }
+    events.push(...decoder.feedEof());
+    assert.deepEqual(flat(events), [
+      { message: 1, line: 1 },
+      { binary: Buffer.from("abcdefghijkl").toString("hex"), line: 2 },
+      { message: 7, line: 3 },
+    ]);
+  });
+
+  test("a frame over the limit is dropped as it comes, never held", () => {
+    const decoder = new Decoder({ maxLine: 1000, binary: true });
+    const events = [...decoder.feed("#blob 1000000\n")];
+    for (let i = 0; i < 100; i++) events.push(...decoder.feed(new Uint8Array(10_000).fill(10)));
+    assert.equal(decoder.buffered, 0);
+    events.push(...decoder.feed("8\n"), ...decoder.feedEof());
+    assert.deepEqual(flat(events, true), [
+      {
+        error: "FRAME_TOO_LARGE",
+        line: 1,
+        column: 0,
+        reason: "binary frame of 1000000 bytes is over the limit of 1000 bytes (skipped)",
+      },
+      { message: 8, line: 2 },
+    ]);
+    const big = flat(new Decoder({ binary: true }).feed("#blob 9999999999999999999\n"), true);
+    assert.equal(big[0].reason, `binary frame of 9999999999999999999 bytes is over the limit of ${MAX_LINE} bytes (skipped)`);
+  });
+
+  test("headers that are no headers", () => {
+    for (const header of ["#blob ", "#blob -1", "#blob 1 ", "#blob  1", "#blob 1e3", "#blob 0x10", "#blob 12345678901234567890"]) {
+      const events = new Decoder({ binary: true }).feed(`${header}\n1\n`);
+      assert.deepEqual(flat(events, true), [
+        { error: "DECODE_ERROR", line: 1, column: 1, reason: "invalid binary frame header" },
+        { message: 1, line: 2 },
+      ], header);
+      assert.equal(events[0].error.excerpt, header);
+    }
+    // an over-long line is that, header or not, in one chunk as in many
+    for (const cuts of [[], [3], [1, 2, 3, 4, 5, 6, 7]]) {
+      assert.deepEqual(flat(feedAll(new Decoder({ maxLine: 6, binary: true }), bytes("#blob 1\nx\n2\n"), cuts)), [
+        { error: "FRAME_TOO_LARGE", line: 1 },
+        { error: "DECODE_ERROR", line: 2 },
+        { message: 2, line: 3 },
+      ]);
+    }
+  });
+
+  test("the stream ends inside a frame over the limit: truncated too", () => {
+    const events = feedAll(new Decoder({ maxLine: 8, binary: true }), bytes("#blob 50\nabc"));
+    assert.deepEqual(flat(events, true), [
+      {
+        error: "FRAME_TOO_LARGE",
+        line: 1,
+        column: 0,
+        reason: "binary frame of 50 bytes is over the limit of 8 bytes (skipped)",
+      },
+      {
+        error: "TRUNCATED_LINE",
+        line: 1,
+        delivered: false,
+        reason: "stream ended inside a binary frame (3 of 50 bytes)",
+      },
+    ]);
+  });
+
+  test("the Inbox hands a frame out as its Binary, among the values, in order", () => {
+    const inbox = new Inbox({ binary: true });
+    inbox.feed(stream("1\n#blob 2\nxy2\n#blob 0\n", "3"));
+    inbox.feedEof();
+    const values = [];
+    while (inbox.length > 0) values.push(inbox.pop());
+    assert.equal(values.length, 5);
+    assert.deepEqual([values[0], values[2], values[4]], [1, 2, 3]);
+    assert.ok(values[1] instanceof Binary && values[3] instanceof Binary);
+    assert.equal(Buffer.from(values[1].data).toString(), "xy");
+    assert.equal(values[3].data.length, 0);
+    // without `binary`, a header is a bad line and its bytes are lines
+    const plain = new Inbox({ onError: () => {} });
+    plain.feed("#blob 2\n[]\n");
+    assert.equal(plain.length, 1);
+    assert.deepEqual(plain.pop(), []);
+  });
+});
+
 describe("module", () => {
   test("the core imports nothing but itself (browser-safe, sans-I/O)", () => {
     for (const file of ["index.js", "wire.js", "errors.js"]) {
@@ -584,6 +734,7 @@ describe("module", () => {
 
   test("exports mirror wire.py, errors.py and channels.py name for name", () => {
     assert.deepEqual(Object.keys(bothways).sort(), [
+      "Binary",
       "BothwaysError",
       "CallTimeout",
       "ChildExited",

@@ -393,7 +393,86 @@ def streams() -> list[dict[str, Any]]:
     case(
         "over-long line of multi-byte text", '"' + "é" * 10 + '"\n1\n', [too_long(1), msg(1, 2)], max_line=10
     )
+    # binary frames (section 2, "Binary frames"): a "#blob N" line, then N raw bytes, for a
+    # decoder that takes them (binary=True); any other decoder sees an ordinary bad line
+    case(
+        "no binary frames unless asked for",
+        b"#blob 3\nabc\n1\n",
+        [err(1, 1, "unexpected character '#'"), err(2, 1, "unexpected character 'a'"), msg(1, 3)],
+    )
+    case("binary frame then a message", b"#blob 3\nabc1\n", [binary(b"abc", 1), msg(1, 2)], binary=True)
+    case(
+        "binary frame of newlines", b"#blob 4\n\n\n\n\n2\n", [binary(b"\n\n\n\n", 1), msg(2, 2)], binary=True
+    )
+    case("empty binary frame", b"#blob 0\n5\n", [binary(b"", 1), msg(5, 2)], binary=True)
+    case(
+        "binary frame between messages",
+        b"1\n#blob 2\n\x00\xff2\n",
+        [msg(1, 1), binary(b"\x00\xff", 2), msg(2, 3)],
+        binary=True,
+    )
+    case(
+        "two binary frames in a row",
+        b"#blob 1\nx#blob 1\ny\n",
+        [binary(b"x", 1), binary(b"y", 2)],
+        binary=True,
+    )
+    case("binary frame header with CRLF", b"#blob 2\r\n{}3\n", [binary(b"{}", 1), msg(3, 2)], binary=True)
+    case("binary frame at the very end", b"#blob 2\nhi", [binary(b"hi", 1)], binary=True)
+    case("binary frame after a BOM", b"\xef\xbb\xbf#blob 1\n\xef\n", [binary(b"\xef", 1)], binary=True)
+    case(
+        "binary frame header that is not a count",
+        b"#blob x\n1\n",
+        [err(1, 1, "invalid binary frame header"), msg(1, 2)],
+        binary=True,
+    )
+    case(
+        "binary frame count with a leading zero",
+        b"#blob 01\n1\n",
+        [err(1, 1, "invalid binary frame header"), msg(1, 2)],
+        binary=True,
+    )
+    case(
+        "a # line that is no header",
+        b"#blobby\n1\n",
+        [err(1, 1, "unexpected character '#'"), msg(1, 2)],
+        binary=True,
+    )
+    case(
+        "binary frame over the limit is skipped",
+        b"#blob 11\n" + b"\n" * 11 + b"1\n",
+        [frame_too_large(1, 11), msg(1, 2)],
+        max_line=10,
+        binary=True,
+    )
+    case(
+        "binary frame of exactly the limit",
+        b"#blob 10\n" + b"z" * 10,
+        [binary(b"z" * 10, 1)],
+        max_line=10,
+        binary=True,
+    )
+    case(
+        "stream ends inside a binary frame",
+        b"7\n#blob 5\nab",
+        [msg(7, 1), trunc_binary(2, 2, 5)],
+        binary=True,
+    )
     return c
+
+
+def binary(data: bytes, line: int) -> dict[str, Any]:
+    return {"binary": data.hex(), "line": line}
+
+
+def frame_too_large(line: int, size: int, limit: int = 10) -> dict[str, Any]:
+    reason = f"binary frame of {size} bytes is over the limit of {limit} bytes (skipped)"
+    return {"error": "FRAME_TOO_LARGE", "line": line, "column": 0, "reason": reason}
+
+
+def trunc_binary(line: int, got: int, size: int) -> dict[str, Any]:
+    reason = f"stream ended inside a binary frame ({got} of {size} bytes)"
+    return {"error": "TRUNCATED_LINE", "line": line, "delivered": False, "reason": reason}
 
 
 def readings() -> list[dict[str, Any]]:
@@ -808,6 +887,31 @@ def objects() -> list[dict[str, Any]]:
         {"a": [{"b": packed("bytes", base64="/w==")}]},
         {"a": [{"b": {"$bytes": "ff"}}]},
     )
+    c.append(
+        {
+            "name": "bytes and an array in binary frames",
+            "tree": [packed("bytes", blob=1), {"a": packed("array", dtype="int16", shape=[2], blob=0)}],
+            "blobs": ["feff0201", "0a0b"],
+            "value": [
+                {"$bytes": "0a0b"},
+                {"a": {"$array": {"dtype": "int16", "shape": [2], "items": [-2, 258]}}},
+            ],
+            "both": False,
+        }
+    )
+    c.append(
+        {
+            "name": "a frame that did not come",
+            "tree": [packed("bytes", blob=1)],
+            "blobs": ["00"],
+            "error": "$[0].blob: no binary frame 1 came with the message (it brought 1)",
+        }
+    )
+    case(
+        "a frame number that is not a number",
+        [packed("bytes", blob="0")],
+        error="$[0].blob: expected a frame number",
+    )
     case("padding is required", [packed("bytes", base64="AAE")], error="$[0].base64: invalid base64")
     case("not base64", [packed("bytes", base64="!!!!")], error="$[0].base64: invalid base64")
     case(
@@ -920,7 +1024,8 @@ def main() -> None:
         "Trees of spec/PROTOCOL.md section 10 (format: tests/unit/test_objects.py): tree becomes "
         'value, or fails with error (a HandleError\'s message). Tagged values: {"$bytes": "hex"} is '
         'bytes, {"$array": {"dtype", "shape", "items"}} a typed array (items flat, C order). When '
-        "both is true, value is also sent as tree.",
+        "both is true, value is also sent as tree. blobs: the binary frames (hex) that came "
+        "with the message.",
         objects(),
     )
 

@@ -25,6 +25,7 @@ from .errors import (
 from .wire import (
     MAX_LINE,
     MAX_SAFE_INTEGER,
+    Binary,
     Decoder,
     Event,
     Malformed,
@@ -38,6 +39,7 @@ from .wire import (
 __all__ = [
     "MAX_LINE",
     "MAX_SAFE_INTEGER",
+    "Binary",
     "BothwaysError",
     "CallTimeout",
     "ChildExited",

@@ -15,7 +15,7 @@ name with JSON values; ``$/functions`` lists them. Rules:
 - Synchronous functions run one at a time by default: the fastest way, and what a module
   written without threads in mind expects (a slow one holds up the calls behind it). When the
   module has no ``async def`` function either, the host needs no event loop at all: it serves
-  with a plain blocking read (``peer.answer_calls``), a few microseconds less per call; else
+  with a plain blocking read (``peer.Connection``), a few microseconds less per call; else
   they run on the event loop. With ``--threads N`` they run in a pool of N threads (as
   ``asyncio.to_thread`` would), so a slow one does not hold up the others, at about three times
   the cost per call, and the module must then be thread-safe. ``async def`` functions always
@@ -46,8 +46,8 @@ from typing import Any, TextIO
 
 from ._version import __version__
 from .objects import CALL_MAX_LINE
-from .peer import Peer, answer_calls
-from .rpc import HELLO_METHOD, hello, hello_refusal
+from .peer import Connection, Peer
+from .rpc import HELLO_METHOD, hello, hello_refusal, speaks_binary
 from .transports.base import AsyncChannel
 from .transports.stdio import (
     PARENT_ENV,
@@ -189,9 +189,12 @@ class ProtocolMismatch(Exception):
     """The parent's ``$/hello`` names another protocol (its RemoteError carries the message)."""
 
 
-def _served(functions: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+def _served(
+    functions: dict[str, Callable[..., Any]], engine: Callable[[], Peer | Connection]
+) -> dict[str, Callable[..., Any]]:
     """``functions``, ``$/functions`` that lists them, and ``$/hello`` (the handshake: our
-    versions and the list, or ProtocolMismatch naming both sides' versions)."""
+    versions and the list, or ProtocolMismatch naming both sides' versions; a parent that reads
+    binary frames gets bytes and arrays in them from then on: ``engine()`` is ours)."""
     names = sorted(functions)
     ours = hello(__version__, "python")
 
@@ -199,6 +202,7 @@ def _served(functions: dict[str, Callable[..., Any]]) -> dict[str, Callable[...,
         refusal = hello_refusal(ours, theirs)
         if refusal is not None:
             raise ProtocolMismatch(refusal)
+        engine().binary = speaks_binary(theirs)  # (the answer itself holds no bytes)
         return {**ours, "functions": names}
 
     return {**functions, "$/functions": lambda: names, HELLO_METHOD: greet}
@@ -216,7 +220,7 @@ async def serve(module_name: str, channel: AsyncChannel, threads: int = THREADS)
 async def _serve(functions: dict[str, Callable[..., Any]], channel: AsyncChannel, threads: int) -> None:
     peer = Peer(channel)
     _threads.size = threads
-    for name, function in _served(functions).items():
+    for name, function in _served(functions, lambda: peer).items():
         pooled = threads > 0 and name in functions and not _is_async(function)  # (not the listing)
         peer.expose(in_thread(function) if pooled else function, name=name)
     await peer.run()  # ends when the channel closes
@@ -248,13 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     # bring hundreds of thousands of objects: milliseconds per pass).
     gc.freeze()
     if threads == 0 and not any(_is_async(f) for f in functions.values()):
-        plain = StdioChannel(stdin_fd=fd_in, stdout_fd=fd_out, max_line=CALL_MAX_LINE)
-        answer_calls(plain, _served(functions))  # no event loop
+        plain = StdioChannel(stdin_fd=fd_in, stdout_fd=fd_out, max_line=CALL_MAX_LINE, binary=True)
+        connection = Connection(plain, {})
+        connection.exposed.functions.update(_served(functions, lambda: connection))
+        connection.serve()  # no event loop
     else:
         channel = (
-            AsyncSocketChannel(fd, max_line=CALL_MAX_LINE)
+            AsyncSocketChannel(fd, max_line=CALL_MAX_LINE, binary=True)
             if fd is not None
-            else AsyncStdioChannel(fd_in, fd_out, max_line=CALL_MAX_LINE)
+            else AsyncStdioChannel(fd_in, fd_out, max_line=CALL_MAX_LINE, binary=True)
         )
         asyncio.run(_serve(functions, channel, threads))
     if _threads.running:  # a sync function runs on, and nobody waits for its answer: go now

@@ -26,7 +26,7 @@ from ._version import __version__
 from .errors import ConnectError, RemoteError
 from .objects import CALL_MAX_LINE
 from .peer import Caller, Peer
-from .rpc import HELLO_METHOD, hello, hello_refusal
+from .rpc import HELLO_METHOD, hello, hello_refusal, speaks_binary
 from .transports.stdio import StderrMode, async_spawn, spawn
 
 __all__ = ["AsyncJsModule", "JsModule", "async_require", "require"]
@@ -128,6 +128,7 @@ async def async_require(
         stderr=stderr,
         channel_fd=True,  # console.log and friends in the module cannot reach the protocol
         max_line=CALL_MAX_LINE,
+        binary=True,
     )
     peer = await Peer(child).start()
     try:
@@ -136,6 +137,7 @@ async def async_require(
         except RemoteError as exc:
             answer = exc
         functions = _greeted(module, answer)
+        peer.binary = speaks_binary(answer)  # bytes and arrays in binary frames from now on
     except BaseException:
         await peer.close()
         raise
@@ -160,6 +162,7 @@ class JsModule:
                 stderr=stderr,
                 channel_fd=True,  # console.log and friends in the module cannot reach the protocol
                 max_line=CALL_MAX_LINE,
+                binary=True,
             )
         )
         try:
@@ -168,6 +171,7 @@ class JsModule:
             except RemoteError as exc:
                 answer = exc
             self.functions: list[str] = _greeted(module, answer)
+            self._caller.binary = speaks_binary(answer)  # bytes and arrays in binary frames
         except BaseException:
             self._caller.close()
             raise

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from .errors import BothwaysError, EncodeError, HandleError
+from .errors import BothwaysError, EncodeError, HandleError, RemoteError
 from .wire import _DATACLASS, _OTHER, _child_path, _dataclass_items, _kind, decode, encode
 
 __all__ = [
@@ -229,18 +229,30 @@ class Handles:
 
 
 class _Walk:
-    __slots__ = ("handles", "special")
+    __slots__ = ("handles", "special", "blobs")
 
-    def __init__(self, handles: Handles) -> None:
+    def __init__(self, handles: Handles, blobs: list[Any] | None) -> None:
         self.handles = handles
         self.special = False
+        self.blobs = blobs  # binary frames to fill (a channel that carries them), else None
+
+
+def _packed(walk: _Walk, data: Any, marker: dict[str, Any]) -> dict[str, Any]:
+    """``marker`` with ``data`` in it: in a binary frame when the walk has them, else base64."""
+    blobs = walk.blobs
+    if blobs is None:
+        marker["base64"] = _b64(data)
+    else:
+        marker["blob"] = len(blobs)
+        blobs.append(data)
+    return marker
 
 
 def _b64(data: Any) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _array_marker(array: Any) -> dict[str, Any] | None:
+def _array_marker(array: Any, walk: _Walk) -> dict[str, Any] | None:
     """The ``array`` marker of a numpy array, or None for a dtype that has none (object, str...)."""
     dtype = array.dtype
     name = dtype.name
@@ -248,15 +260,18 @@ def _array_marker(array: Any) -> dict[str, Any] | None:
         return None
     if dtype.byteorder == ">":
         array = array.astype(dtype.newbyteorder("<"))
-    data = _b64(array.tobytes(order="C"))
-    return {MARK: "array", "dtype": name, "shape": list(array.shape), "base64": data}
+    if not array.flags.c_contiguous:
+        array = array.copy(order="C")
+    data = memoryview(array).cast("B") if array.size else b""  # (no copy)
+    return _packed(walk, data, {MARK: "array", "dtype": name, "shape": list(array.shape)})
 
 
-def _memoryview_marker(view: memoryview) -> dict[str, Any]:
+def _memoryview_marker(view: memoryview, walk: _Walk) -> dict[str, Any]:
     name = _FORMATS.get(view.format.lstrip("@=<"))
+    data = view.cast("B") if view.c_contiguous and view.nbytes else view.tobytes()
     if name is None or view.format == "B" and view.ndim == 1:
-        return {MARK: "bytes", "base64": _b64(view.tobytes())}
-    return {MARK: "array", "dtype": name, "shape": list(view.shape or ()), "base64": _b64(view.tobytes())}
+        return _packed(walk, data, {MARK: "bytes"})
+    return _packed(walk, data, {MARK: "array", "dtype": name, "shape": list(view.shape or ())})
 
 
 def _tree(value: Any, walk: _Walk) -> Any:
@@ -299,20 +314,21 @@ def _marker(value: Any, kind: type, walk: _Walk) -> dict[str, Any] | None:
     if isinstance(value, _Proxy) and value._bw_link.handles is walk.handles:
         return {MARK: "yours", "id": value._bw_id}
     if kind is bytes or kind is bytearray:
-        return {MARK: "bytes", "base64": _b64(value)}
+        return _packed(walk, value, {MARK: "bytes"})
     if kind is memoryview:
-        return _memoryview_marker(value)
+        return _memoryview_marker(value, walk)
     if isinstance(value, _Proxy):  # another connection's: lent on, its uses forwarded
         return walk.handles.lend(value)
     # (numpy is recognised by its class's members: a remote object answers any name)
     if hasattr(kind, "dtype") and hasattr(kind, "tobytes") and value.shape != ():
-        return _array_marker(value)  # a numpy array (None: a dtype without a marker)
+        return _array_marker(value, walk)  # a numpy array (None: a dtype without a marker)
     return None
 
 
-def to_tree(value: Any, handles: Handles) -> Any:
-    """``value`` as JSON with markers: what JSON cannot hold is lent or packed (section 10.2)."""
-    return _tree_of(value, _Walk(handles))
+def to_tree(value: Any, handles: Handles, blobs: list[Any] | None = None) -> Any:
+    """``value`` as JSON with markers: what JSON cannot hold is lent or packed (section 10.2);
+    with ``blobs``, bytes and arrays are appended there (binary frames) instead of base64."""
+    return _tree_of(value, _Walk(handles, blobs))
 
 
 def _tree_of(value: Any, walk: _Walk) -> Any:
@@ -322,10 +338,11 @@ def _tree_of(value: Any, walk: _Walk) -> Any:
         raise EncodeError("nesting too deep (or a cycle)") from None
 
 
-def outgoing(value: Any, handles: Handles) -> Any:
+def outgoing(value: Any, handles: Handles, blobs: list[Any] | None = None) -> Any:
     """``value`` itself when it is plain JSON, else its tree wrapped as ``{"$bothways": "tree"}``
-    (section 10.1): also a plain object with a ``"$bothways"`` member of its own."""
-    walk = _Walk(handles)
+    (section 10.1): also a plain object with a ``"$bothways"`` member of its own. With ``blobs``
+    (a channel that carries binary frames), bytes and arrays are appended there."""
+    walk = _Walk(handles, blobs)
     tree = _tree_of(value, walk)
     if not walk.special and not (type(value) is dict and MARK in value):
         return value
@@ -360,7 +377,15 @@ def _numpy() -> Any:
     return numpy
 
 
-def _bytes_of(marker: dict[str, Any]) -> bytes:
+def _bytes_of(marker: dict[str, Any], blobs: list[bytes] | None) -> bytes:
+    if "blob" in marker:
+        index = marker["blob"]
+        if type(index) is not int or index < 0:
+            raise _Bad("blob", "expected a frame number")
+        brought = len(blobs) if blobs is not None else 0
+        if blobs is None or index >= brought:
+            raise _Bad("blob", f"no binary frame {index} came with the message (it brought {brought})")
+        return blobs[index]
     text = marker.get("base64")
     if type(text) is not str:
         raise _Bad("base64", "expected a base64 string")
@@ -370,20 +395,19 @@ def _bytes_of(marker: dict[str, Any]) -> bytes:
         raise _Bad("base64", "invalid base64") from None
 
 
-def _array_of(marker: dict[str, Any]) -> Any:
+def _array_of(marker: dict[str, Any], blobs: list[bytes] | None) -> Any:
     name = marker.get("dtype")
     if type(name) is not str or name not in DTYPES:
         raise _Bad("dtype", f"unknown dtype {_shown(name)} (expected one of {', '.join(DTYPES)})")
     shape = marker.get("shape")
     if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
         raise _Bad("shape", "expected a list of non-negative integers")
-    data = _bytes_of(marker)
+    data = _bytes_of(marker, blobs)
     fmt, size = DTYPES[name]
     expected = math.prod(shape) * size
     if len(data) != expected:
-        raise _Bad(
-            "base64", f"{len(data)} bytes do not fill shape {_shown(shape)} of {name} ({expected} bytes)"
-        )
+        where = "blob" if "blob" in marker else "base64"
+        raise _Bad(where, f"{len(data)} bytes do not fill shape {_shown(shape)} of {name} ({expected} bytes)")
     numpy = _numpy()
     if numpy is not None:
         return numpy.frombuffer(bytearray(data), dtype=numpy.dtype(name).newbyteorder("<")).reshape(shape)
@@ -391,13 +415,24 @@ def _array_of(marker: dict[str, Any]) -> Any:
     return view.cast(fmt, shape) if len(shape) > 1 and expected else view.cast(fmt)  # (empty: flat)
 
 
-def _value(tree: Any, handles: Handles, borrow: Borrow) -> Any:
+class _Revival:
+    """What a walk from a tree back to values needs (``from_tree``'s arguments)."""
+
+    __slots__ = ("handles", "borrow", "blobs")
+
+    def __init__(self, handles: Handles, borrow: Borrow, blobs: list[bytes] | None) -> None:
+        self.handles = handles
+        self.borrow = borrow
+        self.blobs = blobs
+
+
+def _value(tree: Any, revival: _Revival) -> Any:
     kind = type(tree)
     if kind is list:
         out = []
         for index, item in enumerate(tree):
             try:
-                out.append(_value(item, handles, borrow))
+                out.append(_value(item, revival))
             except _Bad as bad:
                 bad.keys.append(index)
                 raise
@@ -406,39 +441,39 @@ def _value(tree: Any, handles: Handles, borrow: Borrow) -> Any:
         return tree
     marker = tree.get(MARK)
     if marker is None:
-        return _members(tree, handles, borrow)
+        return _members(tree, revival)
     if marker == "ref":
-        return _borrowed(tree, handles, borrow)
+        return _borrowed(tree, revival)
     if marker == "yours":
-        return handles.take(tree.get("id"))
+        return revival.handles.take(tree.get("id"))
     if marker == "bytes":
-        return _bytes_of(tree)
+        return _bytes_of(tree, revival.blobs)
     if marker == "array":
-        return _array_of(tree)
+        return _array_of(tree, revival.blobs)
     if marker == "object":
         members = tree.get("value")
         if type(members) is not dict:
             raise _Bad("value", "expected an object")
         try:
-            return _members(members, handles, borrow)
+            return _members(members, revival)
         except _Bad as bad:
             bad.keys.append("value")
             raise
     raise _Bad(MARK, f"unknown marker kind {_shown(marker)}")
 
 
-def _members(tree: dict[str, Any], handles: Handles, borrow: Borrow) -> dict[str, Any]:
+def _members(tree: dict[str, Any], revival: _Revival) -> dict[str, Any]:
     out = {}
     for key, item in tree.items():
         try:
-            out[key] = _value(item, handles, borrow)
+            out[key] = _value(item, revival)
         except _Bad as bad:
             bad.keys.append(key)
             raise
     return out
 
 
-def _borrowed(marker: dict[str, Any], handles: Handles, borrow: Borrow) -> Any:
+def _borrowed(marker: dict[str, Any], revival: _Revival) -> Any:
     handle_id = marker.get("id")
     if type(handle_id) is not int or handle_id < 1:
         raise _Bad("id", "expected a positive integer")
@@ -457,16 +492,17 @@ def _borrowed(marker: dict[str, Any], handles: Handles, borrow: Borrow) -> Any:
         if listed is not None:
             if type(listed) is not list or not all(type(m) is str for m in listed):
                 raise _Bad("methods", "expected a list of names")
-            handles.classes[number] = frozenset(listed)
-        methods = handles.classes.get(number)
-    return borrow(handle_id, kind, type_name, methods)
+            revival.handles.classes[number] = frozenset(listed)
+        methods = revival.handles.classes.get(number)
+    return revival.borrow(handle_id, kind, type_name, methods)
 
 
-def from_tree(tree: Any, handles: Handles, borrow: Borrow) -> Any:
+def from_tree(tree: Any, handles: Handles, borrow: Borrow, blobs: list[bytes] | None = None) -> Any:
     """The value a tree stands for: markers become proxies (``borrow(id, kind, type, methods)``),
-    our own objects, bytes, arrays. Raises HandleError for a malformed marker (with its path)."""
+    our own objects, bytes, arrays (``blobs``: the binary frames that came with the message).
+    Raises HandleError for a malformed marker (with its path)."""
     try:
-        return _value(tree, handles, borrow)
+        return _value(tree, _Revival(handles, borrow, blobs))
     except _Bad as bad:
         path = "$"
         for key in reversed(bad.keys):
@@ -474,10 +510,10 @@ def from_tree(tree: Any, handles: Handles, borrow: Borrow) -> Any:
         raise HandleError(f"{path}: {bad.reason}") from None
 
 
-def incoming(value: Any, handles: Handles, borrow: Borrow) -> Any:
+def incoming(value: Any, handles: Handles, borrow: Borrow, blobs: list[bytes] | None = None) -> Any:
     """A received params or result: the value of its tree when it is one, else itself."""
     if type(value) is dict and value.get(MARK) == TREE:
-        return from_tree(value.get("value"), handles, borrow)
+        return from_tree(value.get("value"), handles, borrow, blobs)
     return value
 
 
@@ -577,8 +613,9 @@ class Link(Protocol):
     def request(self, method: str, params: list[Any]) -> Any:
         """Sends a request; the answer's value (blocking engines) or an awaitable of it."""
 
-    def release_soon(self) -> None:
-        """Ids were queued in ``handles.released``: send them when it is safe."""
+    def release_soon(self, now: bool) -> None:
+        """Ids were queued in ``handles.released``: send them when it is safe; ``now``: an
+        explicit release (else a collected proxy: it may wait for the next message)."""
 
 
 class _Pull:
@@ -629,12 +666,12 @@ class _Proxy:
         state = " (released)" if self._bw_released else ""
         return f"<remote {self._bw_kind} {self._bw_type} #{self._bw_id}{state}>"
 
-    def _bw_release(self) -> None:
+    def _bw_release(self, now: bool = True) -> None:
         if not self._bw_released:
             object.__setattr__(self, "_bw_released", True)
             link = self._bw_link
             link.handles.released.append(self._bw_id)
-            link.release_soon()
+            link.release_soon(now)
 
     def _bw_ask(self, method: str, *params: Any) -> Any:
         if self._bw_released:
@@ -647,7 +684,7 @@ class _Proxy:
 
     def __del__(self) -> None:
         try:
-            self._bw_release()
+            self._bw_release(now=False)
         except Exception:  # noqa: BLE001, S110 - at shutdown the link may be half gone
             pass
 
@@ -702,7 +739,14 @@ class RemoteObject(_Proxy):
         return self._bw_ask("$/item", key)
 
     def __len__(self) -> int:
-        return int(self._bw_ask("$/len"))
+        if self._bw_kind == "iterator":  # (list() asks, as a hint: not worth a round trip)
+            raise TypeError(f"a remote iterator has no length ({self._bw_local_text()})")
+        try:
+            return int(self._bw_ask("$/len"))
+        except RemoteError as exc:  # no length there: what len() raises here
+            if exc.remote_type == "TypeError":
+                raise TypeError(exc.reason) from exc
+            raise
 
     def __repr__(self) -> str:
         if self._bw_released:

@@ -65,11 +65,14 @@ from .rpc import (
     RpcEndpoint,
 )
 from .transports.base import AsyncChannel, Channel, log
-from .wire import BACKEND, encode
+from .wire import BACKEND, Binary, encode, frame_header
 
 __all__ = ["Caller", "Connection", "Exposed", "Peer", "answer_calls", "encoded", "finish"]
 
 _BACKLOG = 1024  # answers held while requests keep arriving, at most: then they are written
+_RELEASE_BATCH = 256  # ids of collected proxies written without waiting for another message
+_RELEASE_WAIT = 0.01  # seconds the ids of collected proxies wait for a message to go with
+_PATIENCE = 0.002  # seconds a waiting caller leaves the reading to a thread running what it read
 _PLAIN = frozenset({type(None), bool, int, float, str, list, dict})  # never awaitable: no check
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -176,18 +179,19 @@ async def finish(endpoint: RpcEndpoint, request_id: Any, awaitable: Any) -> None
 
 
 def encoded(
-    messages: list[Any], handles: Handles | None = None
+    messages: list[Any], handles: Handles | None = None, binary: bool = False
 ) -> tuple[list[tuple[Any, bytes]], EncodeError | None]:
     """Each of ``messages`` (an endpoint's ``messages_to_send()``) with its NDJSON line. Params and
     results that are not plain JSON go as trees (spec/PROTOCOL.md 10: objects lent to the other
-    side through ``handles``, bytes and arrays packed). A result that cannot be encoded is
-    replaced by its INTERNAL_ERROR answer; a request or notification that cannot be encoded is
-    left out, and the first such error is returned with the others."""
+    side through ``handles``, bytes and arrays packed: in binary frames written before the line
+    when ``binary``, else base64). A result that cannot be encoded is replaced by its
+    INTERNAL_ERROR answer; a request or notification that cannot be encoded is left out, and the
+    first such error is returned with the others."""
     pairs = []
     failure: EncodeError | None = None
     for message in messages:
         try:
-            pairs.append(_encoded_one(message, handles))
+            pairs.append(_encoded_one(message, handles, binary))
         except EncodeError as exc:
             repaired = _repaired(message)
             if repaired is None:
@@ -228,28 +232,38 @@ def _carried(message: Any) -> Any:
     return message.get("params") if "method" in message else message.get("result")
 
 
-def _encoded_one(message: Any, handles: Handles | None) -> tuple[Any, bytes]:
+def _encoded_one(message: Any, handles: Handles | None, binary: bool) -> tuple[Any, bytes]:
     if type(message) is dict:
         carried = _carried(message)
         if not (type(carried) is dict and MARK in carried):  # (a tree could be mistaken for it)
             line = _plain_line(message)
             if line is not None:
                 return message, line
-        if handles is not None:
-            message = _exported(message, handles)
-    elif handles is not None:  # a batch of answers
-        message = [_exported(answer, handles) for answer in message]
-    return message, encode(message)
+    if handles is None:
+        return message, encode(message)
+    blobs: list[Any] | None = [] if binary else None
+    if type(message) is dict:
+        message = _exported(message, handles, blobs)
+    else:  # a batch of answers
+        message = [_exported(answer, handles, blobs) for answer in message]
+    line = encode(message)
+    if not blobs:
+        return message, line
+    parts: list[Any] = []
+    for blob in blobs:  # the frames before the message they belong to (spec/PROTOCOL.md 2)
+        parts += (frame_header(len(blob) if type(blob) is not memoryview else blob.nbytes), blob)
+    parts.append(line)
+    return message, b"".join(parts)
 
 
-def _exported(message: Any, handles: Handles) -> Any:
+def _exported(message: Any, handles: Handles, blobs: list[Any] | None) -> Any:
     """``message`` with its params or result as a tree when they are not plain JSON."""
     if type(message) is not dict:
         return message
     key = "params" if "method" in message else "result"
     if key not in message:
         return message
-    carried = outgoing(message[key], handles)
+    carried = outgoing(message[key], handles, blobs)
     return message if carried is message[key] else {**message, key: carried}
 
 
@@ -332,6 +346,12 @@ class Connection:
         self._ended: BothwaysError | None = None
         self._reader: threading.Thread | None = None  # reads while nobody waits (objects lent)
         self._serving = False  # serve() reads for everyone
+        self._running = 0  # threads running the requests they read (they read again after)
+        self._release_planned = False  # a timer will send the ids of collected proxies
+        self._blobs: list[bytes] = []  # binary frames received, for the message after them
+        # bytes and arrays travel in binary frames: both sides said so in the handshake (and the
+        # channel is a stream); else base64
+        self.binary = False
         self._loops = threading.local()  # a private event loop per thread, for async functions
         self._readable: Callable[[float | None], bool] | None = getattr(channel, "readable", None)
         self._send_bytes: Callable[[bytes], Any] | None = getattr(channel, "send_bytes", None)
@@ -356,7 +376,7 @@ class Connection:
                 raise self._ended
             self._queue_releases()
             call_id = self.endpoint.request(method, params)
-            pairs, failure = encoded(self.endpoint.messages_to_send(), self.handles)
+            pairs, failure = encoded(self.endpoint.messages_to_send(), self.handles, self.binary)
             if failure is not None:  # our request cannot be encoded: it never leaves
                 self.endpoint.forget(call_id)
         try:
@@ -372,7 +392,7 @@ class Connection:
         answer = self._wait_for(call_id, method, timeout)
         if isinstance(answer, ErrorResponse):
             raise answer.error
-        return incoming(answer.result, self.handles, self._borrow)
+        return answer.result  # (revived by the reader: proxies, bytes, arrays)
 
     def serve(self) -> None:
         """Reads and answers until the other side closes the channel (a process that serves)."""
@@ -390,9 +410,19 @@ class Connection:
         self.channel.close()
         self._let_go()
 
-    def release_soon(self) -> None:
-        """Proxies were let go (``handles.released``): tell the other side now when nobody is
-        writing, else with our next message. Safe from a finalizer in any thread."""
+    def release_soon(self, now: bool) -> None:
+        """Proxies were let go (``handles.released``): their ids go with our next message; an
+        explicit release (``now``) or a long queue of collected ones is written at once, when
+        nobody is writing. Safe from a finalizer in any thread."""
+        if self._ended is not None or sys.is_finalizing():
+            return  # the handles went with the connection (or with the interpreter)
+        if not now and len(self.handles.released) < _RELEASE_BATCH:
+            if not self._release_planned:  # no message may come soon: a timer takes them
+                self._release_planned = True
+                timer = threading.Timer(_RELEASE_WAIT, self._send_releases)
+                timer.daemon = True
+                timer.start()
+            return
         if self._ended is not None or not self._sending.acquire(blocking=False):
             return
         try:
@@ -403,6 +433,11 @@ class Connection:
             pass  # the channel is gone: so are the handles
         finally:
             self._sending.release()
+
+    def _send_releases(self) -> None:
+        self._release_planned = False
+        if self.handles.released:
+            self.release_soon(True)
 
     def _borrow(
         self, handle_id: int, kind: str, type_name: str, methods: frozenset[str] | None
@@ -449,6 +484,7 @@ class Connection:
         """Waits for the answer to ``call_id`` (None: for the end), reading for every caller
         while nobody else does."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        patient = False  # we gave a thread running what it read the time to read on
         with self._lock:
             while True:
                 answer = self._answers.pop(call_id, None)
@@ -461,13 +497,20 @@ class Connection:
                     if self.endpoint.cancel(call_id):  # tell the other side to stop
                         self._send_unlocked(encoded(self.endpoint.messages_to_send())[0])
                     raise CallTimeout(f"{method}: no answer within {timeout} s")
-                if self._reading:
+                if self._reading or (self._running and not patient):
+                    # Someone reads, or will read again once it has run the requests it read
+                    # (usually a callback, quickly): taking the reading over would only pass it
+                    # to and fro between threads. Should the requests take longer, we read.
+                    patient = not self._reading
                     self._waiting += 1
                     try:
-                        self._answered.wait(left)
+                        self._answered.wait(
+                            _PATIENCE if patient and (left is None or left > _PATIENCE) else left
+                        )
                     finally:
                         self._waiting -= 1
                     continue
+                patient = False
                 requests = self._read(left)
                 if requests:
                     self._lock.release()
@@ -475,6 +518,7 @@ class Connection:
                         self._run(requests)
                     finally:
                         self._lock.acquire()
+                        self._running -= 1
 
     def _read(self, left: float | None) -> list[Request]:
         """One read for every caller (called with the lock held; released while reading).
@@ -493,11 +537,11 @@ class Connection:
         finally:
             self._lock.acquire()
             self._reading = False
-            if self._waiting:  # (a Condition's notify is Python code: not for nobody)
-                self._answered.notify_all()  # their answers, or the end; or another reads now
         if ended is not None:
             self._ended = self._ended or ended
             self.endpoint.fail_all(ended)
+            if self._waiting:
+                self._answered.notify_all()  # the end
             self._lock.release()
             try:
                 self._let_go()
@@ -506,15 +550,39 @@ class Connection:
             return []
         requests: list[Request] = []
         endpoint = self.endpoint
+        blobs = self._blobs
         for message in messages:
+            if type(message) is Binary:  # a frame for the next message
+                blobs.append(message.data)
+                continue
             for event in endpoint.receive(message):
-                if isinstance(event, (Response, ErrorResponse)):
+                if isinstance(event, Response):
+                    if type(event.result) is dict:
+                        try:
+                            event.result = incoming(event.result, self.handles, self._borrow, blobs)
+                        except HandleError as exc:
+                            self._answers[event.id] = ErrorResponse(event.id, exc)
+                            continue
+                    self._answers[event.id] = event
+                elif isinstance(event, ErrorResponse):
                     if event.id is not None:
                         self._answers[event.id] = event
                 elif isinstance(event, Request):
+                    if type(event.params) is dict and MARK in event.params:
+                        try:
+                            event.params = incoming(event.params, self.handles, self._borrow, blobs)
+                        except HandleError as exc:
+                            endpoint.respond_error(event.id, INVALID_PARAMS, f"Invalid params: {exc}")
+                            continue
                     requests.append(event)
                 elif isinstance(event, Notification) and event.method == RELEASE_METHOD:
                     self._drop(event.params)
+            if blobs:
+                blobs.clear()
+        if requests:
+            self._running += 1  # (until _wait_for has run them)
+        if self._waiting:  # (a Condition's notify is Python code: not for nobody)
+            self._answered.notify_all()  # their answers; or another reads now
         if endpoint._outbox:  # error answers the endpoint queued
             self._send_unlocked(encoded(endpoint.messages_to_send())[0])
         return requests
@@ -527,14 +595,7 @@ class Connection:
     def _run(self, requests: list[Request]) -> None:
         """Runs requests in this thread (the lock is not held) and sends their answers."""
         answering = self._answering
-        for request in requests:
-            params = request.params
-            if type(params) is dict and MARK in params:
-                try:
-                    request.params = incoming(params, self.handles, self._borrow)
-                except HandleError as exc:
-                    answering.respond_error(request.id, INVALID_PARAMS, f"Invalid params: {exc}")
-                    continue
+        for request in requests:  # (their params revived by the reader)
             pending = self.exposed.answer(answering, request)  # type: ignore[arg-type]
             if pending is not None:
                 loop = getattr(self._loops, "loop", None)
@@ -544,7 +605,7 @@ class Connection:
         with self._lock:
             self._queue_releases()
             messages = self.endpoint.messages_to_send()
-        pairs, _ = encoded(messages, self.handles)
+        pairs, _ = encoded(messages, self.handles, self.binary)
         if pairs:
             try:
                 self._send(pairs)
@@ -621,6 +682,11 @@ class Peer:
         self._loop: asyncio.AbstractEventLoop | None = None
         # a channel whose other end can vanish unseen (a broker between) bounds every call
         self.call_timeout: float | None = getattr(channel, "call_timeout", None)
+        self._blobs: list[bytes] = []  # binary frames received, for the message after them
+        # bytes and arrays travel in binary frames: both sides said so in the handshake (and the
+        # channel is a stream); else base64
+        self.binary = False
+        self._release_planned = False
 
     def expose(self, function: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
         """Lets the other side call ``function`` (sync or async) by ``name`` (default: its name).
@@ -707,18 +773,20 @@ class Peer:
             self._flush_soon()  # calls made together leave together
         return future
 
-    def release_soon(self) -> None:
+    def release_soon(self, now: bool) -> None:
         """Proxies were let go (``handles.released``): their ids leave at the next turn of the
         loop, with whatever else is written then. Safe from a finalizer in any thread."""
         loop = self._loop
-        if loop is None or loop.is_closed() or self._closed is not None:
+        if self._release_planned or loop is None or loop.is_closed() or self._closed is not None:
             return
+        self._release_planned = True
         try:
             loop.call_soon_threadsafe(self._send_releases)
         except RuntimeError:
             pass  # the loop is closing
 
     def _send_releases(self) -> None:
+        self._release_planned = False
         if self._closed is None and self.handles.released:
             self._post()
             self._flush_soon()
@@ -786,8 +854,8 @@ class Peer:
         messages = self.endpoint.messages_to_send()
         if not messages or self._closed is not None:
             return None  # nothing to send, or nobody to send it to
-        pairs, failure = encoded(messages, self.handles)
         stream = self._send_bytes is not None
+        pairs, failure = encoded(messages, self.handles, self.binary and stream)  # (frames: streams)
         self._out.extend(line if stream else message for message, line in pairs)
         return failure
 
@@ -872,7 +940,12 @@ class Peer:
                     dispatch(take(received))
                 else:
                     for message in received:
+                        if type(message) is Binary:
+                            self._blobs.append(message.data)
+                            continue
                         dispatch(take(message))
+                        if self._blobs:
+                            self._blobs = []
                 self._post()  # answers of sync functions, and the error answers the endpoint queued
         except BothwaysError as exc:  # TransportClosed, ChildExited with its stderr tail...
             self._fail(exc)  # in the channel's words, as the JavaScript Peer does
@@ -885,7 +958,12 @@ class Peer:
         take = self.endpoint.receive
         dispatch = self._dispatch
         for message in messages:
+            if type(message) is Binary:
+                self._blobs.append(message.data)
+                continue
             dispatch(take(message))
+            if self._blobs:
+                self._blobs = []
         self._post()
         self._flush()
 
@@ -924,7 +1002,7 @@ class Peer:
             return
         if error is None and type(result) is dict:
             try:
-                result = incoming(result, self.handles, self._borrow)
+                result = incoming(result, self.handles, self._borrow, self._blobs)
             except HandleError as exc:
                 error = exc
         if error is not None:
@@ -961,7 +1039,7 @@ class Peer:
         params = request.params
         if type(params) is dict and MARK in params:
             try:
-                request.params = incoming(params, self.handles, self._borrow)
+                request.params = incoming(params, self.handles, self._borrow, self._blobs)
             except HandleError as exc:
                 self.endpoint.respond_error(request.id, INVALID_PARAMS, f"Invalid params: {exc}")
                 return

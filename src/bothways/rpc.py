@@ -52,6 +52,7 @@ __all__ = [
     "hello",
     "hello_refusal",
     "remote_error",
+    "speaks_binary",
 ]
 
 PARSE_ERROR = -32700
@@ -68,8 +69,14 @@ PROTOCOL = 1  # the calls protocol's version: a peer that speaks another one is 
 
 def hello(version: str, language: str) -> dict[str, Any]:
     """What one side says of itself in the handshake: the params of the parent's ``$/hello``
-    call, and (with the module's functions added) the served module's answer."""
-    return {"protocol": PROTOCOL, "version": version, "language": language}
+    call, and (with the module's functions added) the served module's answer. ``binary``: this
+    side reads binary frames (spec/PROTOCOL.md 2); once both said it, bytes and arrays use them."""
+    return {"protocol": PROTOCOL, "version": version, "language": language, "binary": True}
+
+
+def speaks_binary(theirs: Any) -> bool:
+    """Whether the other side's hello says it reads binary frames."""
+    return isinstance(theirs, dict) and theirs.get("binary") is True
 
 
 def _described(side: Any) -> str:

@@ -68,6 +68,7 @@ __all__ = [
     "BACKEND",
     "MAX_LINE",
     "MAX_SAFE_INTEGER",
+    "Binary",
     "Decoder",
     "Event",
     "Malformed",
@@ -722,9 +723,25 @@ class Truncated:
     error: TruncatedLine
 
 
+@dataclass(slots=True)
+class Binary:
+    """A binary frame (spec/PROTOCOL.md 2): its bytes, and the line number of its header."""
+
+    data: bytes
+    line: int
+
+
 # (The event classes are plain slotted records, not frozen: a frozen dataclass costs three
 # times as much to make, and one is made per message on the hot path.)
-Event = Union[Messages, Malformed, Truncated]  # noqa: UP007 - a runtime alias, Python 3.10 too
+Event = Union[Messages, Malformed, Truncated, Binary]  # noqa: UP007 - a runtime alias, Python 3.10 too
+
+FRAME_HEADER = b"#blob "  # a line starting so is a binary frame's header
+_FRAME_COUNT = re.compile(rb"#blob (0|[1-9][0-9]{0,18})\r?\Z")
+
+
+def frame_header(size: int) -> bytes:
+    """The header line of a binary frame of ``size`` bytes (the bytes follow it)."""
+    return b"#blob %d\n" % size
 
 
 class Decoder:
@@ -742,19 +759,31 @@ class Decoder:
         max_line: the longest line accepted, in bytes before the newline (default 16 MiB).
             A longer line gives a ``Malformed(FrameTooLarge)`` as soon as it passes the limit;
             its bytes are dropped, not buffered, up to the next newline.
+        binary: take binary frames (``#blob N`` and N raw bytes: spec/PROTOCOL.md 2) as
+            ``Binary`` events; without it such a line is an ordinary malformed line. The calls
+            between a parent and the module it spawned use them.
     """
 
-    __slots__ = ("_buf", "_line", "_max_line", "_skipping", "_started", "_ended")
+    __slots__ = (
+        *("_buf", "_line", "_max_line", "_skipping", "_started", "_ended"),
+        *("_binary", "_frame", "_frame_left", "_frame_size", "_frame_line", "_frame_skip"),
+    )
 
-    def __init__(self, *, max_line: int = MAX_LINE) -> None:
+    def __init__(self, *, max_line: int = MAX_LINE, binary: bool = False) -> None:
         if max_line < 1:
             raise ValueError("max_line must be at least 1")
         self._max_line = max_line
+        self._binary = binary
         self._buf = bytearray()  # the unfinished line; grows in place, never re-copied whole
         self._line = 0  # lines completed so far
         self._skipping = False  # inside a too-long line, dropping bytes up to the next newline
         self._started = False  # past the place where a BOM may stand
         self._ended = False
+        self._frame: bytearray | None = None  # inside a binary frame: its bytes so far
+        self._frame_left = 0  # ...and how many are still to come
+        self._frame_size = 0
+        self._frame_line = 0
+        self._frame_skip = False  # a frame over the limit: its bytes are dropped
 
     @property
     def line(self) -> int:
@@ -771,7 +800,12 @@ class Decoder:
         if self._ended:
             raise RuntimeError("feed() after feed_eof()")
         buf = data if type(data) is bytes else bytes(data)
-        if not self._buf and self._started and not self._skipping:
+        events: list[Event] = []
+        if self._frame is not None:  # inside a binary frame: its bytes first
+            buf = self._frame_bytes(buf, events)
+            if not buf:
+                return events
+        elif not self._buf and self._started and not self._skipping:
             # The common case, one whole line: parsed here without splitting. Anything else
             # (and a line that does not parse) takes the general path below.
             nl = buf.find(b"\n")
@@ -783,7 +817,6 @@ class Decoder:
                 else:
                     self._line += 1
                     return [Messages([value], self._line)]
-        events: list[Event] = []
         if self._skipping:
             nl = buf.find(b"\n")
             if nl < 0:
@@ -806,6 +839,9 @@ class Decoder:
             self._started = True
             if buf[:3] == BOM:
                 buf = buf[3:]
+        if self._binary and FRAME_HEADER in buf:  # (at a line's start, or inside a string)
+            self._with_frames(buf, events)
+            return events
         nl = buf.rfind(b"\n")
         if nl < 0:
             self._hold(buf, events)
@@ -830,6 +866,11 @@ class Decoder:
         if self._ended:
             return []
         self._ended = True
+        if self._frame is not None:
+            got = self._frame_size - self._frame_left
+            reason = f"stream ended inside a binary frame ({got} of {self._frame_size} bytes)"
+            line = self._frame_line
+            return [Truncated(TruncatedLine(reason, line=line, excerpt="", delivered=False))]
         buf = bytes(self._buf)
         self._buf.clear()
         if self._skipping or not buf.strip(b" \t\r"):
@@ -846,6 +887,66 @@ class Decoder:
             Messages([value], line),
             Truncated(TruncatedLine(reason, line=line, excerpt=excerpt, delivered=True)),
         ]
+
+    def _with_frames(self, buf: bytes, events: list[Event]) -> None:
+        """A chunk (the held bytes first) that may hold binary frames: line by line."""
+        pos, end = 0, len(buf)
+        lines: list[bytes] = []
+        while pos < end:
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                break
+            if not buf.startswith(FRAME_HEADER, pos):
+                lines.append(buf[pos:nl])
+                pos = nl + 1
+                continue
+            if lines:
+                first = self._line + 1
+                self._line += len(lines)
+                self._slow(lines, first, events)
+                lines = []
+            self._line += 1
+            pos = self._frame_start(buf[pos:nl], buf, nl + 1, events)
+        if lines:
+            first = self._line + 1
+            self._line += len(lines)
+            self._slow(lines, first, events)
+        if pos < end and self._frame is None:
+            self._hold(buf[pos:], events)
+
+    def _frame_start(self, header: bytes, buf: bytes, start: int, events: list[Event]) -> int:
+        """A header line (``self._line``), the frame's bytes from ``buf[start:]``; returns where
+        the stream goes on in ``buf`` (its end when the frame goes on in the next chunks)."""
+        match = _FRAME_COUNT.match(header)
+        if match is None:
+            excerpt = _excerpt(header[: EXCERPT * 4].decode("utf-8", "replace"), 0)
+            error = DecodeError("invalid binary frame header", line=self._line, column=1, excerpt=excerpt)
+            events.append(Malformed(error))
+            return start
+        size = int(match.group(1))
+        self._frame_skip = size > self._max_line
+        if self._frame_skip:
+            reason = f"binary frame of {size} bytes is over the limit of {self._max_line} bytes (skipped)"
+            events.append(Malformed(FrameTooLarge(line=self._line, limit=self._max_line, reason=reason)))
+        self._frame, self._frame_left, self._frame_size = bytearray(), size, size
+        self._frame_line = self._line
+        self._frame_bytes(buf[start : start + size], events)
+        return start + size if self._frame is None else len(buf)
+
+    def _frame_bytes(self, buf: bytes, events: list[Event]) -> bytes:
+        """Takes the bytes of the frame under way from ``buf``; returns what follows it."""
+        frame = self._frame
+        assert frame is not None
+        left = self._frame_left
+        if not self._frame_skip:
+            frame += buf[:left]
+        taken = min(left, len(buf))
+        self._frame_left = left - taken
+        if self._frame_left == 0:
+            if not self._frame_skip:
+                events.append(Binary(bytes(frame), self._frame_line))
+            self._frame = None
+        return buf[taken:]
 
     def _hold(self, buf: bytes, events: list[Event], too_long: bool = False) -> None:
         """Keeps an unfinished line, unless it is already over the limit (then drops it)."""

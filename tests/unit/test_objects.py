@@ -81,17 +81,22 @@ def test_vectors(case: dict[str, Any], with_numpy: bool, monkeypatch: pytest.Mon
     if not with_numpy:
         monkeypatch.setattr(objects_module, "_numpy", lambda: None)
     handles = Handles()
+    blobs = [bytes.fromhex(blob) for blob in case["blobs"]] if "blobs" in case else None
     if "error" in case:
         with pytest.raises(HandleError) as info:
-            from_tree(case["tree"], handles, nobody)
+            from_tree(case["tree"], handles, nobody, blobs)
         assert str(info.value) == case["error"]
         return
-    revived = from_tree(case["tree"], handles, nobody)
+    revived = from_tree(case["tree"], handles, nobody, blobs)
     assert neutral(revived) == case["value"]
     if with_numpy:
         assert not any(isinstance(v, memoryview) for v in _leaves(revived))
     if case["both"]:
         assert to_tree(from_neutral(case["value"]), handles) == case["tree"]
+        frames: list[Any] = []
+        framed = to_tree(from_neutral(case["value"]), handles, frames)  # the same in binary frames
+        assert from_tree(framed, handles, nobody, [bytes(f) for f in frames]).__class__ is revived.__class__
+        assert neutral(from_tree(framed, handles, nobody, [bytes(f) for f in frames])) == case["value"]
         wrapped = outgoing(from_neutral(case["value"]), handles)
         assert incoming(wrapped, handles, nobody).__class__ is revived.__class__
 
@@ -211,11 +216,12 @@ def test_lender_functions_serve_every_request_of_the_table() -> None:
 class Pair:
     """Two Connections over a socketpair; ``b`` serves ``functions`` in a thread of its own."""
 
-    def __init__(self, functions: dict[str, Any]) -> None:
+    def __init__(self, functions: dict[str, Any], binary: bool = False) -> None:
         self._ours, self._theirs = socket.socketpair()
         fd_a, fd_b = self._ours.fileno(), self._theirs.fileno()
-        self.a = Connection(StdioChannel(stdin_fd=fd_a, stdout_fd=fd_a))
-        self.b = Connection(StdioChannel(stdin_fd=fd_b, stdout_fd=fd_b), functions)
+        self.a = Connection(StdioChannel(stdin_fd=fd_a, stdout_fd=fd_a, binary=binary))
+        self.b = Connection(StdioChannel(stdin_fd=fd_b, stdout_fd=fd_b, binary=binary), functions)
+        self.a.binary = self.b.binary = binary
         self._server = threading.Thread(target=self.b.serve, daemon=True)
         self._server.start()
 
@@ -288,13 +294,16 @@ def test_blocking_streams_are_pulled_in_batches_and_a_break_closes_the_generator
 
 
 def test_blocking_callbacks_from_four_threads_after_the_call_returned_arrive_in_order() -> None:
+    workers: list[threading.Thread] = []
+
     def later(callback: Any, n: int) -> str:
         def work(thread: int) -> None:
             for i in range(n):
                 callback(thread, i)
 
-        for thread in range(4):
-            threading.Thread(target=work, args=(thread,), daemon=True).start()
+        workers.extend(threading.Thread(target=work, args=(thread,), daemon=True) for thread in range(4))
+        for worker in workers:
+            worker.start()
         return "started"
 
     got: list[tuple[int, int]] = []
@@ -308,6 +317,8 @@ def test_blocking_callbacks_from_four_threads_after_the_call_returned_arrive_in_
     with Pair({"later": later}) as pair:
         assert pair.a.call("later", callback, 2500) == "started"
         assert done.wait(30)
+        for worker in workers:  # (their last answers are on the way)
+            worker.join(10)
         for thread in range(4):
             assert [i for t, i in got if t == thread] == list(range(2500))
 
@@ -334,6 +345,27 @@ def test_blocking_bytes_and_arrays_cross_both_ways_equal() -> None:
         assert back[0] == data and back[2] == 7 and back[3] == b"ab"
         assert back[1].dtype == numpy.float64 and (back[1] == matrix).all()
         assert pair.a.call("kinds", [data, matrix]) == ["bytes", "ndarray"]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["base64", "binary frames"])
+def test_bytes_and_arrays_take_binary_frames_where_both_sides_read_them(binary: bool) -> None:
+    with Pair({"echo": lambda x: x}, binary=binary) as pair:
+        sent: list[int] = []
+        send_bytes = pair.a._send_bytes
+        assert send_bytes is not None
+
+        def counted(data: bytes) -> Any:
+            sent.append(len(data))
+            return send_bytes(data)
+
+        pair.a._send_bytes = counted  # what the connection writes with
+        data = bytes(range(256)) * 20_000  # 5 MB
+        floats = numpy.linspace(0, 1, 500_000)  # 4 MB (in base64: 12 MB, under the line limit)
+        back = pair.a.call("echo", {"data": data, "floats": floats, "small": b"\n#blob 3\n"})
+        assert back["data"] == data and numpy.array_equal(back["floats"], floats)
+        assert back["small"] == b"\n#blob 3\n"
+        payload = len(data) + floats.nbytes
+        assert payload < sum(sent) < payload * 1.01 if binary else sum(sent) > payload * 1.3  # base64: 4/3
 
 
 def test_a_million_handles_keep_the_lenders_table_bounded() -> None:

@@ -72,8 +72,10 @@ def test_value(wire: ModuleType, case: dict[str, Any]) -> None:
         assert same(decode(data), untag(case["decodes_to"]))
 
 
-def _feed(wire: ModuleType, data: bytes, cuts: list[int], max_line: int | None) -> list[dict[str, Any]]:
-    decoder = wire.Decoder(max_line=max_line) if max_line else wire.Decoder()
+def _feed(
+    wire: ModuleType, data: bytes, cuts: list[int], max_line: int | None, binary: bool = False
+) -> list[dict[str, Any]]:
+    decoder = wire.Decoder(max_line=max_line, binary=binary) if max_line else wire.Decoder(binary=binary)
     events = []
     start = 0
     for cut in [*cuts, len(data)]:
@@ -87,13 +89,16 @@ def _feed(wire: ModuleType, data: bytes, cuts: list[int], max_line: int | None) 
 def test_stream(wire: ModuleType, case: dict[str, Any]) -> None:
     data = input_bytes(case)
     max_line = case.get("max_line")
+    binary = case.get("binary", False)
     expected = case["events"]
-    whole = _feed(wire, data, [], max_line)
+    whole = _feed(wire, data, [], max_line, binary)
     assert same_events(whole, expected), whole
-    assert same_events(_feed(wire, data, list(range(1, len(data))), max_line), expected), "byte at a time"
+    assert same_events(_feed(wire, data, list(range(1, len(data))), max_line, binary), expected), (
+        "byte at a time"
+    )
     if len(data) <= 300:
         for cut in range(1, len(data)):
-            assert same_events(_feed(wire, data, [cut], max_line), expected), f"split at {cut}"
+            assert same_events(_feed(wire, data, [cut], max_line, binary), expected), f"split at {cut}"
     rng = random.Random(case["name"])
     for _ in range(20):
         cuts = (
@@ -101,4 +106,4 @@ def test_stream(wire: ModuleType, case: dict[str, Any]) -> None:
             if len(data) > 1
             else []
         )
-        assert same_events(_feed(wire, data, cuts, max_line), expected), f"cuts {cuts}"
+        assert same_events(_feed(wire, data, cuts, max_line, binary), expected), f"cuts {cuts}"

@@ -10,13 +10,16 @@
  * Rules:
  * - An error thrown by the policy (`raiseError`) takes its place in the queue: `pop()` hands out
  *   every value that came before the bad line, then throws. Nothing is reordered or lost.
+ * - With `binary`, a binary frame (spec/PROTOCOL.md section 2) is handed out as its `Binary`
+ *   event, a value among the others, in order: the calls layer (the Peer) takes it as the next
+ *   message's frame.
  * - No `node:*` import: this module loads in a browser, for the transports that exist there.
  *
  * @module bothways/transports/base
  */
 
 import { TransportClosed, TransportError } from "../errors.js";
-import { Decoder, MAX_LINE, Messages, Truncated, decode, encode, encodeMany } from "../wire.js";
+import { Binary, Decoder, MAX_LINE, Messages, Truncated, decode, encode, encodeMany } from "../wire.js";
 
 // Node >= 20.4 and current browsers define it; older runtimes get a registered stand-in. The
 // type says it is `Symbol.asyncDispose`, so that the declarations show `[Symbol.asyncDispose]()`.
@@ -168,14 +171,16 @@ export class Inbox {
   #size = 0;
 
   /**
-   * @param {{maxLine?: number, onError?: ErrorHandler}} [options] `maxLine`: the decoder's line
-   *   limit in bytes (default 16 MiB). `onError`: called with each DecodeError (malformed, too
-   *   long, truncated); it may throw, and the error is then thrown by `pop()` in its turn. A
-   *   truncated final line that still parsed is delivered and logged with `console.warn`.
+   * @param {{maxLine?: number, onError?: ErrorHandler, binary?: boolean}} [options] `maxLine`:
+   *   the decoder's line limit in bytes (default 16 MiB). `onError`: called with each
+   *   DecodeError (malformed, too long, truncated); it may throw, and the error is then thrown
+   *   by `pop()` in its turn. A truncated final line that still parsed is delivered and logged
+   *   with `console.warn`. `binary`: the decoder takes binary frames (see `Decoder`), handed out
+   *   as `Binary` values.
    * @throws {RangeError} `maxLine` is below 1.
    */
-  constructor({ maxLine = MAX_LINE, onError = logError } = {}) {
-    this.#decoder = new Decoder({ maxLine });
+  constructor({ maxLine = MAX_LINE, onError = logError, binary = false } = {}) {
+    this.#decoder = new Decoder({ maxLine, binary });
     this.#onError = onError ?? logError;
   }
 
@@ -284,6 +289,8 @@ export class Inbox {
     for (const event of events) {
       if (event instanceof Messages) {
         this.#push(event.values);
+      } else if (event instanceof Binary) {
+        this.#push([event]); // a binary frame: a value among the others, in order
       } else if (event instanceof Truncated && event.error.delivered) {
         console.warn(`${event.error.code}: ${event.error.message}`);
       } else {

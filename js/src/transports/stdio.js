@@ -87,6 +87,8 @@ const STDERR_LINE = 64 * 1024; // a longer stderr "line" (no newline) is cut int
  *   (default: the program's and the script's base names, e.g. `"python worker.py"`).
  * @property {StderrMode} [stderr] what to do with its stderr lines.
  * @property {number} [maxLine] the longest stdout line accepted, in bytes (default 16 MiB).
+ * @property {boolean} [binary] take binary frames (spec/PROTOCOL.md section 2), as the calls to
+ *   a module do (`python.import`). (Python: `binary=True`.)
  * @property {import("./base.js").ErrorHandler} [onError] what to do with a malformed stdout line
  *   (default: `logError`, which warns and goes on; `raiseError` makes `receive()` throw it).
  * @property {number} [grace] milliseconds `close()` waits between its steps (default 2000).
@@ -790,6 +792,7 @@ export class Child extends Channel {
       tailLines = TAIL_LINES,
       signal,
       channelFd = false,
+      binary = false,
     } = options;
     const args = Array.from(argv, String);
     if (args.length === 0) {
@@ -797,7 +800,7 @@ export class Child extends Channel {
     }
     this.#name = name ?? defaultName(args);
     this.#grace = grace;
-    this.#inbox = new Inbox({ maxLine, onError });
+    this.#inbox = new Inbox({ maxLine, onError, binary });
     this.#stderr = new StderrLines(this.#name, stderr, tailLines);
     /** @type {() => void} */
     let exited = () => {};
@@ -1504,12 +1507,13 @@ export class StdioChannel extends Channel {
   #closed = false;
 
   /**
-   * @param {{maxLine?: number, onError?: import("./base.js").ErrorHandler,
+   * @param {{maxLine?: number, onError?: import("./base.js").ErrorHandler, binary?: boolean,
    *   stdin?: import("node:stream").Readable, stdout?: import("node:stream").Writable}} [options]
    *   `stdin`/`stdout` default to the channel socket our parent gave us (`parentChannelFd()`),
-   *   else to `process.stdin`/`process.stdout`.
+   *   else to `process.stdin`/`process.stdout`. `binary`: take binary frames (spec/PROTOCOL.md
+   *   section 2), as a served module does (`host.mjs`).
    */
-  constructor({ maxLine = MAX_LINE, onError, stdin, stdout } = {}) {
+  constructor({ maxLine = MAX_LINE, onError, binary = false, stdin, stdout } = {}) {
     super();
     if (stdin === undefined && stdout === undefined) {
       const fd = parentChannelFd();
@@ -1519,7 +1523,7 @@ export class StdioChannel extends Channel {
     }
     this.#in = stdin ?? null; // process.stdin is only touched when we first read
     this.#out = stdout ?? process.stdout;
-    this.#inbox = new Inbox({ maxLine, onError });
+    this.#inbox = new Inbox({ maxLine, onError, binary });
     watchErrors(this.#out);
   }
 

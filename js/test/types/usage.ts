@@ -38,7 +38,7 @@ const chunk2 = 'q": 2}\n';
 const decoder = new Decoder({ maxLine: 1 << 20 });
 for (const event of [...decoder.feed(chunk1), ...decoder.feed(chunk2), ...decoder.feedEof()]) {
   if (event instanceof Messages) console.log(event.values, event.line);
-  else console.warn(event.error.message, event.error.line, event.error.code); // "line 2, col 2: ..."
+  else if ("error" in event) console.warn(event.error.message, event.error.line, event.error.code); // "line 2, col 2: ..."
 }
 console.log(value.a, decoder.line, decoder.buffered);
 

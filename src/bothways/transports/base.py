@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import DecodeError, TransportClosed, TransportError
-from ..wire import MAX_LINE, Decoder, Messages, decode, encode
+from ..wire import MAX_LINE, Binary, Decoder, Messages, decode, encode
 
 log = logging.getLogger("bothways")
 
@@ -99,12 +99,15 @@ class Inbox:
         max_line: the decoder's line limit.
         on_error: called with each DecodeError (malformed, too long, truncated); it may raise.
             A truncated final line that still parsed is delivered and also reported there.
+        binary: the decoder takes binary frames; each is a ``Binary`` value among the others.
     """
 
     __slots__ = ("_decoder", "_values", "_on_error")
 
-    def __init__(self, *, max_line: int = MAX_LINE, on_error: ErrorHandler | None = None) -> None:
-        self._decoder = Decoder(max_line=max_line)
+    def __init__(
+        self, *, max_line: int = MAX_LINE, on_error: ErrorHandler | None = None, binary: bool = False
+    ) -> None:
+        self._decoder = Decoder(max_line=max_line, binary=binary)
         self._values: deque[Any] = deque()
         self._on_error = on_error or log_error
 
@@ -141,6 +144,8 @@ class Inbox:
         for event in events:
             if type(event) is Messages:
                 values.extend(event.values)
+            elif type(event) is Binary:  # a binary frame: a value among the others, in order
+                values.append(event)
             else:  # Malformed, Truncated (delivered or not): reported through the policy
                 self._on_error(event.error)
         return len(values)

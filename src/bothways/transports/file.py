@@ -69,7 +69,7 @@ from typing import Any
 
 from ..errors import DecodeError, TransportClosed, TransportError, TruncatedLine
 from ..urls import Address
-from ..wire import MAX_LINE, Decoder, Messages, decode, encode, encode_many
+from ..wire import MAX_LINE, Binary, Decoder, Messages, decode, encode, encode_many
 from .base import AsyncChannel, AsyncListener, Channel, ErrorHandler, Listener, log_error
 
 __all__ = [
@@ -354,7 +354,8 @@ class Tail:
                     ends = _line_ends(data, start)
                 k = event.line - first
                 self._queue.append(_Batch(event.values, ends[k : k + len(event.values)], source))
-            else:  # Malformed (FrameTooLarge too); Truncated only comes from feed_eof, never called
+            elif not isinstance(event, Binary):  # (no binary frames on this channel)
+                # Malformed (FrameTooLarge too); Truncated only comes from feed_eof, never called
                 self._report(event.error)
 
     def truncated(self) -> None:

@@ -272,11 +272,12 @@ class Child(StreamChannel):
         grace: float = GRACE,
         tail_lines: int = TAIL_LINES,
         channel_fd: bool = False,
+        binary: bool = False,
     ) -> None:
         argv = [os.fspath(a) for a in argv]
         self.name = name or _default_name(argv)
         self.grace = grace
-        self._inbox = Inbox(max_line=max_line, on_error=on_error)
+        self._inbox = Inbox(max_line=max_line, on_error=on_error, binary=binary)
         self._stderr = _Stderr(self.name, stderr, tail_lines)
         self._sock: socket.socket | None = None
         theirs: socket.socket | None = None
@@ -509,6 +510,7 @@ def spawn(argv: Sequence[str | os.PathLike[str]], **options: Any) -> Child:
             in the child's ``BOTHWAYS_CHANNEL_FD``; ``stdio()`` there finds it) instead of
             stdin/stdout, so the child's own output cannot corrupt them.
         max_line: the longest stdout line accepted, in bytes (default 16 MiB).
+        binary: take binary frames (spec/PROTOCOL.md 2), as the calls to a module do.
         on_error: what to do with a malformed stdout line (default: log it and go on).
         grace: seconds ``close`` waits between its steps.
 
@@ -758,6 +760,7 @@ async def async_spawn(
     grace: float = GRACE,
     tail_lines: int = TAIL_LINES,
     channel_fd: bool = False,
+    binary: bool = False,
 ) -> AsyncChild:
     """The asyncio ``spawn``: the same arguments, an ``AsyncChild`` to ``async with``."""
     args = [os.fspath(a) for a in argv]
@@ -771,7 +774,7 @@ async def async_spawn(
         ours, theirs = socket.socketpair()
     else:
         out_read, out_write = os.pipe()
-    intake = Intake(Inbox(max_line=max_line, on_error=on_error))
+    intake = Intake(Inbox(max_line=max_line, on_error=on_error, binary=binary))
     loop = asyncio.get_running_loop()
     try:
         environment = _child_env(args, env, theirs.fileno() if theirs else None)
@@ -856,6 +859,7 @@ class StdioChannel(StreamChannel):
         stdout_fd: int | None = None,
         max_line: int = MAX_LINE,
         on_error: ErrorHandler | None = None,
+        binary: bool = False,
     ) -> None:
         if stdin_fd is None and stdout_fd is None:
             channel = parent_channel_fd()
@@ -863,7 +867,7 @@ class StdioChannel(StreamChannel):
                 stdin_fd = stdout_fd = channel
         self._in = 0 if stdin_fd is None else stdin_fd
         self._out = 1 if stdout_fd is None else stdout_fd
-        self._inbox = Inbox(max_line=max_line, on_error=on_error)
+        self._inbox = Inbox(max_line=max_line, on_error=on_error, binary=binary)
         self._wait = socket_wait(self._in) if self._in == self._out else None
         self._eof = False
         if os.environ.get(PARENT_ENV) == str(os.getppid()):
@@ -958,10 +962,11 @@ class AsyncStdioChannel(_AsyncStreamEnd):
         *,
         max_line: int = MAX_LINE,
         on_error: ErrorHandler | None = None,
+        binary: bool = False,
     ) -> None:
         self._in = stdin_fd
         self._out = stdout_fd
-        self._intake = Intake(Inbox(max_line=max_line, on_error=on_error))
+        self._intake = Intake(Inbox(max_line=max_line, on_error=on_error, binary=binary))
         self._opened = False
 
     async def _open(self) -> None:
@@ -992,9 +997,11 @@ class AsyncSocketChannel(_AsyncStreamEnd):
 
     _ended = "the channel closed"
 
-    def __init__(self, fd: int, *, max_line: int = MAX_LINE, on_error: ErrorHandler | None = None) -> None:
+    def __init__(
+        self, fd: int, *, max_line: int = MAX_LINE, on_error: ErrorHandler | None = None, binary: bool = False
+    ) -> None:
         self._fd = fd
-        self._intake = Intake(Inbox(max_line=max_line, on_error=on_error))
+        self._intake = Intake(Inbox(max_line=max_line, on_error=on_error, binary=binary))
         self._protocol: IntakeProtocol | None = None
         self._opening: asyncio.Future[Any] | None = None
 

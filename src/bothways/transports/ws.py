@@ -117,7 +117,7 @@ from websockets.version import version as _websockets_version
 
 from ..errors import ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError
 from ..urls import Address
-from ..wire import MAX_LINE, Decoder, Messages, decode, encode, encode_many
+from ..wire import MAX_LINE, Binary, Decoder, Messages, decode, encode, encode_many
 from .base import (
     BACKLOG,
     AsyncChannel,
@@ -410,6 +410,7 @@ class _Frames:
             if isinstance(event, Messages):
                 later.items.extend(event.values)
                 continue
+            assert not isinstance(event, Binary)  # (no binary frames on this channel)
             error = event.error
             try:
                 self.on_error(
