@@ -346,7 +346,8 @@ class Connection:
         self._ended: BothwaysError | None = None
         self._reader: threading.Thread | None = None  # reads while nobody waits (objects lent)
         self._serving = False  # serve() reads for everyone
-        self._running = 0  # threads running the requests they read (they read again after)
+        # threads running the requests they read (they read again after): ident -> how many
+        self._running: dict[int, int] = {}
         self._release_planned = False  # a timer will send the ids of collected proxies
         self._blobs: list[bytes] = []  # binary frames received, for the message after them
         # bytes and arrays travel in binary frames: both sides said so in the handshake (and the
@@ -497,16 +498,15 @@ class Connection:
                     if self.endpoint.cancel(call_id):  # tell the other side to stop
                         self._send_unlocked(encoded(self.endpoint.messages_to_send())[0])
                     raise CallTimeout(f"{method}: no answer within {timeout} s")
-                if self._reading or (self._running and not patient):
-                    # Someone reads, or will read again once it has run the requests it read
-                    # (usually a callback, quickly): taking the reading over would only pass it
-                    # to and fro between threads. Should the requests take longer, we read.
+                if self._reading or (not patient and self._others_running()):
+                    # Someone reads (and wakes us when answers come), or will read again once it
+                    # has run the requests it read (usually a callback, quickly): taking the
+                    # reading over would only pass it to and fro between threads. We look again
+                    # every _PATIENCE: should the requests take longer, we read.
                     patient = not self._reading
                     self._waiting += 1
                     try:
-                        self._answered.wait(
-                            _PATIENCE if patient and (left is None or left > _PATIENCE) else left
-                        )
+                        self._answered.wait(_PATIENCE if left is None or left > _PATIENCE else left)
                     finally:
                         self._waiting -= 1
                     continue
@@ -518,7 +518,16 @@ class Connection:
                         self._run(requests)
                     finally:
                         self._lock.acquire()
-                        self._running -= 1
+                        me = threading.get_ident()
+                        if self._running[me] == 1:
+                            del self._running[me]
+                        else:
+                            self._running[me] -= 1
+
+    def _others_running(self) -> bool:
+        """Whether a thread other than this one runs requests it read (and will read again)."""
+        running = self._running
+        return bool(running) and (len(running) > 1 or threading.get_ident() not in running)
 
     def _read(self, left: float | None) -> list[Request]:
         """One read for every caller (called with the lock held; released while reading).
@@ -551,6 +560,7 @@ class Connection:
         requests: list[Request] = []
         endpoint = self.endpoint
         blobs = self._blobs
+        answered = len(self._answers)
         for message in messages:
             if type(message) is Binary:  # a frame for the next message
                 blobs.append(message.data)
@@ -580,9 +590,10 @@ class Connection:
             if blobs:
                 blobs.clear()
         if requests:
-            self._running += 1  # (until _wait_for has run them)
-        if self._waiting:  # (a Condition's notify is Python code: not for nobody)
-            self._answered.notify_all()  # their answers; or another reads now
+            me = threading.get_ident()
+            self._running[me] = self._running.get(me, 0) + 1  # (until _wait_for has run them)
+        if self._waiting and len(self._answers) != answered:  # (notify is Python code: not for nobody)
+            self._answered.notify_all()  # their answers
         if endpoint._outbox:  # error answers the endpoint queued
             self._send_unlocked(encoded(endpoint.messages_to_send())[0])
         return requests
