@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 TEST_ENV := PYTHONWARNINGS=default PYTHONASYNCIODEBUG=1
 
-.PHONY: setup demo test test-py test-js test-matrix lint types bench clean
+.PHONY: setup demo test test-py test-js test-matrix lint types bench fuzz clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,15 @@ bench: setup
 	$(PY) bench/load.py --record bench/RESULTS.md
 	$(PY) bench/telemetry.py --record bench/RESULTS.md
 	$(PY) bench/scale.py --record bench/RESULTS.md
+
+# Every fuzz target for about SECONDS each: hypothesis (pytest tests/fuzz), fast-check, and
+# atheris (coverage-guided) where a wheel exists for this Python. make test runs each briefly.
+SECONDS ?= 60
+fuzz: setup
+	-$(PY) -m pip install --quiet --only-binary=:all: atheris
+	BOTHWAYS_FUZZ_SECONDS=$(SECONDS) $(PY) -m pytest tests/fuzz --timeout=0 -q -rxX
+	cd js && BOTHWAYS_FUZZ_SECONDS=$(SECONDS) node --test test/fuzz.test.js
+	$(PY) -m tests.fuzz.atheris_main $(SECONDS)
 
 clean:
 	rm -rf $(VENV) .matrix js/node_modules .pytest_cache .mypy_cache .ruff_cache
