@@ -232,13 +232,19 @@ def _carried(message: Any) -> Any:
     return message.get("params") if "method" in message else message.get("result")
 
 
+def _marked(message: Any) -> bool:
+    """Whether a message's params or result could be mistaken for a tree (or is a batch)."""
+    if type(message) is not dict:
+        return True
+    carried = _carried(message)
+    return type(carried) is dict and MARK in carried
+
+
 def _encoded_one(message: Any, handles: Handles | None, binary: bool) -> tuple[Any, bytes]:
-    if type(message) is dict:
-        carried = _carried(message)
-        if not (type(carried) is dict and MARK in carried):  # (a tree could be mistaken for it)
-            line = _plain_line(message)
-            if line is not None:
-                return message, line
+    if not _marked(message):
+        line = _plain_line(message)
+        if line is not None:
+            return message, line
     if handles is None:
         return message, encode(message)
     blobs: list[Any] | None = [] if binary else None
@@ -498,7 +504,7 @@ class Connection:
                     if self.endpoint.cancel(call_id):  # tell the other side to stop
                         self._send_unlocked(encoded(self.endpoint.messages_to_send())[0])
                     raise CallTimeout(f"{method}: no answer within {timeout} s")
-                if self._reading or (not patient and self._others_running()):
+                if self._reading or (not patient and self._running and self._others_running()):
                     # Someone reads (and wakes us when answers come), or will read again once it
                     # has run the requests it read (usually a callback, quickly): taking the
                     # reading over would only pass it to and fro between threads. We look again
@@ -513,16 +519,18 @@ class Connection:
                 patient = False
                 requests = self._read(left)
                 if requests:
+                    me = threading.get_ident()
+                    running = self._running
+                    running[me] = running.get(me, 0) + 1  # we read again after: see above
                     self._lock.release()
                     try:
                         self._run(requests)
                     finally:
                         self._lock.acquire()
-                        me = threading.get_ident()
-                        if self._running[me] == 1:
-                            del self._running[me]
+                        if running[me] == 1:
+                            del running[me]
                         else:
-                            self._running[me] -= 1
+                            running[me] -= 1
 
     def _others_running(self) -> bool:
         """Whether a thread other than this one runs requests it read (and will read again)."""
@@ -566,7 +574,16 @@ class Connection:
                 blobs.append(message.data)
                 continue
             for event in endpoint.receive(message):
-                if isinstance(event, Response):
+                if type(event) is Request:  # (the usual case first)
+                    params = event.params
+                    if type(params) is dict and MARK in params:
+                        try:
+                            event.params = incoming(params, self.handles, self._borrow, blobs)
+                        except HandleError as exc:
+                            endpoint.respond_error(event.id, INVALID_PARAMS, f"Invalid params: {exc}")
+                            continue
+                    requests.append(event)
+                elif isinstance(event, Response):
                     if type(event.result) is dict:
                         try:
                             event.result = incoming(event.result, self.handles, self._borrow, blobs)
@@ -577,21 +594,10 @@ class Connection:
                 elif isinstance(event, ErrorResponse):
                     if event.id is not None:
                         self._answers[event.id] = event
-                elif isinstance(event, Request):
-                    if type(event.params) is dict and MARK in event.params:
-                        try:
-                            event.params = incoming(event.params, self.handles, self._borrow, blobs)
-                        except HandleError as exc:
-                            endpoint.respond_error(event.id, INVALID_PARAMS, f"Invalid params: {exc}")
-                            continue
-                    requests.append(event)
                 elif isinstance(event, Notification) and event.method == RELEASE_METHOD:
                     self._drop(event.params)
             if blobs:
                 blobs.clear()
-        if requests:
-            me = threading.get_ident()
-            self._running[me] = self._running.get(me, 0) + 1  # (until _wait_for has run them)
         if self._waiting and len(self._answers) != answered:  # (notify is Python code: not for nobody)
             self._answered.notify_all()  # their answers
         if endpoint._outbox:  # error answers the endpoint queued
@@ -614,14 +620,21 @@ class Connection:
                     loop = self._loops.loop = asyncio.new_event_loop()
                 loop.run_until_complete(finish(answering, request.id, pending))  # type: ignore[arg-type]
         with self._lock:
-            self._queue_releases()
+            if self.handles.released:
+                self._queue_releases()
             messages = self.endpoint.messages_to_send()
-        pairs, _ = encoded(messages, self.handles, self.binary)
-        if pairs:
-            try:
+        try:
+            if len(messages) == 1 and self._send_bytes is not None:  # the usual case: one answer
+                line = _plain_line(messages[0]) if not _marked(messages[0]) else None
+                if line is not None:
+                    with self._sending:
+                        self._send_bytes(line)
+                    return
+            pairs, _ = encoded(messages, self.handles, self.binary)
+            if pairs:
                 self._send(pairs)
-            except BothwaysError:
-                pass  # the reader sees the end
+        except BothwaysError:
+            pass  # the reader sees the end
 
 
 Caller = Connection  # the name of its first version, which only called
