@@ -790,6 +790,9 @@ function revive(value, handles, borrow, keys, blobs) {
     case "ref":
       return borrowed(object, handles, borrow);
     case "yours":
+      if (!Number.isInteger(object.id)) {
+        throw new Bad(".id", "expected an integer");
+      }
       return handles.take(object.id);
     case "bytes":
       return Object.hasOwn(object, "blob") ? asBuffer(frameOf(object, blobs)) : bytesOf(object);
@@ -877,6 +880,8 @@ function borrowed(marker, handles, borrow) {
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/** The most dimensions an array's shape may have: numpy's limit, and Python's memoryview's. */
+const MAX_DIMENSIONS = 64;
 
 /**
  * @param {Record<string, unknown>} marker
@@ -934,6 +939,9 @@ function arrayOf(marker, blobs) {
   const shape = marker.shape;
   if (!isShape(shape)) {
     throw new Bad(".shape", "expected a list of non-negative integers");
+  }
+  if (shape.length > MAX_DIMENSIONS) {
+    throw new Bad(".shape", `at most ${MAX_DIMENSIONS} dimensions, got ${shape.length}`);
   }
   const framed = Object.hasOwn(marker, "blob");
   const bytes = framed ? frameOf(marker, blobs) : bytesOf(marker);

@@ -16,7 +16,9 @@
  *   sent us), `Response` / `ErrorResponse` (an answer to our call). Invalid input never throws:
  *   the endpoint queues the error response that the specification requires.
  * - `respond(id, result)` / `respondError(id, code, message, data)` answer a `Request`; answers
- *   to a batch are sent together, as one array, once all are known.
+ *   to a batch are sent together, as one array, once all are known. Answers go by id, so a
+ *   request whose id is the id of one of the peer's requests still unanswered (in this batch or
+ *   an earlier message) is refused at once with Invalid Request, and never becomes an event.
  * - `messagesToSend() -> array` drains what to write, in order.
  * - `failAll(error)` ends every call in flight when the connection is gone.
  *
@@ -258,6 +260,8 @@ export class RpcEndpoint {
   #pending = new Map();
   /** Request id -> the batch it came in. @type {Map<Id, Batch>} */
   #batches = new Map();
+  /** Ids of the peer's requests not answered yet. @type {Set<Id>} */
+  #owed = new Set();
   /** @type {unknown[]} */
   #outbox = [];
 
@@ -376,6 +380,7 @@ export class RpcEndpoint {
    */
   #answer(requestId, answer) {
     // null is never a key: a request with a null id is refused by receive().
+    this.#owed.delete(/** @type {Id} */ (requestId));
     const batch = this.#batches.get(/** @type {Id} */ (requestId));
     if (batch === undefined) {
       this.#outbox.push(answer);
@@ -409,7 +414,8 @@ export class RpcEndpoint {
         const method = message.method;
         if (typeof method === "string") {
           const params = message.params;
-          if (typeof params === "object" && params !== null) {
+          if (typeof params === "object" && params !== null && !this.#owed.has(messageId)) {
+            this.#owed.add(messageId);
             return [new Request(messageId, method, params)];
           }
         } else if (method === undefined && "result" in message && !("error" in message)) {
@@ -424,7 +430,10 @@ export class RpcEndpoint {
     }
     /** @type {RpcEvent[]} */
     const events = [];
-    const error = this.#take(message, events);
+    let error = this.#take(message, events);
+    if (error === null && events[0] instanceof Request) {
+      error = this.#reused(events, []);
+    }
     if (error !== null) {
       this.#outbox.push(error);
     }
@@ -445,20 +454,16 @@ export class RpcEndpoint {
     const state = new Batch();
     for (const item of batch) {
       const before = events.length;
-      const error = this.#take(item, events);
+      let error = this.#take(item, events); // (at most one event per item)
+      const event = events.at(-1);
+      if (error === null && events.length > before && event instanceof Request) {
+        error = this.#reused(events, state.ids);
+        if (error === null) {
+          state.ids.push(event.id);
+        }
+      }
       if (error !== null) {
         state.errors.push(error);
-      }
-      for (const event of events.slice(before)) {
-        if (event instanceof Request) {
-          if (state.ids.includes(event.id)) {
-            // two answers could not be told apart
-            events.splice(events.indexOf(event), 1);
-            state.errors.push(invalid("duplicate id in batch", event.id));
-          } else {
-            state.ids.push(event.id);
-          }
-        }
       }
     }
     if (state.ids.length > 0) {
@@ -469,6 +474,29 @@ export class RpcEndpoint {
       this.#outbox.push(state.errors);
     }
     return events;
+  }
+
+  /**
+   * The request just taken (the last event) is owed an answer from now on, or refused when its
+   * id is one still owed (two answers could not be told apart): the event is dropped and the
+   * Invalid Request answer returned.
+   * @param {RpcEvent[]} events
+   * @param {Id[]} batchIds the ids taken so far in the batch under way.
+   * @returns {object | null}
+   */
+  #reused(events, batchIds) {
+    const requestId = /** @type {Request} */ (events.at(-1)).id;
+    let reason;
+    if (batchIds.includes(requestId)) {
+      reason = "duplicate id in batch";
+    } else if (this.#owed.has(requestId)) {
+      reason = `duplicate id ${JSON.stringify(requestId)}: a request with this id is still unanswered`;
+    } else {
+      this.#owed.add(requestId);
+      return null;
+    }
+    events.pop();
+    return invalid(reason, requestId);
   }
 
   /**

@@ -56,6 +56,12 @@ const HOSTNAME =
 const IPV6 = /^[0-9A-Fa-f:.]+$/;
 const NUMBER = /^[0-9]+(\.[0-9]+)?$/;
 const DIGITS = /^[0-9]+$/;
+/** The largest whole number both languages hold exactly. */
+const MAX_WHOLE = Number.MAX_SAFE_INTEGER;
+/** What Python's str.isprintable() calls not printable (the space aside). */
+const NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u;
+/** A lone surrogate, which no UTF-8 text holds. */
+const LONE_SURROGATE = /\p{Cs}/u;
 const WHOLE = ["max_line", "max_bytes", "keep", "backlog", "keepalive"];
 const FLAGS = ["reconnect", "reopen", "follow", "clean"];
 /** @type {Record<string, boolean>} */
@@ -99,7 +105,9 @@ export class Address {
       const path = MQTT.includes(this.scheme) ? "/" + quoteTopic(this.path) : this.path;
       text = `${this.scheme}://${host}:${this.port}${path}`;
     } else if (PATHS.includes(this.scheme)) {
-      text = `${this.scheme}:${quote(this.path)}`;
+      const path = quote(this.path);
+      // a path starting with // gets an empty authority first, or it would read as a host
+      text = `${this.scheme}:${path.startsWith("//") ? "//" : ""}${path}`;
     } else {
       text = `${this.scheme}:`;
     }
@@ -176,7 +184,25 @@ function format(value) {
   if (value === true || value === false) {
     return value ? "1" : "0";
   }
+  if (typeof value === "number") {
+    return plain(value);
+  }
   return quote(String(value));
+}
+
+/**
+ * A number as a plain decimal, never with an exponent (which parse refuses), digit for digit
+ * as Python writes it (`format(Decimal(repr(value)), "f")`, integral values as ints).
+ * @param {number} value finite, > 0.
+ * @returns {string}
+ */
+function plain(value) {
+  if (Number.isInteger(value)) {
+    return BigInt(value).toString();
+  }
+  const text = String(value); // (a non-integral double is below 1e21: no "e+")
+  const small = /^(\d)(?:\.(\d+))?e-(\d+)$/.exec(text);
+  return small === null ? text : "0." + "0".repeat(Number(small[3]) - 1) + small[1] + (small[2] ?? "");
 }
 
 /**
@@ -188,6 +214,9 @@ function format(value) {
  */
 function decodePart(text, url, what) {
   try {
+    if (LONE_SURROGATE.test(text)) {
+      throw new URIError("a lone surrogate"); // (decodeURIComponent lets it through)
+    }
     return decodeURIComponent(text);
   } catch {
     throw new UrlError(`${what} ${pyRepr(text)} has a bad percent-escape`, { url });
@@ -195,14 +224,43 @@ function decodePart(text, url, what) {
 }
 
 /**
- * Quotes like Python's repr() of a str, for the few texts the messages show (ASCII in practice).
+ * Python's repr() of a str: the texts the messages show, escaped alike in both languages.
  * @param {string} text
  * @returns {string}
  */
 function pyRepr(text) {
   const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
-  const body = text.replace(/\\/g, "\\\\").replace(quote === "'" ? /'/g : /"/g, `\\${quote}`);
+  let body = "";
+  for (const char of text) {
+    const code = /** @type {number} */ (char.codePointAt(0));
+    if (char === "\\" || char === quote) {
+      body += "\\" + char;
+    } else if (char === "\t" || char === "\n" || char === "\r") {
+      body += char === "\t" ? "\\t" : char === "\n" ? "\\n" : "\\r";
+    } else if (char !== " " && NOT_PRINTABLE.test(char)) {
+      const [mark, width] = code < 0x100 ? ["x", 2] : code < 0x10000 ? ["u", 4] : ["U", 8];
+      body += `\\${mark}${code.toString(16).padStart(width, "0")}`;
+    } else {
+      body += char;
+    }
+  }
   return quote + body + quote;
+}
+
+/**
+ * ASCII digits as a number, at most 2**53 - 1 (what both languages hold exactly).
+ * @param {string} key
+ * @param {string} value
+ * @param {string} url
+ * @returns {number}
+ * @throws {UrlError}
+ */
+function whole(key, value, url) {
+  const number = Number(value);
+  if (number > MAX_WHOLE) {
+    throw new UrlError(`${key} must be at most ${MAX_WHOLE}, got ${pyRepr(value)}`, { url });
+  }
+  return number;
 }
 
 /**
@@ -294,10 +352,11 @@ function parseNetwork(scheme, rest, params, url) {
   } else if (!DIGITS.test(portText)) {
     throw new UrlError(`port ${pyRepr(portText)} is not a number`, { url });
   } else {
-    port = Number.parseInt(portText, 10);
-    if (port > 65535) {
-      throw new UrlError(`port ${port} is out of range (0-65535)`, { url });
+    const digits = portText.replace(/^0+/, "") || "0";
+    if (digits.length > 5 || Number(digits) > 65535) {
+      throw new UrlError(`port ${digits} is out of range (0-65535)`, { url });
     }
+    port = Number(digits);
   }
   if (scheme === "tcp" && path !== "" && path !== "/") {
     throw new UrlError(`tcp: takes no path, got ${pyRepr(path)}`, { url });
@@ -401,10 +460,11 @@ function parseParams(scheme, query, url) {
  */
 function typed(key, value, url) {
   if (WHOLE.includes(key)) {
-    if (!DIGITS.test(value) || Number(value) < 1) {
+    const number = DIGITS.test(value) ? whole(key, value, url) : 0;
+    if (number < 1) {
       throw new UrlError(`${key} must be a whole number >= 1, got ${pyRepr(value)}`, { url });
     }
-    return Number(value);
+    return number;
   }
   if (FLAGS.includes(key)) {
     const lower = value.toLowerCase();
@@ -425,7 +485,7 @@ function typed(key, value, url) {
     if (!DIGITS.test(value)) {
       throw new UrlError(`session must be a whole number of seconds >= 0, got ${pyRepr(value)}`, { url });
     }
-    return Number(value);
+    return whole(key, value, url);
   }
   if (key === "protocol" && value !== "5" && value !== "3.1.1") {
     throw new UrlError(`protocol must be 5 or 3.1.1, got ${pyRepr(value)}`, { url });
@@ -439,6 +499,9 @@ function typed(key, value, url) {
   if (key === "timeout" || key === "poll") {
     if (!NUMBER.test(value) || Number(value) <= 0) {
       throw new UrlError(`${key} must be a number of seconds > 0, got ${pyRepr(value)}`, { url });
+    }
+    if (!Number.isFinite(Number(value))) {
+      throw new UrlError(`${key} is too large, got ${pyRepr(value)}`, { url });
     }
     return Number(value);
   }

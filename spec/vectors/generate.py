@@ -453,6 +453,14 @@ def streams() -> list[dict[str, Any]]:
         binary=True,
     )
     case(
+        # an over-long line is that, header or not, however the chunks fall: no frame follows
+        "binary frame header over the limit",
+        b"#blob 1\n1\n",
+        [too_long(1, 4), msg(1, 2)],
+        max_line=4,
+        binary=True,
+    )
+    case(
         "stream ends inside a binary frame",
         b"7\n#blob 5\nab",
         [msg(7, 1), trunc_binary(2, 2, 5)],
@@ -797,6 +805,65 @@ def rpc() -> list[dict[str, Any]]:
         {"respond": [1, "A"]},
         {"send": [[invalid("duplicate id in batch", 1), ok(1, "A")]]},
     )
+    case(
+        "a duplicate id in a batch leaves the other requests in order",
+        {
+            "receive": [req("f", None, 1), req("f", None, 0), req("f", None, 1)],
+            "events": [
+                {"request": {"id": 1, "method": "f", "params": None}},
+                {"request": {"id": 0, "method": "f", "params": None}},
+            ],
+        },
+        {"respond": [1, "A"]},
+        {"respond": [0, "B"]},
+        {"send": [[invalid("duplicate id in batch", 1), ok(1, "A"), ok(0, "B")]]},
+    )
+
+    # answers go by id: a request reusing the id of one still unanswered is refused at once
+    def reused(id_: Any) -> dict[str, Any]:
+        shown = json.dumps(id_, ensure_ascii=False)
+        return invalid(f"duplicate id {shown}: a request with this id is still unanswered", id_)
+
+    case(
+        "an id still unanswered is refused, free again once answered",
+        {"receive": req("a", [], 1), "events": [{"request": {"id": 1, "method": "a", "params": []}}]},
+        {"receive": req("b", [], 1), "events": []},
+        {"send": [reused(1)]},
+        {"respond": [1, "A"]},
+        {"receive": req("c", [], 1), "events": [{"request": {"id": 1, "method": "c", "params": []}}]},
+        {"respond": [1, "C"]},
+        {"send": [ok(1, "A"), ok(1, "C")]},
+    )
+    case(
+        "an id still unanswered is refused in a later batch",
+        {"receive": req("a", None, "x"), "events": [{"request": {"id": "x", "method": "a", "params": None}}]},
+        {
+            "receive": [req("b", None, "x"), req("c", None, 2)],
+            "events": [{"request": {"id": 2, "method": "c", "params": None}}],
+        },
+        {"send": []},
+        {"respond": ["x", "A"]},
+        {"respond": [2, "C"]},
+        {"send": [ok("x", "A"), [reused("x"), ok(2, "C")]]},
+    )
+    case(
+        "an id of a batch still unanswered is refused in the next batch",
+        {
+            "receive": [req("a", None, 1), req("b", None, 2)],
+            "events": [
+                {"request": {"id": 1, "method": "a", "params": None}},
+                {"request": {"id": 2, "method": "b", "params": None}},
+            ],
+        },
+        {
+            "receive": [req("c", None, 1), req("d", None, 3)],
+            "events": [{"request": {"id": 3, "method": "d", "params": None}}],
+        },
+        {"respond": [3, "D"]},
+        {"respond": [1, "A"]},
+        {"respond": [2, "B"]},
+        {"send": [[reused(1), ok(3, "D")], [ok(1, "A"), ok(2, "B")]]},
+    )
     for name, message, reason, id_ in [
         ("wrong version", {"jsonrpc": "1.0", "method": "m", "id": 1}, '"jsonrpc" must be exactly "2.0"', 1),
         ("no version", {"method": "m", "id": 2}, '"jsonrpc" must be exactly "2.0"', 2),
@@ -925,6 +992,35 @@ def objects() -> list[dict[str, Any]]:
         error='$["a b"][0].$bothways: unknown marker kind "gizmo"',
     )
     case("a kind that is not a string", [packed(7)], error="$[0].$bothways: unknown marker kind 7")
+    # null names no kind: a marker all the same (the member is there)
+    case("a null kind", {"a": packed(None)}, error="$.a.$bothways: unknown marker kind null")
+    # numbers in messages are written as JavaScript writes them
+    case("a float kind", [packed(1e-05)], error="$[0].$bothways: unknown marker kind 0.00001")
+    case("a big float kind", [packed(1e16)], error="$[0].$bothways: unknown marker kind 10000000000000000")
+    case("yours without an id", [packed("yours")], error="$[0].id: expected an integer")
+    case("yours with a list as id", [packed("yours", id=[1])], error="$[0].id: expected an integer")
+    # JSON has one number type: 1.0 is the integer 1 (JavaScript cannot tell them apart)
+    c.append(
+        {
+            "name": "an integral float is an integer",
+            "tree": [packed("bytes", blob=0.0), packed("array", dtype="uint8", shape=[2.0], blob=0.0)],
+            "blobs": ["0a0b"],
+            "value": [{"$bytes": "0a0b"}, {"$array": {"dtype": "uint8", "shape": [2], "items": [10, 11]}}],
+            "both": False,
+        }
+    )
+    case(
+        "an array of 65 dimensions",
+        [packed("array", dtype="uint8", shape=[1] * 65, base64="AA==")],
+        error="$[0].shape: at most 64 dimensions, got 65",
+    )
+    case(
+        "an array of 64 dimensions",
+        [packed("array", dtype="uint8", shape=[1] * 64, base64="AA==")],
+        [{"$array": {"dtype": "uint8", "shape": [1] * 64, "items": [0]}}],
+        both=False,
+    )
+    # (a tree nesting 1,021 deep: tests/fuzz/corpus/objects/tree-nested-1021-deep.jsonl)
     case(
         "a tree inside a tree", [packed("tree", value=1)], error='$[0].$bothways: unknown marker kind "tree"'
     )

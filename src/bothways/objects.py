@@ -71,6 +71,7 @@ CALL_MAX_LINE = 256 << 20  # the line limit between a parent and the module it s
 FIRST_CREDIT = 64  # items asked for in a stream's first pull
 MAX_CREDIT = 4096  # ...doubling up to this while the consumer keeps up
 KINDS = ("function", "class", "object", "iterator")
+_MAX_DIMENSIONS = 64  # an array's shape: numpy's limit, and memoryview's
 
 # dtype name -> (memoryview format, item size); little-endian on the wire
 DTYPES: dict[str, tuple[str, int]] = {
@@ -362,8 +363,71 @@ class _Bad(Exception):
 
 
 def _shown(value: Any) -> str:
-    """A value in an error message, as JSON (the same text in both languages)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """A value in an error message, as JSON the way JavaScript writes it (the same text in both
+    languages): numbers as doubles (``0.00001``, ``1e+21``, an integer past 2**53 rounded).
+    Iterative: a shown value may nest as deep as the decoder allows."""
+    parts: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is tuple:  # punctuation, pushed below
+            parts.append(item[0])
+        elif kind is list or kind is dict:
+            entries = list(item.items()) if kind is dict else list(enumerate(item))
+            stack.append(("}" if kind is dict else "]",))
+            for index in range(len(entries) - 1, -1, -1):
+                key, member = entries[index]
+                stack.append(member)
+                if kind is dict:
+                    stack.append((json.dumps(key, ensure_ascii=False) + ":",))
+                if index:
+                    stack.append((",",))
+            stack.append(("{" if kind is dict else "[",))
+        elif kind is float or kind is int and abs(item) > 2**53:
+            parts.append(_js_number(item))
+        else:
+            parts.append(json.dumps(item, ensure_ascii=False))
+    return "".join(parts)
+
+
+def _js_number(value: float) -> str:
+    """A number as JavaScript's String() writes the double nearest to it (null past the largest)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return "null"  # (JavaScript reads it as Infinity, which JSON writes as null)
+    if not math.isfinite(number):
+        return "null"
+    if number == 0:
+        return "0"
+    sign = "-" if number < 0 else ""
+    mantissa, _, exponent = repr(abs(number)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    point = len(whole) + int(exponent or 0) - (len(whole + fraction) - len((whole + fraction).lstrip("0")))
+    digits = digits.rstrip("0")
+    n, k = point, len(digits)  # the value is 0.<digits> x 10**n
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        text = digits[0] + ("." + digits[1:] if k > 1 else "") + ("e+" if n > 0 else "e-") + str(abs(n - 1))
+    return sign + text
+
+
+def _integer(value: Any) -> int | None:
+    """An integer member as an int: JSON has one number type, so ``1.0`` is 1 (as in
+    JavaScript, where the two cannot be told apart); anything else None."""
+    kind = type(value)
+    if kind is int:
+        return value  # type: ignore[no-any-return]
+    if kind is float and value.is_integer():
+        return int(value)
+    return None
 
 
 Borrow = Callable[[int, str, str, "frozenset[str] | None"], Any]
@@ -379,12 +443,13 @@ def _numpy() -> Any:
 
 def _bytes_of(marker: dict[str, Any], blobs: list[bytes] | None) -> bytes:
     if "blob" in marker:
-        index = marker["blob"]
-        if type(index) is not int or index < 0:
+        index = _integer(marker["blob"])
+        if index is None or index < 0:
             raise _Bad("blob", "expected a frame number")
         brought = len(blobs) if blobs is not None else 0
         if blobs is None or index >= brought:
-            raise _Bad("blob", f"no binary frame {index} came with the message (it brought {brought})")
+            shown = _shown(index)
+            raise _Bad("blob", f"no binary frame {shown} came with the message (it brought {brought})")
         return blobs[index]
     text = marker.get("base64")
     if type(text) is not str:
@@ -400,14 +465,22 @@ def _array_of(marker: dict[str, Any], blobs: list[bytes] | None) -> Any:
     if type(name) is not str or name not in DTYPES:
         raise _Bad("dtype", f"unknown dtype {_shown(name)} (expected one of {', '.join(DTYPES)})")
     shape = marker.get("shape")
-    if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
+    if type(shape) is list:
+        shape = [_integer(n) for n in shape]
+    if type(shape) is not list or not all(n is not None and n >= 0 for n in shape):
         raise _Bad("shape", "expected a list of non-negative integers")
+    if len(shape) > _MAX_DIMENSIONS:
+        raise _Bad("shape", f"at most {_MAX_DIMENSIONS} dimensions, got {len(shape)}")
     data = _bytes_of(marker, blobs)
     fmt, size = DTYPES[name]
     expected = math.prod(shape) * size
     if len(data) != expected:
         where = "blob" if "blob" in marker else "base64"
-        raise _Bad(where, f"{len(data)} bytes do not fill shape {_shown(shape)} of {name} ({expected} bytes)")
+        product = 1.0  # the byte count as JavaScript computes it (doubles) for the message
+        for n in shape:
+            product *= float(n)
+        shown = f"shape {_shown(shape)} of {name} ({_js_number(product * size)} bytes)"
+        raise _Bad(where, f"{len(data)} bytes do not fill {shown}")
     numpy = _numpy()
     if numpy is not None:
         return numpy.frombuffer(bytearray(data), dtype=numpy.dtype(name).newbyteorder("<")).reshape(shape)
@@ -426,26 +499,36 @@ class _Revival:
         self.blobs = blobs
 
 
-def _value(tree: Any, revival: _Revival) -> Any:
+class _Open:
+    """A plain container being revived: ``out`` is filled from ``items``; ``keys`` lead from
+    it to its parent (innermost first: its key, and ``"value"`` for an object marker)."""
+
+    __slots__ = ("out", "items", "keys")
+
+    def __init__(self, out: Any, items: Any, keys: list[str | int]) -> None:
+        self.out = out
+        self.items = items
+        self.keys = keys
+
+
+def _opened(tree: Any, revival: _Revival, keys: list[str | int]) -> Any:
+    """A plain list or object: an ``_Open`` to fill; a marker: the value it stands for; any
+    other value: itself."""
     kind = type(tree)
     if kind is list:
-        out = []
-        for index, item in enumerate(tree):
-            try:
-                out.append(_value(item, revival))
-            except _Bad as bad:
-                bad.keys.append(index)
-                raise
-        return out
+        return _Open([], enumerate(tree), keys)
     if kind is not dict:
         return tree
-    marker = tree.get(MARK)
-    if marker is None:
-        return _members(tree, revival)
+    if MARK not in tree:
+        return _Open({}, iter(tree.items()), keys)
+    marker = tree[MARK]
     if marker == "ref":
         return _borrowed(tree, revival)
     if marker == "yours":
-        return revival.handles.take(tree.get("id"))
+        handle_id = _integer(tree.get("id"))
+        if handle_id is None:
+            raise _Bad("id", "expected an integer")
+        return revival.handles.take(handle_id)
     if marker == "bytes":
         return _bytes_of(tree, revival.blobs)
     if marker == "array":
@@ -454,28 +537,47 @@ def _value(tree: Any, revival: _Revival) -> Any:
         members = tree.get("value")
         if type(members) is not dict:
             raise _Bad("value", "expected an object")
-        try:
-            return _members(members, revival)
-        except _Bad as bad:
-            bad.keys.append("value")
-            raise
+        return _Open({}, iter(members.items()), ["value", *keys])
     raise _Bad(MARK, f"unknown marker kind {_shown(marker)}")
 
 
-def _members(tree: dict[str, Any], revival: _Revival) -> dict[str, Any]:
-    out = {}
-    for key, item in tree.items():
-        try:
-            out[key] = _value(item, revival)
-        except _Bad as bad:
-            bad.keys.append(key)
-            raise
-    return out
+def _value(tree: Any, revival: _Revival) -> Any:
+    """The walk, iterative (a tree nests as deep as the decoder allows, 1,024 levels, past
+    Python's recursion limit): a stack of the containers being filled."""
+    top = _opened(tree, revival, [])
+    if type(top) is not _Open:
+        return top
+    stack = [top]
+    while stack:
+        frame = stack[-1]
+        out = frame.out
+        for key, item in frame.items:
+            try:
+                child = _opened(item, revival, [key])
+            except _Bad as bad:
+                bad.keys.append(key)
+                for outer in reversed(stack):
+                    bad.keys.extend(outer.keys)
+                raise
+            if type(child) is _Open:
+                if type(out) is list:
+                    out.append(child.out)
+                else:
+                    out[key] = child.out
+                stack.append(child)
+                break
+            if type(out) is list:
+                out.append(child)
+            else:
+                out[key] = child
+        else:
+            stack.pop()
+    return top.out
 
 
 def _borrowed(marker: dict[str, Any], revival: _Revival) -> Any:
-    handle_id = marker.get("id")
-    if type(handle_id) is not int or handle_id < 1:
+    handle_id = _integer(marker.get("id"))
+    if handle_id is None or handle_id < 1:
         raise _Bad("id", "expected a positive integer")
     kind = marker.get("kind")
     if kind not in KINDS:
@@ -486,7 +588,8 @@ def _borrowed(marker: dict[str, Any], revival: _Revival) -> Any:
     methods = None
     number = marker.get("class")
     if number is not None:
-        if type(number) is not int:
+        number = _integer(number)
+        if number is None:
             raise _Bad("class", "expected an integer")
         listed = marker.get("methods")
         if listed is not None:

@@ -14,7 +14,9 @@ does that, and a test can drive the endpoint with plain dicts (spec/vectors/rpc.
   it sent us), ``Response`` / ``ErrorResponse`` (an answer to our call). Invalid input never
   raises: the endpoint queues the error response that the specification requires.
 - ``respond(id, result)`` / ``respond_error(id, code, message, data)`` answer a ``Request``;
-  answers to a batch are sent together, as one array, once all are known.
+  answers to a batch are sent together, as one array, once all are known. Answers go by id, so
+  a request whose id is the id of one of the peer's requests still unanswered (in this batch or
+  an earlier message) is refused at once with Invalid Request, and never becomes an event.
 - ``messages_to_send() -> list`` drains what to write, in order.
 - ``fail_all(error)`` ends every call in flight when the connection is gone.
 
@@ -214,6 +216,7 @@ class RpcEndpoint:
         self._next_id = 1
         self._pending: dict[Id, str] = {}  # our calls in flight: id -> method
         self._batches: dict[Id, _Batch] = {}  # request id -> the batch it came in
+        self._owed: set[Id] = set()  # ids of the peer's requests not answered yet
         self._outbox: list[Any] = []
 
     @property
@@ -277,6 +280,7 @@ class RpcEndpoint:
         if self._batches:
             self._answer(request_id, answer)
         else:  # no batch waits for answers: straight to the queue
+            self._owed.discard(request_id)
             self._outbox.append(answer)
 
     def respond_error(self, request_id: Id | None, code: int, message: str, data: Any = None) -> None:
@@ -290,11 +294,15 @@ class RpcEndpoint:
         self.respond_error(None, PARSE_ERROR, message)
 
     def _answer(self, request_id: Id | None, answer: dict[str, Any]) -> None:
-        batch = self._batches.pop(request_id, None) if request_id is not None else None
+        if request_id is None:
+            self._outbox.append(answer)
+            return
+        self._owed.discard(request_id)
+        batch = self._batches.pop(request_id, None)
         if batch is None:
             self._outbox.append(answer)
             return
-        batch.answers[request_id] = answer  # type: ignore[index]
+        batch.answers[request_id] = answer
         if len(batch.answers) == len(batch.ids):
             self._outbox.append([*batch.errors, *(batch.answers[i] for i in batch.ids)])
 
@@ -314,7 +322,8 @@ class RpcEndpoint:
                 method = message.get("method")
                 if type(method) is str:
                     params = message.get("params")
-                    if type(params) is list or type(params) is dict:
+                    if (type(params) is list or type(params) is dict) and message_id not in self._owed:
+                        self._owed.add(message_id)
                         return [Request(message_id, method, params)]
                 elif "method" not in message and "result" in message and "error" not in message:
                     if self._pending.pop(message_id, None) is None:
@@ -324,6 +333,8 @@ class RpcEndpoint:
             return self._receive_batch(message)
         events: list[RpcEvent] = []
         error = self._take(message, events)
+        if error is None and events and type(events[0]) is Request:
+            error = self._reused(events, [])
         if error is not None:
             self._outbox.append(error)
         return events
@@ -336,22 +347,35 @@ class RpcEndpoint:
         state = _Batch(ids=[])
         for item in batch:
             before = len(events)
-            error = self._take(item, events)
+            error = self._take(item, events)  # (at most one event per item)
+            if error is None and len(events) > before and type(events[-1]) is Request:
+                error = self._reused(events, state.ids)
+                if error is None:
+                    state.ids.append(events[-1].id)
             if error is not None:
                 state.errors.append(error)
-            for event in events[before:]:
-                if isinstance(event, Request):
-                    if event.id in state.ids:  # two answers could not be told apart
-                        events.remove(event)
-                        state.errors.append(self._invalid("duplicate id in batch", event.id))
-                    else:
-                        state.ids.append(event.id)
         if state.ids:
             for request_id in state.ids:
                 self._batches[request_id] = state
         elif state.errors:
             self._outbox.append(state.errors)
         return events
+
+    def _reused(self, events: list[RpcEvent], batch_ids: list[Id]) -> dict[str, Any] | None:
+        """The request just taken (``events[-1]``) is owed an answer from now on, or refused when
+        its id is one still owed (two answers could not be told apart): the event is dropped
+        and the Invalid Request answer returned."""
+        request_id = events[-1].id  # type: ignore[union-attr]
+        if request_id in batch_ids:
+            reason = "duplicate id in batch"
+        elif request_id in self._owed:
+            shown = json.dumps(request_id, ensure_ascii=False)
+            reason = f"duplicate id {shown}: a request with this id is still unanswered"
+        else:
+            self._owed.add(request_id)  # type: ignore[arg-type]
+            return None
+        del events[-1]
+        return self._invalid(reason, request_id)
 
     @staticmethod
     def _invalid(reason: str, request_id: Id | None = None) -> dict[str, Any]:

@@ -25,8 +25,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
@@ -80,6 +82,7 @@ _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
 _WHOLE = ("max_line", "max_bytes", "keep", "backlog", "keepalive")
 _FLAGS = ("reconnect", "reopen", "follow", "clean")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+_MAX_WHOLE = 2**53 - 1  # the largest whole number both languages hold exactly
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,9 @@ class Address:
             path = "/" + quote(self.path, safe=_TOPIC_SAFE) if self.scheme in MQTT else self.path
             text = f"{self.scheme}://{host}:{self.port}{path}"
         elif self.scheme in PATHS:
-            text = f"{self.scheme}:{quote(self.path, safe='/')}"
+            path = quote(self.path, safe="/")
+            # a path starting with // gets an empty authority first, or it would read as a host
+            text = f"{self.scheme}:{'//' if path.startswith('//') else ''}{path}"
         else:
             text = f"{self.scheme}:"
         if self.params:
@@ -130,8 +135,9 @@ class Address:
 def _format(value: Any) -> str:
     if value is True or value is False:
         return "1" if value else "0"
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # as JavaScript prints it
+    if isinstance(value, float):
+        # plain decimals, never an exponent (which parse refuses), digit for digit as in JS
+        value = int(value) if value.is_integer() else format(Decimal(repr(value)), "f")
     return quote(str(value), safe="/")
 
 
@@ -197,9 +203,10 @@ def _network(scheme: str, rest: str, params: dict[str, Any], url: str) -> Addres
     elif not port_text.isdigit() or not port_text.isascii():
         raise UrlError(f"port {port_text!r} is not a number", url=url)
     else:
-        port = int(port_text)
-        if port > 65535:
-            raise UrlError(f"port {port} is out of range (0-65535)", url=url)
+        digits = port_text.lstrip("0") or "0"  # (int() refuses 4,300 digits and more)
+        if len(digits) > 5 or int(digits) > 65535:
+            raise UrlError(f"port {digits} is out of range (0-65535)", url=url)
+        port = int(digits)
     if scheme == "tcp" and path not in ("", "/"):
         raise UrlError(f"tcp: takes no path, got {path!r}", url=url)
     if scheme == "ws":
@@ -261,9 +268,10 @@ def _params(scheme: str, query: str, url: str) -> dict[str, Any]:
 
 def _typed(key: str, value: str, url: str) -> Any:
     if key in _WHOLE:
-        if not value.isdigit() or not value.isascii() or int(value) < 1:
+        number = _whole(key, value, url) if value.isdigit() and value.isascii() else 0
+        if number < 1:
             raise UrlError(f"{key} must be a whole number >= 1, got {value!r}", url=url)
-        return int(value)
+        return number
     if key in _FLAGS:
         if value.lower() not in _BOOLEANS:
             raise UrlError(f"{key} must be 1/0, true/false or yes/no, got {value!r}", url=url)
@@ -275,7 +283,7 @@ def _typed(key: str, value: str, url: str) -> Any:
     if key == "session":
         if not value.isdigit() or not value.isascii():
             raise UrlError(f"session must be a whole number of seconds >= 0, got {value!r}", url=url)
-        return int(value)
+        return _whole(key, value, url)
     if key == "protocol" and value not in ("5", "3.1.1"):
         raise UrlError(f"protocol must be 5 or 3.1.1, got {value!r}", url=url)
     if key == "share" and (not value or any(c in value for c in "/+#")):
@@ -285,7 +293,17 @@ def _typed(key: str, value: str, url: str) -> Any:
     if key in ("timeout", "poll"):
         if not _NUMBER.fullmatch(value) or float(value) <= 0:
             raise UrlError(f"{key} must be a number of seconds > 0, got {value!r}", url=url)
+        if not math.isfinite(float(value)):
+            raise UrlError(f"{key} is too large, got {value!r}", url=url)
         return float(value)
     if not value:
         raise UrlError(f"option {key!r} is empty", url=url)
     return value
+
+
+def _whole(key: str, value: str, url: str) -> int:
+    """ASCII digits as an int, at most 2**53 - 1 (what JavaScript holds exactly)."""
+    digits = value.lstrip("0") or "0"  # (int() refuses 4,300 digits and more)
+    if len(digits) > 16 or int(digits) > _MAX_WHOLE:
+        raise UrlError(f"{key} must be at most {_MAX_WHOLE}, got {value!r}", url=url)
+    return int(digits)

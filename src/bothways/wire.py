@@ -917,6 +917,12 @@ class Decoder:
     def _frame_start(self, header: bytes, buf: bytes, start: int, events: list[Event]) -> int:
         """A header line (``self._line``), the frame's bytes from ``buf[start:]``; returns where
         the stream goes on in ``buf`` (its end when the frame goes on in the next chunks)."""
+        if len(header) > self._max_line:
+            # An over-long line is that, header or not, as it is when held across chunks
+            # (``_hold``): the verdict must not depend on where the chunks end.
+            excerpt = _excerpt(header[: EXCERPT * 4].decode("utf-8", "replace"), 0)
+            events.append(Malformed(FrameTooLarge(line=self._line, limit=self._max_line, excerpt=excerpt)))
+            return start
         match = _FRAME_COUNT.match(header)
         if match is None:
             excerpt = _excerpt(header[: EXCERPT * 4].decode("utf-8", "replace"), 0)

@@ -31,6 +31,7 @@ from bothways.objects import (
 from bothways.peer import Connection, Peer
 from bothways.transports import memory_pair
 from bothways.transports.stdio import StdioChannel
+from bothways.wire import decode
 
 from ..vectors import load
 
@@ -443,3 +444,18 @@ def test_asyncio_objects_streams_callbacks_and_arrays() -> None:
             await counter.add(1)
 
     run(body)
+
+
+def test_a_tree_as_deep_as_the_decoder_allows_is_revived() -> None:
+    """Near the decoder's limit of 1,024 levels: revived, and an error's path is whole (the walk is
+    iterative; tests/fuzz/corpus/objects/tree-nested-1021-deep.jsonl runs it at the default
+    recursion limit)."""
+    inner = '{"$bothways":"object","value":{"a":{"$bothways":"bytes","base64":"AA=="}}}'
+    text = "[" * 1021 + inner + "]" * 1021
+    value = from_tree(decode(text), Handles(), lambda *a: a)
+    for _ in range(1021):
+        (value,) = value
+    assert value == {"a": b"\0"}
+    bad = "[" * 1021 + '{"$bothways":"object","value":{"a":{"$bothways":7}}}' + "]" * 1021
+    with pytest.raises(HandleError, match=r"^\$(\[0\]){1021}\.value\.a\.\$bothways: unknown marker kind 7$"):
+        from_tree(decode(bad), Handles(), lambda *a: a)

@@ -62,3 +62,23 @@ def test_one_url_serves_both_ends() -> None:
     assert address.params_for("listen") == {"state": "/log/r.pos", "max_line": 50}
     assert address.params_for("connect") == {"max_bytes": 100, "max_line": 50}
     assert parse("tcp://h:1?token=t&reconnect=1").params_for("listen") == {"token": "t"}
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("tcp://h:" + "1" * 5000, "port " + "1" * 5000 + " is out of range (0-65535)"),
+        ("tcp://h:" + "0" * 5000 + "80", None),
+        ("stdio:?max_line=" + "1" * 5000, f"max_line must be at most {2**53 - 1}, got '{'1' * 5000}'"),
+        ("stdio:?max_line=" + "0" * 5000 + "7", None),
+        ("mqtt://h:1/t?session=" + "2" * 5000, f"session must be at most {2**53 - 1}, got '{'2' * 5000}'"),
+    ],
+)
+def test_digit_runs_past_the_int_limit(url: str, reason: str | None) -> None:
+    """Python's int() refuses 4,300 digits and more with ValueError: a UrlError, or the number."""
+    if reason is None:
+        assert parse(parse(url).url) == parse(url)
+        return
+    with pytest.raises(UrlError) as info:
+        parse(url)
+    assert info.value.reason == reason
