@@ -105,6 +105,7 @@ def test_the_wheel_holds_the_python_package_its_node_side_and_the_tutorial(built
     js = {"bothways/js/" + str(p.relative_to(ROOT / "js")) for p in (ROOT / "js" / "src").rglob("*.js")} | {
         "bothways/js/bin/host.mjs",
         "bothways/js/bin/sensor.mjs",
+        "bothways/js/bin/stub.mjs",
         "bothways/js/package.json",
     }
     tutorial = {
@@ -137,6 +138,7 @@ def test_the_sdist_holds_what_the_wheel_is_built_from(built: dict[str, Path]) ->
         "CHANGELOG.md",
         "js/bin/host.mjs",
         "js/bin/sensor.mjs",
+        "js/bin/stub.mjs",
         "js/src/peer.js",
         "examples/tutorial/app.py",
         "src/bothways/host.py",
