@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import datetime
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -41,7 +40,7 @@ ROOT = HERE.parent
 CALLS_DIR = HERE / "calls"
 HOST = ROOT / "js" / "bin" / "host.mjs"
 sys.path.insert(0, str(HERE))
-from codec import machine, record  # noqa: E402
+from codec import child_result, machine, record  # noqa: E402
 
 PY = sys.executable
 NODE = "node"
@@ -166,10 +165,7 @@ def py_jspybridge() -> Result:
     """JSPyBridge, in a process of its own (its Node bridge lives as long as the process)."""
     if importlib.util.find_spec("javascript") is None:
         return {"missing": "javascript (PyPI, JSPyBridge)"}
-    out = subprocess.run(
-        [PY, str(CALLS_DIR / "jspybridge.py"), str(SLOW_CALLS)], check=True, capture_output=True, text=True
-    )
-    result: Result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = child_result([PY, str(CALLS_DIR / "jspybridge.py"), str(SLOW_CALLS)])
     result.setdefault("rate", None)
     return result
 
@@ -179,15 +175,9 @@ def py_jspybridge() -> Result:
 
 def node_side(way: str, pipelined: int = PIPELINED, calls: int = CALLS) -> Result:
     """One way of Node calling Python, run by bench/calls/node_side.mjs in a process of its own."""
-    out = subprocess.run(
-        [NODE, str(CALLS_DIR / "node_side.mjs"), way, PY, str(WARMUP), str(calls), str(pipelined)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    return child_result(
+        [NODE, str(CALLS_DIR / "node_side.mjs"), way, PY, str(WARMUP), str(calls), str(pipelined)], cwd=ROOT
     )
-    result: Result = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
 
 
 # -- the run ----------------------------------------------------------------------------------------

@@ -202,6 +202,13 @@ def table(py: list[dict[str, Any]], js: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def child_result(argv: list[str], cwd: Path | None = None) -> dict[str, Any]:
+    """Runs a benchmark's helper process; its last stdout line is its result, as JSON."""
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=cwd)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:

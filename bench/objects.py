@@ -46,7 +46,7 @@ ROOT = HERE.parent
 OBJECTS_DIR = HERE / "objects"
 FIXTURE = OBJECTS_DIR / "fixture.cjs"
 sys.path.insert(0, str(HERE))
-from codec import machine, record  # noqa: E402
+from codec import child_result, machine, record  # noqa: E402
 
 PY = sys.executable
 NODE = "node"
@@ -193,14 +193,7 @@ def py_jspybridge(group: str, counts: dict[str, int]) -> Result:
     """JSPyBridge, in a process of its own (its Node bridge lives as long as the process)."""
     if importlib.util.find_spec("javascript") is None:
         return {"missing": "javascript (PyPI, JSPyBridge)"}
-    out = subprocess.run(
-        [PY, str(OBJECTS_DIR / "jspybridge.py"), group, json.dumps(counts)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    result: Result = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return child_result([PY, str(OBJECTS_DIR / "jspybridge.py"), group, json.dumps(counts)])
 
 
 # -- Node uses Python's objects -----------------------------------------------------------------
@@ -208,15 +201,9 @@ def py_jspybridge(group: str, counts: dict[str, int]) -> Result:
 
 def node_side(way: str, group: str, counts: dict[str, int]) -> Result:
     """One group of Node using Python's objects, run by bench/objects/node_side.mjs."""
-    out = subprocess.run(
-        [NODE, str(OBJECTS_DIR / "node_side.mjs"), way, group, PY, json.dumps(counts)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    return child_result(
+        [NODE, str(OBJECTS_DIR / "node_side.mjs"), way, group, PY, json.dumps(counts)], cwd=ROOT
     )
-    result: Result = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
 
 
 # -- the raw pipe ---------------------------------------------------------------------------------
