@@ -403,11 +403,63 @@ class Connection:
 
     def serve(self) -> None:
         """Reads and answers until the other side closes the channel (a process that serves)."""
+        background = self._reader is not None  # (our own reader thread: others call meanwhile)
         self._serving = True
         try:
-            self._wait_for(None, "", None)
+            if background or not self._serve_plainly():
+                self._wait_for(None, "", None)
         except BothwaysError:
             pass  # the channel ended: what serving waits for
+
+    def _serve_plainly(self) -> bool:
+        """Serves while only plain requests come (the usual module host), with no lock: no
+        proxy exists here yet, so no other thread can call through this connection. At the
+        first message that is anything else (a tree, which may bring proxies; an answer; a
+        frame; a batch), hands what it read to the general path and returns False; returns
+        True at the channel's end."""
+        send_bytes = self._send_bytes
+        if send_bytes is None or self._answers or self.endpoint.pending:
+            return False
+        endpoint, answer = self.endpoint, self.exposed.answer
+        receive, receive_many = endpoint.receive, self.channel.receive_many
+        while True:
+            try:
+                messages = receive_many()
+            except (BothwaysError, OSError):
+                return False  # the general path reads the end again and says so
+            requests: list[Request] = []  # (run once the chunk is read, as _take's are)
+            for index, message in enumerate(messages):
+                if type(message) is not dict or "method" not in message or _marked(message):
+                    with self._lock:
+                        requests += self._take(messages[index:])
+                    if requests:
+                        self._run(requests)
+                    return False
+                for event in receive(message):
+                    if type(event) is Request:
+                        requests.append(event)
+                    elif type(event) is Notification and event.method == RELEASE_METHOD:
+                        self._drop(event.params)
+            for request in requests:
+                pending = answer(endpoint, request)
+                if pending is not None:
+                    loop = getattr(self._loops, "loop", None)
+                    if loop is None:
+                        loop = self._loops.loop = asyncio.new_event_loop()
+                    loop.run_until_complete(finish(endpoint, request.id, pending))
+            answers = endpoint.messages_to_send()
+            if not answers:
+                continue
+            line = _plain_line(answers[0]) if len(answers) == 1 and not _marked(answers[0]) else None
+            try:
+                if line is not None:
+                    send_bytes(line)
+                else:
+                    pairs, _ = encoded(answers, self.handles, self.binary)
+                    if pairs:
+                        _write(self.channel, send_bytes, pairs)
+            except BothwaysError:
+                return False  # the general path reads the end
 
     def close(self) -> None:
         """Closes the channel; calls still waiting fail with TransportClosed."""
@@ -565,6 +617,11 @@ class Connection:
             finally:
                 self._lock.acquire()
             return []
+        return self._take(messages)
+
+    def _take(self, messages: list[Any]) -> list[Request]:
+        """(With the lock held.) What ``_read`` read: answers to their callers (revived), frames
+        kept for the next message; returns the requests to run."""
         requests: list[Request] = []
         endpoint = self.endpoint
         blobs = self._blobs
