@@ -4,7 +4,6 @@ it, blocking (Connection over a socketpair) and asyncio (Peer over memory_pair).
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import socket
 import threading
@@ -29,11 +28,11 @@ from bothways.objects import (
     value,
 )
 from bothways.peer import Connection, Peer
-from bothways.transports import memory_pair
 from bothways.transports.stdio import StdioChannel
 from bothways.wire import decode
 
 from ..vectors import load
+from .test_peer import run  # two asyncio Peers over memory_pair()
 
 CASES = load("objects.json")
 
@@ -397,15 +396,6 @@ def test_the_end_of_the_connection_lets_go_of_every_handle() -> None:
 
 
 # -- two asyncio sides -------------------------------------------------------------------------
-
-
-def run(body: Any) -> None:
-    async def main() -> None:
-        left, right = memory_pair()
-        async with Peer(left) as a, Peer(right) as b:
-            await asyncio.wait_for(body(a, b), 30)
-
-    asyncio.run(main())
 
 
 def test_asyncio_objects_streams_callbacks_and_arrays() -> None:
