@@ -1,4 +1,5 @@
-"""Shared test helpers: the timeout unit, the repository paths, and tool discovery."""
+"""Shared test helpers: the timeout unit, the repository paths, tool discovery, and Debian's
+Chromium for the browser tests."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "spec" / "vectors"
@@ -27,6 +32,28 @@ def require_tool(name: str) -> str:
             pytest.fail(message + " - in CI a missing tool is a failure, not a skip")
         pytest.skip(message)
     return path
+
+
+# Headless Chromium in a container: no sandbox as root (it cannot start otherwise), no GPU, no
+# /dev/shm (small in containers), and none of the background traffic a fresh profile makes.
+CHROMIUM_ARGS = [
+    *(["--no-sandbox"] if os.geteuid() == 0 else []),
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def launch_chromium(playwright: Playwright, timeout_s: float = 30) -> Browser:
+    """Debian's Chromium, headless, through Playwright, which is given its path and so never
+    downloads a browser of its own (skipped when it is missing, a failure in CI)."""
+    chromium = require_tool("chromium")
+    return playwright.chromium.launch(
+        executable_path=chromium, args=CHROMIUM_ARGS, headless=True, timeout=timeout_s * UNIT * 1000
+    )
 
 
 # The vectors nest 1024 arrays deep; the recursive test helpers need room for that.

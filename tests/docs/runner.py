@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import IN_CI, ROOT, UNIT, require_tool
+from ..conftest import IN_CI, ROOT, UNIT, launch_chromium, require_tool
 from ..tutorial import MARK, Program, marked_env, wait_none_marked
 from .markdown import WILDCARD, Block, expected_output, explain, match
 
@@ -42,7 +41,6 @@ JS_SRC = JS_PACKAGE / "src"
 SCRIPT = {"python": "block.py", "js": "block.mjs", "sh": "block.sh"}
 TOOLS = ("node", "curl")  # a block naming one of these needs it
 CLEARED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "NODE_PATH", "NODE_OPTIONS")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -339,7 +337,7 @@ def run_page(block: Block) -> None:
     """Loads the block as a page of http://127.0.0.1:PORT/ in headless Chromium; its output is
     its ``console.log`` lines, compared once they match (or at the timeout); an uncaught error in
     the page fails it."""
-    chromium = require_tool("chromium")
+    require_tool("chromium")  # before the site starts: a skip leaves nothing behind
     from playwright.sync_api import sync_playwright
 
     site = _Site(("127.0.0.1", 0), _Handler)
@@ -351,12 +349,7 @@ def run_page(block: Block) -> None:
     errors: list[str] = []
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=shutil.which("chromium") or chromium,
-                args=CHROMIUM_ARGS,
-                headless=True,
-                timeout=PAGE * UNIT * 1000,
-            )
+            browser = launch_chromium(playwright, PAGE)
             try:
                 page = browser.new_page()
                 page.set_default_timeout(PAGE * UNIT * 1000)

@@ -9,8 +9,6 @@ at /vendor/mqtt/mqtt.esm.js (browser.js's MQTT_MODULE), as the Flask app would s
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from http import HTTPStatus
@@ -19,26 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 import bothways
 
 from ..broker import Broker, free_port
-from ..conftest import ROOT, UNIT, require_tool
+from ..conftest import ROOT, UNIT
+from .conftest import open_page
 
 WAIT = 10 * UNIT
 JS_SRC = ROOT / "js" / "src"
 MQTT_ESM = ROOT / "js" / "node_modules" / "mqtt" / "dist" / "mqtt.esm.js"
 PAGE = b"<!doctype html><meta charset=utf-8><title>mqtt</title><p>bothways mqtt test page</p>\n"
-CHROMIUM_ARGS = [
-    *(["--no-sandbox"] if os.geteuid() == 0 else []),
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 class _Files(SimpleHTTPRequestHandler):
@@ -89,19 +79,6 @@ def site() -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = require_tool("chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=shutil.which("chromium") or chromium, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     with Broker(tmp_path / "broker") as b:
@@ -110,17 +87,8 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 @pytest.fixture
 def page(browser: Browser, site: str) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(WAIT * 1000)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(site + "/")
-    try:
+    with open_page(browser, WAIT * 1000, site + "/") as page:
         yield page
-    finally:
-        context.close()
-    assert errors == [], errors  # no uncaught exception in the page
 
 
 # Runs in the page: `count` messages from window.inbox, within `ms` (else what came, and why).

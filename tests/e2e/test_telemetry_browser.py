@@ -25,20 +25,12 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from ..conftest import ROOT, UNIT, require_tool
+from ..conftest import ROOT, UNIT
 from ..tutorial import Program
+from .conftest import open_page
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WAIT_MS = 10_000 * UNIT  # the longest the test waits for anything on the page
 LIVE_MS = 2_000 * UNIT  # a reading stored anywhere is on the page within this
 SERVE = "import sys; from pathlib import Path; from bothways.telemetry.web import serve; " + (
@@ -55,19 +47,6 @@ POST = "import json, sys, requests; " + (
 )
 POINTS = "() => window.dashboard.points()"
 STATE = "() => window.dashboard.state()"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = require_tool("chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=shutil.which("chromium") or chromium, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 class Server:
@@ -102,16 +81,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with open_page(browser, WAIT_MS, viewport={"width": 1280, "height": 900}) as page:
         yield page
-    finally:
-        context.close()
-    assert errors == [], errors  # no uncaught exception in the page's scripts
 
 
 def readings(sensor: str, seqs: range, *, t0: float, base: float = 8.0) -> list[dict[str, Any]]:

@@ -5,43 +5,21 @@ downloads a browser of its own here), against examples/tutorial/app.py run as a 
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import sys
 from collections.abc import Iterator
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from ..conftest import UNIT, require_tool
+from ..conftest import UNIT
 from ..tutorial import TUTORIAL, Program
+from .conftest import open_page
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 FETCH_TIMEOUT_MS = int(1500 * UNIT)  # the page's own fetch timeout (?timeout=)
 WAIT_MS = 10_000 * UNIT  # the longest the test waits for anything on the page
 IDS = ("get-text", "get-json", "post")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = require_tool("chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=shutil.which("chromium") or chromium, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
@@ -57,16 +35,8 @@ def server() -> Iterator[tuple[Program, str]]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with open_page(browser, WAIT_MS) as page:
         yield page
-    finally:
-        context.close()
-    assert errors == [], errors  # no uncaught exception in the page's scripts
 
 
 def wait_for_run(page: Page, run: int) -> dict[str, tuple[str, str]]:

@@ -4,47 +4,25 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from werkzeug.serving import make_server
 
 from bothways import channels
 from bothways.errors import DecodeError, TransportClosed
 
-from ..conftest import UNIT, require_tool
+from ..conftest import UNIT
 from ..tutorial import load_app_module
 from ..unit.test_ws import FRAME_ERRORS, FRAME_VALUES, FRAMES, frame_recorder
+from .conftest import open_page
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WAIT = 10 * UNIT
 TOKEN = "tok/en+with&odd=chars"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = require_tool("chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=shutil.which("chromium") or chromium, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +41,8 @@ def site() -> Iterator[str]:
 
 @pytest.fixture
 def page(browser: Browser, site: str) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(WAIT * 1000)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{site}/test")
-    try:
+    with open_page(browser, WAIT * 1000, f"{site}/test") as page:
         yield page
-    finally:
-        context.close()
-    assert errors == [], errors  # no uncaught exception in the page
 
 
 def echo(listener: Any, count: int, received: list[Any]) -> threading.Thread:
