@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..wire import decode, encode
 
@@ -121,7 +121,56 @@ def _summaries(rows: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-class Store:
+_Store = TypeVar("_Store", bound="_Readings")
+
+
+class _Readings:
+    """What Store and PostgresStore share: everything but connecting and storing, on one
+    connection behind a lock; a subclass names its parameter mark and how it fetches."""
+
+    _MARK = "?"
+    _lock: threading.Lock
+    _db: Any
+
+    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one query, under the lock."""
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    def query(
+        self,
+        *,
+        sensor: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> Page:
+        """Readings in the order stored: of ``sensor`` (all when None), with ``since <= t <
+        until``, stored after the cursor ``after``; ``limit`` of them at most (1 to MAX_LIMIT)."""
+        sql, args = _query_sql(self._MARK, sensor, since, until, after, limit)
+        return _page(self._fetch(sql, args), limit, after)
+
+    def sensors(self) -> list[dict[str, Any]]:
+        """Per sensor (by name): count, last (celsius of the newest t), min, max, mean, last_seen."""
+        return _summaries(self._fetch(_SENSORS))
+
+    def count(self) -> int:
+        rows = self._fetch("SELECT count(*) FROM readings")
+        return int(rows[0][0]) if rows else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self: _Store) -> _Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Store(_Readings):
     """The readings in the SQLite file at ``path`` (created, with its folder, if missing)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -148,44 +197,7 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-            return self._db.total_changes - before
-
-    def query(
-        self,
-        *,
-        sensor: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        after: int | None = None,
-        limit: int = 1000,
-    ) -> Page:
-        """Readings in the order stored: of ``sensor`` (all when None), with ``since <= t <
-        until``, stored after the cursor ``after``; ``limit`` of them at most (1 to MAX_LIMIT)."""
-        sql, args = _query_sql("?", sensor, since, until, after, limit)
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-        return _page(rows, limit, after)
-
-    def sensors(self) -> list[dict[str, Any]]:
-        """Per sensor (by name): count, last (celsius of the newest t), min, max, mean, last_seen."""
-        with self._lock:
-            rows = self._db.execute(_SENSORS).fetchall()
-        return _summaries(rows)
-
-    def count(self) -> int:
-        with self._lock:
-            (n,) = self._db.execute("SELECT count(*) FROM readings").fetchone()
-        return int(n)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            return int(self._db.total_changes - before)
 
 
 _PG_SCHEMA = """
@@ -212,9 +224,11 @@ _PG_MOVE = (
 _PG_SCHEMA_LOCK = 0x626F7468  # an advisory lock: writers starting together create the table once
 
 
-class PostgresStore:
+class PostgresStore(_Readings):
     """The readings in a PostgreSQL database (``postgresql://...``), shared by any number of
     listeners on any number of machines; the same methods and answers as Store."""
+
+    _MARK = "%s"
 
     def __init__(self, url: str) -> None:
         try:
@@ -252,44 +266,11 @@ class PostgresStore:
             cursor.execute(_PG_MOVE)
             return int(cursor.rowcount)
 
-    def query(
-        self,
-        *,
-        sensor: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        after: int | None = None,
-        limit: int = 1000,
-    ) -> Page:
-        """As Store.query."""
-        sql, args = _query_sql("%s", sensor, since, until, after, limit)
+    def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-            self._db.commit()
-        return _page(rows, limit, after)
-
-    def sensors(self) -> list[dict[str, Any]]:
-        """As Store.sensors."""
-        with self._lock:
-            rows = self._db.execute(_SENSORS).fetchall()
-            self._db.commit()
-        return _summaries(rows)
-
-    def count(self) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT count(*) FROM readings").fetchone()
-            self._db.commit()
-        return int(row[0]) if row else 0
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            rows = list(self._db.execute(sql, args).fetchall())
+            self._db.commit()  # psycopg opened a transaction: end it, as autocommit would
+        return rows
 
 
 def open_store(db: str | Path) -> Store | PostgresStore:
