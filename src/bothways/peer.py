@@ -420,7 +420,7 @@ class Connection:
         send_bytes = self._send_bytes
         if send_bytes is None or self._answers or self.endpoint.pending:
             return False
-        endpoint, answer = self.endpoint, self.exposed.answer
+        endpoint, answer = self.endpoint, self._answer
         receive, receive_many = endpoint.receive, self.channel.receive_many
         while True:
             try:
@@ -441,16 +441,11 @@ class Connection:
                     elif type(event) is Notification and event.method == RELEASE_METHOD:
                         self._drop(event.params)
             for request in requests:
-                pending = answer(endpoint, request)
-                if pending is not None:
-                    loop = getattr(self._loops, "loop", None)
-                    if loop is None:
-                        loop = self._loops.loop = asyncio.new_event_loop()
-                    loop.run_until_complete(finish(endpoint, request.id, pending))
+                answer(endpoint, request)
             answers = endpoint.messages_to_send()
             if not answers:
                 continue
-            line = _plain_line(answers[0]) if len(answers) == 1 and not _marked(answers[0]) else None
+            line = _one_plain_line(answers)
             try:
                 if line is not None:
                     send_bytes(line)
@@ -666,27 +661,30 @@ class Connection:
             for closing in self.handles.drop(ids):
                 closing.close()
 
+    def _answer(self, endpoint: RpcEndpoint, request: Request) -> None:
+        """Runs one request in this thread; the answer waits in ``endpoint``. A coroutine
+        function runs to its end on this thread's own event loop."""
+        pending = self.exposed.answer(endpoint, request)
+        if pending is not None:
+            loop = getattr(self._loops, "loop", None)
+            if loop is None:
+                loop = self._loops.loop = asyncio.new_event_loop()
+            loop.run_until_complete(finish(endpoint, request.id, pending))
+
     def _run(self, requests: list[Request]) -> None:
         """Runs requests in this thread (the lock is not held) and sends their answers."""
-        answering = self._answering
         for request in requests:  # (their params revived by the reader)
-            pending = self.exposed.answer(answering, request)  # type: ignore[arg-type]
-            if pending is not None:
-                loop = getattr(self._loops, "loop", None)
-                if loop is None:
-                    loop = self._loops.loop = asyncio.new_event_loop()
-                loop.run_until_complete(finish(answering, request.id, pending))  # type: ignore[arg-type]
+            self._answer(self._answering, request)  # type: ignore[arg-type]
         with self._lock:
             if self.handles.released:
                 self._queue_releases()
             messages = self.endpoint.messages_to_send()
         try:
-            if len(messages) == 1 and self._send_bytes is not None:  # the usual case: one answer
-                line = _plain_line(messages[0]) if not _marked(messages[0]) else None
-                if line is not None:
-                    with self._sending:
-                        self._send_bytes(line)
-                    return
+            line = _one_plain_line(messages) if self._send_bytes is not None else None
+            if line is not None:  # the usual case: one answer
+                with self._sending:
+                    self._send_bytes(line)  # type: ignore[misc]
+                return
             pairs, _ = encoded(messages, self.handles, self.binary)
             if pairs:
                 self._send(pairs)
@@ -695,6 +693,12 @@ class Connection:
 
 
 Caller = Connection  # the name of its first version, which only called
+
+
+def _one_plain_line(messages: list[Any]) -> bytes | None:
+    """The line of ``messages`` when they are one message with nothing to walk (the usual single
+    answer), else None."""
+    return _plain_line(messages[0]) if len(messages) == 1 and not _marked(messages[0]) else None
 
 
 def _release_message(ids: list[int]) -> dict[str, Any]:
