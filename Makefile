@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 TEST_ENV := PYTHONWARNINGS=default PYTHONASYNCIODEBUG=1
 
-.PHONY: setup demo test test-py test-js test-matrix lint types bench fuzz clean
+.PHONY: setup demo test test-py test-js test-matrix lint types bench bench-charts fuzz soak mutation clean
 
 setup: $(STAMP)
 
@@ -42,17 +42,14 @@ lint: setup
 types: setup
 	$(PY) -m mypy
 
+# Every benchmark with a progress line, each rewriting its section of bench/RESULTS.md, then the
+# header and the charts (bench/charts/*.png). bench-charts redraws the charts only.
 bench: setup
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
-	$(PY) bench/codec.py --record bench/RESULTS.md
-	$(PY) bench/stdio.py --record bench/RESULTS.md
-	$(PY) bench/channels.py --record bench/RESULTS.md
-	$(PY) bench/calls.py --record bench/RESULTS.md
-	$(PY) bench/objects.py --record bench/RESULTS.md
-	$(PY) bench/startup.py --record bench/RESULTS.md
-	$(PY) bench/load.py --record bench/RESULTS.md
-	$(PY) bench/telemetry.py --record bench/RESULTS.md
-	$(PY) bench/scale.py --record bench/RESULTS.md
+	$(PY) bench/report.py
+
+bench-charts: setup
+	$(PY) bench/report.py --charts-only
 
 # Every fuzz target for about SECONDS each: hypothesis (pytest tests/fuzz), fast-check, and
 # atheris (coverage-guided) where a wheel exists for this Python. make test runs each briefly.

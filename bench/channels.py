@@ -30,7 +30,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from codec import machine, record  # noqa: E402
+from common import Row, machine, record  # noqa: E402
 
 PY = [sys.executable, str(HERE / "channels" / "peer.py")]
 NODE = ["node", str(HERE / "channels" / "peer.mjs")]
@@ -161,7 +161,9 @@ def rows(rounds: int, count: int, schemes: tuple[str, ...] = SCHEMES) -> list[di
     return out
 
 
-def table(result: list[dict[str, Any]]) -> str:
+def table(result: list[dict[str, Any]]) -> tuple[str, list[Row]]:
+    """The Markdown table and its rows as data (keyed by the column headers)."""
+    data: list[Row] = []
     lines = [
         "| scheme | direction | way | msg/s | / codec-bound | / raw (ws: bare pair) | target |",
         "| --- | --- | --- | ---: | ---: | ---: | --- |",
@@ -172,7 +174,18 @@ def table(result: list[dict[str, Any]]) -> str:
             f"| {r['scheme']} | {r['direction']} | {r['way']} | {r['rate']:,.0f} | {r['of_codec']:.2f} | "
             f"{raw} | {r['target']} |"
         )
-    return "\n".join(lines)
+        data.append(
+            {
+                "scheme": r["scheme"],
+                "direction": r["direction"],
+                "way": r["way"],
+                "msg/s": r["rate"],
+                "/ codec-bound": r["of_codec"],
+                "/ raw (ws: bare pair)": r["of_raw"],
+                "target": r["target"] or None,
+            }
+        )
+    return "\n".join(lines), data
 
 
 def main() -> int:
@@ -189,7 +202,7 @@ def main() -> int:
     if unknown or not schemes:
         what = ", ".join(unknown) or "(none given)"
         parser.error(f"--schemes: unknown {what}; known: {', '.join(SCHEMES)}")
-    result = table(rows(args.rounds, args.count, schemes))
+    result, data = table(rows(args.rounds, args.count, schemes))
     print(result)
     if args.record:
         when = datetime.date.today().isoformat()
@@ -206,6 +219,8 @@ def main() -> int:
             "frame, compression off as in ours). The asyncio rows take one message per `await` on "
             f"the Python side; the targets are for `send_many`.\n\n{result}",
             section="channels",
+            tables=[data],
+            settings={"rounds": args.rounds, "count": args.count, "schemes": list(schemes)},
         )
     return 0
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,9 @@ from typing import Any
 import orjson
 
 from bothways import Decoder, encode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Row, machine, record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK = 64 * 1024
@@ -171,11 +172,11 @@ def python_rows(seconds: float, rounds: int) -> list[dict[str, Any]]:
     return rows
 
 
-def js_rows() -> list[dict[str, Any]]:
+def js_rows(seconds: float) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "js.json"
         subprocess.run(
-            ["node", str(ROOT / "bench" / "codec.js"), "--json", str(out)],
+            ["node", str(ROOT / "bench" / "codec.js"), "--json", str(out), "--seconds", f"{seconds:g}"],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -183,7 +184,9 @@ def js_rows() -> list[dict[str, Any]]:
         return rows
 
 
-def table(py: list[dict[str, Any]], js: list[dict[str, Any]]) -> str:
+def table(py: list[dict[str, Any]], js: list[dict[str, Any]]) -> tuple[str, list[Row]]:
+    """The Markdown table and its rows as data (keyed by the column headers)."""
+    data: list[Row] = []
     lines = [
         "| language | benchmark | ours (msg/s) | reference (msg/s) | reference | ours / reference | target |",
         "| --- | --- | ---: | ---: | --- | ---: | ---: |",
@@ -199,42 +202,19 @@ def table(py: list[dict[str, Any]], js: list[dict[str, Any]]) -> str:
                 f"| {lang} | {r['name']} | {r['ours']:,.0f} | {r['reference']:,.0f} | "
                 f"{r.get('reference_name', '')} | {r['ratio']:.2f} | {f'>= {target:.2f}' if target else ''} |"
             )
-    return "\n".join(lines)
-
-
-def child_result(argv: list[str], cwd: Path | None = None) -> dict[str, Any]:
-    """Runs a benchmark's helper process; its last stdout line is its result, as JSON."""
-    out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=cwd)
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-    return (
-        f"{os.cpu_count()} cores, {cpu}; Python {platform.python_version()}, orjson {orjson.__version__}, "
-        f"Node {node}"
-    )
-
-
-def record(path: Path, text: str, section: str = "codec") -> None:
-    """Replaces one section of RESULTS.md (between its markers) with ``text``."""
-    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{begin}\n{text}\n{end}"
-    if begin in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
+            data.append(
+                {
+                    "language": lang,
+                    "benchmark": r["name"],
+                    "ours (msg/s)": r["ours"],
+                    "reference (msg/s)": r["reference"],
+                    "reference": r.get("reference_name", ""),
+                    "ours / reference": r["ratio"],
+                    "target": target,
+                    "bytes": r.get("bytes"),
+                }
+            )
+    return "\n".join(lines), data
 
 
 def main() -> int:
@@ -244,16 +224,19 @@ def main() -> int:
     parser.add_argument("--record", type=Path, help="rewrite the codec section of this Markdown file")
     args = parser.parse_args()
     py = python_rows(args.seconds, args.rounds)
-    js = js_rows()
-    result = table(py, js)
+    js = js_rows(args.seconds)
+    result, data = table(py, js)
     print(result)
     if args.record:
         when = datetime.date.today().isoformat()
         record(
             args.record,
             f"## Codec ({when})\n\nMachine: {machine()}. `make bench` "
-            f"(bench/codec.py + bench/codec.js); best of {args.rounds} interleaved rounds of "
-            f"{args.seconds:g} s each.\n\n{result}",
+            f"(bench/codec.py + bench/codec.js); Python: best of {args.rounds} interleaved rounds of "
+            f"{args.seconds:g} s each; JavaScript: best of 3 rounds of {args.seconds:g} s (ours and the "
+            f"reference alternating in tenths of it).\n\n{result}",
+            tables=[data],
+            settings={"seconds": args.seconds, "rounds": args.rounds},
         )
     return 0
 

@@ -7,7 +7,7 @@ sees it) and messages per second (all messages received by the listener's consum
 from the generator's start). Beside, in the same run: a bare asyncio server and a bare Node
 ``net`` server that only count the newlines they read (backlog 4096 as ours).
 
-    python bench/load.py [--rounds 3] [--record bench/RESULTS.md]
+    python bench/load.py [--rounds 3] [--quick] [--record bench/RESULTS.md]
 
 Best of the rounds (interleaved). The soft limit on open files is raised to the hard one.
 """
@@ -30,11 +30,12 @@ import bothways
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from codec import machine, record  # noqa: E402
+from common import Row, machine, record  # noqa: E402
 
 GENERATOR = HERE / "load" / "generator.mjs"
 NODE_LISTENER = HERE / "load" / "listener.mjs"
 SIZES = ((1_000, 50), (10_000, 10))  # (clients, messages each)
+QUICK_SIZES = ((200, 50), (1_000, 10))  # --quick: a smoke run
 LIMIT = 120.0  # seconds a run may take
 
 
@@ -152,13 +153,15 @@ WAYS: dict[str, Callable[[int, int], tuple[float, float]]] = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="fewer clients: a smoke run")
     parser.add_argument("--record", type=Path)
     args = parser.parse_args()
+    sizes = QUICK_SIZES if args.quick else SIZES
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     best: dict[tuple[str, int], tuple[float, float]] = {}
     for _ in range(args.rounds):
-        for clients, messages in SIZES:
+        for clients, messages in sizes:
             for name, way in WAYS.items():
                 try:
                     accepts, rate = way(clients, messages)
@@ -171,13 +174,25 @@ def main() -> int:
         "| clients x messages | listener | accepts/s | messages/s | vs bare (same runtime) |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
-    for clients, messages in SIZES:
+    data: list[Row] = []
+    for clients, messages in sizes:
         for name in WAYS:
             accepts, rate = best[(name, clients)]
             bare = "bare asyncio `start_server`" if "Node" not in name else "bare Node `net.createServer`"
             ratio = rate / best[(bare, clients)][1] if best[(bare, clients)][1] else 0.0
             shown = "failed" if rate == 0 else f"{rate:,.0f}"
             rows.append(f"| {clients:,} x {messages} | {name} | {accepts:,.0f} | {shown} | {ratio:.2f}x |")
+            data.append(
+                {
+                    "clients x messages": f"{clients:,} x {messages}",
+                    "listener": name,
+                    "accepts/s": accepts,
+                    "messages/s": rate or None,
+                    "vs bare (same runtime)": ratio,
+                    "clients": clients,
+                    "messages": messages,
+                }
+            )
     table = "\n".join(rows)
     print(table)
     if args.record:
@@ -186,11 +201,14 @@ def main() -> int:
             args.record,
             f"## Many clients ({when})\n\nMachine: {machine()}. `bench/load.py`: every client connects "
             f"at once, writes its messages in one write and closes (a plain Node `net` generator, the "
-            f"same for all); best of {args.rounds} interleaved rounds. Messages/s counts from the "
+            f"same for all); best of {args.rounds} interleaved rounds{' (--quick)' if args.quick else ''}. "
+            f"Messages/s counts from the "
             f"generator's start to the consumer's last message; the ratio is to the bare server of "
             f"the same runtime, measured in the same run. Nothing may be lost: a run that does not "
             f"get every message within {LIMIT:.0f} s is reported as failed.\n\n{table}",
             section="load",
+            tables=[data],
+            settings={"rounds": args.rounds, "quick": args.quick, "sizes": [list(size) for size in sizes]},
         )
     return 0
 

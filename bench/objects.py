@@ -46,7 +46,7 @@ ROOT = HERE.parent
 OBJECTS_DIR = HERE / "objects"
 FIXTURE = OBJECTS_DIR / "fixture.cjs"
 sys.path.insert(0, str(HERE))
-from codec import child_result, machine, record  # noqa: E402
+from common import Row, child_result, machine, record  # noqa: E402
 
 PY = sys.executable
 NODE = "node"
@@ -311,12 +311,12 @@ def run(
     return best, missing
 
 
-def _us(value: float) -> str:
-    return f"{value:,.1f}"
-
-
-def table(best: dict[tuple[str, str, str], Result], counts: dict[str, int]) -> tuple[str, list[str]]:
-    """The Markdown table, and the targets missed. "ratio" is always "how many times better ours is"."""
+def table(
+    best: dict[tuple[str, str, str], Result], counts: dict[str, int]
+) -> tuple[str, list[str], list[Row]]:
+    """The Markdown table, the targets missed and the rows as data. "ratio" is always "how many
+    times better ours is"."""
+    data: list[Row] = []
     lines = [
         "| measure | direction | ours | reference | reference's | ratio | target |",
         "| --- | --- | ---: | --- | ---: | ---: | --- |",
@@ -326,17 +326,32 @@ def table(best: dict[tuple[str, str, str], Result], counts: dict[str, int]) -> t
     def row(
         measure: str,
         direction: str,
-        ours: str,
+        ours: float,
         reference: str,
-        theirs: str,
+        theirs: float | None,
         ratio: float | None,
         target: float | None,
+        spec: str = ",.1f",
     ) -> None:
         shown = "—" if ratio is None else f"{ratio:,.2f}"
         wanted = f">= {target:g}" if target is not None else ""
         if target is not None and ratio is not None and ratio < target:
             missed.append(f"{measure}, {direction}: {ratio:.2f}, target {wanted}")
-        lines.append(f"| {measure} | {direction} | {ours} | {reference} | {theirs} | {shown} | {wanted} |")
+        theirs_shown = "—" if theirs is None else format(theirs, spec)
+        lines.append(
+            f"| {measure} | {direction} | {ours:{spec}} | {reference} | {theirs_shown} | {shown} | {wanted} |"
+        )
+        data.append(
+            {
+                "measure": measure,
+                "direction": direction,
+                "ours": ours,
+                "reference": reference,
+                "reference's": theirs,
+                "ratio": ratio,
+                "target": wanted or None,
+            }
+        )
 
     peers = {"py": "JSPyBridge", "node": "pythonia"}
     directions = {"py": "Python -> Node", "node": "Node -> Python"}
@@ -351,9 +366,9 @@ def table(best: dict[tuple[str, str, str], Result], counts: dict[str, int]) -> t
             row(
                 f"method call on a handle, {pct} (µs)",
                 directions[side],
-                _us(ours["method"][pct]),
+                ours["method"][pct],
                 name,
-                "—" if theirs is None else _us(theirs),
+                theirs,
                 None if theirs is None else theirs / ours["method"][pct],
                 3 if pct == "p50" and theirs is not None else None,
             )
@@ -365,9 +380,9 @@ def table(best: dict[tuple[str, str, str], Result], counts: dict[str, int]) -> t
             row(
                 measure,
                 directions[side],
-                _us(ours[key]),
+                ours[key],
                 f"{name}, let go" if theirs is not None else name,
-                "—" if theirs is None else _us(theirs),
+                theirs,
                 None if theirs is None else theirs / ours[key],
                 None,
             )
@@ -375,9 +390,9 @@ def table(best: dict[tuple[str, str, str], Result], counts: dict[str, int]) -> t
         row(
             "callback round trip (µs each)",
             "Node calls Python" if side == "py" else "Python calls Node",
-            _us(ours["callback"]),
+            ours["callback"],
             name,
-            "—" if theirs is None else _us(theirs),
+            theirs,
             None if theirs is None else theirs / ours["callback"],
             3 if theirs is not None else None,
         )
@@ -388,11 +403,12 @@ def table(best: dict[tuple[str, str, str], Result], counts: dict[str, int]) -> t
         row(
             f"{counts['stream']:,}-item generator pulled (items/s)",
             "Node -> Python" if side == "py" else "Python -> Node",
-            f"{ours['stream']:,.0f}",
+            ours["stream"],
             f"{peers[side]} ({what}, {counts['slow_stream']:,} items)" if theirs else peers[side],
-            "—" if theirs is None else f"{theirs:,.0f}",
+            theirs,
             None if theirs is None else ours["stream"] / theirs,
             None,
+            ",.0f",
         )
     raw = best[("py", "raw pipe", "transfer")]
     size_mb = counts["bytes"] / MB
@@ -408,11 +424,12 @@ def table(best: dict[tuple[str, str, str], Result], counts: dict[str, int]) -> t
             row(
                 f"{size_mib:,.0f} MiB of bytes (MB/s; {caller})",
                 direction,
-                f"{size_mb / ours[key]:,.0f}",
+                size_mb / ours[key],
                 "raw pipe",
-                f"{size_mb / raw[raw_key]:,.0f}",
+                size_mb / raw[raw_key],
                 raw[raw_key] / ours[key],
                 0.5,
+                ",.0f",
             )
     float_mb = counts["floats"] * 8 / MB
     for side, caller in (("py", "Python calls"), ("node", "Node calls")):
@@ -425,13 +442,14 @@ def table(best: dict[tuple[str, str, str], Result], counts: dict[str, int]) -> t
             row(
                 f"{float_mb:,.0f} MB of float64 (ms; {caller})",
                 direction,
-                f"{array * 1000:,.0f}",
+                array * 1000,
                 "the same as a JSON list",
-                f"{numbers * 1000:,.0f}",
+                numbers * 1000,
                 numbers / array,
                 10,
+                ",.0f",
             )
-    return "\n".join(lines), missed
+    return "\n".join(lines), missed, data
 
 
 def main() -> int:
@@ -446,7 +464,7 @@ def main() -> int:
     counts = QUICK if args.quick else FULL
     started = time.perf_counter()
     best, missing = run(args.rounds, counts, args.cpu)
-    result, missed = table(best, counts)
+    result, missed, data = table(best, counts)
     print(result)
     print(f"\n{args.rounds} rounds in {time.perf_counter() - started:.0f} s", flush=True)
     for line in missing:
@@ -470,6 +488,8 @@ def main() -> int:
             f'from) a pipe, measured in the same round. "ratio" is how many times better ours '
             f"is (peer µs / ours; ours / raw MB/s; JSON list ms / typed array ms).\n\n{result}",
             section="objects",
+            tables=[data],
+            settings={"rounds": args.rounds, "quick": args.quick, **counts},
         )
     return 0
 

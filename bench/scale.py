@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
-from codec import machine, record  # noqa: E402
+from common import machine, record  # noqa: E402
 
 from bothways.peer import Peer  # noqa: E402
 from bothways.telemetry.store import _PG_SCHEMA, PostgresStore, open_store  # noqa: E402

@@ -27,7 +27,7 @@ from bothways import node
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from codec import machine, record  # noqa: E402
+from common import machine, record  # noqa: E402
 
 MODULE = HERE / "startup" / "add.mjs"
 BARE = f"import({json.dumps(MODULE.as_uri())}).then((m) => console.log(m.add(1, 2)))"

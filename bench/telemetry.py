@@ -58,7 +58,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from codec import machine, record  # noqa: E402
+from common import machine, record  # noqa: E402
 
 from bothways.telemetry.store import SCHEMA, Store  # noqa: E402
 from bothways.wire import encode_many  # noqa: E402

@@ -12,8 +12,8 @@
 //   raw        a pipe ping-pong of the same bytes, no JSON-RPC; asyncio on the Python side.
 //   raw-blocking  the same with blocking os.read/os.write on the Python side.
 //   pythonia   JSPyBridge's Node side.   pyshell   python-shell's JSON mode.
-// Prints one JSON line: {"p50": us, "p99": us, "rate": calls/s or null} (sequential round trips,
-// then PIPELINED calls in flight at once), or {"missing": name, "error": text} when a comparison
+// Prints one JSON line: {"p1": us, "p10", "p25", "p50", "p75", "p90", "p99", "rate": calls/s or
+// null} (sequential round trips, then PIPELINED calls in flight at once), or {"missing": name, "error": text} when a comparison
 // library is not installed.
 import { spawn as rawSpawn } from "node:child_process";
 import { createRequire } from "node:module";
@@ -55,7 +55,11 @@ async function measure(one, many) {
     await many(PIPELINED);
     rate = PIPELINED / (Number(process.hrtime.bigint() - start) / 1e9);
   }
-  return { p50: latencies[CALLS >> 1], p99: latencies[Math.floor(CALLS * 0.99)], rate };
+  const result = { rate };
+  for (const q of [1, 10, 25, 50, 75, 90, 99]) {
+    result[`p${q}`] = latencies[Math.floor((CALLS * q) / 100)];
+  }
+  return result;
 }
 
 /** @param {number} i */

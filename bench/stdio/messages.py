@@ -4,6 +4,13 @@ from typing import Any
 
 
 def make(kind: str, count: int) -> list[Any]:
+    """KIND: small (a reading), large (30,000 short readings, ~1.2 MB) or readings:N (N of them)."""
+    if kind.startswith("readings:"):
+        n = int(kind.split(":", 1)[1])
+        return [
+            {"batch": i, "readings": [{"seq": j, "celsius": -5 + (j * 7.3) % 20} for j in range(n)]}
+            for i in range(count)
+        ]
     if kind == "small":
         return [
             {
