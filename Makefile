@@ -33,8 +33,8 @@ test-matrix: setup
 	PY=$(PY) bash scripts/matrix
 
 lint: setup
-	$(PY) -m ruff check src tests bench spec examples setup.py
-	$(PY) -m ruff format --check src tests bench spec examples setup.py
+	$(PY) -m ruff check src tests bench soak spec examples setup.py
+	$(PY) -m ruff format --check src tests bench soak spec examples setup.py
 	$(PY) -m mypy
 	cd js && npm run lint
 	for f in examples/tutorial/*.js; do node --check "$$f" || exit 1; done
@@ -59,6 +59,12 @@ fuzz: setup
 	BOTHWAYS_FUZZ_SECONDS=$(SECONDS) $(PY) -m pytest tests/fuzz --timeout=0 -q -rxX
 	cd js && BOTHWAYS_FUZZ_SECONDS=$(SECONDS) node --test test/fuzz.test.js
 	$(PY) -m tests.fuzz.atheris_main $(SECONDS)
+
+# Every channel and calls both ways at a fixed rate for MINUTES, with random faults, checked for
+# loss, duplicates beyond each channel's promise, and leaks: report in soak/results/ (CI: 2 min).
+MINUTES ?= 2
+soak: setup
+	$(PY) -m soak --minutes $(MINUTES) --out soak/results
 
 clean:
 	rm -rf $(VENV) .matrix js/node_modules .pytest_cache .mypy_cache .ruff_cache
