@@ -66,5 +66,10 @@ MINUTES ?= 2
 soak: setup
 	$(PY) -m soak --minutes $(MINUTES) --out soak/results
 
+# Mutation testing of wire, rpc and the stdio transport in both languages (mutmut, Stryker):
+# scripts/mutation, results in docs/mutation.md. Tens of minutes; not part of make test.
+mutation: setup
+	PY=$(PY) bash scripts/mutation
+
 clean:
 	rm -rf $(VENV) .matrix js/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -654,13 +654,13 @@ function jsonType(value) {
 }
 
 /**
- * Python's `str(data.get(key, ""))` for the usual cases: a string as is, a missing member as "";
- * anything else as JSON (Python would write its repr there, e.g. `None` for `null`).
+ * A string field of an error object as text: absent or null is empty, others as JSON
+ * (as rpc.py's `_text`).
  * @param {unknown} value
  * @returns {string}
  */
 function text(value) {
-  if (value === undefined) return "";
+  if (value === undefined || value === null) return "";
   return typeof value === "string" ? value : show(value);
 }
 

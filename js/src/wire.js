@@ -683,7 +683,8 @@ function scanText(text) {
   /** @type {number[]} the closing character each open container waits for */
   const stack = [];
   let i = skipSpace(text, 0);
-  value: for (;;) {
+  for (;;) {
+    // one value
     if (i >= n) {
       throw new ScanFailure(i, "unexpected end of data");
     }
@@ -701,7 +702,7 @@ function scanText(text) {
         if (close === CLOSE_OBJECT) {
           i = scanKey(text, i);
         }
-        continue value;
+        continue;
       }
     } else if (c === 0x22) {
       i = scanString(text, i);
@@ -730,7 +731,7 @@ function scanText(text) {
         if (close === CLOSE_OBJECT) {
           i = scanKey(text, i);
         }
-        continue value;
+        break; // on to the next value
       }
       if (d === close) {
         stack.pop();

@@ -21,6 +21,8 @@ import { StdioChannel, TAIL_LINES, spawn, supervise } from "../src/transports/st
 
 const UNIT = Number(process.env.BOTHWAYS_TEST_TIMEOUT_FACTOR ?? "1");
 const S = 1000 * UNIT; // one second, scaled
+// BOTHWAYS_QUICK=1 (make mutation runs this file once per mutant): the stress cases are left out.
+const STRESS_SKIPPED = process.env.BOTHWAYS_QUICK === "1" && "a stress case (BOTHWAYS_QUICK=1)";
 const ROOT = resolve(fileURLToPath(import.meta.url), "../../..");
 const FIXTURES = join(ROOT, "tests", "fixtures");
 const STDIO_URL = pathToFileURL(join(ROOT, "js", "src", "transports", "stdio.js")).href;
@@ -237,7 +239,7 @@ describe("spawn: messages", () => {
   }
 
   for (const [label, argv] of echoes) {
-    test(`one 50 MB line both ways (${label})`, { timeout: 40 * S }, async () => {
+    test(`one 50 MB line both ways (${label})`, { skip: STRESS_SKIPPED, timeout: 40 * S }, async () => {
       const limit = 64 * 1024 * 1024;
       const big = { blob: "x€".repeat((25 * 1024 * 1024) / 2) }; // 50 MB of UTF-8 in one line
       await withChild([...argv, String(limit)], { maxLine: limit }, async (child) => {
@@ -251,7 +253,7 @@ describe("spawn: messages", () => {
     });
   }
 
-  test("1,000,000 small messages in order from python", { timeout: 40 * S }, async () => {
+  test("1,000,000 small messages in order from python", { skip: STRESS_SKIPPED, timeout: 40 * S }, async () => {
     const count = 1_000_000;
     await withChild(py("py_producer.py", String(count)), {}, async (child) => {
       let expected = 0;
@@ -265,7 +267,7 @@ describe("spawn: messages", () => {
     });
   });
 
-  test("100,000 lines of 80 KB non-ASCII text from python (8 GB)", { timeout: 240 * S }, async () => {
+  test("100,000 lines of 80 KB non-ASCII text from python (8 GB)", { skip: STRESS_SKIPPED, timeout: 240 * S }, async () => {
     const count = 100_000;
     const size = 40 * 1024; // "é" is two bytes of UTF-8
     await withChild(py("py_producer.py", String(count), String(size)), {}, async (child) => {
@@ -539,7 +541,7 @@ setInterval(() => {}, 1000);`;
     ["python", py("py_forever.py")],
     ["node", js("js_forever.mjs")],
   ]) {
-    test(`a fast producer is held back by a slow consumer (${label})`, { timeout: 30 * S }, async (t) => {
+    test(`a fast producer is held back by a slow consumer (${label})`, { skip: STRESS_SKIPPED, timeout: 30 * S }, async (t) => {
       const rssBefore = process.memoryUsage.rss();
       await withChild(argv, { stderr: "keep", grace: 200 * UNIT }, async (child) => {
         const received = [];

@@ -14,6 +14,8 @@ import pytest
 
 from bothways.errors import ChildExited, RemoteError
 from bothways.rpc import (
+    INTERNAL_ERROR,
+    PROTOCOL,
     Cancelled,
     ErrorResponse,
     Notification,
@@ -21,6 +23,10 @@ from bothways.rpc import (
     Response,
     RpcEndpoint,
     RpcEvent,
+    hello,
+    hello_refusal,
+    remote_error,
+    speaks_binary,
 )
 
 from ..vectors import load
@@ -108,6 +114,61 @@ def test_remote_error_reads_well_in_a_traceback() -> None:
     )
     assert isinstance(event, ErrorResponse)
     assert str(event.error) == "ZeroDivisionError: division by zero\n--- remote traceback ---\ntb"
+
+
+def test_a_malformed_error_object_still_gives_a_remote_error() -> None:
+    error = remote_error("oops")
+    assert (error.rpc_code, str(error)) == (INTERNAL_ERROR, 'malformed error object: "oops"')
+    partial = remote_error({"code": 1.5, "data": [1]})
+    assert [partial.rpc_code, partial.reason, partial.remote_type, partial.data] == [
+        INTERNAL_ERROR,
+        "",
+        "",
+        [1],
+    ]
+    # a boolean is no code; a null message, type or traceback is empty; others are shown as JSON
+    odd = remote_error({"code": True, "message": None, "data": {"type": [1], "traceback": None}})
+    assert [odd.rpc_code, odd.reason, odd.remote_type, odd.remote_traceback] == [
+        INTERNAL_ERROR,
+        "",
+        "[1]",
+        "",
+    ]
+    assert odd.data == {"type": [1], "traceback": None}
+    assert remote_error({"code": 7, "message": {"a": 1}}).reason == '{"a": 1}'
+    assert remote_error({"code": -32001, "message": "m"}).rpc_code == -32001
+
+
+@pytest.mark.parametrize(
+    ("message", "named"),
+    [(None, "null"), (True, "boolean"), (3, "number"), (1.5, "number"), ("x", "string"), ([1], "array")],
+)
+def test_a_message_that_is_not_an_object_is_answered_with_its_json_type(message: Any, named: str) -> None:
+    endpoint = RpcEndpoint()
+    assert endpoint.receive([message, {"jsonrpc": "2.0", "method": "n"}]) == [Notification("n")]
+    [answers] = endpoint.messages_to_send()
+    reason = f"expected an object, got {named}"
+    data = {"reason": reason}
+    assert answers == [
+        {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request", "data": data}, "id": None}
+    ]
+
+
+def test_the_handshake_refuses_another_protocol_naming_both_sides() -> None:
+    ours = hello("0.1.0", "python")
+    assert ours == {"protocol": PROTOCOL, "version": "0.1.0", "language": "python", "binary": True}
+    assert hello_refusal(ours, hello("9.9.9", "javascript")) is None
+    assert speaks_binary(ours) and not speaks_binary({**ours, "binary": 1}) and not speaks_binary([ours])
+    theirs = {"protocol": PROTOCOL + 1, "version": "2.0.0", "language": None}
+    assert hello_refusal(ours, theirs) == (
+        f"protocol mismatch: bothways 0.1.0 for python (protocol {PROTOCOL}) cannot talk to "
+        f"bothways 2.0.0 for ? (protocol {PROTOCOL + 1})"
+    )
+    assert hello_refusal(ours, {"version": 3}) == (
+        f"protocol mismatch: bothways 0.1.0 for python (protocol {PROTOCOL}) cannot talk to "
+        "bothways 3 for ? (protocol ?)"
+    )
+    assert hello_refusal(ours, ["x"]).endswith('cannot talk to a peer without the handshake (it said ["x"])')  # type: ignore[union-attr]
 
 
 ABSENT = object()

@@ -617,3 +617,45 @@ def test_both_backends_give_the_same_events(
 
     ours, theirs = (events(w) for w in backends)
     assert repr(ours) == repr(theirs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_encode_many_passes_strict_and_big_ints_on_to_every_value(backend: str) -> None:
+    wire = codec(backend)
+    assert wire.encode_many([1, 2], strict=True) == b"1\n2\n"
+    assert wire.encode_many([2**60, 3], big_ints=True) == b"1152921504606846976\n3\n"
+    with pytest.raises(EncodeError, match=r"beyond ±\(2\*\*53-1\)"):
+        wire.encode_many([2**60])
+    with pytest.raises(EncodeError, match="strict mode"):
+        wire.encode_many([1, float("nan")], strict=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_frames_among_lines_keep_the_line_count_and_name_bad_headers(backend: str) -> None:
+    decoder = codec(backend).Decoder(binary=True, max_line=64)
+    assert flat(decoder.feed(b"1\n2\n")) == flat(codec(backend).Decoder().feed(b"1\n2\n"))
+    events = decoder.feed(b"3\n#blob 2\nab4\nx\n#blob z\n#blob 99\n")
+    assert [type(e).__name__ for e in events] == [
+        "Messages",
+        "Binary",
+        "Messages",
+        "Malformed",
+        "Malformed",
+        "Malformed",
+    ]
+    messages, binary, after, bad, header, too_large = events
+    assert (messages.values, messages.line, binary.data, binary.line, after.values, after.line) == (
+        [3],
+        3,
+        b"ab",
+        4,
+        [4],
+        5,
+    )
+    assert bad.error.line == 6
+    assert (type(header.error), header.error.line, header.error.column) == (DecodeError, 7, 1)
+    assert (header.error.reason, header.error.excerpt) == ("invalid binary frame header", "#blob z")
+    assert isinstance(too_large.error, FrameTooLarge)
+    assert (too_large.error.line, too_large.error.limit) == (8, 64)
+    assert str(too_large.error) == "line 8: binary frame of 99 bytes is over the limit of 64 bytes (skipped)"
+    assert decoder.feed(b"y\n") == [] and decoder.line == 8  # the skipped frame's bytes
