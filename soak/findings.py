@@ -16,20 +16,6 @@ class Finding:
 
 FINDINGS = (
     Finding(
-        title="A child started by spawn() from a thread is SIGKILLed when that thread ends",
-        where=(
-            "src/bothways/transports/stdio.py: _spawn_options (setpriv --pdeathsig KILL) and the "
-            "prctl(PR_SET_PDEATHSIG) fallback; the README says the child is killed 'when the parent "
-            "dies', but Linux sends the parent-death signal when the thread that forked the child "
-            "exits. So do node.require / async_require (they use spawn) and supervise()."
-        ),
-        reproduce=(
-            "run spawn(['sleep', '30']) inside threading.Thread(...), join the thread, sleep 0.5 s: "
-            "the child's returncode is -9 (SIGKILL)."
-        ),
-        soak="worked around: every agent is spawned from one thread that lives as long as the soak.",
-    ),
-    Finding(
         title="A reconnecting tcp client holds about 4 KiB of memory per kept message",
         where=(
             "src/bothways/transports/tcp.py: _Kept.add keeps each write's bytes object as it is; "

@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,36 +25,6 @@ def command(lang: str, role: str, args: list[str]) -> list[str]:
     if lang == "python":
         return [sys.executable, str(AGENTS / "agent.py"), role, *args]
     return [shutil.which("node") or "node", str(AGENTS / "agent.mjs"), role, *args]
-
-
-class Spawner:
-    """Starts every agent from one thread that lives as long as the soak.
-
-    Why: spawn() asks for PR_SET_PDEATHSIG, and Linux sends that signal when the *thread* that
-    forked the child ends, not its process; an agent restarted from a short-lived thread (our
-    fault thread stops before the end) was SIGKILLed when that thread ended (findings.py)."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="spawner", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            call, future = job
-            try:
-                future.set_result(call())
-            except BaseException as error:  # noqa: BLE001 - handed to the caller
-                future.set_exception(error)
-
-    def call(self, call: Callable[[], Any]) -> Any:
-        future: Future[Any] = Future()
-        self._jobs.put((call, future))
-        return future.result()
-
-    def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(10)
 
 
 EventHandler = Callable[["Agent", dict[str, Any]], None]
@@ -76,7 +44,6 @@ class Agent:
         args: list[str],
         *,
         env: dict[str, str],
-        spawner: Spawner,
         log: TextIO,
         log_lock: threading.Lock,
         on_event: EventHandler,
@@ -91,9 +58,8 @@ class Agent:
         self._log, self._log_lock = log, log_lock
         self._on_event, self._on_exit = on_event, on_exit
         argv = command(lang, role, args)
-        self.child: Child = spawner.call(
-            lambda: spawn(argv, env=env, stderr=self._stderr, name=name, on_error=self._bad_event)
-        )
+        # (from any thread: spawn() ties the child to the process, not to the starting thread)
+        self.child: Child = spawn(argv, env=env, stderr=self._stderr, name=name, on_error=self._bad_event)
         self.pid: int = self.child.pid
         self.children: dict[str, int] = {}  # pids it told us of (stdio child, call host)
         self._reader = threading.Thread(target=self._read, name=f"read {name}", daemon=True)

@@ -22,7 +22,7 @@ from typing import Any
 from . import probe
 from .broker import Mosquitto, find_mosquitto, free_port
 from .ledger import Ledger, ReceiverLife
-from .procs import MARK, Agent, Spawner, alive, marked
+from .procs import MARK, Agent, alive, marked
 from .streams import (
     CALLS,
     GARBAGE,
@@ -116,7 +116,6 @@ class Soak:
         self.shutting_down = False
         self.faults_done = threading.Event()
         self.broker: Mosquitto | None = None
-        self.spawner = Spawner()
         self.garbage_count = 0
         self.dropped = False
         self.doubled = False
@@ -143,7 +142,6 @@ class Soak:
             role,
             args,
             env=self.env,
-            spawner=self.spawner,
             log=self.log,
             log_lock=self.log_lock,
             on_event=self.on_event,
@@ -697,7 +695,6 @@ class Soak:
                 agent.reap()
         if self.broker is not None:
             self.broker.stop()
-        self.spawner.close()
         time.sleep(0.5)  # (children that die with their parent need a moment)
         self.leftovers = [pid for pid in marked(self.run_id) if pid != os.getpid()]
         for pid in self.leftovers:

@@ -238,9 +238,14 @@ def assert_child_dies_with_parent(argv: list[str], env: dict[str, str] | None = 
             parent.stdout.close()
 
 
-def test_child_dies_with_its_parent() -> None:
+@pytest.mark.parametrize("where", ["main thread", "thread that ended"])
+def test_child_dies_with_its_parent(where: str) -> None:
+    """Killed with the parent process, and only then: Linux sends the parent-death signal when
+    the thread that started the child ends, so spawn() starts children from a thread that lives
+    as long as the process."""
     assert_child_dies_with_parent(
-        [PY, str(FIXTURES / "py_parent.py"), str(FIXTURES / "js_sleeper.mjs")],
+        [PY, str(FIXTURES / "py_parent.py"), str(FIXTURES / "js_sleeper.mjs")]
+        + (["--from-thread"] if where != "main thread" else []),
         env={**os.environ, "PATH": os.path.dirname(require_tool("node")) + os.pathsep + os.environ["PATH"]},
     )
 

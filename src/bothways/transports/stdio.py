@@ -33,6 +33,7 @@ import asyncio
 import ctypes
 import errno
 import os
+import queue
 import select
 import shutil
 import signal
@@ -44,8 +45,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from ..errors import BothwaysError, ChildExited, TransportClosed
 from ..urls import Address
@@ -95,6 +97,7 @@ CHANNEL_ENV = "BOTHWAYS_CHANNEL_FD"  # the child's end of the channel socket (ch
 
 StderrMode = str | Callable[[str], None] | None  # "forward" (default), "keep", or a callback
 _PR_SET_PDEATHSIG = 1
+_T = TypeVar("_T")
 
 
 def _prctl() -> Callable[..., int] | None:
@@ -135,6 +138,45 @@ def _death_wrapper() -> str | None:
             if "--pdeathsig" in help_text:
                 _setpriv = path
     return _setpriv if isinstance(_setpriv, str) else None
+
+
+class _Forker:
+    """Starts children from one thread that lives as long as the process. Linux sends the
+    parent-death signal when the *thread* that started the child ends, not the process: a child
+    started from a pool worker or a request handler would be killed with that thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._pid = 0  # the process whose thread serves (a forked child needs its own)
+
+    def run(self, start: Callable[[], _T]) -> _T:
+        """``start()``, in the main thread or else in the forker's thread; what it raises is
+        raised here."""
+        if threading.current_thread() is threading.main_thread():
+            return start()
+        done: Future[_T] = Future()
+        with self._lock:
+            if self._pid != os.getpid():
+                self._jobs = queue.SimpleQueue()
+                serve = threading.Thread(target=self._serve, args=(self._jobs,), name="bothways-forker")
+                serve.daemon = True  # (it ends with the process, and the children with it)
+                serve.start()
+                self._pid = os.getpid()
+            self._jobs.put((start, done))
+        return done.result()
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]]) -> None:
+        while True:
+            start, done = jobs.get()
+            try:
+                done.set_result(start())
+            except BaseException as exc:  # noqa: BLE001 - the caller's to raise
+                done.set_exception(exc)
+
+
+_FORKER = _Forker()
 
 
 def _check_program(program: str, env: Mapping[str, str], cwd: str | os.PathLike[str] | None) -> None:
@@ -288,15 +330,17 @@ class Child(StreamChannel):
         try:
             environment = _child_env(argv, env, theirs.fileno() if theirs else None)
             program, options = _spawn_options(argv, environment, cwd)
-            self._proc = subprocess.Popen(
-                program,
-                stdin=subprocess.DEVNULL if theirs else subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=environment,
-                cwd=cwd,
-                pass_fds=(theirs.fileno(),) if theirs else (),
-                **options,
+            self._proc = _FORKER.run(
+                lambda: subprocess.Popen(
+                    program,
+                    stdin=subprocess.DEVNULL if theirs else subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=environment,
+                    cwd=cwd,
+                    pass_fds=(theirs.fileno(),) if theirs else (),
+                    **options,
+                )
             )
         except OSError as exc:
             if self._sock is not None:
