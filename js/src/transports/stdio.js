@@ -33,6 +33,10 @@
  *   process group, waits, then SIGKILLs it; a process 'exit' hook SIGKILLs every live child's
  *   group; and on Linux, when util-linux `setpriv` is installed, the child runs under
  *   `setpriv --pdeathsig KILL`, so it dies even when we are SIGKILLed (Node cannot call prctl).
+ *   In a worker thread the worker is the parent: its 'exit' hook and the parent-death signal
+ *   (Linux sends it when the thread that started the child ends) end its children with it.
+ *   (Python's spawn() starts children from one long-lived thread instead: a Python thread has
+ *   no exit hook, and a child started from a short-lived one must not die with it.)
  *
  * Rules, each answering a bug that python-shell and friends keep getting:
  * - stderr is drained all the time (a full stderr pipe would stall the child), kept as a bounded

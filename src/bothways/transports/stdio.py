@@ -21,8 +21,11 @@ Rules, each answering a bug that python-shell and friends keep getting:
 - The child runs in its own process group and, on Linux, gets SIGKILL when its parent dies:
   through util-linux ``setpriv --pdeathsig KILL`` when it is installed (nothing runs between
   fork and exec), else a ``preexec_fn`` that only calls prctl; a bothways child also asks for
-  it itself in ``stdio()``. ``close()`` ends stdin, then SIGTERM to the group after a grace
-  period, then SIGKILL. Every child is reaped: no zombies.
+  it itself in ``stdio()``. Linux sends that signal when the *thread* that started the child
+  ends, so ``spawn`` starts children from the main thread or one thread that lives as long as
+  the process (``_Forker``); ``async_spawn`` from the event loop's thread, whose children end
+  with it. ``close()`` ends stdin, then SIGTERM to the group after a grace period, then
+  SIGKILL. Every child is reaped: no zombies.
 - Backpressure: ``send`` blocks (or awaits) while the child's stdin pipe is full; we read stdout
   only when asked, so a slow consumer holds the producer back instead of growing memory.
 """
