@@ -5,6 +5,8 @@ restarts, refusals and bad payloads."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import subprocess
 import sys
 import threading
@@ -112,6 +114,26 @@ def test_round_trip_in_order(broker: Broker, scheme: str) -> None:
             out.send_many([])
         got = take(inbox, 2001)
     assert got == [{"celsius": 21.5}, *range(2000)]
+
+
+def test_closed_channels_leave_no_descriptor_open(broker: Broker) -> None:
+    """Every descriptor a channel opened is closed by close(), not later by the collector."""
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    gc.disable()  # (what close() leaves behind must not be tidied up by a collection meanwhile)
+    try:
+        with bothways.listen(broker.url("fds")), bothways.connect(broker.url("fds")):
+            pass  # (the first channels import and set up what every later one shares)
+        before = open_fds()
+        for _ in range(5):
+            with bothways.listen(broker.url("fds")) as inbox, bothways.connect(broker.url("fds")) as out:
+                out.send(1)
+                assert inbox.receive() == 1
+        assert open_fds() == before
+    finally:
+        gc.enable()
 
 
 def test_each_end_does_its_own_job(broker: Broker) -> None:

@@ -478,6 +478,12 @@ class _Client:
             self.cond.notify_all()
         self.client.disconnect()
         self.client.loop_stop()
+        # paho closes the socket pair that wakes its network thread only when the client is
+        # collected, and our callbacks make a cycle of it: without this, two descriptors stay
+        # open per closed channel until the next garbage collection (the soak saw them pile up).
+        reset = getattr(self.client, "_reset_sockets", None)
+        if reset is not None:
+            reset(sockpair_only=True)
         if self.notify is not None:
             self.notify()
 
