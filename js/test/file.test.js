@@ -396,6 +396,51 @@ test("rotation by rename finishes the old file first", async () => {
   await reader.close();
 });
 
+const openFds = () => readdirSync("/proc/self/fd").length;
+
+for (const when of ["inside the switch", "while the switch awaits the file system"]) {
+  test(`close() ${when} reads and opens nothing more, and leaks no handle`, async () => {
+    // Mirrors test_close_from_another_thread_inside_a_rotation_switch: the reader is between
+    // finding the next file (Tail.locate) and opening it when close() comes.
+    writeFileSync(path, lines(1));
+    const before = openFds();
+    const reader = await listen(url, { poll: 5 });
+    const locate = Tail.prototype.locate;
+    let closing = null;
+    Tail.prototype.locate = function (inodes, deleted) {
+      const index = locate.call(this, inodes, deleted);
+      if (index !== null && closing === null) {
+        if (when === "inside the switch") {
+          closing = reader.close();
+        } else {
+          closing = new Promise((resolve) => setImmediate(() => resolve(reader.close())));
+        }
+      }
+      return index;
+    };
+    try {
+      const got = [];
+      const reading = (async () => {
+        for await (const message of reader) {
+          got.push(message);
+          if (message === 1) {
+            renameSync(path, `${path}.1`);
+            writeFileSync(path, lines(2));
+          }
+        }
+      })();
+      await reading; // ends cleanly: TransportClosed ends an iteration
+      await closing;
+      assert.deepEqual(got, [1]); // message 2 was neither read nor handed out
+      await assert.rejects(reader.receive(), TransportClosed);
+      assert.ok(openFds() <= before, `${openFds()} descriptors open, ${before} before`);
+    } finally {
+      Tail.prototype.locate = locate;
+      await reader.close();
+    }
+  });
+}
+
 test("a file renamed out of the scheme gives way to the path", async () => {
   writeFileSync(path, lines(1));
   const reader = await listen(url, { poll: 10 });

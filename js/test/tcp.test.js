@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 
 import { connect as openChannel, listen as openListener } from "../src/channels.js";
 import { ConnectError, DecodeError, FrameTooLarge, TransportClosed, TransportError } from "../src/errors.js";
-import { firstRetry, raiseError } from "../src/transports/base.js";
+import { Router, firstRetry, raiseError } from "../src/transports/base.js";
 import {
   BACKLOG,
   ClientHandshake,
@@ -430,10 +430,6 @@ describe("messages, sizes, closing", () => {
     const warn = t.mock.method(console, "warn", () => {}); // a truncated line that parsed: delivered, logged
     const server = await listen("tcp://127.0.0.1:0");
     await using([server], async () => {
-      const merged = await raw(server.url);
-      merged.end(bytes);
-      await readAll(merged); // until the listener's FIN: it has read to our end
-      assert.deepEqual(await take(server, expected.length), expected);
       const socket = await raw(server.url);
       const conn = await server.accept();
       socket.end(bytes);
@@ -441,6 +437,10 @@ describe("messages, sizes, closing", () => {
       assert.deepEqual(await all(conn), expected);
       await assert.rejects(conn.receive(), (e) => e instanceof TransportClosed && /closed the connection/.test(e.message));
       await conn.close();
+      const merged = await raw(server.url); // held, then merged by the first receive()
+      merged.end(bytes);
+      await readAll(merged); // until the listener's FIN: it has read to our end
+      assert.deepEqual(await take(server, expected.length), expected);
     });
     const [rawSrv, port, next] = await rawServer();
     const client = await connect(`tcp://127.0.0.1:${port}`);
@@ -460,11 +460,11 @@ describe("messages, sizes, closing", () => {
 
   test("closing the listener closes its connections", T, async () => {
     const server = await listen("tcp://127.0.0.1:0");
-    const merged = await connect(server.url);
     const accepted = await connect(server.url);
+    const conn = await server.accept(); // held, so taken
+    const merged = await connect(server.url);
     await merged.send("hi");
     assert.equal(await server.receive(), "hi");
-    const conn = await server.accept(); // the oldest not taken: `merged`
     const waiting = assert.rejects(server.receive(), TransportClosed);
     await server.close();
     await server.close();
@@ -564,6 +564,36 @@ describe("tokens", () => {
       await good.close();
     });
   });
+
+  for (const how of ["send", "sendMany", "close"]) {
+    test(`a tokenless client that only sends learns the refusal from ${how}()`, T, async () => {
+      // Mirrors test_a_tokenless_client_that_only_sends_learns_the_refusal: it never receives.
+      const server = await listen("tcp://127.0.0.1:0", { token: "right" });
+      const refused = (e) =>
+        e instanceof ConnectError &&
+        e.url === server.url &&
+        /refused by the server: token required \(nothing sent on this connection was delivered\)/.test(e.message);
+      const client = await connect(server.url);
+      await client.send({ sneaky: 1 });
+      if (how === "close") {
+        await assert.rejects(client.close(), refused);
+      } else {
+        await assert.rejects(async () => {
+          for (let i = 0; i < 2000; i++) {
+            // until the refusal has come back (a round trip)
+            await (how === "send" ? client.send(2) : client.sendMany([3, 4]));
+            await sleep(5);
+          }
+        }, refused);
+        await assert.rejects(client.send(5), refused); // the connection is refused for good
+      }
+      await client.close(); // said once
+      const good = await connect(server.url, { token: "right" });
+      await good.send("ok");
+      assert.equal(await server.receive(), "ok"); // the first and only message
+      await good.close();
+    });
+  }
 
   test("a client with a token talks to a server without one", T, async () => {
     const server = await listen("tcp://127.0.0.1:0");
@@ -758,21 +788,23 @@ describe("many clients, accept, broadcast, plain peers", () => {
     });
   });
 
-  test("accept takes the oldest connection, with its messages, even after receive()", T, async () => {
+  test("a merged connection is never accepted", T, async () => {
     const server = await listen("tcp://127.0.0.1:0");
     const first = await connect(server.url);
     await using([server, first], async () => {
       await first.send("one");
-      assert.equal(await server.receive(), "one"); // merged so far
+      assert.equal(await server.receive(), "one"); // merging: first is merged, for good
+      let accepted = null;
+      const accepting = server.accept().then((conn) => (accepted = conn));
       await first.send("two");
-      await sleep(50);
-      const conn = await server.accept(); // connected before accept(), used before: still taken
+      assert.equal(await server.receive(), "two"); // still merged: accept() waits for the next one
+      assert.equal(accepted, null);
       const second = await connect(server.url);
+      const conn = await accepting;
       await second.send("three");
-      assert.equal(await server.receive(), "three"); // the rest is merged
-      assert.equal(await conn.receive(), "two"); // its message left the merged stream with it
+      assert.equal(await conn.receive(), "three"); // it went to the waiting accept()
       await conn.send("yours");
-      assert.equal(await first.receive(), "yours");
+      assert.equal(await second.receive(), "yours");
       await second.close();
       await conn.close();
     });
@@ -1051,23 +1083,30 @@ describe("backlog and a confirmed close", () => {
     }
   });
 
-  test("a listener answers the FIN at once, merged or accepted", T, async () => {
+  test("a listener answers the FIN at once, held, accepted or merged", T, async () => {
     const server = await listen("tcp://127.0.0.1:0");
     await using([server], async () => {
-      const merged = await connect(server.url, { timeout: 2000 });
-      await merged.sendMany([1, 2]);
+      const held = await connect(server.url, { timeout: 2000 });
+      await held.sendMany([1, 2]);
       const started = Date.now();
-      await merged.close();
-      assert.deepEqual(await take(server, 2), [1, 2]);
+      await held.close(); // nobody has taken it yet: read to its end all the same
 
       const client = await connect(server.url, { timeout: 2000 });
-      const conn = await server.accept(); // its owner neither reads nor closes it yet
+      const conn = await server.accept(); // `held`, the oldest: its owner neither reads nor closes it yet
+      const other = await server.accept(); // `client`
       await client.sendMany([3, 4]);
       await client.close();
       assert.ok(Date.now() - started < 1 * S, "close() waited");
-      assert.deepEqual(await all(conn), [3, 4]); // still there for its owner
-      await assert.rejects(conn.send(5), TransportClosed); // but no longer writable
+      assert.deepEqual(await all(conn), [1, 2]); // still there for its owner
+      assert.deepEqual(await all(other), [3, 4]);
+      await assert.rejects(other.send(5), TransportClosed); // but no longer writable
       await conn.close();
+      await other.close();
+
+      const merged = await connect(server.url, { timeout: 2000 });
+      await merged.sendMany([5, 6]);
+      assert.deepEqual(await take(server, 2), [5, 6]);
+      await merged.close();
     });
   });
 
@@ -1313,4 +1352,95 @@ describe("backlog and a confirmed close", () => {
       }
     });
   });
+});
+
+// Where a listener's connections go, between accept() and the merged stream: one rule (Router,
+// spec/PROTOCOL.md section 7), the same tests for tcp:// and ws://. Mirrors
+// tests/unit/test_tcp_routing.py.
+describe("routing between accept() and the merged stream", () => {
+  test("the Router's rule", () => {
+    const router = new Router();
+    assert.equal(router.arrive("a"), false); // held: nobody uses the listener yet
+    assert.equal(router.arrive("b"), false);
+    router.beginAccept();
+    assert.equal(router.take(), "a"); // the oldest
+    assert.deepEqual(router.endAccept(), []); // not merging: b stays held
+    assert.deepEqual(router.startMerging(), ["b"]);
+    assert.equal(router.arrive("c"), true); // merging, no accept() waits: merged at once
+    router.beginAccept();
+    assert.equal(router.take(), undefined); // merged ones are never taken
+    assert.equal(router.arrive("d"), false); // an accept() waits: held for it
+    assert.deepEqual(router.startMerging(), []);
+    assert.equal(router.take(), "d");
+    router.beginAccept(); // two accept() calls, one connection
+    assert.equal(router.arrive("e"), false);
+    assert.deepEqual(router.endAccept(), []); // the other still waits
+    assert.equal(router.take(), "e");
+    assert.deepEqual(router.endAccept(), []);
+    router.beginAccept();
+    assert.equal(router.arrive("f"), false);
+    assert.deepEqual(router.endAccept(), ["f"]); // the accept() gave up: merged
+    assert.equal(router.arrive("g"), true);
+    router.merging = false;
+    assert.equal(router.arrive("h"), false);
+    router.forget("h");
+    router.forget("h");
+    assert.equal(router.arrive("i"), false);
+    assert.deepEqual(router.close(), ["i"]);
+    assert.deepEqual(router.held, []);
+  });
+
+  for (const [scheme, address] of [
+    ["tcp", "tcp://127.0.0.1:0"],
+    ["ws", "ws://127.0.0.1:0/feed"],
+  ]) {
+    test(`${scheme}: held until accept() or merging; accept() takes the oldest, whole`, T, async () => {
+      const server = await listen(address);
+      const a = await connect(server.url);
+      await a.send("from a");
+      const b = await connect(server.url);
+      await b.send("from b");
+      const conn = tracked(await server.accept()); // both held: the oldest
+      assert.equal(await server.receive(), "from b"); // the first receive() merges the other
+      assert.equal(await conn.receive(), "from a"); // everything a sent, from its first message
+      await conn.send("to a");
+      await server.send("to all"); // a broadcast: b only
+      assert.equal(await a.receive(), "to a");
+      assert.equal(await b.receive(), "to all");
+    });
+
+    test(`${scheme}: a merged connection is never accepted; a waiting accept() gets the next`, T, async () => {
+      const server = await listen(address);
+      const first = await connect(server.url);
+      await first.send("one");
+      assert.equal(await server.receive(), "one"); // merging: first is merged, for good
+      let accepted = null;
+      const accepting = server.accept().then((conn) => (accepted = tracked(conn)));
+      await first.send("two");
+      assert.equal(await server.receive(), "two"); // accept() did not take it
+      assert.equal(accepted, null);
+      const second = await connect(server.url);
+      const conn = await accepting; // second went to the waiting accept()
+      await second.send("three");
+      assert.equal(await conn.receive(), "three");
+      const third = await connect(server.url); // no accept() waits any more: merged at once
+      await third.send("four");
+      assert.equal(await server.receive(), "four");
+    });
+
+    test(`${scheme}: a send() merges the held connections`, T, async () => {
+      const server = await listen(address);
+      const client = await connect(server.url);
+      await sleep(50); // (its arrival at the listener)
+      await server.send("hello"); // a send uses the merged stream too: client joins it
+      assert.equal(await client.receive(), "hello");
+      await client.send("back");
+      assert.equal(await server.receive(), "back");
+      const waiting = assert.rejects(server.accept(), TransportClosed); // it cannot take client: it waits
+      await client.send("still merged");
+      assert.equal(await server.receive(), "still merged");
+      await server.close();
+      await waiting;
+    });
+  }
 });

@@ -254,3 +254,60 @@ def test_node_client_reconnects_to_a_restarted_python_server() -> None:
     assert sorted(set(seen)) == list(range(count)), sorted(set(range(count)) - set(seen))
     # everything kept (less than RESEND here) is sent again first, from the first message on
     assert seen[len(before)] == 0, seen[len(before) : len(before) + 5]
+
+
+ONLY_SENDS = """
+import { connect } from './js/src/channels.js';
+const [url, how] = process.argv.slice(1);
+const client = await connect(url);
+await client.send({ sneaky: 1 });
+let outcome = { error: null };
+try {
+  if (how === 'close') {
+    await client.close();
+  } else {
+    for (let i = 0; i < 2000; i++) {  // until the refusal has come back (a round trip)
+      await (how === 'send' ? client.send(2) : client.sendMany([3, 4]));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+} catch (error) {
+  outcome = { error: error.code, message: error.message };
+}
+await client.close();
+console.log(JSON.stringify(outcome));
+"""
+
+
+@pytest.mark.parametrize("how", ["send", "send_many", "close"])
+def test_a_tokenless_python_client_that_only_sends_learns_a_node_servers_refusal(how: str) -> None:
+    with NodePeer(mode="echo-server", url="tcp://127.0.0.1:0", token="right") as node:
+        url = node.status()["url"]
+        client = connect(url)
+        client.send({"sneaky": 1})
+        with pytest.raises(ConnectError, match="refused by the server: token required") as info:
+            if how == "close":
+                client.close()
+            for _ in range(2000):  # until the refusal has come back (a round trip)
+                client.send(2) if how == "send" else client.send_many([3, 4])
+                time.sleep(0.005)
+        assert "nothing sent on this connection was delivered" in str(info.value)
+        client.close()  # said once
+
+
+@pytest.mark.parametrize("how", ["send", "sendMany", "close"])
+def test_a_tokenless_node_client_that_only_sends_learns_a_python_servers_refusal(how: str) -> None:
+    with listen("tcp://127.0.0.1:0", token="right") as server:
+        out = subprocess.run(
+            [require_tool("node"), "--input-type=module", "-e", ONLY_SENDS, server.url, how],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=30 * UNIT,
+            check=True,
+        )
+        outcome = json.loads(out.stdout)
+        assert outcome["error"] == "CONNECT_ERROR", outcome
+        assert "refused by the server: token required" in outcome["message"]
+        with connect(server.url, token="right") as good:  # nothing of the tokenless one arrived
+            good.send("ok")
+            assert server.receive_many() == ["ok"]

@@ -399,6 +399,155 @@ def close_amid_rotations(url: str, after: float) -> list[BaseException | None]:
     return outcome
 
 
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _append(path: Path, *values: Any) -> None:
+    with open(path, "ab") as file:
+        file.write(lines(*values))
+
+
+def _switching(path: Path) -> None:
+    """``path`` holds message 1 and is rotated to ``path.1``; the new ``path`` holds message 2."""
+    os.rename(path, f"{path}.1")
+    path.write_bytes(lines(2))
+
+
+def test_close_from_another_thread_inside_a_rotation_switch(
+    url: str, path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deterministic: the reading thread is held inside the switch (the next file located, not
+    yet opened) while another thread closes the reader; once let go, it opens nothing, reads
+    nothing, hands out nothing more, ends with TransportClosed, and no descriptor is left."""
+    path.write_bytes(lines(1))
+    inside, go = threading.Event(), threading.Event()
+    locate = Tail.locate
+
+    def held(self: Tail, inodes: list[str | None], deleted: bool) -> int | None:
+        index = locate(self, inodes, deleted)
+        if index is not None and not inside.is_set():
+            inside.set()
+            assert go.wait(10 * UNIT)
+        return index
+
+    monkeypatch.setattr(Tail, "locate", held)
+    state = tmp_path / "state"
+    before = _open_fds()
+    reader = listen(url, poll=0.005, state=str(state))
+    got: list[Any] = []
+    ended: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for message in reader:
+                got.append(message)
+        except BaseException as exc:  # noqa: BLE001 - what ends it is the point
+            ended.append(exc)
+        else:
+            ended.append(TransportClosed("the iteration ended"))
+
+    reading = threading.Thread(target=read)
+    reading.start()
+    deadline = time.monotonic() + 10 * UNIT
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert got == [1]
+    _switching(path)
+    assert inside.wait(10 * UNIT)
+    closing = threading.Thread(target=reader.close)
+    closing.start()
+    while not reader._core.follower.closed and time.monotonic() < deadline:  # close() has begun
+        time.sleep(0.001)
+    go.set()
+    closing.join(10 * UNIT)
+    reading.join(10 * UNIT)
+    assert not closing.is_alive() and not reading.is_alive()
+    assert got == [1]  # message 2 was neither read nor handed out after close()
+    assert len(ended) == 1 and isinstance(ended[0], TransportClosed), ended
+    assert _open_fds() <= before  # the old file closed, the new one never opened
+    assert decode(state.read_bytes())["offset"] == len(lines(1))  # exactly what was handed out
+    with pytest.raises(TransportClosed):
+        reader.receive()
+
+
+def test_a_failure_inside_the_switch_leaks_no_descriptor(
+    url: str, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new file is open when the check after it fails: it is closed again, not leaked."""
+    path.write_bytes(lines(1))
+    before = _open_fds()
+    opened = Tail.open
+
+    def failing(self: Tail, ino: str, offset: int, head: bytes) -> None:
+        if self.opened:  # the switch to the next file, not the first open
+            raise OSError(5, "Input/output error")
+        opened(self, ino, offset, head)
+
+    with listen(url, poll=0.005) as reader:
+        assert reader.receive() == 1
+        monkeypatch.setattr(Tail, "open", failing)
+        _switching(path)
+        with pytest.raises(TransportError, match="Input/output error"):
+            reader.receive()
+    assert _open_fds() <= before
+
+
+def test_a_blocking_reader_closed_amid_a_long_pause_ends_at_once(url: str, path: Path) -> None:
+    path.write_bytes(lines(1))
+    reader = listen(url, poll=60.0)
+    assert reader.receive() == 1
+    ended: list[BaseException] = []
+    waiting = threading.Thread(
+        target=lambda: ended.append(pytest.raises(TransportClosed, reader.receive).value)
+    )
+    waiting.start()
+    time.sleep(0.05)  # (it pauses for 60 s between polls)
+    started = time.monotonic()
+    reader.close()
+    waiting.join(10 * UNIT)
+    assert not waiting.is_alive() and time.monotonic() - started < 5 * UNIT
+    assert isinstance(ended[0], TransportClosed)
+
+
+def test_async_close_requested_inside_a_rotation_switch(
+    url: str, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncio: the switch does not yield, so a close() asked for inside it (by another task)
+    runs once the reader gives the loop a turn: the iteration then ends cleanly, nothing more
+    is read, and no descriptor is left."""
+    path.write_bytes(lines(1))
+    locate = Tail.locate
+    requested: list[asyncio.Task[None]] = []
+
+    async def main() -> list[Any]:
+        reader = await async_listen(url, poll=0.005)
+
+        def held(self: Tail, inodes: list[str | None], deleted: bool) -> int | None:
+            index = locate(self, inodes, deleted)
+            if index is not None and not requested:
+                requested.append(asyncio.ensure_future(reader.close()))
+            return index
+
+        monkeypatch.setattr(Tail, "locate", held)
+        got: list[Any] = []
+        async for message in reader:
+            got.append(message)
+            if message == 1:
+                _switching(path)
+            elif message == 2:  # read in the step of the switch, before close() could run
+                await requested[0]
+                _append(path, 3)  # after close(): never read
+        await requested[0]
+        with pytest.raises(TransportClosed):
+            await reader.receive()
+        return got
+
+    before = _open_fds()
+    assert run(main()) in ([1], [1, 2])
+    assert requested and _open_fds() <= before
+
+
 def test_rotation_by_rename_finishes_the_old_file_first(url: str, path: Path) -> None:
     path.write_bytes(lines(1, 2))
     with listen(url, poll=0.01) as reader:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +32,8 @@ from bothways import (
     encode,
     listen,
 )
+from bothways.transports import tcp
+from bothways.transports.base import log_error
 from bothways.transports.tcp import (
     HELLO_LIMIT,
     WELCOME,
@@ -38,6 +41,7 @@ from bothways.transports.tcp import (
     Refused,
     ServerGate,
     TcpChannel,
+    _Mailbox,
     _PeerState,
     _Switchboard,
     backoff,
@@ -211,40 +215,71 @@ def test_backoff_doubles_from_50_ms_to_5_s() -> None:
 class FakePeer(_PeerState):
     def __init__(self, name: str) -> None:
         self.name = name
+        self.box = _Mailbox()
         self.ended = False
         self.pending = 0
         self.reason = ""
+        self.route = None
 
 
-def test_switchboard_accept_takes_the_oldest_with_its_messages() -> None:
+def test_switchboard_holds_until_accept_or_merging() -> None:
     board = _Switchboard()
     a, b, c = FakePeer("a"), FakePeer("b"), FakePeer("c")
     for peer in (a, b, c):
-        board.arrive(peer)
-    board.merged.put(a, [[1]], 10)
-    board.merged.put(b, [[2], DecodeError("bad", line=2)], 20)
-    board.merged.put(a, [[3]], 30)
-    assert board.claim() is a
+        board.arrive(peer)  # not merging yet: held, each reading into its own mailbox
+    a.box.put(a, [[1]], 10)
+    b.box.put(b, [[2], DecodeError("bad", line=2)], 20)
+    a.box.put(a, [[3]], 30)
+    assert board.members() == [] and board.reach() == 3 and not board.merged.items
+    board.begin_accept()
+    assert board.claim() is a  # the oldest, with everything it sent
+    assert board.end_accept() == []  # not merging: the others stay held
     assert [item for item, _, _ in a.box.items] == [[1], [3]] and a.box.size == 40
-    assert board.merged.size == 20
+    assert board.start_merging() == []  # b and c join the merged stream, none ended
+    assert board.members() == [b, c] and b.box is board.merged and board.merged.size == 20
     errors, on_error = collect()
     assert board.take(on_error) == [2] and [e.line for e in errors] == [2]
-    assert board.members() == [b, c]
     assert board.depart(b, [], "gone") is True  # merged: its socket may close now
     assert board.members() == [c]
-    assert board.claim() is c  # b ended with nothing left: forgotten
-    assert board.claim() is None
+    board.begin_accept()
+    assert board.claim() is None  # a merged connection is never accepted
+    d = FakePeer("d")
+    board.arrive(d)  # merging, but an accept() waits: held for it
+    assert board.claim() is d and board.end_accept() == []
+    e = FakePeer("e")
+    board.arrive(e)  # merging, no accept() waits: merged at once
+    assert board.members() == [c, e] and e.route == "merged"
+
+
+def test_switchboard_merging_waits_for_a_waiting_accept() -> None:
+    board = _Switchboard()
+    a, b = FakePeer("a"), FakePeer("b")
+    board.begin_accept()
+    board.arrive(a)
+    board.arrive(b)
+    assert board.start_merging() == []  # an accept() waits: it takes the next one
+    assert board.claim() is a
+    assert board.end_accept() == [] and board.members() == [b]  # the rest merged as it ends
 
 
 def test_switchboard_keeps_an_ended_connection_until_its_messages_are_taken() -> None:
     board = _Switchboard()
-    a = FakePeer("a")
+    a, b = FakePeer("a"), FakePeer("b")
     board.arrive(a)
-    board.merged.put(a, [[1, 2]], 10)
-    board.depart(a, [[3]], "the peer closed the connection")
+    board.arrive(b)
+    a.box.put(a, [[1, 2]], 10)
+    assert board.depart(a, [[3]], "the peer closed the connection") is False  # held, with messages
+    assert board.depart(b, [], "gone") is True  # held with nothing: forgotten, closed now
     taken = board.claim()  # still there: it has messages
     assert taken is a and taken.box.ended and taken.box.reason == "the peer closed the connection"
     assert [item for item, _, _ in a.box.items] == [[1, 2], [3]]
+    assert board.claim() is None
+    c = FakePeer("c")
+    board.arrive(c)
+    c.box.put(c, [[4]], 10)
+    board.depart(c, [], "gone")
+    assert board.start_merging() == [c]  # ended: its socket may close once merged
+    assert board.take(log_error) == [4] and board.members() == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,11 +406,6 @@ def test_the_values_queued_when_a_connection_ends_are_delivered() -> None:
     errors, on_error = collect()
     with listen("tcp://127.0.0.1:0", on_error=on_error) as server:
         port = int(server.url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port)) as raw:  # merged
-            raw.sendall(QUEUED_BYTES)
-            raw.shutdown(socket.SHUT_WR)
-            assert read_until_eof(raw) == b""
-            assert take(server, len(QUEUED_ALL)) == QUEUED_ALL
         with socket.create_connection(("127.0.0.1", port)) as raw:  # accepted
             with server.accept() as conn:
                 raw.sendall(QUEUED_BYTES)
@@ -384,6 +414,11 @@ def test_the_values_queued_when_a_connection_ends_are_delivered() -> None:
                 assert list(conn) == QUEUED_ALL
                 with pytest.raises(TransportClosed, match="closed the connection"):
                     conn.receive()
+        with socket.create_connection(("127.0.0.1", port)) as raw:  # held, then merged
+            raw.sendall(QUEUED_BYTES)
+            raw.shutdown(socket.SHUT_WR)
+            assert read_until_eof(raw) == b""  # held: read to its end, confirmed
+            assert take(server, len(QUEUED_ALL)) == QUEUED_ALL
     with socket.create_server(("127.0.0.1", 0)) as raw_server:  # a client's
         client = connect(f"tcp://127.0.0.1:{raw_server.getsockname()[1]}", on_error=on_error)
         with client:
@@ -398,11 +433,11 @@ def test_the_values_queued_when_a_connection_ends_are_delivered() -> None:
 
 def test_closing_the_listener_closes_its_connections() -> None:
     server = listen("tcp://127.0.0.1:0")
-    merged = connect(server.url)
     accepted = connect(server.url)
+    conn = server.accept()
+    merged = connect(server.url)
     merged.send("hi")
     assert server.receive() == "hi"
-    conn = server.accept()
     waiting = queue.Queue[Any]()
     in_thread(lambda: waiting.put(pytest.raises(TransportClosed, server.receive)))
     time.sleep(0.05)
@@ -499,6 +534,81 @@ def test_wrong_or_missing_token_is_refused_and_nothing_delivered() -> None:
         with connect(server.url, token="right") as good:
             good.send({"ok": 1})
             assert server.receive_many() == [{"ok": 1}]  # the first and only message
+
+
+def _until_refused(send: Callable[[], Any]) -> ConnectError:
+    """Calls ``send`` until it raises (the refusal comes back one round trip after the first
+    line); returns the ConnectError."""
+    deadline = time.monotonic() + 10 * UNIT
+    with pytest.raises(ConnectError) as info:
+        while time.monotonic() < deadline:
+            send()
+            time.sleep(0.005)
+    return info.value
+
+
+@pytest.mark.parametrize("how", ["send", "send_many", "close"])
+def test_a_tokenless_client_that_only_sends_learns_the_refusal(how: str) -> None:
+    """It never receives, yet its next send / send_many / close raises the refusal in the
+    server's words, and nothing it sent is delivered (nor said to be)."""
+    with listen("tcp://127.0.0.1:0", token="right") as server:
+        client = connect(server.url)
+        client.send({"sneaky": 1})
+        if how == "close":
+            with pytest.raises(ConnectError, match="refused by the server: token required") as info:
+                client.close()
+            client.close()  # said once
+        else:
+            if how == "send":
+                error = _until_refused(lambda: client.send({"sneaky": 2}))
+            else:
+                error = _until_refused(lambda: client.send_many([3, 4]))
+            assert "refused by the server: token required" in str(error) and error.url == server.url
+            with pytest.raises(ConnectError, match="token required"):
+                client.send_many([5])  # and again: the connection is refused for good
+            client.close()  # said already: quiet
+        assert how != "close" or "nothing sent on this connection was delivered" in str(info.value)
+        with connect(server.url, token="right") as good:
+            good.send("ok")
+            assert server.receive_many() == ["ok"]  # the first and only message
+
+
+def test_a_refusal_is_told_in_the_servers_words() -> None:
+    """The reason is the server's, whatever it is (here a plain server that refuses)."""
+    with socket.create_server(("127.0.0.1", 0)) as raw_server:
+        client = connect(f"tcp://127.0.0.1:{raw_server.getsockname()[1]}")
+        raw, _ = raw_server.accept()
+        with raw:
+            client.send("hi")
+            raw.sendall(b'{"bothways":"refused","reason":"closed for maintenance"}\n')
+            error = _until_refused(lambda: client.send("again"))
+            assert "closed for maintenance" in str(error)
+            client.close()
+
+
+def test_async_a_tokenless_client_that_only_sends_learns_the_refusal() -> None:
+    async def body() -> None:
+        async with await async_listen("tcp://127.0.0.1:0", token="right") as server:
+            for how in ("send", "send_many", "close"):
+                client = await async_connect(server.url)
+                await client.send({"sneaky": 1})
+                if how == "close":
+                    with pytest.raises(ConnectError, match="refused by the server: token required"):
+                        await client.close()
+                    await client.close()  # said once
+                    continue
+                with pytest.raises(ConnectError, match="refused by the server: token required"):
+                    for _ in range(2000):  # until the refusal has come back (a round trip)
+                        await (client.send(2) if how == "send" else client.send_many([3, 4]))
+                        await asyncio.sleep(0.005)
+                with pytest.raises(ConnectError, match="token required"):
+                    await client.send(5)
+                await client.close()  # said already: quiet
+            async with await async_connect(server.url, token="right") as good:
+                await good.send("ok")
+                assert await server.receive_many() == ["ok"]
+
+    run(body)
 
 
 def test_a_token_client_talks_to_a_server_without_token() -> None:
@@ -680,18 +790,20 @@ def test_accept_takes_a_waiting_connection_and_the_rest_is_merged() -> None:
             channel.close()
 
 
-def test_accept_takes_the_oldest_connection_even_after_receive() -> None:
+def test_a_merged_connection_is_never_accepted() -> None:
     with listen("tcp://127.0.0.1:0") as server, connect(server.url) as first:
         first.send("one")
-        assert server.receive() == "one"  # merged so far
+        assert server.receive() == "one"  # merging: first is merged, for good
+        accepting = queue.Queue[Any]()
+        in_thread(lambda: accepting.put(server.accept()))
         first.send("two")
-        time.sleep(0.05)
-        with server.accept() as conn, connect(server.url) as second:  # taken, with "two"
+        assert server.receive() == "two"  # still merged: accept() waits for the next one
+        assert accepting.empty()
+        with connect(server.url) as second, accepting.get(timeout=10 * UNIT) as conn:
             second.send("three")
-            assert server.receive() == "three"  # the rest is merged
-            assert conn.receive() == "two"
+            assert conn.receive() == "three"  # it went to the waiting accept()
             conn.send("yours")
-            assert first.receive() == "yours"
+            assert second.receive() == "yours"
 
 
 def test_plain_ndjson_peers_interoperate() -> None:
@@ -953,12 +1065,6 @@ def test_async_the_values_queued_when_a_connection_ends_are_delivered() -> None:
     async def body() -> None:
         async with await async_listen("tcp://127.0.0.1:0", on_error=on_error) as server:
             port = int(server.url.rsplit(":", 1)[1])
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)  # merged
-            await send_and_end(writer)
-            assert await reader.read() == b""  # until the listener's FIN
-            assert await async_take(server, len(QUEUED_ALL)) == QUEUED_ALL
-            writer.close()
-            await writer.wait_closed()
             reader, writer = await asyncio.open_connection("127.0.0.1", port)  # accepted
             async with await server.accept() as conn:
                 await send_and_end(writer)
@@ -966,6 +1072,12 @@ def test_async_the_values_queued_when_a_connection_ends_are_delivered() -> None:
                 assert [m async for m in conn] == QUEUED_ALL
                 with pytest.raises(TransportClosed, match="closed the connection"):
                     await conn.receive()
+            writer.close()
+            await writer.wait_closed()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)  # held, then merged
+            await send_and_end(writer)
+            assert await reader.read() == b""  # until the listener's FIN
+            assert await async_take(server, len(QUEUED_ALL)) == QUEUED_ALL
             writer.close()
             await writer.wait_closed()
 
@@ -1146,3 +1258,23 @@ def test_close_while_reconnecting_still_delivers_what_was_kept() -> None:
         closing.join(10 * UNIT)
         assert not closing.is_alive()
     sending.join(5 * UNIT)
+
+
+def test_what_a_reconnecting_client_keeps_costs_about_what_it_holds() -> None:
+    """The resend window holds the newest RESEND bytes of whole writes, in order, and costs about
+    that much memory, however small the writes (orjson's bytes carry 4 KiB each)."""
+    kept = tcp._Kept()
+    count = 60_000
+    tracemalloc.start()
+    try:
+        for i in range(count):
+            kept.add(encode({"sensor": "kitchen", "seq": i}))  # (as a send does: then let go)
+        used, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    lines = [encode({"sensor": "kitchen", "seq": i}) for i in range(count)]
+    data = kept.data()
+    assert tcp.RESEND - 64 * 1024 <= len(data) <= tcp.RESEND
+    assert data.endswith(b"".join(lines[-100:])) and data.startswith(b'{"sensor"')  # whole writes
+    assert kept.take_dropped() == sum(map(len, lines)) - len(data)
+    assert used < 2 * tcp.RESEND, f"{used:,} bytes held for {len(data):,} kept"

@@ -465,6 +465,105 @@ export function inboxIterator(inbox, open, receive) {
 }
 
 /**
+ * Where a network listener's connections go, between `accept()` and the merged stream: one rule
+ * for tcp and ws, in Python and JavaScript (spec/PROTOCOL.md section 7). Sans-I/O: the
+ * transport calls it from its event handlers and does the moving. Mirror of Python's `Router`.
+ *
+ * A connection, once ready (its handshake done), goes to the first of:
+ * 1. an `accept()` that is waiting: it is held for it (`arrive` returns false; wake it);
+ * 2. the merged stream, once the listener merges (`arrive` returns true): it does from the first
+ *    `receive()`, iteration or `send()` on it (`startMerging`), for good;
+ * 3. the queue of held connections, oldest first (read ahead a bounded amount, answered, not
+ *    delivered): the next `accept()` takes the oldest; `startMerging`, or the last waiting
+ *    `accept()` giving up while the listener merges, hands all of them over.
+ *
+ * A merged connection stays merged: `accept()` only ever takes held ones, so each connection's
+ * messages go to one consumer, decided once.
+ * @template C
+ */
+export class Router {
+  /** Connections waiting for an `accept()` or for merging, oldest first. @type {C[]} */
+  held = [];
+  /** Whether the merged stream has been used (`startMerging`). */
+  merging = false;
+  /** How many `accept()` calls are under way. */
+  accepting = 0;
+
+  /**
+   * A connection is ready.
+   * @param {C} conn
+   * @returns {boolean} true: merge it now; false: it is held (wake `accept()`).
+   */
+  arrive(conn) {
+    if (this.merging && this.accepting === 0) {
+      return true;
+    }
+    this.held.push(conn);
+    return false;
+  }
+
+  /** An `accept()` starts: until `endAccept`, new connections are held for it. */
+  beginAccept() {
+    this.accepting++;
+  }
+
+  /**
+   * The oldest held connection, for `accept()`.
+   * @returns {C | undefined} undefined when none waits.
+   */
+  take() {
+    return this.held.shift();
+  }
+
+  /**
+   * An `accept()` is over (it took one, gave up or failed).
+   * @returns {C[]} the held connections to merge now (those no other `accept()` waits for, when
+   *   the listener merges).
+   */
+  endAccept() {
+    this.accepting--;
+    return this.#flush();
+  }
+
+  /**
+   * The merged stream is used (`receive()`, iteration, `send()`).
+   * @returns {C[]} the held connections to merge now (none while an `accept()` waits: it takes
+   *   the next one).
+   */
+  startMerging() {
+    this.merging = true;
+    return this.#flush();
+  }
+
+  /**
+   * A held connection went away before anyone took it.
+   * @param {C} conn
+   */
+  forget(conn) {
+    const at = this.held.indexOf(conn);
+    if (at >= 0) {
+      this.held.splice(at, 1);
+    }
+  }
+
+  /**
+   * The listener closes.
+   * @returns {C[]} the held connections, for it to close.
+   */
+  close() {
+    return this.held.splice(0);
+  }
+
+  /** @returns {C[]} */
+  #flush() {
+    if (!this.merging || this.accepting > 0) {
+      return [];
+    }
+    return this.close();
+  }
+}
+
+/**
  * The receiving end of a URL (`listen(url)`).
  *
  * `receive()` and iteration give the messages of every sender, merged in arrival order; `send()`

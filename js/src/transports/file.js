@@ -779,6 +779,9 @@ export class FileReader extends Listener {
         const info = await this.#handle.stat({ bigint: true });
         const size = Number(info.size);
         const action = tail.step(named, size);
+        if (this.#closed) {
+          return false; // closed while we awaited the stat: read nothing more
+        }
         if (action === READ) {
           const length = Math.min(CHUNK, size - tail.offset);
           if (this.#buffer.length < length) {
@@ -829,6 +832,9 @@ export class FileReader extends Listener {
    * @returns {Promise<boolean>} false: it moved meanwhile (the next poll looks again).
    */
   async #open(index, offset, expected) {
+    if (this.#closed) {
+      return false; // closed amid the switch (while we scanned): open nothing
+    }
     let handle;
     try {
       handle = await open(nameOf(this.#path, index), constants.O_RDONLY);
@@ -838,20 +844,28 @@ export class FileReader extends Listener {
       }
       throw error;
     }
-    const ino = (await handle.stat({ bigint: true })).ino.toString();
+    let ino;
+    let head = new Uint8Array(0);
+    try {
+      ino = (await handle.stat({ bigint: true })).ino.toString();
+      if (ino === expected && offset > 0 && !this.#closed) {
+        const buffer = Buffer.alloc(Math.min(HEAD, offset));
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+        head = buffer.subarray(0, bytesRead);
+      }
+    } catch (error) {
+      await handle.close(); // never left open behind an error
+      throw error;
+    }
+    // A close() that came while we awaited wins: the new file is closed again, never read.
     if (ino !== expected || this.#closed) {
       await handle.close();
       return false;
     }
-    let head = new Uint8Array(0);
-    if (offset > 0) {
-      const buffer = Buffer.alloc(Math.min(HEAD, offset));
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-      head = buffer.subarray(0, bytesRead);
-    }
-    await this.#handle?.close();
+    const old = this.#handle;
     this.#handle = handle;
     this.#tail.open(ino, offset, head);
+    await old?.close();
     return true;
   }
 

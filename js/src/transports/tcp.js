@@ -22,7 +22,11 @@
  *   that connection is delivered. Without a token, such a first line is an ordinary message.
  * - Lines before the welcome are messages, delivered after it; a `refused` line fails `connect`
  *   with `ConnectError(url, "refused by the server: <reason>")`. A client without a token that
- *   gets a `refused` line first throws that ConnectError from `receive()`.
+ *   gets a `refused` line first throws that ConnectError from `receive()`, and also from its
+ *   next `send()`/`sendMany()` or `close()` when it only sends (it watches the first line the
+ *   server sends, `firstRefusal`); the message adds "(nothing sent on this connection was
+ *   delivered)", and `close()` does not call the connection confirmed. Once thrown, sends
+ *   throw it again and `close()` is quiet.
  * - The token never appears in a URL we show.
  *
  * Behaviour
@@ -48,12 +52,16 @@
  *   `backlog` (default `BACKLOG` = 4096), `signal`; `reconnect` is accepted and ignored (and
  *   `backlog` by `connect`), so one URL serves both sides. Resolves once bound; `url` has the
  *   real port.
- * - Every connection that `accept()` has not taken is merged: `receive()` and iteration give the
- *   messages of all of them in arrival order, and `send()` broadcasts to all of them (failed ones
- *   are dropped). `accept()` takes the oldest connection not taken yet (one that connected before
- *   the call included) as a `TcpConnection`, with whatever of its messages the merged stream has
- *   not handed out yet. A merged client that goes away just leaves. Closing the listener closes
- *   every connection.
+ * - Which connection goes where is `Router`'s rule (./base.js), the same as ws's: a connection
+ *   whose handshake is done goes to an `accept()` that waits, else to the merged stream once the
+ *   listener merges (from its first `receive()`, iteration or `send()` on), else it is held
+ *   (read ahead into its own inbox, `READ_AHEAD` bytes at most) until one of them takes it.
+ *   `accept()` takes the oldest held connection (one that connected before the call included),
+ *   with everything it sent, as a `TcpConnection`; a merged connection is never handed to
+ *   `accept()`. Merged connections feed `receive()` and iteration in arrival order, and `send()`
+ *   broadcasts to them (failed ones are dropped). A merged client that goes away just leaves; a
+ *   held one that goes away with nothing sent is forgotten. Closing the listener closes every
+ *   connection.
  * - A listener answers a client's FIN with its own as soon as it has read everything before it
  *   (merged and accepted connections alike: an accepted one can still receive what was read, but
  *   no longer send), which is what confirms a client's `close()`.
@@ -128,6 +136,7 @@ import {
   Channel,
   Inbox,
   Listener,
+  Router,
   backoff,
   checkBacklog,
   firstRetry,
@@ -378,6 +387,27 @@ export class ClientHandshake {
  */
 export function refusal(value) {
   return control(value) === "refused" ? String(/** @type {any} */ (value).reason ?? "") : null;
+}
+
+/**
+ * The reason, when `data` (the first bytes a server sent) starts with a whole refusal line;
+ * null otherwise (another line, or none whole yet). A client without a token looks there
+ * before it sends, and while it closes, since a server that wants a token answers its first
+ * line with a refusal that the client, sending only, would never read. Mirror of Python's
+ * `first_refusal`.
+ * @param {Uint8Array} data
+ * @returns {string | null}
+ */
+export function firstRefusal(data) {
+  const end = data.subarray(0, HELLO_LIMIT + 1).indexOf(0x0a);
+  if (end < 0) {
+    return null;
+  }
+  try {
+    return refusal(decode(data.subarray(0, end)));
+  } catch {
+    return null;
+  }
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -669,6 +699,11 @@ class Link {
   hello = 0; // bytes of the hello line, not counted in `sent`
   /** @type {Kept | null} a reconnecting client's: to send again if it breaks */
   kept = null;
+  /** @type {string | null} the server's refusal, once seen (clients without a token) */
+  refused = null;
+  told = false; // the refusal was thrown to the application already
+  /** @type {Buffer | null} the first bytes received, until they show whether it is a refusal */
+  #head = null;
   #queued = 0;
   #paused = false;
   #waiters = new Waiters();
@@ -682,6 +717,11 @@ class Link {
     this.socket = socket;
     this.inbox = inbox;
     this.fresh = fresh;
+    if (fresh) {
+      this.#head = Buffer.alloc(0);
+      socket.on("data", this.#watch); // stays while close() drops what comes
+      socket.once("end", () => this.#decide());
+    }
     socket.on("data", this.#onData);
     socket.on("end", () => {
       this.fin = true;
@@ -691,6 +731,27 @@ class Link {
     socket.on("error", (error) => {
       this.error ??= error;
     });
+  }
+
+  /**
+   * Looks at the first line the server sends for a refusal (see `firstRefusal`).
+   * @param {Buffer} chunk
+   */
+  #watch = (chunk) => {
+    if (this.#head !== null) {
+      this.#head = Buffer.concat([this.#head, chunk.subarray(0, HELLO_LIMIT + 1 - this.#head.length)]);
+      if (this.#head.includes(0x0a) || this.#head.length > HELLO_LIMIT) {
+        this.#decide();
+      }
+    }
+  };
+
+  #decide() {
+    if (this.#head !== null) {
+      this.refused ??= firstRefusal(this.#head);
+      this.#head = null;
+      this.socket.removeListener("data", this.#watch);
+    }
   }
 
   /** @param {Buffer} chunk */
@@ -1031,6 +1092,10 @@ export class TcpChannel extends Channel {
       if (this.#closed) {
         throw this.#closedError();
       }
+      if (link.refused !== null) {
+        link.told = true;
+        throw this.#refusal(link);
+      }
       let cause = link.error;
       if (cause === null && writable(link.socket)) {
         link.kept?.add(data);
@@ -1090,6 +1155,8 @@ export class TcpChannel extends Channel {
           link.fresh = false;
           const reason = refusal(value);
           if (reason !== null) {
+            link.refused = reason;
+            link.told = true;
             throw new ConnectError(`refused by the server: ${reason}`, { url: this.url });
           }
         }
@@ -1198,6 +1265,41 @@ export class TcpChannel extends Channel {
     this.#signal?.removeEventListener("abort", this.#onAbort);
   }
 
+  /**
+   * What a refused client throws: nothing it sent was delivered.
+   * @param {Link} link
+   * @returns {ConnectError}
+   */
+  #refusal(link) {
+    return new ConnectError(`refused by the server: ${link.refused} (nothing sent on this connection was delivered)`, {
+      url: this.url,
+    });
+  }
+
+  /**
+   * close(): whether the server refused us; throws the ConnectError unless `send()` or
+   * `receive()` threw it already. Nothing to confirm: the server delivered nothing of ours.
+   * @param {Link[]} links
+   * @returns {Promise<boolean>}
+   */
+  async #closeRefused(links) {
+    const refused = links.filter((link) => link.refused !== null);
+    if (refused.length === 0) {
+      return false;
+    }
+    for (const link of links) {
+      link.destroy();
+    }
+    const untold = refused.find((link) => !link.told);
+    for (const link of refused) {
+      link.told = true;
+    }
+    if (untold !== undefined) {
+      throw this.#refusal(untold);
+    }
+    return true;
+  }
+
   /** @returns {TransportClosed} */
   #closedError() {
     if (this.#signal?.aborted) {
@@ -1235,12 +1337,18 @@ export class TcpChannel extends Channel {
   }
 
   async #confirm() {
+    const links = [...new Set([this.#link, this.#rlink])];
+    if (await this.#closeRefused(links)) {
+      return;
+    }
     if (this.#options.reconnect) {
       return this.#closeReconnecting();
     }
     const timeout = this.#options.timeout;
-    const links = [...new Set([this.#link, this.#rlink])];
     const outcomes = await Promise.all(links.map((link) => link.confirm(timeout)));
+    if (await this.#closeRefused(links)) {
+      return;
+    }
     for (let i = 0; i < links.length; i++) {
       const outcome = outcomes[i];
       if (outcome !== "confirmed") {
@@ -1393,7 +1501,7 @@ async function pause(ms, url, signal) {
 
 /** One connection of a listener. */
 class Peer {
-  /** `"pending"` (token check), `"merged"` or `"own"` (taken by accept()). */
+  /** `"pending"` (token check), `"held"` (see `Router`), `"merged"` or `"own"` (taken by accept()). */
   mode = "pending";
   ended = false;
   closed = false;
@@ -1445,8 +1553,10 @@ export class TcpListener extends Listener {
   #maxLine;
   #onError;
   #closed = false;
-  /** @type {Peer[]} the connections not taken by accept(), oldest first: the merged ones */
-  #waiting = [];
+  /** @type {Peer[]} the merged connections, oldest first */
+  #members = [];
+  /** @type {Router<Peer>} */
+  #router = new Router();
   /** @type {Set<Peer>} every connection not yet closed */
   #peers = new Set();
   /** @type {[Peer, number][]} runs of values in the peers' inboxes, in arrival order */
@@ -1507,11 +1617,13 @@ export class TcpListener extends Listener {
   }
 
   /**
-   * How many connections are merged (the ones a `send()` reaches).
+   * How many open connections `accept()` has not taken: the ones a `send()` reaches (merged, or
+   * held: a send merges them).
    * @returns {number}
    */
   get peers() {
-    return this.#waiting.filter((peer) => !peer.ended).length;
+    const open = (/** @type {Peer} */ peer) => !peer.ended;
+    return this.#members.filter(open).length + this.#router.held.filter(open).length;
   }
 
   /** @param {net.Socket} socket */
@@ -1664,19 +1776,53 @@ export class TcpListener extends Listener {
     }
     peer.ended = true;
     this.#paused.delete(peer);
-    if (peer.mode === "merged" || peer.mode === "pending") {
-      this.#peers.delete(peer);
+    if (peer.mode !== "own") {
+      this.#peers.delete(peer); // nothing left to close
       this.#prune(peer);
+    }
+    if (peer.mode === "held" && peer.inbox.length === 0) {
+      this.#router.forget(peer); // gone with nothing sent: nothing to accept
     }
     peer.waiters.wake();
     this.#waiters.wake();
   }
 
-  /** @param {Peer} peer */
+  /**
+   * A connection is ready (welcomed, or at once without a token): routed (see `Router`).
+   * @param {Peer} peer
+   */
   #arrive(peer) {
+    peer.mode = "held";
+    if (this.#router.arrive(peer)) {
+      this.#merge(peer);
+    }
+    this.#waiters.wake(); // accept() may wait for it
+  }
+
+  /**
+   * A held connection joins the merged stream, with the values it holds.
+   * @param {Peer} peer
+   */
+  #merge(peer) {
     peer.mode = "merged";
-    this.#waiting.push(peer);
+    this.#members.push(peer);
+    const held = peer.inbox.length;
+    if (held > 0) {
+      this.#segments.push([peer, held]);
+      peer.pending += held;
+    }
+    if (peer.paused) {
+      this.#paused.add(peer); // the merged stream's consumer resumes it
+    }
+    this.#prune(peer);
     this.#waiters.wake();
+  }
+
+  /** The merged stream is used (`receive()`, iteration, `send()`): the held ones join it. */
+  #startMerging() {
+    for (const peer of this.#router.startMerging()) {
+      this.#merge(peer);
+    }
   }
 
   /**
@@ -1685,9 +1831,9 @@ export class TcpListener extends Listener {
    */
   #prune(peer) {
     if (peer.ended && peer.pending === 0) {
-      const at = this.#waiting.indexOf(peer);
+      const at = this.#members.indexOf(peer);
       if (at >= 0) {
-        this.#waiting.splice(at, 1);
+        this.#members.splice(at, 1);
       }
     }
   }
@@ -1720,8 +1866,11 @@ export class TcpListener extends Listener {
     if (this.#closed) {
       throw new TransportClosed(`${this.url}: the listener is closed`);
     }
+    if (!this.#router.merging) {
+      this.#startMerging();
+    }
     const waits = [];
-    for (const peer of this.#waiting) {
+    for (const peer of this.#members) {
       if (peer.ended || peer.error !== null || !writable(peer.socket)) {
         continue;
       }
@@ -1739,6 +1888,9 @@ export class TcpListener extends Listener {
    * @throws {DecodeError} a bad line, when `onError` is `raiseError`.
    */
   receive() {
+    if (!this.#router.merging && !this.#closed) {
+      this.#startMerging();
+    }
     if (!this.#closed && this.#segments.length > 0) {
       try {
         return Promise.resolve(this.#pop());
@@ -1779,26 +1931,29 @@ export class TcpListener extends Listener {
   }
 
   /**
-   * The next connection (one that arrived before the call included) as its own channel.
+   * The oldest held connection (one that arrived before the call included; never a merged one),
+   * else the next to come, as its own channel (see `Router`).
    * @returns {Promise<TcpConnection>}
    * @throws {TransportClosed} the listener is closed.
    */
   async accept() {
-    for (;;) {
-      if (this.#closed) {
-        throw new TransportClosed(`${this.url}: the listener is closed`);
-      }
-      const peer = this.#waiting.shift();
-      if (peer !== undefined) {
-        if (peer.pending > 0) {
-          this.#segments = this.#segments.filter((segment) => segment[0] !== peer); // its values stay in its inbox
-          peer.pending = 0;
+    this.#router.beginAccept();
+    try {
+      for (;;) {
+        if (this.#closed) {
+          throw new TransportClosed(`${this.url}: the listener is closed`);
         }
-        peer.mode = "own";
-        this.#paused.delete(peer); // its own receive() resumes it
-        return new TcpConnection(peer, this.url, (p) => this.#release(p));
+        const peer = this.#router.take();
+        if (peer !== undefined) {
+          peer.mode = "own"; // its values are in its inbox; its own receive() resumes it
+          return new TcpConnection(peer, this.url, (p) => this.#release(p));
+        }
+        await this.#waiters.wait();
       }
-      await this.#waiters.wait();
+    } finally {
+      for (const peer of this.#router.endAccept()) {
+        this.#merge(peer);
+      }
     }
   }
 
@@ -1827,7 +1982,8 @@ export class TcpListener extends Listener {
     this.#server.close(); // no more connections; those we have linger in the background
     const peers = [...this.#peers];
     this.#peers.clear();
-    this.#waiting = [];
+    this.#members = [];
+    this.#router.close(); // (the held ones are among the peers)
     for (const peer of peers) {
       peer.closed = true;
       clearTimeout(peer.timer);

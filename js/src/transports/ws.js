@@ -70,7 +70,7 @@ import {
 } from "../browser.js";
 import { ConnectError, TransportClosed, TransportError } from "../errors.js";
 import { MAX_LINE, encode } from "../wire.js";
-import { BACKLOG, Listener, checkBacklog, firstRetry, inboxIterator } from "./base.js";
+import { BACKLOG, Listener, Router, checkBacklog, firstRetry, inboxIterator } from "./base.js";
 
 export { PING_INTERVAL, TIMEOUT, WsChannel } from "../browser.js";
 export { BACKLOG };
@@ -478,9 +478,10 @@ function refuse(socket, status, reason) {
 }
 
 /**
- * A WebSocket server: made by `listen`. See the module docs of ws.py for the rules:
- * connections wait until claimed; `accept()` takes the oldest; the first `receive()` or `send()`
- * starts merging.
+ * A WebSocket server: made by `listen`. See the module docs of ws.py for the rules; where a
+ * connection goes is `Router`'s rule (./base.js), the same as tcp's: to a waiting `accept()`,
+ * else merged once the first `receive()` or `send()` has come, else held until one of them
+ * takes it.
  */
 export class WsListener extends Listener {
   #server;
@@ -491,10 +492,8 @@ export class WsListener extends Listener {
   #maxLine;
   #onError;
   #pingInterval;
-  /** @type {NodeLink[]} connections waiting to be claimed */
-  #held = [];
-  #merging = false;
-  #accepting = 0;
+  /** @type {Router<NodeLink>} */
+  #router = new Router();
   /** @type {(() => void)[]} */
   #acceptWaiters = [];
   /** @type {Set<NodeLink>} */
@@ -605,13 +604,11 @@ export class WsListener extends Listener {
     link.closed.then(() => {
       this.#links.delete(link);
       this.#merged.delete(link);
-      const at = this.#held.indexOf(link);
-      if (at >= 0) this.#held.splice(at, 1);
+      this.#router.forget(link);
     });
-    if (this.#merging && this.#accepting === 0) {
+    if (this.#router.arrive(link)) {
       this.#merge(link);
     } else {
-      this.#held.push(link);
       this.#acceptWaiters.shift()?.();
     }
   }
@@ -624,14 +621,7 @@ export class WsListener extends Listener {
   }
 
   #startMerging() {
-    this.#merging = true;
-    this.#flush();
-  }
-
-  #flush() {
-    if (this.#merging && this.#accepting === 0) {
-      for (const link of this.#held.splice(0)) this.#merge(link);
-    }
+    for (const link of this.#router.startMerging()) this.#merge(link);
   }
 
   /**
@@ -641,7 +631,7 @@ export class WsListener extends Listener {
    */
   receive() {
     if (this.#closed) return Promise.reject(new TransportClosed(`${this.url}: closed`));
-    if (!this.#merging) this.#startMerging();
+    if (!this.#router.merging) this.#startMerging();
     return this.#queue.receive();
   }
 
@@ -653,7 +643,7 @@ export class WsListener extends Listener {
   [Symbol.asyncIterator]() {
     return inboxIterator(
       this.#queue,
-      () => !this.#closed && this.#merging,
+      () => !this.#closed && this.#router.merging,
       () => this.receive(),
     );
   }
@@ -687,7 +677,7 @@ export class WsListener extends Listener {
    */
   async #broadcast(frames) {
     if (this.#closed) throw new TransportClosed(`${this.url}: closed`);
-    if (!this.#merging) this.#startMerging();
+    if (!this.#router.merging) this.#startMerging();
     for (const [text, count] of frames) {
       const waits = [];
       for (const link of this.#merged) {
@@ -706,19 +696,18 @@ export class WsListener extends Listener {
    * @throws {TransportClosed} the listener is closed.
    */
   async accept() {
-    this.#accepting++;
+    this.#router.beginAccept();
     try {
       for (;;) {
         if (this.#closed) throw new TransportClosed(`${this.url}: closed`);
-        const link = this.#held.shift();
+        const link = this.#router.take();
         if (link !== undefined) {
           return new WsChannel(link, { url: this.url, maxLine: this.#maxLine, onError: this.#onError });
         }
         await new Promise((resolve) => this.#acceptWaiters.push(() => resolve(undefined)));
       }
     } finally {
-      this.#accepting--;
-      this.#flush();
+      for (const link of this.#router.endAccept()) this.#merge(link);
     }
   }
 
@@ -732,6 +721,7 @@ export class WsListener extends Listener {
       this.#closed = true;
       this.#signal?.removeEventListener("abort", this.#onAbort);
       this.#queue.end(new TransportClosed(`${this.url}: closed`));
+      this.#router.close(); // (the held links are among #links, closed below)
       for (const wake of this.#acceptWaiters.splice(0)) wake();
       const links = [...this.#links];
       for (const link of links) link.close(1001);

@@ -8,6 +8,7 @@ policy: by default it is logged (with its line number and excerpt) and the strea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import select
@@ -16,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..errors import DecodeError, TransportClosed, TransportError
 from ..wire import MAX_LINE, Binary, Decoder, Messages, decode, encode
@@ -501,6 +502,81 @@ class AsyncChannel(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+C = TypeVar("C")
+
+
+class Router(Generic[C]):
+    """Where a network listener's connections go, between ``accept()`` and the merged stream:
+    one rule for tcp and ws, in Python and JavaScript (spec/PROTOCOL.md section 7). Sans-I/O:
+    the transport calls it under its lock (threads) or from its event loop, and does the moving.
+
+    A connection, once ready (its handshake done), goes to the first of:
+
+    1. an ``accept()`` that is waiting: it is held for it (``arrive`` returns False; wake it);
+    2. the merged stream, once the listener merges (``arrive`` returns True): it does from the
+       first ``receive``, iteration or ``send`` on it (``start_merging``), for good;
+    3. the queue of held connections, oldest first (read ahead a bounded amount, answered,
+       not delivered): the next ``accept()`` takes the oldest; ``start_merging``, or the last
+       waiting ``accept()`` giving up while the listener merges, hands all of them over.
+
+    A merged connection stays merged: ``accept()`` only ever takes held ones, so each
+    connection's messages go to one consumer, decided once.
+    """
+
+    __slots__ = ("accepting", "held", "merging")
+
+    def __init__(self) -> None:
+        self.held: deque[C] = deque()
+        """Connections waiting for an ``accept()`` or for merging, oldest first."""
+        self.merging = False
+        """Whether the merged stream has been used (``start_merging``)."""
+        self.accepting = 0
+        """How many ``accept()`` calls are under way."""
+
+    def arrive(self, conn: C) -> bool:
+        """A connection is ready: True, merge it now; False, it is held (wake ``accept()``)."""
+        if self.merging and not self.accepting:
+            return True
+        self.held.append(conn)
+        return False
+
+    def begin_accept(self) -> None:
+        """An ``accept()`` starts: until ``end_accept``, new connections are held for it."""
+        self.accepting += 1
+
+    def take(self) -> C | None:
+        """The oldest held connection, for ``accept()``; None when none waits."""
+        return self.held.popleft() if self.held else None
+
+    def end_accept(self) -> list[C]:
+        """An ``accept()`` is over (it took one, gave up or failed): the held connections to
+        merge now (those no other ``accept()`` waits for, when the listener merges)."""
+        self.accepting -= 1
+        return self._flush()
+
+    def start_merging(self) -> list[C]:
+        """The merged stream is used (``receive``, iteration, ``send``): the held connections
+        to merge now (none while an ``accept()`` waits: it takes the next one)."""
+        self.merging = True
+        return self._flush()
+
+    def forget(self, conn: C) -> None:
+        """A held connection went away before anyone took it."""
+        with contextlib.suppress(ValueError):
+            self.held.remove(conn)
+
+    def close(self) -> list[C]:
+        """The listener closes: the held connections, for it to close."""
+        held = list(self.held)
+        self.held.clear()
+        return held
+
+    def _flush(self) -> list[C]:
+        if not self.merging or self.accepting:
+            return []
+        return self.close()
 
 
 class Listener(Channel):

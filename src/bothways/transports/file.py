@@ -437,8 +437,11 @@ def _name(path: str, index: int) -> str:
 
 class _Follower:
     """Does what Tail asks, with ordinary (quick) calls on local files. ``close()`` may come from
-    another thread than the reading one: a lock keeps it from closing the descriptor amid a read
-    or a switch to another file, and the reading thread then gets TransportClosed."""
+    another thread than the reading one, at any moment, a switch to a rotated file's successor
+    included: it raises ``closed`` at once, which the reading thread checks before every system
+    call that reads or opens (so it reads nothing more and opens no new file), then waits for the
+    step under way (one lock) before it closes the descriptor; the reading thread then gets
+    TransportClosed, its only way out besides TransportError for a failing file system."""
 
     def __init__(self, url: str, path: str, tail: Tail) -> None:
         self.url = url
@@ -448,17 +451,25 @@ class _Follower:
         self.closed = False
         self._fd_lock = threading.RLock()
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by each step of the reading thread: whoever holds it sees no step under way."""
+        return self._fd_lock
+
     def advance(self) -> bool:
         """Reads until a message waits (True) or nothing more can be done now (False)."""
         with self._fd_lock:  # a close() from another thread waits for this (quick) step
             return self._advance()
 
+    def _check(self) -> None:
+        if self.closed:
+            raise TransportClosed(f"{self.url}: closed")
+
     def _advance(self) -> bool:
         tail = self.tail
         try:
             while not tail.ready():
-                if self.closed:
-                    raise TransportClosed(f"{self.url}: closed")
+                self._check()
                 fd = self.fd
                 if fd is None:
                     if not self._start():
@@ -468,6 +479,7 @@ class _Follower:
                 info = os.fstat(fd)
                 action = tail.step(named, info.st_size)
                 if action == READ:
+                    self._check()
                     data = os.pread(fd, CHUNK, tail.offset)
                     if not data:
                         return False
@@ -478,10 +490,12 @@ class _Follower:
                     return False
                 else:
                     inodes = [c[0] if c else None for c in self._scan(heads=False)]
-                    index = tail.locate(inodes, deleted=info.st_nlink == 0)
+                    index = tail.locate(inodes, deleted=info.st_nlink == 0)  # the switch begins
                     if index is None or not self._open(index, 0, inodes[index]):
                         return False
             return True
+        except TransportError:  # (an OSError too) TransportClosed: closed meanwhile
+            raise
         except OSError as exc:
             raise TransportError(f"{self.url}: {exc.strerror or exc} ({exc.filename or self.path})") from exc
 
@@ -495,15 +509,23 @@ class _Follower:
         return self._open(index, offset, candidate[0] if candidate else None)
 
     def _open(self, index: int, offset: int, expected: str | None) -> bool:
+        """Opens the next file and makes it the one read (the old descriptor is closed then).
+        A close() that came meanwhile wins: nothing is opened, or what was is closed again."""
+        self._check()
         try:
             fd = os.open(_name(self.path, index), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return False  # moved meanwhile: the next poll looks again
-        ino = str(os.fstat(fd).st_ino)
-        if ino != expected:
-            os.close(fd)
-            return False
-        head = os.pread(fd, min(HEAD, offset), 0) if offset else b""
+        try:
+            ino = str(os.fstat(fd).st_ino)
+            if ino != expected:
+                os.close(fd)
+                return False
+            head = os.pread(fd, min(HEAD, offset), 0) if offset else b""
+            self._check()
+        except BaseException:
+            os.close(fd)  # never left open behind an error or a close()
+            raise
         if self.fd is not None:
             os.close(self.fd)
         self.fd = fd
@@ -544,9 +566,15 @@ class _Follower:
             found.pop()
         return found
 
+    def stop(self) -> None:
+        """The first half of ``close()``, from any thread and without waiting: the reading thread
+        reads nothing more and opens nothing new from its next check on."""
+        self.closed = True
+
     def close(self) -> None:
+        """Stops the reading thread (``stop``), waits for its step under way, closes the file."""
+        self.closed = True
         with self._fd_lock:
-            self.closed = True
             if self.fd is not None:
                 os.close(self.fd)
                 self.fd = None
@@ -611,6 +639,7 @@ class _ReaderCore:
         self.saved = self.tail.position
         self.saved_at = time.monotonic()
         self._save_lock = threading.Lock()  # close() may come from another thread
+        self.wake = threading.Event()  # set by close(): a blocking reader's pause ends at once
         self.closed = False
         self.ended = False
 
@@ -648,12 +677,18 @@ class _ReaderCore:
             raise TransportClosed(f"{self.url}: closed")
 
     def close(self) -> None:
+        """Ends the reading, from any thread: nothing more is read or handed out, a blocking
+        reader's pause ends, the step under way (a read, a switch to the next file) finishes
+        first; then the position is saved and the file closed."""
         if not self.closed:
             self.closed = True
-            try:
-                self.save()
-            finally:
-                self.follower.close()
+            self.follower.stop()
+            self.wake.set()
+            with self.follower.lock:  # no step under way: the position holds still
+                try:
+                    self.save()
+                finally:
+                    self.follower.close()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -688,7 +723,7 @@ class FileReader(Listener):
             core.idle()
             if core.tail.ready():
                 return
-            time.sleep(core.poll)
+            core.wake.wait(core.poll)  # (close() ends the pause)
             core.check_open()
 
     def receive(self) -> Any:
@@ -712,7 +747,7 @@ class FileReader(Listener):
                 self._fill()
             except TransportClosed:
                 return
-            while tail.ready():
+            while tail.ready() and not core.closed:  # (closed amid a batch: no more)
                 yield tail.pop()
                 core.taken()  # the caller asked for the next one: the last one is done
 
@@ -934,7 +969,7 @@ class AsyncFileReader(AsyncListener):
                 await self._fill()
             except TransportClosed:
                 return
-            while tail.ready():
+            while tail.ready() and not core.closed:  # (closed amid a batch: no more)
                 yield tail.pop()
                 core.taken()  # the caller asked for the next one: the last one is done
 

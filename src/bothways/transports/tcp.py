@@ -27,7 +27,12 @@ Wire (normative; the JavaScript side does the same byte for byte)
   token may broadcast before it has read the hello): they are delivered, in order, after it. A
   ``refused`` line fails ``connect`` with ``ConnectError(url, "refused by the server: <reason>")``.
   A client without a token that gets a ``refused`` line as the server's first line raises the
-  same ConnectError from ``receive`` (it talked to a server that wants a token).
+  same ConnectError from ``receive`` (it talked to a server that wants a token), and also from
+  its next ``send``/``send_many`` or ``close`` when it only sends: before each write it looks
+  (a peek) at what the server sent first, and ``close`` reads the refusal where it waits for the
+  server's FIN; the message adds "(nothing sent on this connection was delivered)", and
+  ``close`` does not call the connection confirmed. Once raised, sends raise it again and
+  ``close`` is quiet (``first_refusal``).
 - The token never appears in a URL we print (``Listener.url``, error messages).
 
 Behaviour
@@ -51,18 +56,22 @@ Behaviour
   when a token is set), ``max_line``, ``on_error``, ``backlog`` (default ``BACKLOG`` = 4096, which
   the kernel caps at ``net.core.somaxconn``); ``reconnect`` is accepted and ignored, so one URL
   serves both sides. It returns once bound; ``url`` has the real port. Many clients at once.
-- Every connection of a listener that ``accept()`` has not taken is merged: ``receive`` and
-  iteration give the messages of all of them in arrival order (one 64 KiB read at a time), and
-  ``send`` broadcasts to all of them (a connection that fails is dropped; with none, the message
-  goes nowhere). ``accept()`` takes the oldest connection not taken yet - one that connected
-  before the call included - as a ``TcpConnection`` (duplex; TransportClosed when its peer
-  goes), with whatever of its messages the merged stream has not handed out yet. A merged client
-  that goes away just leaves, and the listener goes on. Closing the listener closes every
-  connection, accepted ones included.
+- Which connection goes where is ``base.Router``'s rule, the same as ws's (spec/PROTOCOL.md
+  section 7): a connection whose handshake is done goes to an ``accept()`` that waits, else to
+  the merged stream once the listener merges (from its first ``receive``/iteration or ``send``
+  on), else it is held - read ahead into its own queue, ``READ_AHEAD`` bytes at most - until
+  one of them takes it. ``accept()`` takes the oldest held connection (one that connected before
+  the call included), with everything it sent, as a ``TcpConnection`` (duplex; TransportClosed
+  when its peer goes); a merged connection is never handed to ``accept()``. Merged connections
+  feed ``receive`` and iteration in arrival order (one 64 KiB read at a time), and ``send``
+  broadcasts to them (a connection that fails is dropped; with none, the message goes nowhere).
+  A merged client that goes away just leaves, and the listener goes on; a held one that goes
+  away with nothing sent is forgotten. Closing the listener closes every connection, accepted
+  and held ones included.
 - **Nothing is lost silently: a client's close is confirmed.** ``close()`` of a ``connect``
   channel sends a FIN after our data, then reads and drops what the peer still sends until the
   peer's FIN, which a bothways listener sends as soon as it has read everything up to ours (a
-  merged connection is closed then; an accepted one is half-closed, still the application's).
+  merged connection is closed then; an accepted or held one is half-closed, still the application's).
   ``close()`` returns once that FIN came (one round trip when the peer reads); when it does not
   come within ``timeout`` s, or the connection is reset, it raises TransportClosed: ``<url>:
   close: the peer did not confirm within 10 s that it read what we sent (N bytes on this
@@ -125,6 +134,7 @@ from .base import (
     ErrorHandler,
     Inbox,
     Listener,
+    Router,
     backoff,
     check_backlog,
     first_retry,
@@ -154,6 +164,7 @@ __all__ = [
     "async_listen",
     "backoff",
     "connect",
+    "first_refusal",
     "hello_line",
     "listen",
     "refusal",
@@ -317,6 +328,21 @@ def refusal(values: list[Any]) -> str | None:
     return None
 
 
+def first_refusal(data: bytes) -> str | None:
+    """The reason, when ``data`` (the first bytes a server sent) starts with a whole refusal
+    line; None otherwise (another line, or none whole yet). A client without a token looks
+    there before it sends, and while it closes, since a server that wants a token answers its
+    first line with a refusal that the client, sending only, would never read."""
+    end = data.find(b"\n", 0, HELLO_LIMIT + 1)
+    if end < 0:
+        return None
+    try:
+        value = decode(data[:end])
+    except DecodeError:
+        return None
+    return refusal([value])
+
+
 Item = list[Any] | DecodeError
 
 
@@ -400,39 +426,70 @@ class _Mailbox:
         return out
 
 
+HELD, MERGED, TAKEN = "held", "merged", "taken"
+
+
 class _PeerState:
     """What the switchboard knows of one server-side connection."""
 
     box: _Mailbox
     ended: bool
     name: str
-    pending: int  # items of it in the merged mailbox
+    pending: int  # items of it in a mailbox
     reason: str  # why its stream ended
+    route: str | None  # HELD, MERGED, TAKEN; None before its handshake is done
 
 
 class _Switchboard:
-    """Where the messages of a listener's connections go (sans-I/O, shared by both flavours).
+    """Where the messages of a listener's connections go (sans-I/O, shared by both flavours):
+    ``base.Router``'s rule, the same as ws's. A held connection reads into its own mailbox (at
+    most ``READ_AHEAD`` bytes ahead); merging moves what it holds into the listener's mailbox
+    (``merged``), and it goes on there; ``accept()`` takes a held one with its own. A merged
+    connection that ended is forgotten once its last message has been taken; a held one that
+    ended with nothing left, at once.
 
-    Every connection not taken by ``accept()`` is merged: its messages go to the listener's own
-    stream, and ``send`` broadcasts to it. ``accept()`` takes the oldest connection not yet
-    taken, with whatever of its messages the merged stream still holds. A merged connection that
-    ended is forgotten once its last message has been taken.
+    ``start_merging``, ``end_accept`` and ``depart`` say which sockets may be closed now.
     """
 
     def __init__(self) -> None:
         self.merged = _Mailbox()
-        self.waiting: deque[Any] = deque()  # not taken by accept(), oldest first
+        self.router: Router[Any] = Router()
+        self.joined: deque[Any] = deque()  # the merged connections, oldest first
         self.peers: set[Any] = set()  # every connection whose socket is open, for close()
         self.closed = False
 
     def arrive(self, peer: _PeerState) -> None:
-        """A connection is ready (welcomed, or at once without a token)."""
-        peer.box = self.merged
-        self.waiting.append(peer)
+        """A connection is ready (welcomed, or at once without a token): routed."""
+        peer.route = HELD
+        if self.router.arrive(peer):
+            self._merge(peer)
+
+    def start_merging(self) -> list[Any]:
+        """The merged stream is used (receive, send): the held connections join it. Returns
+        those of them that ended already: their sockets may be closed now."""
+        return [peer for peer in self.router.start_merging() if self._merge(peer)]
+
+    def begin_accept(self) -> None:
+        self.router.begin_accept()
+
+    def claim(self) -> Any:
+        """The oldest held connection, now taken, with its own mailbox; None when none waits."""
+        peer = self.router.take()
+        if peer is not None:
+            peer.route = TAKEN
+        return peer
+
+    def end_accept(self) -> list[Any]:
+        """An accept() is over: as ``start_merging``, for the held ones merged now."""
+        return [peer for peer in self.router.end_accept() if self._merge(peer)]
 
     def members(self) -> list[Any]:
         """The open merged connections: whom a broadcast reaches."""
-        return [peer for peer in self.waiting if not peer.ended]
+        return [peer for peer in self.joined if not peer.ended]
+
+    def reach(self) -> int:
+        """The open connections not taken by accept(): merged, or held (a send merges them)."""
+        return len(self.members()) + sum(not peer.ended for peer in self.router.held)
 
     def take(self, on_error: ErrorHandler) -> list[Any]:
         """The next values of the merged stream (see ``_Mailbox.take``)."""
@@ -441,46 +498,40 @@ class _Switchboard:
         finally:
             self._prune()
 
-    def claim(self) -> Any:
-        """The oldest connection not taken yet, now with its own mailbox; None when there is none."""
-        self._prune()
-        if not self.waiting:
-            return None
-        peer = self.waiting.popleft()
-        own = _Mailbox()
-        merged = self.merged
-        if peer.pending:
-            keep: deque[tuple[Item, int, _PeerState]] = deque()
-            for entry in merged.items:
-                if entry[2] is peer:
-                    own.items.append(entry)
-                    own.size += entry[1]
-                else:
-                    keep.append(entry)
-            merged.items = keep
-            merged.size -= own.size
-        peer.box = own
-        own.ended = peer.ended
-        own.reason = peer.reason
-        return peer
-
     def depart(self, peer: _PeerState, items: list[Item], reason: str) -> bool:
-        """The connection's stream ended; True when its socket may be closed now (merged)."""
+        """The connection's stream ended; True when its socket may be closed now (merged, or
+        held with nothing left to deliver)."""
         box = peer.box
         if items:
             box.put(peer, items, 0)
         peer.ended = True
         peer.reason = reason
-        if box is self.merged:
+        if peer.route == MERGED:
             self._prune()
             return True
         box.ended = True
         box.reason = reason
+        if peer.route == HELD and not box.items:  # nothing for anyone: forgotten
+            self.router.forget(peer)
+            return True
         return False
 
+    def _merge(self, peer: _PeerState) -> bool:
+        """Moves a held connection into the merged stream; True when it ended already."""
+        own, merged = peer.box, self.merged
+        merged.items.extend(own.items)
+        merged.size += own.size
+        own.items.clear()
+        own.size = 0
+        peer.box = merged
+        peer.route = MERGED
+        self.joined.append(peer)
+        self._prune()
+        return peer.ended
+
     def _prune(self) -> None:
-        if any(peer.ended and not peer.pending for peer in self.waiting):
-            self.waiting = deque(peer for peer in self.waiting if not (peer.ended and not peer.pending))
+        if any(peer.ended and not peer.pending for peer in self.joined):
+            self.joined = deque(peer for peer in self.joined if not (peer.ended and not peer.pending))
 
 
 # --------------------------------------------------------------------------------------------
@@ -620,6 +671,9 @@ def _broken(url: str, sent: int, reconnects: int) -> TransportClosed:
     )
 
 
+_KEPT_BLOCK = 64 * 1024
+
+
 class _Kept:
     """What a reconnecting client sent on its connection, the newest RESEND bytes of it (whole
     writes), to send again first on the next connection when this one breaks: the peer gets
@@ -628,12 +682,19 @@ class _Kept:
     __slots__ = ("chunks", "dropped", "size")
 
     def __init__(self) -> None:
-        self.chunks: deque[bytes] = deque()
+        # Small writes are copied into blocks of up to _KEPT_BLOCK bytes: orjson (3.12+) returns
+        # bytes that each hold a 4 KiB allocation, so keeping each write as it came held ~70 MB
+        # for 1 MiB of small messages. A block holds whole writes: one is dropped whole.
+        self.chunks: deque[bytes | bytearray] = deque()
         self.size = 0  # bytes in chunks
         self.dropped = 0  # bytes sent but no longer kept: beyond sending again
 
     def add(self, data: bytes) -> None:
-        self.chunks.append(data)
+        last = self.chunks[-1] if self.chunks else None
+        if type(last) is bytearray and len(last) + len(data) <= _KEPT_BLOCK:
+            last += data
+        else:
+            self.chunks.append(bytearray(data) if len(data) < _KEPT_BLOCK else data)
         self.size += len(data)
         while self.size > RESEND and len(self.chunks) > 1:
             old = self.chunks.popleft()
@@ -662,6 +723,8 @@ def _confirm(link: _Link, url: str, timeout: float, strict: bool = False, wait: 
         _linger(link.sock)
         return
     sock = link.sock
+    watch = link.fresh and not link.consumed and link.refused is None  # the refusal may come now
+    head = b""
     if strict and (link.eof or _fin_waiting(sock)):
         _shut(sock)
         sock.close()
@@ -675,15 +738,23 @@ def _confirm(link: _Link, url: str, timeout: float, strict: bool = False, wait: 
             while not confirmed and (left := deadline - time.monotonic()) > 0:
                 if selector.select(min(left, 0.05)):  # (a receiving thread may read the FIN)
                     try:
-                        confirmed = not sock.recv(CHUNK, socket.MSG_DONTWAIT)
+                        data = sock.recv(CHUNK, socket.MSG_DONTWAIT)
                     except BlockingIOError:  # a receiving thread took it
-                        pass
+                        data = None
+                    if data is not None:
+                        confirmed = not data
+                        if watch and len(head) <= HELLO_LIMIT:
+                            head += data[: HELLO_LIMIT + 1 - len(head)]
                 confirmed = confirmed or link.eof
     except OSError:  # reset, or not connected any more
         reset = not (confirmed or link.eof)
     finally:
         _shut(sock)  # wakes a thread still blocked in recv on it
         sock.close()
+    if watch and link.refused is None:
+        link.refused = first_refusal(head)
+    if link.refused is not None:
+        return  # close() says so, in the server's words
     if not (confirmed or link.eof):
         raise _unconfirmed(url, timeout, link.sent, reset)
 
@@ -713,7 +784,19 @@ def _fin_waiting(sock: socket.socket | None) -> bool:
 class _Link:
     """One TCP connection of a client channel, with the Inbox of what it received."""
 
-    __slots__ = ("early", "eof", "fresh", "inbox", "kept", "sent", "sock")
+    __slots__ = (
+        "consumed",
+        "early",
+        "eof",
+        "fresh",
+        "inbox",
+        "kept",
+        "peek_after",
+        "refused",
+        "sent",
+        "sock",
+        "told",
+    )
 
     def __init__(self, sock: socket.socket, inbox: Inbox, early: list[Any], fresh: bool) -> None:
         self.sock = sock
@@ -723,6 +806,31 @@ class _Link:
         self.fresh = fresh  # nothing received yet (a client without token checks for a refusal)
         self.sent = 0  # bytes of messages written on it (close() must see them confirmed)
         self.kept: _Kept | None = None  # a reconnecting client's: to send again if it breaks
+        self.consumed = 0  # bytes the receiver read (a peek then no longer sees the first line)
+        self.refused: str | None = None  # the server's refusal, once seen (clients without token)
+        self.told = False  # the refusal was raised to the application already
+        self.peek_after = 0.0  # (monotonic) sends look for a refusal at most every _PEEK_EVERY s
+
+
+_PEEK_EVERY = 0.01
+"""Seconds between two looks for a refusal from a client's sends: a look is a system call, and
+a client without a token that only sends would make one per message. A refusal comes after the
+server has read our first line, so a send a few ms later (or close()) tells it."""
+
+
+def _peek_refusal(link: _Link, now: float | None = None) -> None:
+    """Sets ``link.refused`` when the first line the server sent, still unread, is a refusal (a
+    peek: the receiver still reads it). With ``now`` (a send), at most every _PEEK_EVERY s."""
+    if link.refused is None and link.fresh and not link.consumed:
+        if now is not None:
+            if now < link.peek_after:
+                return
+            link.peek_after = now + _PEEK_EVERY
+        try:
+            first = link.sock.recv(HELLO_LIMIT + 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            link.refused = first_refusal(first)
+        except OSError:  # nothing there yet (BlockingIOError), or the connection failed
+            pass
 
 
 def _open(host: str, port: int, url: str, token: str | None, timeout: float, inbox: Inbox) -> _Link:
@@ -829,6 +937,7 @@ class TcpChannel(Channel):
             while True:
                 if self._closed:
                     raise TransportClosed(f"{self.url}: the channel is closed")
+                self._check_refused(link, time.monotonic())
                 try:
                     link.sock.sendall(data)
                     link.sent += len(data)
@@ -836,7 +945,25 @@ class TcpChannel(Channel):
                         link.kept.add(data)
                     return
                 except OSError as exc:
+                    self._check_refused(link)  # (a server that refused us, then went)
                     link = self._relink(link, exc)
+
+    def _check_refused(self, link: _Link, now: float | None = None) -> None:
+        """Raises the ConnectError of a refusal on ``link``: one seen already, or one waiting
+        unread as the first line the server sent (a client without a token that only sends
+        never reads it otherwise). A peek: what the receiver reads stays there. ``now``: from a
+        send that went well so far (then the peek is rationed)."""
+        _peek_refusal(link, now)
+        if link.refused is not None:
+            link.told = True
+            raise self._refusal(link)
+
+    def _refusal(self, link: _Link) -> ConnectError:
+        """What a refused client raises: nothing it sent was delivered."""
+        return ConnectError(
+            f"refused by the server: {link.refused} (nothing sent on this connection was delivered)",
+            url=self.url,
+        )
 
     def receive(self) -> Any:
         """The next message; TransportClosed when the peer closed (without ``reconnect``)."""
@@ -867,6 +994,7 @@ class TcpChannel(Channel):
                     link.fresh = False
                     reason = refusal(values)
                     if reason is not None:
+                        link.refused, link.told = reason, True
                         raise ConnectError(f"refused by the server: {reason}", url=self.url)
                 return values
             if link.eof:
@@ -882,6 +1010,7 @@ class TcpChannel(Channel):
                 link = self._rlink = self._relink(link, exc)
                 continue
             if data:
+                link.consumed += len(data)
                 link.inbox.feed(data)
             else:
                 link.eof = True
@@ -969,6 +1098,8 @@ class TcpChannel(Channel):
             self._closed = True
             links = {self._link, self._rlink}
         self._stop.set()
+        if self._close_refused(links):
+            return
         if self._reconnect:
             self._close_reconnecting(links)
             return
@@ -978,8 +1109,28 @@ class TcpChannel(Channel):
                 _confirm(link, self.url, self._timeout)
             except TransportClosed as exc:
                 failures.append(exc)
+        self._close_refused(links)
         if failures:
             raise failures[0]
+
+    def _close_refused(self, links: set[_Link]) -> bool:
+        """close(): True when the server refused us (its refusal seen now, or before); the
+        ConnectError is raised unless send or receive raised it already. Nothing to confirm:
+        the server delivered nothing of ours."""
+        for link in links:
+            _peek_refusal(link)
+        refused = [link for link in links if link.refused is not None]
+        if not refused:
+            return False
+        for link in links:
+            _shut(link.sock)
+            link.sock.close()
+        untold = [link for link in refused if not link.told]
+        for link in refused:
+            link.told = True
+        if untold:
+            raise self._refusal(untold[0])
+        return True
 
     def _close_reconnecting(self, links: set[_Link]) -> None:
         """close() with ``reconnect``: the newest connection must confirm what it kept; when it
@@ -1084,6 +1235,7 @@ class _Peer(_PeerState):
         self.ended = False
         self.pending = 0
         self.reason = ""
+        self.route: str | None = None
         self.closed = False  # by us: no more reading for the application
         self.lingering = False
         self.write_lock = threading.Lock()
@@ -1124,9 +1276,10 @@ class TcpListener(Listener):
 
     @property
     def peers(self) -> int:
-        """How many connections are merged (the ones a ``send`` reaches)."""
+        """How many open connections ``accept()`` has not taken: the ones a ``send`` reaches
+        (merged, or held: a send merges them)."""
         with self._cond:
-            return len(self._board.members())
+            return self._board.reach()
 
     # -- the threads
 
@@ -1263,12 +1416,34 @@ class TcpListener(Listener):
         with self._cond:
             if self._board.closed:
                 raise TransportClosed(f"{self.url}: the listener is closed")
+            ended = self._merge()
             members = self._board.members()
+        self._discard(ended)
         for peer in members:
             try:
                 peer.write(data)
             except OSError:
                 _shut(peer.sock)  # its reader thread sees the end and cleans up
+
+    def _merge(self) -> list[_Peer]:
+        """(Under the lock) the merged stream is used: the held connections join it (Router's
+        rule); returns those that ended already, to ``_discard``."""
+        if self._board.router.merging:
+            return []
+        ended = self._board.start_merging()
+        self._cond.notify_all()  # their readers may wait for room in their own mailbox
+        return self._forget(ended)
+
+    def _forget(self, ended: list[_Peer]) -> list[_Peer]:
+        """(Under the lock) merged connections that ended: no longer the listener's to close."""
+        for peer in ended:
+            self._board.peers.discard(peer)
+        return [peer for peer in ended if not peer.lingering]
+
+    @staticmethod
+    def _discard(ended: list[_Peer]) -> None:
+        for peer in ended:
+            peer.discard()
 
     def receive(self) -> Any:
         """The next message from any merged connection."""
@@ -1285,31 +1460,47 @@ class TcpListener(Listener):
         return self._take()
 
     def _take(self) -> list[Any]:
-        with self._cond:
-            board = self._board
-            while True:
-                if board.closed:
-                    raise TransportClosed(f"{self.url}: the listener is closed")
-                if board.merged.items or board.merged.raised is not None:
-                    values = board.take(self._on_error)
-                    self._cond.notify_all()
-                    if values:
-                        return values
-                    continue
-                self._cond.wait()
+        ended: list[_Peer] = []
+        try:
+            with self._cond:
+                ended = self._merge()
+                return self._next()
+        finally:
+            self._discard(ended)
+
+    def _next(self) -> list[Any]:
+        """(Under the lock) the next values of the merged stream; waits for them."""
+        board = self._board
+        while True:
+            if board.closed:
+                raise TransportClosed(f"{self.url}: the listener is closed")
+            if board.merged.items or board.merged.raised is not None:
+                values = board.take(self._on_error)
+                self._cond.notify_all()
+                if values:
+                    return values
+                continue
+            self._cond.wait()
 
     def accept(self) -> TcpConnection:
-        """The next connection (one that arrived before the call included) as its own channel."""
+        """The oldest held connection (one that arrived before the call included; never a
+        merged one), else the next to come, as its own channel (see ``base.Router``)."""
+        ended: list[_Peer] = []
         with self._cond:
             board = self._board
-            while True:
-                if board.closed:
-                    raise TransportClosed(f"{self.url}: the listener is closed")
-                peer = board.claim()
-                if peer is not None:
-                    break
-                self._cond.wait()
-            self._cond.notify_all()  # its reader may wait for room in the merged stream
+            board.begin_accept()
+            try:
+                while True:
+                    if board.closed:
+                        raise TransportClosed(f"{self.url}: the listener is closed")
+                    peer = board.claim()
+                    if peer is not None:
+                        break
+                    self._cond.wait()
+            finally:
+                ended = self._forget(board.end_accept())
+                self._cond.notify_all()
+        self._discard(ended)
         return TcpConnection(self, peer)
 
     def _release(self, peer: _Peer) -> None:
@@ -1329,6 +1520,7 @@ class TcpListener(Listener):
             if self._board.closed:
                 return
             self._board.closed = True
+            self._board.router.close()  # (the held ones are among the peers, closed below)
             peers = [peer for peer in self._board.peers if not peer.lingering]
             self._board.peers.clear()
             for peer in peers:
@@ -1490,7 +1682,19 @@ async def _async_linger(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 
 
 class _AsyncLink:
-    __slots__ = ("early", "eof", "fresh", "inbox", "kept", "reader", "sent", "writer")
+    __slots__ = (
+        "consumed",
+        "early",
+        "eof",
+        "fresh",
+        "inbox",
+        "kept",
+        "reader",
+        "refused",
+        "sent",
+        "told",
+        "writer",
+    )
 
     def __init__(
         self,
@@ -1508,6 +1712,18 @@ class _AsyncLink:
         self.fresh = fresh
         self.sent = 0  # bytes of messages written on it (close() must see them confirmed)
         self.kept: _Kept | None = None  # a reconnecting client's: to send again if it breaks
+        self.consumed = 0  # bytes the receiver read (see _Link)
+        self.refused: str | None = None
+        self.told = False
+
+
+def _async_peek_refusal(link: _AsyncLink) -> None:
+    """``_peek_refusal`` for asyncio streams: the StreamReader has read what came, so the peek
+    is at its buffer (no public API shows it; without one, close() still finds the refusal)."""
+    if link.refused is None and link.fresh and not link.consumed:
+        buffered = getattr(link.reader, "_buffer", None)
+        if isinstance(buffered, bytes | bytearray):
+            link.refused = first_refusal(bytes(buffered[: HELLO_LIMIT + 1]))
 
 
 async def _async_confirm(
@@ -1523,13 +1739,18 @@ async def _async_confirm(
     if strict and (link.eof or link.reader.at_eof() or _fin_waiting(link.writer.get_extra_info("socket"))):
         await _close_writer(link.writer)
         raise _unconfirmed(url, timeout, link.sent, True)
+    watch = link.fresh and not link.consumed and link.refused is None  # the refusal may come now
+    head = b""
     confirmed, reset = link.eof, False
     try:
         if not link.writer.is_closing():
             link.writer.write_eof()
         while not (confirmed or link.eof) and (left := deadline - loop.time()) > 0:
             try:
-                confirmed = not await asyncio.wait_for(link.reader.read(CHUNK), min(left, 0.05))
+                data = await asyncio.wait_for(link.reader.read(CHUNK), min(left, 0.05))
+                confirmed = not data
+                if watch and len(head) <= HELLO_LIMIT:
+                    head += data[: HELLO_LIMIT + 1 - len(head)]
             except asyncio.TimeoutError:
                 pass
             except RuntimeError:  # another task is reading it: it sees the FIN (link.eof)
@@ -1538,6 +1759,10 @@ async def _async_confirm(
         reset = True
     finally:
         await _close_writer(link.writer)
+    if watch and link.refused is None:
+        link.refused = first_refusal(head)
+    if link.refused is not None:
+        return  # close() says so, in the server's words
     if not (confirmed or link.eof):
         raise _unconfirmed(url, timeout, link.sent, reset)
 
@@ -1672,6 +1897,7 @@ class AsyncTcpChannel(_AsyncBatched):
         while True:
             if self._closed:
                 raise TransportClosed(f"{self.url}: the channel is closed")
+            self._check_refused(link)
             writer = link.writer
             try:
                 if writer.is_closing():
@@ -1683,7 +1909,37 @@ class AsyncTcpChannel(_AsyncBatched):
                     link.kept.add(data)
                 return
             except OSError as exc:
+                self._check_refused(link)  # (a server that refused us, then went)
                 link = await self._relink(link, exc)
+
+    def _check_refused(self, link: _AsyncLink) -> None:
+        """As TcpChannel's: a refusal seen, or waiting unread first, is raised."""
+        _async_peek_refusal(link)
+        if link.refused is not None:
+            link.told = True
+            raise self._refusal(link)
+
+    def _refusal(self, link: _AsyncLink) -> ConnectError:
+        return ConnectError(
+            f"refused by the server: {link.refused} (nothing sent on this connection was delivered)",
+            url=self.url,
+        )
+
+    async def _close_refused(self, links: set[_AsyncLink]) -> bool:
+        """As TcpChannel's: close() when the server refused us."""
+        for link in links:
+            _async_peek_refusal(link)
+        refused = [link for link in links if link.refused is not None]
+        if not refused:
+            return False
+        for link in links:
+            await _close_writer(link.writer)
+        untold = [link for link in refused if not link.told]
+        for link in refused:
+            link.told = True
+        if untold:
+            raise self._refusal(untold[0])
+        return True
 
     async def _take(self) -> list[Any]:
         link = self._rlink
@@ -1700,6 +1956,7 @@ class AsyncTcpChannel(_AsyncBatched):
                     link.fresh = False
                     reason = refusal(values)
                     if reason is not None:
+                        link.refused, link.told = reason, True
                         raise ConnectError(f"refused by the server: {reason}", url=self.url)
                 return values
             if link.eof:
@@ -1713,6 +1970,7 @@ class AsyncTcpChannel(_AsyncBatched):
                 link = self._rlink = await self._relink(link, exc)
                 continue
             if data:
+                link.consumed += len(data)
                 link.inbox.feed(data)
             else:
                 link.eof = True
@@ -1796,12 +2054,15 @@ class AsyncTcpChannel(_AsyncBatched):
         self._closed = True
         self._stop.set()
         links = {self._link, self._rlink}
+        if await self._close_refused(links):
+            return
         if self._reconnect:
             await self._close_reconnecting(links)
             return
         results = await asyncio.gather(
             *(_async_confirm(link, self.url, self._timeout) for link in links), return_exceptions=True
         )
+        await self._close_refused(links)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -1900,6 +2161,7 @@ class _AsyncPeer(_PeerState):
         self.ended = False
         self.pending = 0
         self.reason = ""
+        self.route: str | None = None
         self.closed = False  # by us: no more reading for the application
         self.lingering = False
         self.backstop: asyncio.TimerHandle | None = None
@@ -1938,8 +2200,22 @@ class AsyncTcpListener(AsyncListener, _AsyncBatched):
 
     @property
     def peers(self) -> int:
-        """How many connections are merged (the ones a ``send`` reaches)."""
-        return len(self._board.members())
+        """How many open connections ``accept()`` has not taken: the ones a ``send`` reaches
+        (merged, or held: a send merges them)."""
+        return self._board.reach()
+
+    def _merge(self) -> None:
+        """The merged stream is used: the held connections join it (Router's rule)."""
+        if not self._board.router.merging:
+            self._settle(self._board.start_merging())
+            self._wake.notify()  # their readers may wait for room in their own mailbox
+
+    def _settle(self, ended: list[_AsyncPeer]) -> None:
+        """Merged connections that ended: closed now, no longer the listener's."""
+        for peer in ended:
+            self._board.peers.discard(peer)
+            if not peer.lingering:
+                peer.discard()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         small_reads(writer.transport)
@@ -2045,6 +2321,7 @@ class AsyncTcpListener(AsyncListener, _AsyncBatched):
         """Writes encoded lines to every merged connection (waits for the slowest)."""
         if self._board.closed:
             raise TransportClosed(f"{self.url}: the listener is closed")
+        self._merge()
         members = self._board.members()
 
         async def one(peer: _AsyncPeer) -> None:
@@ -2057,6 +2334,8 @@ class AsyncTcpListener(AsyncListener, _AsyncBatched):
 
     async def _take(self) -> list[Any]:
         board = self._board
+        if not board.closed:
+            self._merge()
         while True:
             if board.closed:
                 raise TransportClosed(f"{self.url}: the listener is closed")
@@ -2069,16 +2348,21 @@ class AsyncTcpListener(AsyncListener, _AsyncBatched):
             await self._wake.wait()
 
     async def accept(self) -> AsyncTcpConnection:
-        """The next connection (one that arrived before the call included) as its own channel."""
+        """The oldest held connection (one that arrived before the call included; never a
+        merged one), else the next to come, as its own channel (see ``base.Router``)."""
         board = self._board
-        while True:
-            if board.closed:
-                raise TransportClosed(f"{self.url}: the listener is closed")
-            peer = board.claim()
-            if peer is not None:
-                break
-            await self._wake.wait()
-        self._wake.notify()  # its reader may wait for room in the merged stream
+        board.begin_accept()
+        try:
+            while True:
+                if board.closed:
+                    raise TransportClosed(f"{self.url}: the listener is closed")
+                peer = board.claim()
+                if peer is not None:
+                    break
+                await self._wake.wait()
+        finally:
+            self._settle(board.end_accept())
+            self._wake.notify()
         return AsyncTcpConnection(self, peer)
 
     async def _release(self, peer: _AsyncPeer) -> None:
@@ -2097,6 +2381,7 @@ class AsyncTcpListener(AsyncListener, _AsyncBatched):
         if board.closed:
             return
         board.closed = True
+        board.router.close()  # (the held ones are among the peers, closed below)
         peers = list(board.peers)
         if self._server is not None:
             self._server.close()

@@ -70,13 +70,14 @@ Listener options: ``token``, ``origins``, ``timeout`` (handshake), ``ping_interv
 ``on_error``, ``backlog`` (default 4096, see ``base.BACKLOG``); ``reconnect`` is accepted and
 ignored, so one URL serves both sides.
 
-Which connection goes where: a new connection waits until it is claimed (at most 16 of its
-frames are read ahead meanwhile; control frames go on being answered). ``accept()`` takes the
-oldest waiting one as its own duplex channel. The first ``receive()``/iteration or
-``send()`` on the listener starts merging: every waiting connection, and from then on every new
-one that no ``accept()`` is waiting for, feeds the merged ``receive`` and gets the broadcast
-``send``. A broadcast goes to each merged connection in turn, waiting on a slow one
-(backpressure), and goes nowhere when none is connected; a client whose handshake is completing
+Which connection goes where is ``base.Router``'s rule, the same for tcp (spec/PROTOCOL.md
+section 7): a new connection goes to an ``accept()`` that waits, else to the merged stream once
+the listener merges (from its first ``receive()``/iteration or ``send()`` on), else it is held
+until one of them takes it (at most 16 of its frames are read ahead meanwhile; control frames go
+on being answered); a merged connection is never handed to ``accept()``. Merged connections
+feed the merged ``receive`` and get the broadcast ``send``. A broadcast goes to each merged
+connection in turn, waiting on a slow one (backpressure), and goes nowhere when none is
+connected; a client whose handshake is completing
 at that very moment may miss it (Python registers a connection just after answering its
 handshake; Node, in the same tick).
 
@@ -87,7 +88,7 @@ fast producers back.
 
 The blocking flavour runs on ``websockets.sync`` (a thread per connection, inside websockets), the
 asyncio flavour on ``websockets.asyncio``; both share the sans-I/O pieces below (``check_request``,
-``_batches``, ``_Frames``, ``_Later``, ``_Router``, the URL and error helpers).
+``_batches``, ``_Frames``, ``_Later``, the URL and error helpers; ``base.Router`` routes).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any
 from urllib.parse import quote, unquote
 
 import orjson
@@ -125,6 +126,7 @@ from .base import (
     Channel,
     ErrorHandler,
     Listener,
+    Router,
     backoff,
     check_backlog,
     first_retry,
@@ -425,49 +427,6 @@ class _Frames:
     def too_large(self) -> None:
         """Reports the message that made the library close the connection with 1009."""
         self.on_error(_too_large(self.count + 1, self.limit))
-
-
-S = TypeVar("S")
-
-
-class _Router(Generic[S]):
-    """Where each new connection of a listener goes (see the module docs).
-
-    ``held`` connections wait, unread; ``accept()`` takes the oldest; once ``merging`` (the first
-    receive or send), every held one and every new one that no ``accept()`` waits for is merged.
-    """
-
-    def __init__(self) -> None:
-        self.held: deque[S] = deque()
-        self.merging = False
-        self.accepting = 0  # accept() calls waiting
-
-    def arrived(self, slot: S) -> bool:
-        """True: merge it now; False: it is held (tell the accept() calls)."""
-        if self.merging and not self.accepting:
-            return True
-        self.held.append(slot)
-        return False
-
-    def for_accept(self) -> S | None:
-        return self.held.popleft() if self.held else None
-
-    def start_merging(self) -> list[S]:
-        """Returns the held connections to merge now."""
-        self.merging = True
-        return self._flush()
-
-    def stop_accepting(self) -> list[S]:
-        """One accept() stopped waiting; returns the held connections to merge now."""
-        self.accepting -= 1
-        return self._flush()
-
-    def _flush(self) -> list[S]:
-        if not self.merging or self.accepting:
-            return []
-        slots = list(self.held)
-        self.held.clear()
-        return slots
 
 
 _MERGED, _ACCEPTED, _CLOSED = "merged", "accepted", "closed"
@@ -837,7 +796,7 @@ class WsListener(Listener):
         self._origins = tuple(origins) if origins is not None else None
         self._max_line = max_line
         self._on_error = on_error
-        self._router: _Router[_Slot] = _Router()
+        self._router: Router[_Slot] = Router()
         self._cond = threading.Condition()
         self._mailbox = _Mailbox(_MAILBOX)
         self._ready: deque[tuple[_Frames, Any]] = deque()  # raw messages taken from the mailbox
@@ -879,7 +838,7 @@ class WsListener(Listener):
             if self._closed:
                 return
             self._open.add(conn)
-            if self._router.arrived(slot):
+            if self._router.arrive(slot):
                 self._claim(slot, _MERGED)
             else:
                 self._cond.notify_all()  # an accept() may be waiting
@@ -1017,17 +976,17 @@ class WsListener(Listener):
     def accept(self) -> WsChannel:
         """The next connection as its own duplex channel (waits for one)."""
         with self._cond:
-            self._router.accepting += 1
+            self._router.begin_accept()
             try:
                 while True:
                     if self._closed:
                         raise _closed(self.url, None)
-                    slot = self._router.for_accept()
+                    slot = self._router.take()
                     if slot is not None:
                         break
                     self._cond.wait()
             finally:
-                for other in self._router.stop_accepting():
+                for other in self._router.end_accept():
                     self._claim(other, _MERGED)
             self._claim(slot, _ACCEPTED)
         return WsChannel(slot.conn, url=self.url, max_line=self._max_line, on_error=self._on_error)
@@ -1038,8 +997,7 @@ class WsListener(Listener):
             if self._closed:
                 return
             self._closed = True
-            held = list(self._router.held)
-            self._router.held.clear()
+            held = self._router.close()
             open_now = list(self._open)
             self._cond.notify_all()
         for slot in held:
@@ -1386,7 +1344,7 @@ class AsyncWsListener(AsyncListener):
         self._origins = tuple(origins) if origins is not None else None
         self._max_line = max_line
         self._on_error = on_error
-        self._router: _Router[_Slot] = _Router()
+        self._router: Router[_Slot] = Router()
         self._arrivals = asyncio.Condition()
         self._mailbox = _AsyncMailbox(_MAILBOX * 16)
         self._later = _Later()  # values of a frame of several lines, not handed out yet
@@ -1426,7 +1384,7 @@ class AsyncWsListener(AsyncListener):
         slot = _Slot(conn, _Frames(self._max_line, self._on_error), asyncio.Event())
         if self._closed:
             return
-        if self._router.arrived(slot):
+        if self._router.arrive(slot):
             self._claim(slot, _MERGED)
         else:
             async with self._arrivals:
@@ -1506,18 +1464,18 @@ class AsyncWsListener(AsyncListener):
 
     async def accept(self) -> AsyncWsChannel:
         """The next connection as its own duplex channel (waits for one)."""
-        self._router.accepting += 1
+        self._router.begin_accept()
         try:
             async with self._arrivals:
                 while True:
                     if self._closed:
                         raise _closed(self.url, None)
-                    slot = self._router.for_accept()
+                    slot = self._router.take()
                     if slot is not None:
                         break
                     await self._arrivals.wait()
         finally:
-            for other in self._router.stop_accepting():
+            for other in self._router.end_accept():
                 self._claim(other, _MERGED)
         self._claim(slot, _ACCEPTED)
         return AsyncWsChannel(slot.conn, url=self.url, max_line=self._max_line, on_error=self._on_error)
@@ -1527,8 +1485,7 @@ class AsyncWsListener(AsyncListener):
         if self._closed:
             return
         self._closed = True
-        held = list(self._router.held)
-        self._router.held.clear()
+        held = self._router.close()
         for slot in held:
             self._claim(slot, _CLOSED)
         self._mailbox.close()
