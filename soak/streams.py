@@ -132,8 +132,8 @@ MQTT = Promise(
         "subscriber has a client_id (persistent session), so what is published while it is away "
         "is kept for it; but the client acknowledges a message when it enters the channel's "
         "queue, not when the application takes it, so a SIGKILLed subscriber loses what it had "
-        "queued: explained like a break (sent within 10 s before). At-least-once: duplicates "
-        "across a broker restart or a subscriber restart are explained."
+        "queued (the README says so): explained like a break (sent within 10 s before). "
+        "At-least-once: duplicates across a broker restart or a subscriber restart are explained."
     ),
 )
 
