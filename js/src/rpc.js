@@ -579,7 +579,8 @@ export class RpcEndpoint {
 function call(method, params, callId) {
   /** @type {Record<string, unknown>} */
   const message = { jsonrpc: "2.0", method };
-  if (params !== null && params !== undefined) {
+  // (never undefined: request's and notify's default turns it into null)
+  if (params !== null) {
     message.params = params;
   }
   if (callId !== null) {
@@ -597,7 +598,8 @@ function call(method, params, callId) {
 function errorObject(code, message, data) {
   /** @type {Record<string, unknown>} */
   const error = { code, message };
-  if (data !== null && data !== undefined) {
+  // (never undefined: respondError's default turns it into null)
+  if (data !== null) {
     error.data = data;
   }
   return error;

@@ -13,13 +13,20 @@ import {
   CANCEL_METHOD,
   Cancelled,
   ErrorResponse,
+  HELLO_METHOD,
   INTERNAL_ERROR,
+  INVALID_PARAMS,
+  INVALID_REQUEST,
+  METHOD_NOT_FOUND,
   Notification,
+  PARSE_ERROR,
   PROTOCOL,
+  REQUEST_CANCELLED,
   Request,
   Response,
   RpcEndpoint,
   RpcEvent,
+  SERVER_ERROR,
   hello,
   helloRefusal,
   remoteError,
@@ -228,16 +235,44 @@ describe("JavaScript specifics", () => {
     assert.equal(remoteError({ code: -32001, message: "m" }).rpcCode, -32001);
   });
 
-  for (const [message, named] of [[null, "null"], [true, "boolean"], [3, "number"], [1.5, "number"], ["x", "string"], [[1], "array"]]) {
+  const notObjects = [[null, "null"], [true, "boolean"], [3, "number"], [1.5, "number"], [2n ** 70n, "number"], ["x", "string"], [[1], "array"]];
+  for (const [message, named] of notObjects) {
     test(`a message that is not an object is answered with its JSON type (${named})`, () => {
       const endpoint = new RpcEndpoint();
       assert.deepStrictEqual(endpoint.receive([message, { jsonrpc: "2.0", method: "n" }]).map(flat), [
         { notification: { method: "n", params: null } },
       ]);
       const data = { reason: `expected an object, got ${named}` };
-      assertSame(endpoint.messagesToSend(), [[{ jsonrpc: "2.0", error: { code: -32600, message: "Invalid Request", data }, id: null }]]);
+      const answer = { jsonrpc: "2.0", error: { code: -32600, message: "Invalid Request", data }, id: null };
+      assertSame(endpoint.messagesToSend(), [[answer]]);
+      if (!Array.isArray(message)) {
+        // alone, not in a batch (an array alone is a batch)
+        assert.deepStrictEqual(endpoint.receive(message), []);
+        assertSame(endpoint.messagesToSend(), [answer]);
+      }
     });
   }
+
+  test("receive never throws, even on undefined (not a JSON value)", () => {
+    const endpoint = new RpcEndpoint();
+    assert.deepStrictEqual(endpoint.receive(undefined), []);
+    assert.equal(endpoint.messagesToSend().length, 1);
+  });
+
+  test("an absent params or data is no member at all, not an undefined one", () => {
+    const endpoint = new RpcEndpoint();
+    endpoint.notify("tick");
+    endpoint.notify("tick", undefined);
+    endpoint.request("ping", undefined);
+    endpoint.respondError(null, -32000, "boom", undefined);
+    const [tick, tick2, ping, answer] = endpoint.messagesToSend();
+    assert.deepStrictEqual([tick, tick2, ping].map(Object.keys), [["jsonrpc", "method"], ["jsonrpc", "method"], ["jsonrpc", "method", "id"]]);
+    assert.deepStrictEqual(Object.keys(answer.error), ["code", "message"]);
+  });
+
+  test("a malformed error object that JSON cannot show is shown as text", () => {
+    assert.equal(remoteError(2n ** 70n).reason, "malformed error object: 1180591620717411303424");
+  });
 
   test("the handshake refuses another protocol, naming both sides", () => {
     const ours = hello("0.1.0", "javascript");
@@ -257,6 +292,25 @@ describe("JavaScript specifics", () => {
     assert.ok(helloRefusal(ours, ["x"]).endsWith('cannot talk to a peer without the handshake (it said ["x"])'));
   });
 
+  test("a protocol given as a boolean is refused, and shown as JSON", () => {
+    // true == 1 in Python, not in JavaScript: both refuse it, and name it as JSON does.
+    const ours = hello("0.1.0", "javascript");
+    assert.equal(PROTOCOL, 1);
+    assert.equal(
+      helloRefusal(ours, { protocol: true, version: ["1.0.0"], language: "python" }),
+      `protocol mismatch: bothways 0.1.0 for javascript (protocol ${PROTOCOL}) cannot talk to ` +
+        'bothways ["1.0.0"] for python (protocol true)',
+    );
+  });
+
+  test("the error codes and method names are the specification's", () => {
+    assert.deepStrictEqual(
+      [PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR, SERVER_ERROR, REQUEST_CANCELLED],
+      [-32700, -32600, -32601, -32602, -32603, -32000, -32800],
+    );
+    assert.deepStrictEqual([CANCEL_METHOD, HELLO_METHOD], ["$/cancelRequest", "$/hello"]);
+  });
+
   test("the core imports nothing but the core (it loads in a browser)", (t) => {
     const source = readFileSync(fileURLToPath(new URL("../src/rpc.js", import.meta.url)), "utf8");
     if (source.includes("stryMutAct_")) {
@@ -273,7 +327,7 @@ describe("JavaScript specifics", () => {
 const ABSENT = Symbol("absent"); // the key is missing
 /** Every value a field takes below (mirror of tests/unit/test_rpc.py). */
 const FIELDS = {
-  jsonrpc: ["2.0", "1.0", 2, ABSENT],
+  jsonrpc: ["2.0", "1.0", "", 2, ABSENT],
   id: [1, 7, "a", null, true, 1.5, [1], ABSENT], // 1: pending; 7, "a": not
   method: ["add", CANCEL_METHOD, null, 3, ABSENT],
   params: [[1, 2], { id: 1 }, {}, null, 5, "x", ABSENT],
@@ -290,7 +344,7 @@ test("the quick path of receive agrees with the full checks on every message sha
   for (const [key, values] of Object.entries(FIELDS)) {
     messages = messages.flatMap((m) => values.map((v) => (v === ABSENT ? m : { ...m, [key]: v })));
   }
-  assert.equal(messages.length, 6720);
+  assert.equal(messages.length, 8400);
   for (const message of messages) {
     const quick = new RpcEndpoint();
     const full = new RpcEndpoint();
@@ -304,4 +358,120 @@ test("the quick path of receive agrees with the full checks on every message sha
     assert.deepStrictEqual(quick.messagesToSend(), answers.length > 0 ? answers[0] : [], text);
     assert.deepStrictEqual(quick.pending, full.pending, text);
   }
+});
+
+test("an error answer frees the id of the request it answers", () => {
+  const endpoint = new RpcEndpoint();
+  for (const answer of [() => endpoint.respondError(1, -32000, "boom"), () => endpoint.respond(1, 3)]) {
+    assert.deepStrictEqual(endpoint.receive({ jsonrpc: "2.0", id: 1, method: "add", params: [1, 2] }).map(flat), [
+      { request: { id: 1, method: "add", params: [1, 2] } },
+    ]);
+    answer();
+    assert.equal(endpoint.messagesToSend().length, 1);
+  }
+  // and the same inside a batch (answers go through the batch's bookkeeping)
+  for (let i = 0; i < 2; i++) {
+    assert.deepStrictEqual(endpoint.receive([{ jsonrpc: "2.0", id: 1, method: "m", params: [] }]).map(flat), [
+      { request: { id: 1, method: "m", params: [] } },
+    ]);
+    endpoint.respondError(1, -32000, "boom");
+    const [[answer]] = endpoint.messagesToSend();
+    assert.ok(answer.id === 1 && answer.error.code === -32000);
+  }
+});
+
+test("a duplicate id is named as written", () => {
+  const endpoint = new RpcEndpoint();
+  const request = { jsonrpc: "2.0", id: "café ✓", method: "m", params: [] };
+  assert.deepStrictEqual(endpoint.receive(request).map(flat), [{ request: { id: "café ✓", method: "m", params: [] } }]);
+  assert.deepStrictEqual(endpoint.receive(request), []);
+  const [answer] = endpoint.messagesToSend();
+  assert.equal(answer.id, "café ✓");
+  assert.deepStrictEqual(answer.error.data, { reason: 'duplicate id "café ✓": a request with this id is still unanswered' });
+});
+
+for (const messageId of [7, "a"]) {
+  for (const [fields, reason] of [
+    [{ jsonrpc: "1.0", method: "m", params: [] }, '"jsonrpc" must be exactly "2.0"'],
+    [{ jsonrpc: "2.0", method: 3, params: [] }, "method must be a string"],
+    [{ jsonrpc: "2.0", method: "m", params: 5 }, "params must be an array or an object"],
+    [{ jsonrpc: "2.0" }, "neither a request nor a response"],
+  ]) {
+    test(`an invalid request is answered with its id (${reason}, ${JSON.stringify(messageId)})`, () => {
+      for (const message of [{ ...fields, id: messageId }, fields]) {
+        // without an id: answered with null
+        const endpoint = new RpcEndpoint();
+        assert.deepStrictEqual(endpoint.receive(message), []);
+        const error = { code: -32600, message: "Invalid Request", data: { reason } };
+        const expectedId = "id" in message ? messageId : null;
+        assert.deepStrictEqual(endpoint.messagesToSend(), [{ jsonrpc: "2.0", error, id: expectedId }]);
+      }
+    });
+  }
+}
+
+for (const key of ["jsonrpc", "id", "method", "params", "result", "error"]) {
+  test(`member names are case-sensitive (${key})`, () => {
+    // A member spelled in capitals is an unknown member: the message means what it means
+    // without that member (the quick path of receive() reads members by name too).
+    const base = ["jsonrpc", "id", "method", "params"].includes(key)
+      ? { jsonrpc: "2.0", id: 1, method: "add", params: [1, 2] }
+      : { jsonrpc: "2.0", id: 1, [key]: key === "result" ? 3 : { code: -32000, message: "boom" } };
+    const capitals = Object.fromEntries(Object.entries(base).map(([k, v]) => [k === key ? k.toUpperCase() : k, v]));
+    const without = Object.fromEntries(Object.entries(base).filter(([k]) => k !== key));
+    const seen = [capitals, without].map((message) => {
+      const endpoint = new RpcEndpoint();
+      assert.equal(endpoint.request("add", [1, 2]), 1);
+      endpoint.messagesToSend();
+      return [endpoint.receive(message).map(flat), endpoint.messagesToSend(), endpoint.pending];
+    });
+    assert.deepStrictEqual(seen[0], seen[1]);
+  });
+}
+
+test("forget takes back only the forgotten call's request", () => {
+  const endpoint = new RpcEndpoint();
+  endpoint.receive({ jsonrpc: "2.0", id: 1, method: "ask", params: [] });
+  endpoint.respond(1, "answer to the peer's call 1"); // queued, same id as our call below
+  assert.equal(endpoint.request("m", [1]), 1);
+  endpoint.notify("n", { id: 1 });
+  assert.equal(endpoint.request("k"), 2);
+  assert.equal(endpoint.forget(1), true);
+  assert.deepStrictEqual(endpoint.messagesToSend(), [
+    { jsonrpc: "2.0", result: "answer to the peer's call 1", id: 1 },
+    { jsonrpc: "2.0", method: "n", params: { id: 1 } },
+    { jsonrpc: "2.0", method: "k", id: 2 },
+  ]);
+  assert.deepStrictEqual(endpoint.pending, [2]);
+});
+
+test("a notification whose params has an id is not a cancel", () => {
+  const endpoint = new RpcEndpoint();
+  assert.deepStrictEqual(endpoint.receive({ jsonrpc: "2.0", method: "progress", params: { id: 3 } }).map(flat), [
+    { notification: { method: "progress", params: { id: 3 } } },
+  ]);
+  assert.deepStrictEqual(endpoint.receive({ jsonrpc: "2.0", method: CANCEL_METHOD, params: { id: 3 } }).map(flat), [
+    { cancelled: 3 },
+  ]);
+});
+
+test("answers to nothing we asked are dropped, alone or in a batch", () => {
+  const endpoint = new RpcEndpoint();
+  assert.equal(endpoint.request("m"), 1);
+  endpoint.messagesToSend();
+  const strays = [
+    { jsonrpc: "2.0", id: 99, result: 3 },
+    { jsonrpc: "2.0", id: 99, error: { code: -32000, message: "boom" } },
+    { jsonrpc: "2.0", id: null, result: 3 },
+  ];
+  for (const stray of strays) {
+    assert.deepStrictEqual(endpoint.receive(stray), []);
+  }
+  // in a batch, after a request: the request stays, and is answered alone
+  const request = { jsonrpc: "2.0", id: 5, method: "add", params: [1, 2] };
+  assert.deepStrictEqual(endpoint.receive([request, ...strays]).map(flat), [{ request: { id: 5, method: "add", params: [1, 2] } }]);
+  assert.deepStrictEqual(endpoint.messagesToSend(), []);
+  endpoint.respond(5, 3);
+  assert.deepStrictEqual(endpoint.messagesToSend(), [[{ jsonrpc: "2.0", result: 3, id: 5 }]]);
+  assert.deepStrictEqual(endpoint.pending, [1]);
 });

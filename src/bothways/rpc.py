@@ -95,7 +95,8 @@ def _described(side: Any) -> str:
 def hello_refusal(ours: dict[str, Any], theirs: Any) -> str | None:
     """Why a peer whose hello is ``theirs`` cannot be talked to (a message naming both versions),
     or None when it speaks our protocol."""
-    if isinstance(theirs, dict) and theirs.get("protocol") == ours["protocol"]:
+    protocol = theirs.get("protocol") if isinstance(theirs, dict) else None
+    if protocol == ours["protocol"] and not isinstance(protocol, bool):  # true == 1 in Python only
         return None
     return f"protocol mismatch: {_described(ours)} cannot talk to {_described(theirs)}"
 
@@ -387,18 +388,18 @@ class RpcEndpoint:
         if not isinstance(message, dict):
             return self._invalid(f"expected an object, got {_json_type(message)}")
         has_id = "id" in message
-        message_id = message.get("id")
+        message_id = message.get("id")  # None when absent: error answers then carry a null id
         if has_id and message_id is not None and not _valid_id(message_id):
             return self._invalid("id must be a string, an integer or null")
         if message.get("jsonrpc") != "2.0":
-            return self._invalid('"jsonrpc" must be exactly "2.0"', message_id if has_id else None)
+            return self._invalid('"jsonrpc" must be exactly "2.0"', message_id)
         if "method" in message:
             method = message["method"]
             params = message.get("params")
             if not isinstance(method, str):
-                return self._invalid("method must be a string", message_id if has_id else None)
+                return self._invalid("method must be a string", message_id)
             if "params" in message and not isinstance(params, (list, dict)):
-                return self._invalid("params must be an array or an object", message_id if has_id else None)
+                return self._invalid("params must be an array or an object", message_id)
             if not has_id:
                 if method == CANCEL_METHOD and isinstance(params, dict) and _valid_id(params.get("id")):
                     events.append(Cancelled(params["id"]))
@@ -419,7 +420,7 @@ class RpcEndpoint:
             else:
                 events.append(Response(message_id, message["result"]))
             return None
-        return self._invalid("neither a request nor a response", message_id if has_id else None)
+        return self._invalid("neither a request nor a response", message_id)
 
     def messages_to_send(self) -> list[Any]:
         """Drains the messages (dicts, or lists for batch answers) to write, in order."""
