@@ -2,15 +2,19 @@
 // Stryker runs from the repository's root, not js/: the tests read the shared vectors (spec/)
 // and spawn the fixtures (tests/fixtures), so the sandbox it copies must hold them too.
 //
-// Three targets, one run each (BOTHWAYS_MUTATE): "codec" mutates wire.js and rpc.js against their
-// unit tests and the shared vectors; "rpc" mutates rpc.js alone against the same tests (a quicker
-// run when only the calls changed); "stdio" mutates the child-process transport against its
+// Four targets, one run each (BOTHWAYS_MUTATE): "codec" mutates wire.js and rpc.js against their
+// unit tests and the shared vectors; "wire" and "rpc" mutate one of the two against the same tests
+// (a quicker run when only one changed); "stdio" mutates the child-process transport against its
 // tests, without the stress cases (BOTHWAYS_QUICK=1 skips them; scripts/mutation sets it).
 // The tap runner runs each test file in a node process of its own, with "perTest" coverage per
 // file: a mutant runs only the files that reach it, and one that none reaches is not run.
 const TARGETS = {
   codec: {
     mutate: ["js/src/wire.js", "js/src/rpc.js"],
+    testFiles: ["js/test/wire.test.js", "js/test/rpc.test.js", "js/test/vectors.test.js"],
+  },
+  wire: {
+    mutate: ["js/src/wire.js"],
     testFiles: ["js/test/wire.test.js", "js/test/rpc.test.js", "js/test/vectors.test.js"],
   },
   rpc: {
@@ -45,7 +49,7 @@ export default {
     "/tests/*",
     "!/tests/fixtures",
   ],
-  concurrency: 2,
+  concurrency: Number(process.env.BOTHWAYS_MUTATE_CONCURRENCY ?? 2),
   timeoutMS: 10000,
   reporters: ["clear-text", "progress-append-only", "json", "html"],
   jsonReporter: { fileName: `js/reports/mutation/${target}.json` },

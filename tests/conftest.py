@@ -19,6 +19,13 @@ SPEC = ROOT / "spec" / "vectors"
 FIXTURES = ROOT / "tests" / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# make mutation's second Python run (scripts/mutation): bothways.wire itself on the json backend,
+# as on a plain python3, so that its standard-library code is what mutmut mutates and the tests run
+# (otherwise the tests reach that code only through tests/vectors.py's twin module, which mutmut
+# does not see). Set before anything imports bothways.
+if os.environ.get("BOTHWAYS_HIDE_ORJSON") == "1":
+    sys.modules["orjson"] = None  # type: ignore[assignment] # None: "import orjson" raises
+
 # Every timeout in the tests is a multiple of UNIT seconds; slow machines raise the factor.
 UNIT = float(os.environ.get("BOTHWAYS_TEST_TIMEOUT_FACTOR", "1"))
 

@@ -31,6 +31,12 @@ def codec(backend: str) -> ModuleType:
     return _stdlib_twin()
 
 
+def codecs() -> list[ModuleType]:
+    """Every backend this interpreter can run, the active one first: bothways.wire, and the json
+    twin when orjson is the active backend."""
+    return [codec(backend) for backend in BACKENDS if backend in (bothways.wire.BACKEND, "json")]
+
+
 @functools.cache
 def _stdlib_twin() -> ModuleType:
     """Imports src/bothways/wire.py a second time, as ``bothways._wire_stdlib``, with

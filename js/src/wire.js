@@ -583,6 +583,21 @@ function _excerpt(text, at) {
   return (start > 0 ? "…" : "") + piece + (start + EXCERPT < length ? "…" : "");
 }
 
+const HEAD = EXCERPT * 4; // the first bytes of a line, enough for EXCERPT characters of UTF-8
+
+/**
+ * The excerpt of an over-long line, from its first bytes: at most EXCERPT characters, with `…`
+ * when the line goes on (beyond `head` when `more`). Python's `_head_excerpt`.
+ * @param {Uint8Array} head
+ * @param {boolean} [more]
+ * @returns {string}
+ */
+function headExcerpt(head, more = false) {
+  const text = lenientUtf8.decode(head.subarray(0, HEAD));
+  const cut = more || head.length > HEAD || codePoints(text, 0, text.length) > EXCERPT;
+  return text.slice(0, utf16Index(text, EXCERPT)) + (cut ? "…" : "");
+}
+
 const SURROGATE = /[\ud800-\udfff]/;
 
 /**
@@ -1189,7 +1204,7 @@ export class Decoder {
     const size = this.#heldSize + data.length;
     if (size > this.#maxLine) {
       // As Python: the excerpt shows the first 160 bytes held when the line passed the limit.
-      const head = new Uint8Array(Math.min(EXCERPT * 4, size));
+      const head = new Uint8Array(Math.min(HEAD, size));
       let at = 0;
       for (const part of [...this.#held, data]) {
         if (at === head.length) break;
@@ -1197,7 +1212,7 @@ export class Decoder {
         head.set(piece, at);
         at += piece.length;
       }
-      const excerpt = _excerpt(lenientUtf8.decode(head), 0);
+      const excerpt = headExcerpt(head, true); // (the line is not over: no newline yet)
       events.push(new Malformed(new FrameTooLarge({ line: this.#line + 1, limit: this.#maxLine, excerpt })));
       this.#held = [];
       this.#heldSize = 0;
@@ -1297,13 +1312,13 @@ export class Decoder {
     const line = this.#line;
     if (header.length > this.#maxLine) {
       // an over-long line is that, header or not, as it is when held across chunks (#hold)
-      const excerpt = _excerpt(lenientUtf8.decode(header.subarray(0, EXCERPT * 4)), 0);
+      const excerpt = headExcerpt(header);
       events.push(new Malformed(new FrameTooLarge({ line, limit: this.#maxLine, excerpt })));
       return start;
     }
     const digits = frameCount(header);
     if (digits === null) {
-      const excerpt = _excerpt(lenientUtf8.decode(header.subarray(0, EXCERPT * 4)), 0);
+      const excerpt = headExcerpt(header);
       events.push(new Malformed(new DecodeError("invalid binary frame header", { line, column: 1, excerpt })));
       return start;
     }
@@ -1365,8 +1380,8 @@ export class Decoder {
       const lineno = first + index;
       let error = null;
       if (end - start > this.#maxLine) {
-        const head = bytes.subarray(start, Math.min(end, start + EXCERPT * 4));
-        error = new FrameTooLarge({ line: lineno, limit: this.#maxLine, excerpt: _excerpt(lenientUtf8.decode(head), 0) });
+        const excerpt = headExcerpt(bytes.subarray(start, end));
+        error = new FrameTooLarge({ line: lineno, limit: this.#maxLine, excerpt });
       } else if (!isBlank(bytes, start, end)) {
         try {
           const value =

@@ -31,6 +31,8 @@ import {
 import { Inbox } from "../src/transports/base.js";
 import { feedAll, flat } from "./support.js";
 
+const STRESS_SKIPPED = process.env.BOTHWAYS_QUICK === "1" && "a stress case (BOTHWAYS_QUICK=1)";
+
 const bytes = (text) => new TextEncoder().encode(text);
 
 describe("errors", () => {
@@ -561,7 +563,8 @@ describe("Decoder", () => {
     assert.equal(events[1].error.reason, "invalid UTF-8 (byte 0xff)");
   });
 
-  test("many chunks of one huge line cost linear time", () => {
+  // (BOTHWAYS_QUICK=1, make mutation: 2.5 s per mutant, and no branch the others miss)
+  test("many chunks of one huge line cost linear time", { skip: STRESS_SKIPPED }, () => {
     const decoder = new Decoder();
     const chunk = bytes("[" + "1,".repeat(32767));
     const started = performance.now();
@@ -808,6 +811,39 @@ describe("mutation testing's finds (docs/mutation.md)", () => {
     assert.equal(tooLarge.error.message, "line 8: binary frame of 99 bytes is over the limit of 64 bytes (skipped)");
     assert.deepStrictEqual(decoder.feed(utf8("y\n")), []); // the skipped frame's bytes
     assert.equal(decoder.line, 8);
+  });
+
+  test("lines around frames keep their numbers in any chunk", () => {
+    const decoder = new Decoder({ binary: true });
+    decoder.feed(utf8("1\n2\n"));
+    let events = decoder.feed(utf8("3\n4\n#blob 1\nx5\n6\n"));
+    assert.deepStrictEqual(
+      events.map((e) => [e.constructor.name, e.line]),
+      [["Messages", 3], ["Binary", 5], ["Messages", 6]],
+    );
+    assert.deepStrictEqual([events[0].values, [...events[1].data], events[2].values, decoder.line], [[3, 4], [120], [5, 6], 7]);
+    events = decoder.feed(utf8("\n#blob 1\ny7\n")); // a chunk that starts with a blank line
+    assert.deepStrictEqual(
+      events.map((e) => [e.constructor.name, e.line]),
+      [["Binary", 9], ["Messages", 10]],
+    );
+    assert.deepStrictEqual([[...events[0].data], events[1].values, decoder.line], [[121], [7], 10]);
+  });
+
+  test("the excerpt of an over-long line marks the cut whatever its characters", () => {
+    // characters of 4 bytes: the first 160 bytes hold 40 of them exactly, and more follow; a line
+    // held over the limit (cut by the chunks) goes on too
+    const line = "😀".repeat(41);
+    for (const data of [utf8(`${line}\n`), utf8(`"${line}"\n`), utf8(`#blob xx${line}\n`)]) {
+      const cuts = [[data], [data.subarray(0, -1), utf8("\n")], [data.subarray(0, 100), data.subarray(100)]];
+      for (const chunks of cuts) {
+        const decoder = new Decoder({ binary: true, maxLine: 64 });
+        const events = chunks.flatMap((chunk) => decoder.feed(chunk));
+        assert.equal(events.length, 1);
+        assert.ok(events[0].error instanceof FrameTooLarge);
+        assert.ok(events[0].error.excerpt.endsWith("…"), events[0].error.excerpt);
+      }
+    }
   });
 });
 

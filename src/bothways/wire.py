@@ -515,6 +515,16 @@ def _excerpt(text: str, at: int) -> str:
     return ("…" if start > 0 else "") + piece + ("…" if start + EXCERPT < len(text) else "")
 
 
+_HEAD = EXCERPT * 4  # the first bytes of a line, enough for EXCERPT characters of UTF-8
+
+
+def _head_excerpt(head: bytes, more: bool = False) -> str:
+    """The excerpt of an over-long line, from its first bytes: at most EXCERPT characters, with
+    ``…`` when the line goes on (beyond ``head`` when ``more``)."""
+    text = head[:_HEAD].decode("utf-8", "replace")
+    return text[:EXCERPT] + ("…" if more or len(head) > _HEAD or len(text) > EXCERPT else "")
+
+
 # --------------------------------------------------------------------------------------------
 # The scan: where a text goes wrong, in document order, by orjson's rules. Error path only.
 # (Mirrors scan() in js/src/wire.js name for name and word for word: the two languages report
@@ -828,7 +838,7 @@ class Decoder:
             self._buf += buf
             if b"\n" not in buf and self._started:  # a long line still coming: no copy
                 if len(self._buf) > self._max_line:
-                    self._hold(bytes(self._buf[: EXCERPT * 4]), events, too_long=True)
+                    self._hold(bytes(self._buf[:_HEAD]), events, too_long=True)
                 return events
             buf = bytes(self._buf)
             self._buf.clear()
@@ -920,12 +930,12 @@ class Decoder:
         if len(header) > self._max_line:
             # An over-long line is that, header or not, as it is when held across chunks
             # (``_hold``): the verdict must not depend on where the chunks end.
-            excerpt = _excerpt(header[: EXCERPT * 4].decode("utf-8", "replace"), 0)
+            excerpt = _head_excerpt(header)
             events.append(Malformed(FrameTooLarge(line=self._line, limit=self._max_line, excerpt=excerpt)))
             return start
         match = _FRAME_COUNT.match(header)
         if match is None:
-            excerpt = _excerpt(header[: EXCERPT * 4].decode("utf-8", "replace"), 0)
+            excerpt = _head_excerpt(header)
             error = DecodeError("invalid binary frame header", line=self._line, column=1, excerpt=excerpt)
             events.append(Malformed(error))
             return start
@@ -957,7 +967,7 @@ class Decoder:
     def _hold(self, buf: bytes, events: list[Event], too_long: bool = False) -> None:
         """Keeps an unfinished line, unless it is already over the limit (then drops it)."""
         if too_long or len(buf) > self._max_line:
-            excerpt = _excerpt(buf[: EXCERPT * 4].decode("utf-8", "replace"), 0)
+            excerpt = _head_excerpt(buf, more=True)  # (the line is not over: no newline yet)
             events.append(
                 Malformed(FrameTooLarge(line=self._line + 1, limit=self._max_line, excerpt=excerpt))
             )
@@ -974,7 +984,7 @@ class Decoder:
             lineno = first + index
             error: DecodeError | None = None
             if len(raw) > self._max_line:
-                excerpt = _excerpt(raw[: EXCERPT * 4].decode("utf-8", "replace"), 0)
+                excerpt = _head_excerpt(raw)
                 error = FrameTooLarge(line=lineno, limit=self._max_line, excerpt=excerpt)
             elif not raw.strip(b" \t\r"):
                 pass  # blank line: ends the run, yields nothing

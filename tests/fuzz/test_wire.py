@@ -14,11 +14,11 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from ..vectors import BACKENDS, codec
+from ..vectors import codecs
 from .common import brief, corpus, run
 from .streams import chunking_free, cuts, decode, open_bug, options, same_flat, streams
 
-WIRES = [codec(backend) for backend in BACKENDS]
+WIRES = codecs()
 
 
 def check(data: bytes, max_line: int, binary: bool, at: list[int]) -> None:

@@ -7,12 +7,14 @@ The tests after "Both backends" check that the two give the same bytes, values a
 
 from __future__ import annotations
 
+import array
 import collections
 import dataclasses
 import datetime
 import enum
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -659,3 +661,190 @@ def test_frames_among_lines_keep_the_line_count_and_name_bad_headers(backend: st
     assert (too_large.error.line, too_large.error.limit) == (8, 64)
     assert str(too_large.error) == "line 8: binary frame of 99 bytes is over the limit of 64 bytes (skipped)"
     assert decoder.feed(b"y\n") == [] and decoder.line == 8  # the skipped frame's bytes
+
+
+# Pieces that run once at import (the json backend's encoders and scanners) or whose answer is
+# cached per class (_classify, behind _kind): the tests above reach them before any mutant is
+# switched on (mutmut forks each mutant's run from a process that has imported bothways), so they
+# are checked here afresh. They exist with either backend.
+
+
+def test_classify_knows_orjsons_own_types_by_exact_class() -> None:
+    w = bothways.wire
+
+    class Level(enum.IntEnum):
+        LOW = 1
+
+    class Enum:  # the name alone is not enough: Enum from the enum module
+        __qualname__ = "Enum"
+
+    class Later(datetime.datetime):  # exact classes only, as orjson
+        pass
+
+    class Undecorated(Reading):  # a dataclass's subclass without @dataclass of its own
+        pass
+
+    kinds = {
+        datetime.datetime: w._DATETIME,
+        datetime.date: w._DATE,
+        datetime.time: w._TIME,
+        uuid.UUID: w._UUID,
+        Unit: w._ENUM,
+        Level: w._ENUM,
+        Reading: w._DATACLASS,
+        Enum: w._OTHER,
+        Later: w._OTHER,
+        Undecorated: w._OTHER,
+        dict: w._OTHER,
+        np.ndarray: w._OTHER,
+    }
+    assert len({w._DATETIME, w._DATE, w._TIME, w._UUID, w._ENUM, w._DATACLASS, w._OTHER}) == 7
+    assert {cls: w._classify(cls) for cls in kinds} == kinds
+
+
+def test_the_json_backends_encoder_is_compact_utf8_in_order_and_checks_cycles() -> None:
+    w = bothways.wire
+    markers: dict[int, Any] = {}
+    encode = w._new_c_encoder(markers, False)
+    value = {"b": [1, 2.5, "é\n", None, True], "a": {}}
+    assert "".join(encode(value, 0)) == '{"b":[1,2.5,"é\\n",null,true],"a":{}}'
+    assert "".join(encode([datetime.date(2024, 1, 2), Unit.CELSIUS], 0)) == '["2024-01-02","C"]'
+    with pytest.raises(ValueError, match="Out of range float"):
+        "".join(encode([float("nan")], 0))
+    markers.clear()
+    with pytest.raises(TypeError, match="keys must be str"):
+        "".join(encode({(1, 2): 3}, 0))
+    markers.clear()
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(ValueError, match="Circular reference"):
+        "".join(encode(cycle, 0))
+    assert "".join(w._new_c_encoder({}, True)([float("nan"), -math.inf], 0)) == "[NaN,-Infinity]"
+
+
+def test_the_json_backends_scanners_read_one_value_and_refuse_nan() -> None:
+    w = bothways.wire
+    scan = w._scanner()
+    assert scan('{"a": [1, 2.5, 18446744073709551616]} tail', 0) == ({"a": [1, 2.5, 2**64]}, 37)
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        with pytest.raises(ValueError, match=f"{constant} is not JSON"):
+            scan(constant, 0)
+    careful = w._scanner(parse_int=w._orjson_int, parse_float=w._orjson_float)
+    assert careful("[18446744073709551616, 1.5]", 0) == ([1.8446744073709552e19, 1.5], 27)
+    assert type(careful("[18446744073709551615]", 0)[0][0]) is int
+    with pytest.raises(ValueError, match="infinity"):
+        careful("1e400", 0)
+
+
+def test_the_encoders_hook_writes_numpy_values_and_names_what_it_cannot() -> None:
+    w = bothways.wire
+    assert w._default(np.arange(6)[::2]) == [0, 2, 4]
+    assert w._default(np.float16(1.5)) == 1.5
+
+    class Shaped:  # a dtype but no tolist
+        dtype = "int32"
+
+    with pytest.raises(TypeError, match="^Type is not JSON serializable: array$"):
+        w._default(array.array("i", [1]))  # a tolist but no dtype: not numpy
+    with pytest.raises(TypeError, match="^Type is not JSON serializable: Shaped$"):
+        w._default(Shaped())
+
+
+def deep(value: Any, levels: int = 300) -> Any:
+    """``value`` inside ``levels`` arrays: beyond orjson's 255, so the encoder's slow path."""
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_decode_skips_one_bom_in_text_too(wire: ModuleType) -> None:
+    assert wire.decode("\ufeff[1]") == [1]
+    with pytest.raises(DecodeError) as info:
+        wire.decode("\ufeff\ufeff[1]")
+    assert (info.value.line, info.value.column) == (1, 1)
+
+
+def test_a_value_with_tolist_that_is_not_numpy_is_refused_on_every_path(wire: ModuleType) -> None:
+    for value, path in ((array.array("i", [1, 2]), "$"), (deep(array.array("i", [1])), "$" + "[0]" * 300)):
+        with pytest.raises(EncodeError) as info:
+            wire.encode(value)
+        assert (info.value.path, str(info.value)) == (path, f"{path}: array is not JSON serializable")
+
+
+def test_the_slow_path_walks_numpy_objects_dataclasses_and_enums(wire: ModuleType) -> None:
+    class Base:  # gives its subclasses' instances a __dict__, slots or not
+        pass
+
+    @dataclasses.dataclass(slots=True)
+    class Slotted:
+        a: int
+        _b: int = 2
+
+    @dataclasses.dataclass(slots=True)
+    class SlottedOnBase(Base):
+        a: int
+        _b: int = 2
+
+    @dataclasses.dataclass
+    class Plain:
+        a: int
+        _b: int = 2
+
+    class Pair(enum.Enum):  # a fresh class each time: its kind is not cached yet
+        ONE = (1, 2**70)
+
+    mixed = SlottedOnBase(1)
+    mixed.extra = 5  # type: ignore[attr-defined] # in __dict__, not a field: orjson leaves it out
+    plain = Plain(1)
+    plain.extra = 5  # type: ignore[attr-defined] # orjson writes what __dict__ holds
+    cases = [
+        (np.array([2**70, 1], dtype=object), b"[1180591620717411303424,1]"),
+        (Slotted(1), b'{"a":1}'),
+        (mixed, b'{"a":1}'),
+        (plain, b'{"a":1,"extra":5}'),
+        (Pair.ONE, b"[1,1180591620717411303424]"),
+    ]
+    for value, text in cases:
+        assert wire.encode(value, big_ints=True) == text + b"\n"
+        assert wire.encode(deep(value), big_ints=True) == b"[" * 300 + text + b"]" * 300 + b"\n"
+
+
+def test_an_enum_is_no_level_of_nesting(wire: ModuleType) -> None:
+    class Pair(enum.Enum):
+        ONE = (1,)
+
+    assert wire.encode(deep(Unit.CELSIUS, 1024)) == b"[" * 1024 + b'"C"' + b"]" * 1024 + b"\n"
+    assert wire.encode(deep(Pair.ONE, 1023)) == b"[" * 1024 + b"1" + b"]" * 1024 + b"\n"
+    with pytest.raises(EncodeError, match="nesting deeper than 1024"):
+        wire.encode(deep(Pair.ONE, 1024))
+
+
+def test_strict_mode_holds_on_the_slow_path(wire: ModuleType) -> None:
+    with pytest.raises(EncodeError) as info:
+        wire.encode(deep([1.5, float("nan")]), strict=True)
+    assert info.value.path == "$" + "[0]" * 300 + "[1]"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lines_around_frames_keep_their_numbers_in_any_chunk(backend: str) -> None:
+    decoder = codec(backend).Decoder(binary=True)
+    decoder.feed(b"1\n2\n")
+    events = decoder.feed(b"3\n4\n#blob 1\nx5\n6\n")
+    assert [(type(e).__name__, e.line) for e in events] == [("Messages", 3), ("Binary", 5), ("Messages", 6)]
+    assert (events[0].values, events[1].data, events[2].values, decoder.line) == ([3, 4], b"x", [5, 6], 7)
+    events = decoder.feed(b"\n#blob 1\ny7\n")  # a chunk that starts with a blank line
+    assert [(type(e).__name__, e.line) for e in events] == [("Binary", 9), ("Messages", 10)]
+    assert (events[0].data, events[1].values, decoder.line) == (b"y", [7], 10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_excerpt_of_an_over_long_line_marks_the_cut_whatever_its_characters(backend: str) -> None:
+    # characters of 4 bytes: the first 160 bytes hold 40 of them exactly, and more follow; a line
+    # held over the limit (cut by the chunks) goes on too
+    line = "😀" * 41
+    for data in (f"{line}\n".encode(), f'"{line}"\n'.encode(), f"#blob xx{line}\n".encode()):
+        for chunks in ([data], [data[:-1], b"\n"], [data[:100], data[100:]]):
+            decoder = codec(backend).Decoder(binary=True, max_line=64)
+            events = [event for chunk in chunks for event in decoder.feed(chunk)]
+            assert len(events) == 1 and isinstance(events[0].error, FrameTooLarge), events
+            assert events[0].error.excerpt.endswith("…"), (data[:8], chunks, events[0].error.excerpt)
