@@ -813,6 +813,12 @@ describe("mutation testing's finds (docs/mutation.md)", () => {
     assert.equal(decoder.line, 8);
   });
 
+  test("a text is decoded after one BOM, and a lone surrogate in it is named where it is", () => {
+    assert.deepStrictEqual(decode("\ufeff[1]"), [1]);
+    assert.throws(() => decode("\ufeff\ufeff[1]"), { line: 1, column: 1 });
+    assert.throws(() => decode('["ok", "a\ud800"]'), { line: 1, column: 10, reason: "lone surrogate in string" });
+  });
+
   test("lines around frames keep their numbers in any chunk", () => {
     const decoder = new Decoder({ binary: true });
     decoder.feed(utf8("1\n2\n"));

@@ -154,6 +154,11 @@ def values() -> list[dict[str, Any]]:
     dec_error("escaped lone low surrogate", '"\\udc00"', 2, "lone surrogate \\udc00 in string")
     dec_error("escaped reversed surrogates", '"\\udc00\\ud800"', 2, "lone surrogate \\udc00 in string")
     dec_error("escaped high surrogate then letter", '"\\ud800x"', 2, "lone surrogate \\ud800 in string")
+    dec_error("escaped low then low surrogate", '"\\udc00\\udc01"', 2, "lone surrogate \\udc00 in string")
+    dec_error("escaped high then private use", '"\\ud800\\ue000"', 2, "lone surrogate \\ud800 in string")
+    dec_error("escaped last low surrogate", '"\\udfff"', 2, "lone surrogate \\udfff in string")
+    dec_error("escaped last pair, then an error", '["\\udbff\\udfff" x]', 17, "expected ',' or ']'")
+    dec_error("escaped private use, then an error", '["\\ue000" x]', 11, "expected ',' or ']'")
     # containers
     both("empty array", [], "[]")
     both("empty object", {}, "{}")
@@ -199,6 +204,7 @@ def values() -> list[dict[str, Any]]:
         ("empty text", "", 1, end),
         ("only spaces", "   ", 4, end),
         ("bad escape", '"\\x41"', 2, "invalid escape in string"),
+        ("bad escape letter", '["\\X"]', 3, "invalid escape in string"),
         ("unescaped newline in string", '"a\nb"', 3, "unescaped control character U+000A in string"),
         ("unescaped tab in string", '"a\tb"', 3, "unescaped control character U+0009 in string"),
         ("unquoted key", "{a:1}", 2, "expected a string key"),
@@ -211,16 +217,21 @@ def values() -> list[dict[str, Any]]:
         ("control character in string", '"a\x01"', 3, "unescaped control character U+0001 in string"),
         ("number without digits after the point", "1.", 3, end),
         ("number without exponent digits", "[1.5e+]", 7, "invalid number"),
+        ("number without digits after E", "[1E]", 4, "invalid number"),
         ("overflow 1e400", "1e400", 1, "number too large (it overflows to infinity)"),
         ("overflow -1e400 in array", "[-1e400]", 2, "number too large (it overflows to infinity)"),
         ("overflow: 400 digits", "1" * 400, 1, "number too large (it overflows to infinity)"),
         ("hex number", "0x10", 2, after),
         ("lone minus", "-", 2, end),
         ("unclosed array", "[1,2", 5, end),
+        ("object ends after a key", '{"a"', 5, end),
         ("unclosed object", '{"a":', 6, end),
         ("True capitalised", "True", 1, value_expected.format("'T'")),
         ("non-ASCII before the error", '["é€😀" x]', 8, "expected ',' or ']'"),
         ("control character outside a string", "[\x01]", 2, value_expected.format("U+0001")),
+        ("the first printable character", "[!]", 2, value_expected.format("'!'")),
+        ("the last printable ASCII character", "[~]", 2, value_expected.format("'~'")),
+        ("DEL outside a string", "[\x7f]", 2, value_expected.format("U+007F")),
         ("unfinished text 191 deep", "[" * 191, 192, end),
     ]:
         dec_error(name, text, column, reason)

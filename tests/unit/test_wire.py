@@ -764,6 +764,12 @@ def test_decode_skips_one_bom_in_text_too(wire: ModuleType) -> None:
     assert (info.value.line, info.value.column) == (1, 1)
 
 
+def test_a_lone_surrogate_in_text_is_named_where_it_is(wire: ModuleType) -> None:
+    with pytest.raises(DecodeError) as info:
+        wire.decode('["ok", "a\ud800"]')  # (only a str can hold one: bytes hold UTF-8)
+    assert (info.value.line, info.value.column, info.value.reason) == (1, 10, "lone surrogate in string")
+
+
 def test_a_value_with_tolist_that_is_not_numpy_is_refused_on_every_path(wire: ModuleType) -> None:
     for value, path in ((array.array("i", [1, 2]), "$"), (deep(array.array("i", [1])), "$" + "[0]" * 300)):
         with pytest.raises(EncodeError) as info:
