@@ -819,6 +819,12 @@ describe("mutation testing's finds (docs/mutation.md)", () => {
     assert.throws(() => decode('["ok", "a\ud800"]'), { line: 1, column: 10, reason: "lone surrogate in string" });
   });
 
+  test("the excerpt of a decode error is centred on it and keeps its line", () => {
+    const bad = new Uint8Array([...utf8('["' + "a".repeat(70)), 0xff, ...utf8("b".repeat(30) + '"]')]);
+    assert.throws(() => decode(bad), { column: 73, excerpt: "…" + "a".repeat(20) + "\ufffd" + "b".repeat(19) + "…" });
+    assert.throws(() => decode(utf8("[1 X\r\n")), { column: 4, excerpt: "[1 X" }); // its CR left out
+  });
+
   test("lines around frames keep their numbers in any chunk", () => {
     const decoder = new Decoder({ binary: true });
     decoder.feed(utf8("1\n2\n"));

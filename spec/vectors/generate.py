@@ -224,6 +224,8 @@ def values() -> list[dict[str, Any]]:
         ("hex number", "0x10", 2, after),
         ("lone minus", "-", 2, end),
         ("unclosed array", "[1,2", 5, end),
+        ("unclosed array after a comma", "[1,", 4, end),
+        ("a capital X", "[X]", 2, value_expected.format("'X'")),
         ("object ends after a key", '{"a"', 5, end),
         ("unclosed object", '{"a":', 6, end),
         ("True capitalised", "True", 1, value_expected.format("'T'")),
@@ -248,6 +250,9 @@ def values() -> list[dict[str, Any]]:
         ("two BOMs", b"\xef\xbb\xbf\xef\xbb\xbf1", 1, value_expected.format("U+FEFF")),
     ]:
         dec_error(name, None, column, reason, raw=raw)
+    dec_error(
+        "invalid UTF-8 on the third line", None, 5, "invalid UTF-8 (byte 0xff)", b'[1,\n 2,\n "ab\xff"]', 3
+    )
     return c
 
 
@@ -294,6 +299,17 @@ def streams() -> list[dict[str, Any]]:
     case("mixed CRLF and LF", '{"a":1}\r\n[2]\n"x"\r\n', [msg({"a": 1}, 1), msg([2], 2), msg("x", 3)])
     case("blank lines skipped, still counted", "\n\n1\n\n2\n", [msg(1, 3), msg(2, 5)])
     case("whitespace-only line skipped", "1\n \t \r\n2\n", [msg(1, 1), msg(2, 3)])
+    case(
+        "only space, tab and CR make a blank line",
+        "1\nX\n\x0c\n\x0b\n2\n",
+        [
+            msg(1, 1),
+            err(2, 1, "unexpected character 'X'"),
+            err(3, 1, "unexpected character U+000C"),
+            err(4, 1, "unexpected character U+000B"),
+            msg(2, 5),
+        ],
+    )
     case("only newlines", "\n\n\n", [])
     case("only CRLFs", "\r\n\r\n", [])
     case("BOM at start skipped", "\ufeff1\n2\n", [msg(1, 1), msg(2, 2)])

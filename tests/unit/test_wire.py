@@ -770,6 +770,15 @@ def test_a_lone_surrogate_in_text_is_named_where_it_is(wire: ModuleType) -> None
     assert (info.value.line, info.value.column, info.value.reason) == (1, 10, "lone surrogate in string")
 
 
+def test_the_excerpt_of_a_decode_error_is_centred_on_it_and_keeps_its_line(wire: ModuleType) -> None:
+    with pytest.raises(DecodeError) as info:
+        wire.decode(b'["' + b"a" * 70 + b"\xff" + b"b" * 30 + b'"]')
+    assert (info.value.column, info.value.excerpt) == (73, "…" + "a" * 20 + "\ufffd" + "b" * 19 + "…")
+    with pytest.raises(DecodeError) as info:
+        wire.decode(b"[1 X\r\n")  # the line's own characters, its CR left out
+    assert (info.value.column, info.value.excerpt) == (4, "[1 X")
+
+
 def test_a_value_with_tolist_that_is_not_numpy_is_refused_on_every_path(wire: ModuleType) -> None:
     for value, path in ((array.array("i", [1, 2]), "$"), (deep(array.array("i", [1])), "$" + "[0]" * 300)):
         with pytest.raises(EncodeError) as info:
