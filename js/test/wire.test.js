@@ -825,6 +825,15 @@ describe("mutation testing's finds (docs/mutation.md)", () => {
     assert.throws(() => decode(utf8("[1 X\r\n")), { column: 4, excerpt: "[1 X" }); // its CR left out
   });
 
+  test("a decoder takes no frames and one-byte lines at least by default", () => {
+    const events = new Decoder().feed(utf8("#blob 1\nx\n"));
+    assert.deepStrictEqual(
+      events.map((e) => [e.constructor.name, e.error.line]),
+      [["Malformed", 1], ["Malformed", 2]],
+    );
+    assert.throws(() => new Decoder({ maxLine: 0 }), { name: "RangeError", message: "maxLine must be at least 1" });
+  });
+
   test("lines around frames keep their numbers in any chunk", () => {
     const decoder = new Decoder({ binary: true });
     decoder.feed(utf8("1\n2\n"));

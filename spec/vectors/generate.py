@@ -352,6 +352,8 @@ def streams() -> list[dict[str, Any]]:
     case("missing final newline", "1\n2", [msg(1, 1), msg(2, 2), trunc(2, True)])
     case("missing final newline after CRLF", "1\r\n2\r", [msg(1, 1), msg(2, 2), trunc(2, True)])
     case("incomplete final line", '1\n{"a":', [msg(1, 1), trunc(2, False, "unexpected end of data")])
+    case("final line X", "1\nX", [msg(1, 1), trunc(2, False, "unexpected character 'X'")])
+    case("final line form feed", "1\n\x0c", [msg(1, 1), trunc(2, False, "unexpected character U+000C")])
     case("blank unterminated final line", "1\n  ", [msg(1, 1)])
     case("tutorial sensor: bare numbers", "3.8\n-1.5\n12\n", [msg(3.8, 1), msg(-1.5, 2), msg(12, 3)])
     case(

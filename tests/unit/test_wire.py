@@ -863,3 +863,11 @@ def test_the_excerpt_of_an_over_long_line_marks_the_cut_whatever_its_characters(
             events = [event for chunk in chunks for event in decoder.feed(chunk)]
             assert len(events) == 1 and isinstance(events[0].error, FrameTooLarge), events
             assert events[0].error.excerpt.endswith("…"), (data[:8], chunks, events[0].error.excerpt)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_decoder_takes_no_frames_and_one_byte_lines_at_least_by_default(backend: str) -> None:
+    events = codec(backend).Decoder().feed(b"#blob 1\nx\n")
+    assert [(type(e).__name__, e.error.line) for e in events] == [("Malformed", 1), ("Malformed", 2)]
+    with pytest.raises(ValueError, match="^max_line must be at least 1$"):
+        codec(backend).Decoder(max_line=0)
