@@ -832,6 +832,7 @@ describe("mutation testing's finds (docs/mutation.md)", () => {
       [["Malformed", 1], ["Malformed", 2]],
     );
     assert.throws(() => new Decoder({ maxLine: 0 }), { name: "RangeError", message: "maxLine must be at least 1" });
+    assert.deepStrictEqual(flat(new Decoder({ maxLine: 1 }).feed(utf8("1\n"))), flat(new Decoder().feed(utf8("1\n"))));
   });
 
   test("lines around frames keep their numbers in any chunk", () => {

@@ -871,3 +871,6 @@ def test_a_decoder_takes_no_frames_and_one_byte_lines_at_least_by_default(backen
     assert [(type(e).__name__, e.error.line) for e in events] == [("Malformed", 1), ("Malformed", 2)]
     with pytest.raises(ValueError, match="^max_line must be at least 1$"):
         codec(backend).Decoder(max_line=0)
+    assert flat(codec(backend).Decoder(max_line=1).feed(b"1\n")) == flat(
+        codec(backend).Decoder().feed(b"1\n")
+    )
