@@ -8,19 +8,20 @@
 // tests, without the stress cases (BOTHWAYS_QUICK=1 skips them; scripts/mutation sets it).
 // The tap runner runs each test file in a node process of its own, with "perTest" coverage per
 // file: a mutant runs only the files that reach it, and one that none reaches is not run.
+// The codec's unit tests, the shared vectors, the seeded property tests and the fuzz corpora
+// (fuzz.test.js replays them, then a few hundred seeded runs; Python's test_corpus and
+// tests/fuzz/test_rpc.py are the twins).
+const CODEC_TESTS = [
+  "js/test/wire.test.js",
+  "js/test/rpc.test.js",
+  "js/test/vectors.test.js",
+  "js/test/property.test.js",
+  "js/test/fuzz.test.js",
+];
 const TARGETS = {
-  codec: {
-    mutate: ["js/src/wire.js", "js/src/rpc.js"],
-    testFiles: ["js/test/wire.test.js", "js/test/rpc.test.js", "js/test/vectors.test.js"],
-  },
-  wire: {
-    mutate: ["js/src/wire.js"],
-    testFiles: ["js/test/wire.test.js", "js/test/rpc.test.js", "js/test/vectors.test.js"],
-  },
-  rpc: {
-    mutate: ["js/src/rpc.js"],
-    testFiles: ["js/test/wire.test.js", "js/test/rpc.test.js", "js/test/vectors.test.js"],
-  },
+  codec: { mutate: ["js/src/wire.js", "js/src/rpc.js"], testFiles: CODEC_TESTS },
+  wire: { mutate: ["js/src/wire.js"], testFiles: CODEC_TESTS },
+  rpc: { mutate: ["js/src/rpc.js"], testFiles: CODEC_TESTS },
   stdio: {
     mutate: ["js/src/transports/stdio.js"],
     testFiles: ["js/test/stdio.test.js"],
@@ -48,6 +49,9 @@ export default {
     "!/tests",
     "/tests/*",
     "!/tests/fixtures",
+    "!/tests/fuzz",
+    "/tests/fuzz/*",
+    "!/tests/fuzz/corpus",
   ],
   concurrency: Number(process.env.BOTHWAYS_MUTATE_CONCURRENCY ?? 2),
   timeoutMS: 10000,

@@ -162,23 +162,36 @@ function manyOpeners(text) {
  */
 function mayBeTooDeep(value, depth) {
   if (typeof value !== "object" || value === null) {
-    return typeof value === "bigint"; // only through a user-defined BigInt.prototype.toJSON
+    // only through a toJSON of the application's: a BigInt's (BigInt.prototype) or a function's
+    return (typeof value === "bigint" || typeof value === "function") && hasToJSON(value);
   }
-  if (depth >= MAX_DEPTH || typeof (/** @type {any} */ (value).toJSON) === "function") {
+  if (depth >= MAX_DEPTH || hasToJSON(value)) {
     return true;
   }
   if (Array.isArray(value)) {
     for (let index = 0; index < value.length; index++) {
       const child = value[index];
-      if (typeof child === "object" && child !== null && mayBeTooDeep(child, depth + 1)) return true;
+      if (child !== null && typeof child !== "string" && typeof child !== "number" && mayBeTooDeep(child, depth + 1)) {
+        return true;
+      }
     }
     return false;
   }
   for (const key in value) {
     const child = /** @type {Record<string, unknown>} */ (value)[key];
-    if (typeof child === "object" && child !== null && mayBeTooDeep(child, depth + 1)) return true;
+    if (child !== null && typeof child !== "string" && typeof child !== "number" && mayBeTooDeep(child, depth + 1)) {
+      return true;
+    }
   }
   return false;
+}
+
+/**
+ * @param {unknown} value an object, a function or a BigInt.
+ * @returns {boolean} whether JSON.stringify calls a `toJSON()` on it.
+ */
+function hasToJSON(value) {
+  return typeof (/** @type {any} */ (value).toJSON) === "function";
 }
 
 /**
@@ -275,7 +288,8 @@ function findProblem(root, strict) {
  * @returns {unknown}
  */
 function prepare(value, key) {
-  if ((typeof value === "object" && value !== null) || typeof value === "bigint") {
+  // JSON.stringify asks every object (functions are objects) and BigInt for a toJSON()
+  if ((typeof value === "object" && value !== null) || typeof value === "function" || typeof value === "bigint") {
     const toJSON = /** @type {any} */ (value).toJSON;
     if (typeof toJSON === "function") {
       value = toJSON.call(value, key);

@@ -867,6 +867,359 @@ describe("mutation testing's finds (docs/mutation.md)", () => {
       }
     }
   });
+
+  // Encoding: the walk that names the problem (findProblem), and when it runs.
+
+  test("encode's reasons for a BigInt, a cycle and too deep a value", () => {
+    assert.throws(() => encode({ id: 2n ** 64n }), {
+      path: "$.id",
+      reason:
+        "BigInt 18446744073709551616n cannot be sent (JSON has no BigInt: send it as a string, " +
+        "or as a Number within ±(2**53-1))",
+    });
+    const loop = [];
+    loop.push(loop);
+    assert.throws(() => encode(loop), { path: "$[0]", message: "$[0]: circular reference" });
+    let deep = [];
+    for (let i = 0; i < 1024; i++) deep = [deep];
+    assert.throws(() => encode(deep), { reason: "nesting deeper than 1024 arrays/objects (the decoders' limit)" });
+  });
+
+  test("the first problem in document order is named, strict or not, also when JSON.stringify throws", () => {
+    assert.throws(() => encode([NaN, 1n]), { path: "$[1]", reason: /^BigInt 1n / });
+    assert.throws(() => encode([NaN, 1n], { strict: true }), {
+      path: "$[0]",
+      reason: "NaN is not a JSON number (strict mode; the default sends null)",
+    });
+    assert.throws(() => encode([true, false, null, 0, "\ud800"]), { path: "$[4]", reason: "string contains a lone surrogate" });
+    assert.throws(() => encode({ a: 1, b: "ok", c: "\ud800" }), { path: "$.c" });
+    // options given, strict not: NaN still sends null, on the slow path too
+    assert.equal(encode([NaN], {}), "[null]\n");
+    assert.equal(encode([NaN, "x".repeat(3000)]), `[null,"${"x".repeat(3000)}"]\n`);
+  });
+
+  test("members JSON.stringify drops, or writes as null, are not looked at", () => {
+    assert.throws(() => encode([undefined, () => 1, Symbol("s"), "\ud800"]), { path: "$[3]" });
+    assert.throws(() => encode({ u: undefined, f() {}, s: Symbol("s"), bad: "\ud800" }), { path: "$.bad" });
+    assert.throws(() => encode({ "\ud800": undefined, a: "\ud800" }), {
+      path: "$.a",
+      reason: "string contains a lone surrogate",
+    });
+    assert.equal(encode([undefined, null], { strict: true }), "[null,null]\n");
+    assert.equal(encode({ u: undefined, n: null }, { strict: true }), '{"n":null}\n');
+  });
+
+  test("a value met twice, not inside itself, is no cycle", () => {
+    const shared = { x: 1 };
+    assert.equal(encode([shared, shared]), '[{"x":1},{"x":1}]\n');
+    assert.throws(() => encode([shared, { y: shared }, "\ud800"]), { path: "$[2]", reason: "string contains a lone surrogate" });
+  });
+
+  test("toJSON gets its key, the empty string at the top level", () => {
+    const value = { toJSON: (key) => (key === "" ? NaN : 0) };
+    assert.throws(() => encode(value, { strict: true }), { path: "$", reason: /^NaN is not a JSON number/ });
+    assert.equal(encode([value], { strict: true }), "[0]\n");
+  });
+
+  test("boxed primitives are what they box: leaves, even at the deepest level", () => {
+    for (const [boxed, written] of [
+      [new Boolean(true), "true"],
+      [new Number(1), "1"],
+      [new String("s"), '"s"'],
+    ]) {
+      let inner = boxed;
+      for (let i = 1; i < 1024; i++) inner = [inner];
+      // ({} adds an opener: more than 1024 of them make encode look closer)
+      assert.equal(encode([{}, inner]), `[{},${"[".repeat(1023)}${written}${"]".repeat(1023)}]\n`, written);
+    }
+    assert.throws(() => encode(new String("a\ud800")), { path: "$" });
+    assert.throws(() => encode([new Number(NaN)], { strict: true }), { path: "$[0]" });
+  });
+
+  test("an object without a prototype is walked as any other", () => {
+    const map = Object.assign(Object.create(null), { ok: 1, k: "\ud800" });
+    assert.throws(() => encode({ map }), { path: "$.map.k" });
+  });
+
+  test("a BigInt.prototype.toJSON of the application's is honoured", () => {
+    let deep = [];
+    for (let i = 0; i < 1024; i++) deep = [deep];
+    BigInt.prototype.toJSON = function () {
+      return this === 7n ? deep : String(this);
+    };
+    try {
+      assert.equal(encode({ id: 5n }), '{"id":"5"}\n');
+      assert.throws(() => encode([1n, NaN], { strict: true }), { path: "$[1]" });
+      assert.throws(() => encode(7n), { path: "$" + "[0]".repeat(1024), reason: /^nesting deeper/ });
+    } finally {
+      delete BigInt.prototype.toJSON;
+    }
+  });
+
+  test("a function's toJSON is honoured as JSON.stringify honours it", () => {
+    const fn = (result) => Object.assign(() => {}, { toJSON: () => result });
+    let deep = [];
+    for (let i = 0; i < 1024; i++) deep = [deep];
+    assert.throws(() => encode({ a: fn("\ud800") }), { path: "$.a", reason: "string contains a lone surrogate" });
+    assert.throws(() => encode([fn(NaN)], { strict: true }), { path: "$[0]", reason: /^NaN is not a JSON number/ });
+    assert.throws(() => encode(fn(NaN), { strict: true }), { path: "$", reason: /^NaN is not a JSON number/ });
+    assert.throws(() => encode([fn(1n)]), { name: "EncodeError", path: "$[0]", reason: /^BigInt 1n / });
+    assert.throws(() => encode([fn(deep)]), { path: "$" + "[0]".repeat(1024), reason: /^nesting deeper/ });
+    assert.equal(encode([fn("ok"), () => {}]), '["ok",null]\n');
+  });
+
+  test("too deep is found whatever the containers: objects, both kinds, a toJSON's result", () => {
+    let objects = {};
+    for (let i = 0; i < 1023; i++) objects = { a: objects };
+    assert.equal(encode(objects), '{"a":'.repeat(1023) + "{}" + "}".repeat(1023) + "\n");
+    assert.throws(() => encode({ a: objects }), { path: "$" + ".a".repeat(1024), reason: /^nesting deeper/ });
+    let mixed = {};
+    for (let i = 0; i < 1024; i++) mixed = [mixed];
+    assert.throws(() => encode(mixed), { path: "$" + "[0]".repeat(1024) });
+    let arrays = [];
+    for (let i = 0; i < 1024; i++) arrays = [arrays];
+    assert.throws(() => encode({ toJSON: () => arrays }), { path: "$" + "[0]".repeat(1024) });
+  });
+
+  // Decoding one text
+
+  test("decode skips three bytes only when they are a whole BOM", () => {
+    for (const [start, reason] of [
+      [[0xe0, 0xbb, 0xbf], "unexpected character U+0EFF"],
+      [[0xef, 0xbc, 0xbf], "unexpected character U+FF3F"],
+      [[0xef, 0xbb, 0x80], "unexpected character U+FEC0"],
+    ]) {
+      assert.throws(() => decode(Uint8Array.of(...start, 0x31)), { line: 1, column: 1, reason }, reason);
+    }
+    // a second BOM is a character: in the excerpt too
+    assert.throws(() => decode(Uint8Array.of(0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf, 0xff)), {
+      column: 2,
+      reason: "invalid UTF-8 (byte 0xff)",
+      excerpt: "\ufeff\ufffd",
+    });
+  });
+
+  test("the checks after JSON.parse look at every kind of member", () => {
+    assert.throws(() => decode('{"a": 1e400}'), { column: 7, reason: "number too large (it overflows to infinity)" });
+    assert.throws(() => decode('{"a": "\\ud800"}'), { column: 8, reason: "lone surrogate \\ud800 in string" });
+    assert.deepStrictEqual(decode('{"t": true, "f": false, "s": "\\u00e9", "n": null, "x": 1}'), {
+      t: true,
+      f: false,
+      s: "é",
+      n: null,
+      x: 1,
+    });
+    assert.deepStrictEqual(decode('[true, "\\u00e9", null, 1, {}]'), [true, "é", null, 1, {}]);
+    // any leaf inside 1024 levels is fine: only containers count
+    for (const leaf of ['"s"', "null", "true", "1"]) {
+      assert.equal(decode("[".repeat(1024) + leaf + "]".repeat(1024)).length, 1, leaf);
+    }
+    assert.ok(decode("[".repeat(1023) + '{"n": null, "s": "s", "t": true}' + "]".repeat(1023)));
+  });
+
+  test("the excerpt of a decode error is its own line, only its final CRs left out", () => {
+    assert.throws(() => decode("[1,\n2 3\n]"), { line: 2, column: 3, excerpt: "2 3" });
+    assert.throws(() => decode("[1,\r2 3]"), { line: 1, column: 7, excerpt: "[1,\r2 3]" });
+    assert.throws(() => decode("[1 X\r\r\n"), { line: 1, column: 4, excerpt: "[1 X" });
+  });
+
+  test("the excerpt near the end of a long line shows its last 40 characters", () => {
+    const text = "[" + "1,".repeat(30) + "x]";
+    assert.throws(() => decode(text), { column: 62, excerpt: "…" + text.slice(-40) });
+    const forty = "x" + "y".repeat(39);
+    assert.throws(() => decode(forty), { column: 1, excerpt: forty });
+  });
+
+  test("columns and excerpts count characters: a pair is one, a lone surrogate one", () => {
+    assert.throws(() => decode("[😀]"), { column: 2, reason: "unexpected character U+1F600" });
+    assert.throws(() => decode("😀".repeat(30)), { column: 1, excerpt: "😀".repeat(30) });
+    assert.throws(() => decode("😀".repeat(50)), { column: 1, excerpt: "😀".repeat(40) + "…" });
+    // 40 characters then the end (no "…"), or 41 (cut after the 40th)
+    const head = "x" + "y".repeat(38);
+    for (const [end, excerpt] of [
+      ["\u{10000}", head + "\u{10000}"],
+      ["\u{10ffff}", head + "\u{10ffff}"],
+      ["a\udc00", head + "a…"],
+      ["\udc00\udc00", head + "\udc00…"],
+      ["\ud800a", head + "\ud800…"],
+      ["\ud800\ue000", head + "\ud800…"],
+      ["\ud800\udc00\ud800", head + "\u{10000}…"],
+    ]) {
+      assert.throws(() => decode(head + end), { column: 1, excerpt }, JSON.stringify(end));
+    }
+  });
+
+  test("invalid UTF-8: the first byte of the first bad sequence, as Python names it", () => {
+    // [bytes, column, the byte named]
+    const cases = [
+      [[0x5b, 0x80, 0x5d], 2, 0x80], // a continuation byte alone
+      [[0x80, 0x80, 0x80, 0x80, 0xff], 1, 0x80],
+      [[0x31, 0xc3], 2, 0xc3], // cut short
+      [[0x31, 0xc3, 0x31], 2, 0xc3],
+      [[0x31, 0xe2, 0x82, 0xc0, 0x31], 2, 0xe2],
+      [[0x31, 0xe0, 0x80, 0x80], 2, 0xe0], // overlong
+      [[0x31, 0xf0, 0x80, 0x80, 0x80], 2, 0xf0],
+      [[0x31, 0xf4, 0x90, 0x80, 0x80], 2, 0xf4], // beyond U+10FFFF
+      [[0x31, 0xf5, 0x80, 0x80, 0x80], 2, 0xf5],
+      // good characters at the edges of their ranges, then a bad byte
+      [[0xc2, 0xa9, 0xff], 2, 0xff],
+      [[0xc3, 0x80, 0xff], 2, 0xff],
+      [[0xc3, 0xbf, 0xff], 2, 0xff],
+      [[0xdf, 0xbf, 0xff], 2, 0xff],
+      [[0xe0, 0xa0, 0x80, 0xff], 2, 0xff],
+      [[0xe2, 0x82, 0x80, 0xff], 2, 0xff],
+      [[0xe2, 0x82, 0xac, 0xff], 2, 0xff],
+      [[0xe2, 0x82, 0xbf, 0xff], 2, 0xff],
+      [[0xed, 0x9f, 0xbf, 0xff], 2, 0xff],
+      [[0xef, 0xbc, 0xbf, 0xff], 2, 0xff],
+      [[0xf0, 0x9f, 0x98, 0x80, 0xff], 2, 0xff],
+      [[0xf1, 0x80, 0x80, 0x80, 0xff], 2, 0xff],
+      [[0xf4, 0x8f, 0xbf, 0xbf, 0xff], 2, 0xff],
+    ];
+    for (const [data, column, byte] of cases) {
+      const reason = `invalid UTF-8 (byte 0x${byte.toString(16)})`;
+      assert.throws(() => decode(Uint8Array.from(data)), { line: 1, column, reason }, String(data));
+    }
+  });
+
+  test("the scan goes past every kind of good value to the error", () => {
+    // [text, column, reason]
+    const cases = [
+      ["[[], {}, x]", 10, "unexpected character 'x'"],
+      ["[19, 9, -1, 1e-5, 1E+5, x]", 25, "unexpected character 'x'"],
+      ["[true, false, null, x]", 21, "unexpected character 'x'"],
+      ["[1,\t2 3]", 7, "expected ',' or ']'"],
+      ['["\\n\\"", "a b", x]', 17, "unexpected character 'x'"],
+      ['["\\u0041", "\\ud800\\udc00", x]', 28, "unexpected character 'x'"],
+      ['["\ufffd", "\u{10000}", "\u{10ffff}", x]', 17, "unexpected character 'x'"],
+      // and stops at what is wrong
+      ["1.", 3, "unexpected end of data"],
+      ["-", 2, "unexpected end of data"],
+      ["fal", 4, "unexpected end of data"],
+      ["[tr", 4, "unexpected end of data"],
+      ["{", 2, "unexpected end of data"],
+      ['{"a": 1,', 9, "unexpected end of data"],
+      ["{x", 2, "expected a string key"],
+      ['"abc\\', 5, "invalid escape in string"],
+      ['"\\x0041"', 2, "invalid escape in string"],
+      ['"\\uzzzz"', 2, "invalid escape in string"],
+      ['"\\ud800xxdc00"', 2, "lone surrogate \\ud800 in string"],
+      ['"\\ud800\\uzzzz"', 2, "lone surrogate \\ud800 in string"],
+      ['["\udfff", x]', 3, "lone surrogate in string"],
+      ['"\udc00\udc00"', 2, "lone surrogate in string"],
+      ['"\ud800\ue000"', 2, "lone surrogate in string"],
+    ];
+    for (const [text, column, reason] of cases) {
+      assert.throws(() => decode(text), { line: 1, column, reason }, JSON.stringify(text));
+    }
+  });
+
+  test("decode takes a SharedArrayBuffer, and names what it cannot take", () => {
+    const shared = new SharedArrayBuffer(3);
+    new Uint8Array(shared).set(bytes("[1]"));
+    assert.deepStrictEqual(decode(shared), [1]);
+    assert.throws(() => decode(42), {
+      name: "TypeError",
+      message: "expected bytes (Uint8Array, ArrayBuffer) or a string, got number",
+    });
+  });
+
+  // Decoding a stream
+
+  test("a first chunk is held for a BOM only when it may start one", () => {
+    assert.deepStrictEqual(flat(new Decoder().feed("1\n")), [{ message: 1, line: 1 }]);
+    const blank = new Decoder();
+    assert.deepStrictEqual(blank.feed("\n"), []);
+    assert.equal(blank.line, 1);
+    const empty = new Decoder();
+    assert.deepStrictEqual(empty.feed(new Uint8Array(0)), []);
+    assert.deepStrictEqual(flat(empty.feed(Uint8Array.of(0xef, 0xbb, 0xbf, 0x31, 0x0a))), [{ message: 1, line: 1 }]);
+  });
+
+  test("the stream's first three bytes are skipped only when they are a whole BOM", () => {
+    for (const start of [[0xe0, 0xbb, 0xbf], [0xef, 0xbc, 0xbf], [0xef, 0xbb, 0x80]]) {
+      const events = new Decoder().feed(Uint8Array.of(...start, 0x31, 0x0a));
+      assert.deepStrictEqual(flat(events), [{ error: "DECODE_ERROR", line: 1 }], String(start));
+    }
+    assert.deepStrictEqual(flat(new Decoder().feed('"¿"\n')), [{ message: "¿", line: 1 }]); // 22 c2 bf 22
+  });
+
+  test("the limit holds for one whole line in a chunk, and a line of the limit passes the slow path", () => {
+    const decoder = new Decoder({ maxLine: 3 });
+    decoder.feed("1\n");
+    assert.deepStrictEqual(flat(decoder.feed("12345\n")), [{ error: "FRAME_TOO_LARGE", line: 2 }]);
+    assert.deepStrictEqual(flat(new Decoder({ maxLine: 3 }).feed("123\nx\n")), [
+      { message: 123, line: 1 },
+      { error: "DECODE_ERROR", line: 2 },
+    ]);
+  });
+
+  test("booleans and strings with escapes as whole lines, in one batch", () => {
+    const events = new Decoder().feed('true\n"\\u00e9"\nfalse\n');
+    assert.equal(events.length, 1);
+    assert.deepStrictEqual(events[0].values, [true, "é", false]);
+  });
+
+  test("the excerpt of an over-long line: its first 40 characters, and … only when it goes on", () => {
+    const excerpt = (maxLine, ...chunks) => {
+      const decoder = new Decoder({ maxLine });
+      const events = chunks.flatMap((chunk) => decoder.feed(chunk));
+      assert.equal(events.length, 1);
+      assert.ok(events[0].error instanceof FrameTooLarge);
+      return events[0].error.excerpt;
+    };
+    assert.equal(excerpt(10, "1".repeat(40) + "\n"), "1".repeat(40));
+    assert.equal(excerpt(10, "1".repeat(41) + "\n"), "1".repeat(40) + "…");
+    assert.equal(excerpt(10, "😀".repeat(30) + "\n"), "😀".repeat(30));
+    assert.equal(excerpt(100, "😀".repeat(40) + "\n"), "😀".repeat(40)); // 160 bytes, all shown
+    // held across chunks: the line goes on
+    assert.equal(excerpt(10, "x".repeat(11)), "x".repeat(11) + "…");
+    assert.equal(excerpt(100, "x".repeat(64), "y".repeat(200)), "x".repeat(40) + "…");
+  });
+
+  test("feedEof: the excerpt keeps a BOM inside the stream; an unfinished frame is reported once", () => {
+    const decoder = new Decoder();
+    decoder.feed("1\n");
+    decoder.feed(Uint8Array.of(0xef, 0xbb, 0xbf, 0x32));
+    const [truncated] = decoder.feedEof();
+    assert.deepStrictEqual([truncated.error.line, truncated.error.excerpt], [2, "\ufeff2"]);
+    const framed = new Decoder({ binary: true });
+    framed.feed("#blob 5\nab");
+    const events = framed.feedEof();
+    assert.equal(events.length, 1);
+    assert.deepStrictEqual([events[0].error.reason, events[0].error.excerpt], ["stream ended inside a binary frame (2 of 5 bytes)", ""]);
+    assert.deepStrictEqual(framed.feedEof(), []);
+  });
+
+  test("a header counts only at a line's start, also in a chunk that is not all UTF-8", () => {
+    // without binary, a header is a bad line, in a chunk that is not UTF-8 too
+    assert.deepStrictEqual(flat(new Decoder().feed(Uint8Array.of(0xff, ...bytes("\n#blob 1\nx\n2\n")))), [
+      { error: "DECODE_ERROR", line: 1 },
+      { error: "DECODE_ERROR", line: 2 },
+      { error: "DECODE_ERROR", line: 3 },
+      { message: 2, line: 4 },
+    ]);
+    // "#blob " or "#" within a line after a frame is text
+    assert.deepStrictEqual(flat(new Decoder({ binary: true }).feed('#blob 1\nx"#blob 2"\n3\n')), [
+      { binary: "78", line: 1 },
+      { message: "#blob 2", line: 2 },
+      { message: 3, line: 3 },
+    ]);
+    const events = new Decoder({ binary: true }).feed("#blob 1\nx#1\n");
+    assert.deepStrictEqual(flat(events, true)[1], { error: "DECODE_ERROR", line: 2, column: 1, reason: "unexpected character '#'" });
+    // a bad header as the last line of a chunk that is not UTF-8
+    assert.deepStrictEqual(flat(new Decoder({ binary: true }).feed(Uint8Array.of(0xff, ...bytes("\n#blob \n"))), true), [
+      { error: "DECODE_ERROR", line: 1, column: 1, reason: "invalid UTF-8 (byte 0xff)" },
+      { error: "DECODE_ERROR", line: 2, column: 1, reason: "invalid binary frame header" },
+    ]);
+  });
+
+  test("the newline right after a frame ends a line, also as the chunk's last one", () => {
+    const decoder = new Decoder({ binary: true });
+    assert.deepStrictEqual(flat(decoder.feed("#blob 1\nx\n5")), [{ binary: "78", line: 1 }]);
+    assert.deepStrictEqual(flat(decoder.feed("\n")), [{ message: 5, line: 3 }]);
+    assert.equal(decoder.line, 3);
+  });
 });
 
 /** @param {string} text */
