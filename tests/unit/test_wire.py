@@ -196,10 +196,17 @@ def test_feed_after_eof_is_a_usage_error(wire: ModuleType) -> None:
     decoder = wire.Decoder()
     assert decoder.feed_eof() == []
     assert decoder.feed_eof() == []
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^feed\(\) after feed_eof\(\)$"):
         decoder.feed(b"1\n")
     with pytest.raises(ValueError):
         wire.Decoder(max_line=0)
+
+
+def test_a_decoder_takes_any_bytes_like_chunk(wire: ModuleType) -> None:
+    for kind in (bytes, bytearray, memoryview):
+        decoder = wire.Decoder()
+        events = decoder.feed(kind(b"1\n")) + decoder.feed(kind(b'[2,\n"x"]\n3')) + decoder.feed(kind(b"\n"))
+        assert flat(events) == flat(wire.Decoder().feed(b'1\n[2,\n"x"]\n3\n')), kind
 
 
 def test_truncated_events_carry_the_excerpt(wire: ModuleType) -> None:
@@ -706,6 +713,7 @@ def test_the_json_backends_encoder_is_compact_utf8_in_order_and_checks_cycles() 
     w = bothways.wire
     markers: dict[int, Any] = {}
     encode = w._new_c_encoder(markers, False)
+    assert isinstance(encode, json.encoder.c_make_encoder)  # type: ignore[attr-defined] # json's C one
     value = {"b": [1, 2.5, "é\n", None, True], "a": {}}
     assert "".join(encode(value, 0)) == '{"b":[1,2.5,"é\\n",null,true],"a":{}}'
     assert "".join(encode([datetime.date(2024, 1, 2), Unit.CELSIUS], 0)) == '["2024-01-02","C"]'
@@ -863,6 +871,10 @@ def test_the_excerpt_of_an_over_long_line_marks_the_cut_whatever_its_characters(
             events = [event for chunk in chunks for event in decoder.feed(chunk)]
             assert len(events) == 1 and isinstance(events[0].error, FrameTooLarge), events
             assert events[0].error.excerpt.endswith("…"), (data[:8], chunks, events[0].error.excerpt)
+    # 40 of them in 160 bytes, and no more: nothing cut
+    decoder = codec(backend).Decoder(max_line=64)
+    (event,) = decoder.feed(("😀" * 40 + "\n").encode())
+    assert event.error.excerpt == "😀" * 40
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
