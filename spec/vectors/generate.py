@@ -197,6 +197,7 @@ def values() -> list[dict[str, Any]]:
         ("trailing comma in object", '{"a":1,}', 7, "trailing comma before '}'"),
         ("single quotes", "{'a':1}", 2, "expected a string key"),
         ("leading zero", "01", 2, after),
+        ("leading zero in an array", "[01]", 3, "expected ',' or ']'"),
         ("leading plus", "+1", 1, value_expected.format("'+'")),
         ("comment", "// c\n1", 1, value_expected.format("'/'")),
         ("trailing garbage", "[1] x", 5, after),

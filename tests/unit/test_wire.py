@@ -744,6 +744,18 @@ def test_the_json_backends_scanners_read_one_value_and_refuse_nan() -> None:
         careful("1e400", 0)
 
 
+def test_the_json_backend_keeps_integers_exact_where_orjson_does() -> None:
+    read = bothways.wire._orjson_int
+    for text, number in (
+        ("-1000000000000000000", -(10**18)),
+        ("-9223372036854775808", -(2**63)),
+        ("18446744073709551615", 2**64 - 1),
+    ):
+        assert (type(read(text)), read(text)) == (int, number), text
+    for text in ("-9223372036854775809", "18446744073709551616", "123456789012345678901"):
+        assert (type(read(text)), read(text)) == (float, float(text)), text
+
+
 def test_the_encoders_hook_writes_numpy_values_and_names_what_it_cannot() -> None:
     w = bothways.wire
     assert w._default(np.arange(6)[::2]) == [0, 2, 4]
@@ -886,3 +898,6 @@ def test_a_decoder_takes_no_frames_and_one_byte_lines_at_least_by_default(backen
     assert flat(codec(backend).Decoder(max_line=1).feed(b"1\n")) == flat(
         codec(backend).Decoder().feed(b"1\n")
     )
+    # a line of exactly max_line bytes is within it, on the line-by-line path too
+    events = codec(backend).Decoder(max_line=3).feed(b"123\nx\n")
+    assert [type(e).__name__ for e in events] == ["Messages", "Malformed"] and events[0].values == [123]
