@@ -3,9 +3,11 @@ Chromium for the browser tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,12 +21,28 @@ SPEC = ROOT / "spec" / "vectors"
 FIXTURES = ROOT / "tests" / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-# make mutation's second Python run (scripts/mutation): bothways.wire itself on the json backend,
-# as on a plain python3, so that its standard-library code is what mutmut mutates and the tests run
-# (otherwise the tests reach that code only through tests/vectors.py's twin module, which mutmut
-# does not see). Set before anything imports bothways.
-if os.environ.get("BOTHWAYS_HIDE_ORJSON") == "1":
+
+@contextlib.contextmanager
+def orjson_hidden() -> Iterator[None]:
+    """While inside, ``import orjson`` raises ImportError, as on a plain python3."""
+    saved = sys.modules.get("orjson")
     sys.modules["orjson"] = None  # type: ignore[assignment] # None: "import orjson" raises
+    try:
+        yield
+    finally:
+        if saved is None:
+            del sys.modules["orjson"]
+        else:
+            sys.modules["orjson"] = saved
+
+
+# make mutation's second Python run (scripts/mutation): bothways.wire itself is imported on the
+# json backend, so that its standard-library code is what mutmut mutates and the tests run (else
+# the tests reach that code only through tests/vectors.py's twin module, which mutmut does not
+# see); the orjson backend is then the twin, the unmutated reference the tests compare with.
+if os.environ.get("BOTHWAYS_HIDE_ORJSON") == "1":
+    with orjson_hidden():
+        import bothways.wire  # noqa: F401
 
 # Every timeout in the tests is a multiple of UNIT seconds; slow machines raise the factor.
 UNIT = float(os.environ.get("BOTHWAYS_TEST_TIMEOUT_FACTOR", "1"))

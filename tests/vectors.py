@@ -4,6 +4,7 @@ codec module for each backend of bothways.wire."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import importlib.util
 import json
@@ -16,47 +17,42 @@ import pytest
 
 import bothways.wire
 
-from .conftest import SPEC
+from .conftest import SPEC, orjson_hidden
 
 BACKENDS = ["orjson", "json"]
 
 
 def codec(backend: str) -> ModuleType:
-    """bothways.wire with ``backend``: the module itself when it is the active one, else (for
-    "json") a twin loaded from the same file with orjson hidden, as on a plain python3."""
+    """bothways.wire with ``backend``: the module itself when it is the active one, else a twin
+    loaded from the same file under another name: "json" with orjson hidden, as on a plain
+    python3, or "orjson" where bothways.wire was imported without it (BOTHWAYS_HIDE_ORJSON)."""
     if backend == bothways.wire.BACKEND:
         return bothways.wire
-    if backend != "json":
-        pytest.skip(f"{backend} is not installed")
-    return _stdlib_twin()
+    if backend == "orjson" and importlib.util.find_spec("orjson") is None:
+        pytest.skip("orjson is not installed")
+    return _twin(backend)
 
 
 def codecs() -> list[ModuleType]:
-    """Every backend this interpreter can run, the active one first: bothways.wire, and the json
-    twin when orjson is the active backend."""
-    return [codec(backend) for backend in BACKENDS if backend in (bothways.wire.BACKEND, "json")]
+    """Every backend this interpreter can run, the active one (bothways.wire) first."""
+    others = [b for b in BACKENDS if b != bothways.wire.BACKEND]
+    if importlib.util.find_spec("orjson") is None:
+        others.remove("orjson")
+    return [bothways.wire] + [codec(backend) for backend in others]
 
 
 @functools.cache
-def _stdlib_twin() -> ModuleType:
-    """Imports src/bothways/wire.py a second time, as ``bothways._wire_stdlib``, with
-    ``sys.modules["orjson"] = None`` (so ``import orjson`` raises ImportError) while it runs.
-    Its event classes are its own; bothways.errors is shared."""
-    name = "bothways._wire_stdlib"
+def _twin(backend: str) -> ModuleType:
+    """Imports src/bothways/wire.py a second time, as ``bothways._wire_<backend>`` (orjson hidden
+    while it runs for "json"). Its event classes are its own; bothways.errors is shared."""
+    name = f"bothways._wire_{backend}"
     spec = importlib.util.spec_from_file_location(name, bothways.wire.__file__)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    saved = sys.modules.get("orjson")
-    sys.modules["orjson"] = None  # type: ignore[assignment] # None: "import orjson" raises
     sys.modules[name] = module
-    try:
+    with orjson_hidden() if backend == "json" else contextlib.nullcontext():
         spec.loader.exec_module(module)
-    finally:
-        if saved is None:
-            del sys.modules["orjson"]
-        else:
-            sys.modules["orjson"] = saved
-    assert module.BACKEND == "json"
+    assert module.BACKEND == backend
     return module
 
 
