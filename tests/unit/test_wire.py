@@ -419,6 +419,42 @@ def _tz(**offset: int) -> datetime.timezone:
     return datetime.timezone(datetime.timedelta(**offset))
 
 
+class _PytzLike(datetime.tzinfo):
+    """A tzinfo with pytz's normalize() (orjson calls it; this one moves to +02:00)."""
+
+    def utcoffset(self, dt: datetime.datetime | None) -> datetime.timedelta:
+        return datetime.timedelta(hours=1)
+
+    def dst(self, dt: datetime.datetime | None) -> None:
+        return None
+
+    def tzname(self, dt: datetime.datetime | None) -> str:
+        return "X"
+
+    def normalize(self, dt: datetime.datetime) -> datetime.datetime:
+        return dt.replace(tzinfo=_tz(hours=2))
+
+
+class _PendulumLike(_PytzLike):
+    """normalize() and convert(): orjson leaves such a tzinfo's normalize alone."""
+
+    def convert(self, dt: datetime.datetime) -> datetime.datetime:
+        return dt
+
+
+class _NoOffset(datetime.tzinfo):
+    """Aware in name only: utcoffset() is None (orjson writes +00:00)."""
+
+    def utcoffset(self, dt: datetime.datetime | None) -> None:
+        return None
+
+    def dst(self, dt: datetime.datetime | None) -> None:
+        return None
+
+    def tzname(self, dt: datetime.datetime | None) -> None:
+        return None
+
+
 def _cycle() -> Any:
     loop: dict[str, Any] = {"a": []}
     loop["a"].append(loop)
@@ -455,6 +491,10 @@ ODD_VALUES: list[Any] = [
         for o in ({"seconds": 45}, {"seconds": -30}, {"seconds": 29})
     ],
     [datetime.datetime(2020, 1, 2, tzinfo=_tz(hours=5, minutes=59, seconds=30))],
+    [
+        datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=tz)
+        for tz in (_PytzLike(), _PendulumLike(), _NoOffset(), _tz(seconds=-29), _tz(seconds=1))
+    ],
     [datetime.datetime(2020, 11, 1, 1, 30, fold=1, tzinfo=zoneinfo.ZoneInfo("America/New_York"))],
     [datetime.date(12, 1, 2), datetime.time(1, 2, 3), datetime.time(1, 2, 3, 400)],
     datetime.time(1, 2, tzinfo=datetime.timezone.utc),
@@ -502,6 +542,10 @@ def test_both_backends_write_odd_values_alike(
             b'"2020-01-02T00:00:00+05:31"',
         ),
         (datetime.datetime(2020, 1, 2, tzinfo=_tz(seconds=-30)), b'"2020-01-02T00:00:00-00:01"'),
+        (
+            [datetime.datetime(2020, 1, 2, tzinfo=tz) for tz in (_PytzLike(), _NoOffset(), _tz(seconds=-29))],
+            b'["2020-01-02T00:00:00+02:00","2020-01-02T00:00:00+00:00","2020-01-02T00:00:00-00:00"]',
+        ),
         (WithExtras(1, init=7), b'{"a":1,"extra":7}'),
         (Slotted(1), b'{"a":1}'),
         ([Celsius(1.5), Point(1, 2), Small.TWO, Odd.PAIR], b"[1.5,[1,2],2,[1,2.5]]"),
