@@ -478,6 +478,9 @@ ODD_VALUES: list[Any] = [
     {1.5: "x"},
     {float("nan"): "x"},
     {True: "x"},
+    {False: "x"},
+    {float("inf"): "x"},
+    {-float("inf"): "x"},
     {None: "x"},
     {(1,): "x"},
     {"k\ud800": 1},
@@ -946,3 +949,25 @@ def test_a_decoder_takes_no_frames_and_one_byte_lines_at_least_by_default(backen
     # a line of exactly max_line bytes is within it, on the line-by-line path too
     events = codec(backend).Decoder(max_line=3).feed(b"123\nx\n")
     assert [type(e).__name__ for e in events] == ["Messages", "Malformed"] and events[0].values == [123]
+
+
+def test_nesting_is_counted_whatever_the_containers_hold(wire: ModuleType) -> None:
+    """1,024 levels pass and 1,025 do not, both ways, with values and brackets in strings at
+    every level (the json backend counts the levels in the text)."""
+    for opening, closing in (('[0,"s]",', "]"), ('{"k":"s}","v":', "}")):
+        for levels in (1024, 1025):
+            text = opening * levels + "1" + closing * levels
+            if levels == 1024:
+                value = wire.decode(text)
+                assert wire.encode(value) == text.encode() + b"\n"
+                continue
+            with pytest.raises(DecodeError, match="nesting deeper than 1024"):
+                wire.decode(text)
+            with pytest.raises(EncodeError, match="nesting deeper than 1024"):
+                wire.encode(json.loads(text))
+
+
+def test_big_ints_leave_the_problem_to_what_follows(wire: ModuleType) -> None:
+    with pytest.raises(EncodeError) as info:
+        wire.encode([2**60, object()], big_ints=True)
+    assert (info.value.path, str(info.value)) == ("$[1]", "$[1]: object is not JSON serializable")
