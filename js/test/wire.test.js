@@ -1220,6 +1220,29 @@ describe("mutation testing's finds (docs/mutation.md)", () => {
     assert.deepStrictEqual(flat(decoder.feed("\n")), [{ message: 5, line: 3 }]);
     assert.equal(decoder.line, 3);
   });
+
+  test("an error JSON.stringify throws but the walk does not meet (a toJSON failing once) is rethrown as is", () => {
+    let calls = 0;
+    const value = {
+      toJSON() {
+        if (calls++ === 0) throw new RangeError("only the first time");
+        return 1;
+      },
+    };
+    assert.throws(() => encode(value), (error) => error instanceof RangeError && error.message === "only the first time");
+  });
+
+  test("a value whose toJSON gives undefined only to JSON.stringify is still not sent", () => {
+    let calls = 0;
+    const value = { toJSON: () => (calls++ === 0 ? undefined : 1) };
+    assert.throws(() => encode(value), (error) => error instanceof EncodeError && error.reason === "value is not JSON serializable");
+  });
+
+  test("undefined members among many containers do not trouble the depth check", () => {
+    const many = Array.from({ length: 1100 }, () => []);
+    assert.equal(encode([undefined, ...many]), `[null,${JSON.stringify(many).slice(1)}\n`);
+    assert.equal(encode({ a: undefined, b: many }), `{"b":${JSON.stringify(many)}}\n`);
+  });
 });
 
 /** @param {string} text */

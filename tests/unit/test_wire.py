@@ -971,3 +971,29 @@ def test_big_ints_leave_the_problem_to_what_follows(wire: ModuleType) -> None:
     with pytest.raises(EncodeError) as info:
         wire.encode([2**60, object()], big_ints=True)
     assert (info.value.path, str(info.value)) == ("$[1]", "$[1]: object is not JSON serializable")
+
+
+def test_texts_deeper_than_the_recursion_limit_are_read_alike(wire: ModuleType) -> None:
+    """At Python's default recursion limit, json's scanner gives up on deep texts and the json
+    backend reads them token by token (_read_strict): the same values as at a high limit."""
+    inner = (
+        '{"a": [1, 2.5, -3e2, 4E-1, 0, "x\\"y\\u00e9\\ud83d\\ude00", true, false, null, {"b": {}}, []],'
+        ' "c": 18446744073709551616, "": -0.0}'
+    )
+    text = "[" * 1020 + inner + "]" * 1020  # (4 levels more inside: 1,024 in all)
+    expected = wire.decode(text)  # (at the tests' limit: conftest raises it)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        got = wire.decode(text)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert same(got, expected)
+    for _ in range(1020):
+        got = got[0]
+    assert same(got, wire.decode(inner)) and got["c"] == 2.0**64
+
+
+def test_decode_takes_any_bytes_like_text(wire: ModuleType) -> None:
+    for kind in (bytes, bytearray, memoryview):
+        assert wire.decode(kind(b'{"a": [1]}')) == {"a": [1]}, kind
