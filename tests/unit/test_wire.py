@@ -997,3 +997,12 @@ def test_texts_deeper_than_the_recursion_limit_are_read_alike(wire: ModuleType) 
 def test_decode_takes_any_bytes_like_text(wire: ModuleType) -> None:
     for kind in (bytes, bytearray, memoryview):
         assert wire.decode(kind(b'{"a": [1]}')) == {"a": [1]}, kind
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_frame_header_starts_a_frame_the_decoder_reads(backend: str) -> None:
+    wire = codec(backend)
+    assert wire.frame_header(3) == b"#blob 3\n"
+    events = wire.Decoder(binary=True).feed(wire.frame_header(3) + b"abc" + wire.frame_header(0) + b"1\n")
+    assert [(type(e).__name__, e.line) for e in events] == [("Binary", 1), ("Binary", 2), ("Messages", 3)]
+    assert (events[0].data, events[1].data) == (b"abc", b"")
