@@ -965,6 +965,17 @@ def test_nesting_is_counted_whatever_the_containers_hold(wire: ModuleType) -> No
                 wire.decode(text)
             with pytest.raises(EncodeError, match="nesting deeper than 1024"):
                 wire.encode(json.loads(text))
+    # the deepest branch after a deep sibling: 1 + 1,023 passes, 1 + 1,024 does not
+    sibling = "[" * 40 + "]" * 40
+    for levels, ok in ((1023, True), (1024, False)):
+        text = "[" + sibling + "," + "[" * levels + "]" * levels + "]"
+        if ok:
+            assert wire.encode(wire.decode(text)) == text.encode() + b"\n"
+            continue
+        with pytest.raises(DecodeError, match="nesting deeper than 1024"):
+            wire.decode(text)
+        with pytest.raises(EncodeError, match="nesting deeper than 1024"):
+            wire.encode(json.loads(text))
 
 
 def test_big_ints_leave_the_problem_to_what_follows(wire: ModuleType) -> None:
