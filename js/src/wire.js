@@ -171,17 +171,13 @@ function mayBeTooDeep(value, depth) {
   if (Array.isArray(value)) {
     for (let index = 0; index < value.length; index++) {
       const child = value[index];
-      if (child !== null && typeof child !== "string" && typeof child !== "number" && mayBeTooDeep(child, depth + 1)) {
-        return true;
-      }
+      if (mayBeTooDeep(child, depth + 1)) return true;
     }
     return false;
   }
   for (const key in value) {
     const child = /** @type {Record<string, unknown>} */ (value)[key];
-    if (child !== null && typeof child !== "string" && typeof child !== "number" && mayBeTooDeep(child, depth + 1)) {
-      return true;
-    }
+    if (mayBeTooDeep(child, depth + 1)) return true;
   }
   return false;
 }
